@@ -1,0 +1,34 @@
+# Every target sets itself up: a fresh machine needs only python3.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test bench lint proto soak clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/paramstore serve --address 127.0.0.1:50051 --data-dir ./paramstore-data
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+soak: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) bench/engine.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto --grpc_python_out=proto proto/paramstore/proto/v1/paramstore.proto
+
+clean:
+	rm -rf $(VENV) build *.egg-info

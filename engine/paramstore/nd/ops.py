@@ -1,0 +1,424 @@
+"""Operators with their gradients, each written once: forward on NumPy, backward beside it.
+
+Every function takes NDArrays (or Python scalars where it makes sense), returns a new NDArray, and
+records itself on the tape when autograd is recording. A backward function receives the output
+gradient and `needs` (which inputs want a gradient) and returns one gradient per input.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+
+from paramstore._tape import STATE
+from paramstore._tape import record as _record
+from paramstore.nd.ndarray import NDArray
+
+_wrap = NDArray._wrap
+
+
+def _as_array(value: Any, like: np.ndarray | None = None) -> NDArray:
+    if isinstance(value, NDArray):
+        return value
+    dtype = like.dtype if like is not None else np.float32
+    return _wrap(np.asarray(value, dtype=dtype))
+
+
+def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a broadcast gradient back down to an input's shape."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad
+
+
+# ---- elementwise binary, with broadcasting ----------------------------------------------------
+def _binary(name: str, forward: Any, grads: Any) -> Any:
+    def op(lhs: Any, rhs: Any) -> NDArray:
+        a = _as_array(lhs, rhs._data if isinstance(rhs, NDArray) else None)
+        b = _as_array(rhs, a._data)
+        x, y = a._data, b._data
+        out = _wrap(forward(x, y))
+        if not STATE.recording:
+            return out
+
+        def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple[Any, Any]:
+            gx, gy = grads(g, x, y, out._data, needs)
+            return (
+                _unbroadcast(gx, x.shape) if gx is not None else None,
+                _unbroadcast(gy, y.shape) if gy is not None else None,
+            )
+
+        return _record(name, out, (a, b), backward)
+
+    op.__name__ = name
+    op.__doc__ = f"Elementwise {name} with broadcasting."
+    return op
+
+
+add = _binary("add", np.add, lambda g, x, y, o, n: (g, g))
+subtract = _binary("subtract", np.subtract, lambda g, x, y, o, n: (g, -g))
+multiply = _binary(
+    "multiply", np.multiply, lambda g, x, y, o, n: (g * y if n[0] else None, g * x if n[1] else None)
+)
+divide = _binary(
+    "divide",
+    np.true_divide,
+    lambda g, x, y, o, n: (g / y if n[0] else None, -g * o / y if n[1] else None),
+)
+power = _binary(
+    "power",
+    np.power,
+    lambda g, x, y, o, n: (
+        g * y * np.power(x, y - 1) if n[0] else None,
+        g * o * np.log(np.where(x > 0, x, 1)) if n[1] else None,
+    ),
+)
+maximum = _binary(
+    "maximum", np.maximum, lambda g, x, y, o, n: (g * (x >= y), g * (x < y))
+)
+minimum = _binary(
+    "minimum", np.minimum, lambda g, x, y, o, n: (g * (x <= y), g * (x > y))
+)
+broadcast_add, broadcast_sub, broadcast_mul, broadcast_div = add, subtract, multiply, divide
+elemwise_add, elemwise_sub, elemwise_mul, elemwise_div = add, subtract, multiply, divide
+
+
+# ---- elementwise unary ------------------------------------------------------------------------
+def _unary(name: str, forward: Any, grad: Any) -> Any:
+    def op(data: NDArray) -> NDArray:
+        x = data._data
+        out = _wrap(forward(x))
+        if not STATE.recording:
+            return out
+        return _record(name, out, (data,), lambda g, needs: (grad(g, x, out._data),))
+
+    op.__name__ = name
+    op.__doc__ = f"Elementwise {name}."
+    return op
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softrelu(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0, x).astype(x.dtype, copy=False)
+
+
+negative = _unary("negative", np.negative, lambda g, x, o: -g)
+abs = _unary("abs", np.abs, lambda g, x, o: g * np.sign(x))
+exp = _unary("exp", np.exp, lambda g, x, o: g * o)
+log = _unary("log", np.log, lambda g, x, o: g / x)
+sqrt = _unary("sqrt", np.sqrt, lambda g, x, o: g / (2 * o))
+square = _unary("square", np.square, lambda g, x, o: 2 * g * x)
+relu = _unary("relu", lambda x: np.maximum(x, 0), lambda g, x, o: g * (x > 0))
+sigmoid = _unary("sigmoid", _sigmoid, lambda g, x, o: g * o * (1 - o))
+tanh = _unary("tanh", np.tanh, lambda g, x, o: g * (1 - o * o))
+softrelu = _unary("softrelu", _softrelu, lambda g, x, o: g * _sigmoid(x))
+sign = _unary("sign", np.sign, lambda g, x, o: np.zeros_like(g))
+
+_ACTIVATIONS = {"relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softrelu": softrelu}
+
+
+def Activation(data: NDArray, act_type: str) -> NDArray:
+    """Apply the activation named `act_type` (relu, sigmoid, tanh, softrelu)."""
+    try:
+        return _ACTIVATIONS[act_type](data)
+    except KeyError:
+        raise ValueError(
+            f"unknown act_type {act_type!r}; choose one of {sorted(_ACTIVATIONS)}"
+        ) from None
+
+
+def clip(data: NDArray, a_min: float, a_max: float) -> NDArray:
+    x = data._data
+    out = _wrap(np.clip(x, a_min, a_max))
+    return _record("clip", out, (data,), lambda g, n: (g * ((x >= a_min) & (x <= a_max)),))
+
+
+# ---- reductions -------------------------------------------------------------------------------
+def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None or axis == ():
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    return tuple(a % ndim for a in axis)
+
+
+def _reduced(value: np.ndarray, axis: Any) -> np.ndarray:
+    # Reducing everything gives shape (1,), never a 0-d array.
+    return value.reshape(1) if value.ndim == 0 else value
+
+
+def _expand(g: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
+    kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return np.broadcast_to(g.reshape(kept), shape)
+
+
+def sum(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
+    x = data._data
+    axes = _axes(axis, x.ndim)
+    out = _wrap(_reduced(np.sum(x, axis=axes, keepdims=keepdims), axis))
+    return _record("sum", out, (data,), lambda g, n: (_expand(g, x.shape, axes).copy(),))
+
+
+def mean(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
+    x = data._data
+    axes = _axes(axis, x.ndim)
+    count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    out = _wrap(_reduced(np.mean(x, axis=axes, keepdims=keepdims), axis))
+    return _record("mean", out, (data,), lambda g, n: (_expand(g / count, x.shape, axes).copy(),))
+
+
+def _extreme(name: str, reduce: Any) -> Any:
+    def op(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
+        x = data._data
+        axes = _axes(axis, x.ndim)
+        value = reduce(x, axis=axes, keepdims=True)
+        out = _wrap(_reduced(value if keepdims else value.reshape(
+            tuple(d for i, d in enumerate(x.shape) if i not in axes)), axis))
+
+        def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple[np.ndarray]:
+            hit = x == value
+            return (_expand(g, x.shape, axes) * hit / hit.sum(axis=axes, keepdims=True),)
+
+        return _record(name, out, (data,), backward)
+
+    op.__name__ = name
+    return op
+
+
+max = _extreme("max", np.max)
+min = _extreme("min", np.min)
+
+
+def norm(data: NDArray, ord: int = 2, axis: Any = None, keepdims: bool = False) -> NDArray:
+    """The L2 norm (of everything by default)."""
+    if ord != 2:
+        raise ValueError(f"only ord=2 is supported, got {ord}")
+    return sqrt(sum(square(data), axis=axis, keepdims=keepdims))
+
+
+def argmax(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
+    """Indices of the maxima, as floats (Gluon's convention); not differentiable."""
+    x = data._data
+    index = np.argmax(x, axis=axis, keepdims=keepdims) if axis is not None else np.argmax(x)
+    return _wrap(np.asarray(index, dtype=x.dtype).reshape(-1) if axis is None else
+                 index.astype(x.dtype))
+
+
+# ---- shape ------------------------------------------------------------------------------------
+def _target_shape(shape: tuple[int, ...], spec: Any) -> tuple[int, ...]:
+    spec = (spec,) if isinstance(spec, int) else tuple(spec)
+    # 0 copies the input's dimension at that position; -1 is inferred.
+    return tuple(shape[i] if d == 0 else d for i, d in enumerate(spec))
+
+
+def reshape(data: NDArray, shape: Any) -> NDArray:
+    x = data._data
+    out = _wrap(x.reshape(_target_shape(x.shape, shape)))
+    return _record("reshape", out, (data,), lambda g, n: (g.reshape(x.shape),))
+
+
+def flatten(data: NDArray) -> NDArray:
+    """Collapse every axis after the first: (N, a, b) -> (N, a*b)."""
+    return reshape(data, (data.shape[0], -1))
+
+
+Flatten = flatten
+
+
+def transpose(data: NDArray, axes: Any = None) -> NDArray:
+    x = data._data
+    perm = tuple(axes) if axes else tuple(reversed(range(x.ndim)))
+    inverse = tuple(np.argsort(perm))
+    out = _wrap(x.transpose(perm))
+    return _record("transpose", out, (data,), lambda g, n: (g.transpose(inverse),))
+
+
+def expand_dims(data: NDArray, axis: int) -> NDArray:
+    x = data._data
+    out = _wrap(np.expand_dims(x, axis))
+    return _record("expand_dims", out, (data,), lambda g, n: (g.reshape(x.shape),))
+
+
+def broadcast_to(data: NDArray, shape: Any) -> NDArray:
+    x = data._data
+    out = _wrap(np.broadcast_to(x, _target_shape(x.shape, shape)).copy())
+    return _record("broadcast_to", out, (data,), lambda g, n: (_unbroadcast(g, x.shape),))
+
+
+def concat(*data: NDArray, dim: int = 1) -> NDArray:
+    arrays = [a._data for a in data]
+    out = _wrap(np.concatenate(arrays, axis=dim))
+    bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1]
+    return _record("concat", out, data, lambda g, n: tuple(np.split(g, bounds, axis=dim)))
+
+
+def stack(*data: NDArray, axis: int = 0) -> NDArray:
+    out = _wrap(np.stack([a._data for a in data], axis=axis))
+    count = len(data)
+    return _record(
+        "stack",
+        out,
+        data,
+        lambda g, n: tuple(np.squeeze(part, axis) for part in np.split(g, count, axis=axis)),
+    )
+
+
+# ---- linear algebra ---------------------------------------------------------------------------
+def dot(lhs: NDArray, rhs: NDArray, transpose_a: bool = False, transpose_b: bool = False) -> NDArray:
+    """Matrix product (of 1-D or 2-D arrays), optionally of transposed operands."""
+    a, b = lhs._data, rhs._data
+    x = a.T if transpose_a else a
+    y = b.T if transpose_b else b
+    out = _wrap(np.dot(x, y))
+    if not STATE.recording:
+        return out
+
+    def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple[Any, Any]:
+        g2 = g.reshape(x.shape[0] if x.ndim > 1 else 1, -1)
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)
+        y2 = y.reshape(y.shape[0], -1)
+        gx = (g2 @ y2.T).reshape(x.shape) if needs[0] else None
+        gy = (x2.T @ g2).reshape(y.shape) if needs[1] else None
+        return (
+            None if gx is None else (gx.T if transpose_a else gx),
+            None if gy is None else (gy.T if transpose_b else gy),
+        )
+
+    return _record("dot", out, (lhs, rhs), backward)
+
+
+def FullyConnected(
+    data: NDArray,
+    weight: NDArray,
+    bias: NDArray | None = None,
+    num_hidden: int | None = None,
+    no_bias: bool = False,
+    flatten: bool = True,
+) -> NDArray:
+    """`y = x W^T + b`, with `W` of shape (units, in_units); `flatten` folds trailing axes of x."""
+    x_full, w = data._data, weight._data
+    x = x_full.reshape(x_full.shape[0], -1) if flatten else x_full
+    y = np.dot(x, w.T)
+    if bias is not None and not no_bias:
+        y += bias._data
+        inputs: tuple = (data, weight, bias)
+    else:
+        inputs = (data, weight)
+    out = _wrap(y)
+    if not STATE.recording:
+        return out
+
+    def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = np.dot(g2, w).reshape(x_full.shape) if needs[0] else None
+        gw = np.dot(g2.T, x.reshape(-1, x.shape[-1])) if needs[1] else None
+        if len(needs) == 2:
+            return gx, gw
+        return gx, gw, (g2.sum(axis=0) if needs[2] else None)
+
+    return _record("FullyConnected", out, inputs, backward)
+
+
+# ---- classification helpers -------------------------------------------------------------------
+def softmax(data: NDArray, axis: int = -1) -> NDArray:
+    x = data._data
+    shifted = np.exp(x - x.max(axis=axis, keepdims=True))
+    o = shifted / shifted.sum(axis=axis, keepdims=True)
+    out = _wrap(o)
+    return _record(
+        "softmax", out, (data,), lambda g, n: (o * (g - (g * o).sum(axis=axis, keepdims=True)),)
+    )
+
+
+def log_softmax(data: NDArray, axis: int = -1) -> NDArray:
+    x = data._data
+    shifted = x - x.max(axis=axis, keepdims=True)
+    o = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    out = _wrap(o)
+    return _record(
+        "log_softmax",
+        out,
+        (data,),
+        lambda g, n: (g - np.exp(o) * g.sum(axis=axis, keepdims=True),),
+    )
+
+
+def pick(
+    data: NDArray, index: NDArray, axis: int = -1, mode: str = "clip", keepdims: bool = False
+) -> NDArray:
+    """Pick one element along `axis` per position: `data[i, index[i]]` for 2-D data."""
+    x = data._data
+    axis = axis % x.ndim
+    raw = np.asarray(index._data if isinstance(index, NDArray) else index)
+    positions = raw.astype(np.int64)  # float labels truncate toward zero
+    size = x.shape[axis]
+    positions = np.clip(positions, 0, size - 1) if mode == "clip" else np.mod(positions, size)
+    positions = np.expand_dims(positions.reshape(x.shape[:axis] + x.shape[axis + 1 :]), axis)
+    picked = np.take_along_axis(x, positions, axis=axis)
+    out = _wrap(picked if keepdims else np.squeeze(picked, axis))
+
+    def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
+        full = np.zeros_like(x)
+        np.put_along_axis(full, positions, g.reshape(positions.shape), axis=axis)
+        return (full, None)
+
+    return _record("pick", out, (data, None), backward)
+
+
+def one_hot(
+    indices: NDArray, depth: int, on_value: float = 1.0, off_value: float = 0.0, dtype: Any = None
+) -> NDArray:
+    positions = np.asarray(indices._data).astype(np.int64)
+    result = np.full(positions.shape + (depth,), off_value, dtype=dtype or np.float32)
+    valid = (positions >= 0) & (positions < depth)
+    np.put_along_axis(
+        result, np.expand_dims(np.where(valid, positions, 0), -1),
+        np.expand_dims(np.where(valid, on_value, off_value), -1).astype(result.dtype), axis=-1,
+    )
+    return _wrap(result)
+
+
+def Dropout(data: NDArray, p: float = 0.5, axes: tuple[int, ...] = ()) -> NDArray:
+    """Zero elements with probability p and scale the rest by 1/(1-p), in training mode only."""
+    if not STATE.training or p <= 0:
+        return data
+    from paramstore.random import generator
+
+    x = data._data
+    mask_shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+    mask = (generator().random(mask_shape) >= p).astype(x.dtype) / np.float32(1 - p)
+    out = _wrap(x * mask)
+    return _record("Dropout", out, (data,), lambda g, n: (g * mask,))
+
+
+def Embedding(data: NDArray, weight: NDArray, input_dim: int = 0, output_dim: int = 0) -> NDArray:
+    """Rows of `weight` looked up by the (float or int) indices in `data`."""
+    positions = np.clip(data._data.astype(np.int64), 0, weight.shape[0] - 1)
+    w = weight._data
+    out = _wrap(w[positions])
+
+    def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
+        full = np.zeros_like(w)
+        np.add.at(full, positions, g)
+        return (None, full)
+
+    return _record("Embedding", out, (data, weight), backward)
+
+
+def where(condition: NDArray, x: NDArray, y: NDArray) -> NDArray:
+    mask = condition._data != 0
+    out = _wrap(np.where(mask, x._data, y._data))
+    return _record("where", out, (condition, x, y), lambda g, n: (None, g * mask, g * ~mask))
+
+
