@@ -1,4 +1,4 @@
-"""paramstore: hierarchical neural-network parameters, from a Gluon 1.x engine to a checkpoint service.
+"""paramstore: neural-network parameters, from a Gluon 1.x engine to a checkpoint service.
 
 `from paramstore import nd, autograd, init, gluon` gives the embedded NumPy engine;
 `paramstore.server` and `paramstore.client` give the gRPC service and its SDK.
@@ -15,7 +15,9 @@ __all__ = ["Context", "EngineError", "cpu", "current_context", "gpu"]
 
 # Submodules load on first use, so `import paramstore as ps; ps.gluon.nn.Dense` works while
 # `from paramstore.client import connect` does not pay for the engine's imports.
-_SUBMODULES = {"nd", "autograd", "init", "initializer", "gluon", "random", "optimizer", "checkpoint"}
+_SUBMODULES = {
+    "nd", "autograd", "init", "initializer", "gluon", "random", "optimizer", "checkpoint", "kvstore"
+}
 
 
 def __getattr__(name: str) -> Any:

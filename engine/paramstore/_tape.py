@@ -9,6 +9,8 @@ is off by default and costs nothing then: ops only look at `STATE.recording`.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,65 +38,94 @@ STATE = _State()
 
 
 class Node:
-    __slots__ = ("op", "inputs", "needs", "backward", "shape", "grad", "grad_req", "fresh")
+    """An op's place on the tape: its inputs' nodes and how to send its gradient back."""
+
+    __slots__ = ("op", "inputs", "needs", "backward", "shape", "seq")
 
     def __init__(
         self,
         op: str,
         inputs: tuple[Node | None, ...],
+        needs: tuple[bool, ...],
         backward: Backward | None,
         shape: tuple[int, ...],
     ) -> None:
         self.op = op
         self.inputs = inputs
-        self.needs = tuple(node is not None for node in inputs)
+        self.needs = needs
         self.backward = backward
         self.shape = shape
-        self.grad: np.ndarray | None = None  # a leaf's gradient buffer
-        self.grad_req = "write"
-        self.fresh = False  # a leaf's buffer was written by a backward since the last step
+        self.seq = next(_sequence)  # creation order is a topological order of the graph
 
-    @classmethod
-    def leaf(cls, grad: np.ndarray, grad_req: str) -> Node:
-        node = cls("variable", (), None, grad.shape)
-        node.grad = grad
-        node.grad_req = grad_req
-        return node
+    @staticmethod
+    def leaf(grad: np.ndarray, grad_req: str) -> Leaf:
+        return Leaf(grad, grad_req)
+
+
+class Leaf(Node):
+    """A variable: an array marked for gradients, owning its gradient buffer."""
+
+    __slots__ = ("grad", "grad_req", "fresh")
+
+    def __init__(self, grad: np.ndarray, grad_req: str) -> None:
+        super().__init__("variable", (), (), None, grad.shape)
+        self.grad = grad
+        self.grad_req = grad_req
+        self.fresh = False  # written by a backward since the last optimizer step
+
+
+_sequence = itertools.count()
+_by_creation = operator.attrgetter("seq")
+_ONE = (True,)
+_BOTH, _FIRST, _SECOND = (True, True), (True, False), (False, True)
 
 
 def _freed(grad: np.ndarray, needs: tuple[bool, ...]) -> Sequence[Any]:
     raise EngineError(NOT_IN_GRAPH)
 
 
-def record(op: str, out: Any, inputs: tuple[Any, ...], backward: Backward) -> Any:
-    """Put `out` on the tape when recording and some input is on it; return `out`."""
-    if STATE.recording:
-        nodes = tuple(a._node if a is not None else None for a in inputs)
-        for node in nodes:
-            if node is not None:
-                out._node = Node(op, nodes, backward, out._data.shape)
-                break
+# Recording is on the hot path of every op, so one- and two-input ops have their own recorders.
+def record1(op: str, out: Any, x: Any, backward: Backward) -> Any:
+    """Put `out` (computed from `x`) on the tape when recording and `x` is on it."""
+    node = x._node
+    if node is not None and STATE.recording:
+        out._node = Node(op, (node,), _ONE, backward, out._data.shape)
     return out
 
 
-def _topological(heads: list[Node]) -> list[Node]:
-    """Nodes reachable from the heads, each after all of its inputs; iterative, never recursive."""
-    order: list[Node] = []
-    visited: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(h, False) for h in reversed(heads)]
+def record2(op: str, out: Any, a: Any, b: Any, backward: Backward) -> Any:
+    """Put `out` (computed from `a` and `b`) on the tape when recording and an input is on it."""
+    first, second = a._node, b._node
+    if (first is not None or second is not None) and STATE.recording:
+        needs = _BOTH if first is not None and second is not None else (
+            _FIRST if first is not None else _SECOND)
+        out._node = Node(op, (first, second), needs, backward, out._data.shape)
+    return out
+
+
+def record(op: str, out: Any, inputs: tuple[Any, ...], backward: Backward) -> Any:
+    """Put `out` on the tape when recording and some input (None: not an array) is on it."""
+    if STATE.recording:
+        nodes = tuple([None if a is None else a._node for a in inputs])
+        if nodes.count(None) != len(nodes):
+            needs = tuple([node is not None for node in nodes])
+            out._node = Node(op, nodes, needs, backward, out._data.shape)
+    return out
+
+
+def _ops_newest_first(heads: list[Node]) -> list[Node]:
+    """The op nodes reachable from the heads, newest first: each before all of its inputs."""
+    seen: set[Node] = set()
+    stack = [node for node in heads if node.backward is not None]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+        node = stack.pop()
+        if node in seen:
             continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
+        seen.add(node)
         for parent in node.inputs:
-            if parent is not None and id(parent) not in visited:
-                stack.append((parent, False))
-    return order
+            if parent is not None and parent.backward is not None and parent not in seen:
+                stack.append(parent)
+    return sorted(seen, key=_by_creation, reverse=True)
 
 
 def run_backward(
@@ -107,17 +138,12 @@ def run_backward(
     grads: dict[Node, np.ndarray] = {}
     for node, grad in zip(heads, head_grads):
         grads[node] = grads[node] + grad if node in grads else grad
-    leaves: dict[Node, np.ndarray] = {}
-    for node in reversed(_topological(heads)):
+    order = _ops_newest_first(heads)
+    for node in order:
         grad = grads.pop(node, None)
         if grad is None:
             continue
-        if node.backward is None:
-            leaves[node] = grad
-            continue
-        input_grads = node.backward(grad, node.needs)
-        if not retain_graph:
-            node.backward = _freed
+        input_grads = node.backward(grad, node.needs)  # type: ignore[misc]
         for parent, parent_grad in zip(node.inputs, input_grads):
             if parent is None or parent_grad is None:
                 continue
@@ -129,17 +155,16 @@ def run_backward(
             previous = grads.get(parent)
             grads[parent] = parent_grad if previous is None else previous + parent_grad
     if not retain_graph:
-        for node in heads:
-            if node.backward is not None:
-                node.backward = _freed
-    return leaves
+        for node in order:
+            node.backward = _freed
+    return grads  # what is left: the leaves' gradients
 
 
-def store_leaf_grads(leaves: dict[Node, np.ndarray]) -> None:
+def store_leaf_grads(leaves: dict[Leaf, np.ndarray]) -> None:
     """Write (grad_req 'write') or add ('add') each leaf's gradient into its buffer."""
     for node, grad in leaves.items():
         buffer = node.grad
-        if buffer is None or node.grad_req == "null":
+        if node.grad_req == "null":
             continue
         if node.grad_req == "add":
             buffer += grad

@@ -30,6 +30,7 @@ from paramstore.nd.ops import (
     broadcast_to,
     clip,
     concat,
+    dense,
     divide,
     dot,
     elemwise_add,
@@ -69,12 +70,12 @@ from paramstore.nd.ops import (
 )
 
 __all__ = [
-    "Activation", "Dropout", "Embedding", "Flatten", "FullyConnected", "NDArray", "abs", "add",
-    "arange", "argmax", "array", "broadcast_add", "broadcast_div", "broadcast_mul",
-    "broadcast_sub", "broadcast_to", "clip", "concat", "default_context", "divide", "dot",
-    "elemwise_add", "elemwise_div", "elemwise_mul", "elemwise_sub", "empty", "exp", "expand_dims",
-    "flatten", "full", "log", "log_softmax", "max", "maximum", "mean", "min", "minimum",
-    "multiply", "negative", "norm", "one_hot", "ones", "ones_like", "pick", "power", "random",
-    "relu", "reshape", "sigmoid", "sign", "softmax", "softrelu", "sqrt", "square", "stack",
-    "subtract", "sum", "tanh", "transpose", "waitall", "where", "zeros", "zeros_like",
+    "abs", "Activation", "add", "arange", "argmax", "array", "broadcast_add", "broadcast_div",
+    "broadcast_mul", "broadcast_sub", "broadcast_to", "clip", "concat", "default_context", "dense",
+    "divide", "dot", "Dropout", "elemwise_add", "elemwise_div", "elemwise_mul", "elemwise_sub",
+    "Embedding", "empty", "exp", "expand_dims", "Flatten", "flatten", "full", "FullyConnected",
+    "log", "log_softmax", "max", "maximum", "mean", "min", "minimum", "multiply", "NDArray",
+    "negative", "norm", "one_hot", "ones", "ones_like", "pick", "power", "random", "relu",
+    "reshape", "sigmoid", "sign", "softmax", "softrelu", "sqrt", "square", "stack", "subtract",
+    "sum", "tanh", "transpose", "waitall", "where", "zeros", "zeros_like",
 ]

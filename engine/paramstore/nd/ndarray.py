@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from paramstore import _tape
-from paramstore._tape import Node
+from paramstore._tape import Leaf, Node
 from paramstore.context import Context, current_context
 
 DEFAULT_DTYPE = np.float32
@@ -138,14 +138,12 @@ class NDArray:
     # ---- gradients ---------------------------------------------------------------------------
     def attach_grad(self, grad_req: str = "write", stype: str | None = None) -> None:
         """Allocate a zero gradient buffer and make this array a variable for backward."""
-        self._node = Node.leaf(np.zeros_like(self._data), grad_req)
+        self._node = Leaf(np.zeros_like(self._data), grad_req)
 
     @property
     def grad(self) -> NDArray | None:
         node = self._node
-        if node is None or node.grad is None:
-            return None
-        return NDArray._wrap(node.grad)
+        return NDArray._wrap(node.grad) if isinstance(node, Leaf) else None
 
     def backward(
         self, out_grad: NDArray | None = None, retain_graph: bool = False, train_mode: bool = True
@@ -160,10 +158,10 @@ class NDArray:
         data = self._data
         if _is_full_integer_index(key, data.ndim):
             # Gluon returns a one-element array (not a scalar) for a full integer index.
-            return _tape.record(
-                "getitem", NDArray._wrap(data[key].reshape(1)), (self,), _scatter(data.shape, key)
-            )
-        return _tape.record("getitem", NDArray._wrap(data[key]), (self,), _scatter(data.shape, key))
+            out = NDArray._wrap(data[key].reshape(1))
+        else:
+            out = NDArray._wrap(data[key])
+        return _tape.record1("getitem", out, self, _scatter(data.shape, key))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._data[_index(key)] = value._data if isinstance(value, NDArray) else value

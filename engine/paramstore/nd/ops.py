@@ -7,13 +7,14 @@ gradient and `needs` (which inputs want a gradient) and returns one gradient per
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
 import numpy as np
 
 from paramstore._tape import STATE
 from paramstore._tape import record as _record
+from paramstore._tape import record1 as _record1
+from paramstore._tape import record2 as _record2
 from paramstore.nd.ndarray import NDArray
 
 _wrap = NDArray._wrap
@@ -46,7 +47,7 @@ def _binary(name: str, forward: Any, grads: Any) -> Any:
         b = _as_array(rhs, a._data)
         x, y = a._data, b._data
         out = _wrap(forward(x, y))
-        if not STATE.recording:
+        if (a._node is None and b._node is None) or not STATE.recording:
             return out
 
         def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple[Any, Any]:
@@ -56,7 +57,7 @@ def _binary(name: str, forward: Any, grads: Any) -> Any:
                 _unbroadcast(gy, y.shape) if gy is not None else None,
             )
 
-        return _record(name, out, (a, b), backward)
+        return _record2(name, out, a, b, backward)
 
     op.__name__ = name
     op.__doc__ = f"Elementwise {name} with broadcasting."
@@ -66,7 +67,9 @@ def _binary(name: str, forward: Any, grads: Any) -> Any:
 add = _binary("add", np.add, lambda g, x, y, o, n: (g, g))
 subtract = _binary("subtract", np.subtract, lambda g, x, y, o, n: (g, -g))
 multiply = _binary(
-    "multiply", np.multiply, lambda g, x, y, o, n: (g * y if n[0] else None, g * x if n[1] else None)
+    "multiply",
+    np.multiply,
+    lambda g, x, y, o, n: (g * y if n[0] else None, g * x if n[1] else None),
 )
 divide = _binary(
     "divide",
@@ -96,9 +99,9 @@ def _unary(name: str, forward: Any, grad: Any) -> Any:
     def op(data: NDArray) -> NDArray:
         x = data._data
         out = _wrap(forward(x))
-        if not STATE.recording:
+        if data._node is None or not STATE.recording:
             return out
-        return _record(name, out, (data,), lambda g, needs: (grad(g, x, out._data),))
+        return _record1(name, out, data, lambda g, needs: (grad(g, x, out._data),))
 
     op.__name__ = name
     op.__doc__ = f"Elementwise {name}."
@@ -141,7 +144,7 @@ def Activation(data: NDArray, act_type: str) -> NDArray:
 def clip(data: NDArray, a_min: float, a_max: float) -> NDArray:
     x = data._data
     out = _wrap(np.clip(x, a_min, a_max))
-    return _record("clip", out, (data,), lambda g, n: (g * ((x >= a_min) & (x <= a_max)),))
+    return _record1("clip", out, data, lambda g, n: (g * ((x >= a_min) & (x <= a_max)),))
 
 
 # ---- reductions -------------------------------------------------------------------------------
@@ -167,7 +170,7 @@ def sum(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
     x = data._data
     axes = _axes(axis, x.ndim)
     out = _wrap(_reduced(np.sum(x, axis=axes, keepdims=keepdims), axis))
-    return _record("sum", out, (data,), lambda g, n: (_expand(g, x.shape, axes).copy(),))
+    return _record1("sum", out, data, lambda g, n: (_expand(g, x.shape, axes).copy(),))
 
 
 def mean(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
@@ -175,7 +178,7 @@ def mean(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
     axes = _axes(axis, x.ndim)
     count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
     out = _wrap(_reduced(np.mean(x, axis=axes, keepdims=keepdims), axis))
-    return _record("mean", out, (data,), lambda g, n: (_expand(g / count, x.shape, axes).copy(),))
+    return _record1("mean", out, data, lambda g, n: (_expand(g / count, x.shape, axes).copy(),))
 
 
 def _extreme(name: str, reduce: Any) -> Any:
@@ -190,7 +193,7 @@ def _extreme(name: str, reduce: Any) -> Any:
             hit = x == value
             return (_expand(g, x.shape, axes) * hit / hit.sum(axis=axes, keepdims=True),)
 
-        return _record(name, out, (data,), backward)
+        return _record1(name, out, data, backward)
 
     op.__name__ = name
     return op
@@ -225,7 +228,7 @@ def _target_shape(shape: tuple[int, ...], spec: Any) -> tuple[int, ...]:
 def reshape(data: NDArray, shape: Any) -> NDArray:
     x = data._data
     out = _wrap(x.reshape(_target_shape(x.shape, shape)))
-    return _record("reshape", out, (data,), lambda g, n: (g.reshape(x.shape),))
+    return _record1("reshape", out, data, lambda g, n: (g.reshape(x.shape),))
 
 
 def flatten(data: NDArray) -> NDArray:
@@ -241,19 +244,19 @@ def transpose(data: NDArray, axes: Any = None) -> NDArray:
     perm = tuple(axes) if axes else tuple(reversed(range(x.ndim)))
     inverse = tuple(np.argsort(perm))
     out = _wrap(x.transpose(perm))
-    return _record("transpose", out, (data,), lambda g, n: (g.transpose(inverse),))
+    return _record1("transpose", out, data, lambda g, n: (g.transpose(inverse),))
 
 
 def expand_dims(data: NDArray, axis: int) -> NDArray:
     x = data._data
     out = _wrap(np.expand_dims(x, axis))
-    return _record("expand_dims", out, (data,), lambda g, n: (g.reshape(x.shape),))
+    return _record1("expand_dims", out, data, lambda g, n: (g.reshape(x.shape),))
 
 
 def broadcast_to(data: NDArray, shape: Any) -> NDArray:
     x = data._data
     out = _wrap(np.broadcast_to(x, _target_shape(x.shape, shape)).copy())
-    return _record("broadcast_to", out, (data,), lambda g, n: (_unbroadcast(g, x.shape),))
+    return _record1("broadcast_to", out, data, lambda g, n: (_unbroadcast(g, x.shape),))
 
 
 def concat(*data: NDArray, dim: int = 1) -> NDArray:
@@ -275,7 +278,9 @@ def stack(*data: NDArray, axis: int = 0) -> NDArray:
 
 
 # ---- linear algebra ---------------------------------------------------------------------------
-def dot(lhs: NDArray, rhs: NDArray, transpose_a: bool = False, transpose_b: bool = False) -> NDArray:
+def dot(
+    lhs: NDArray, rhs: NDArray, transpose_a: bool = False, transpose_b: bool = False
+) -> NDArray:
     """Matrix product (of 1-D or 2-D arrays), optionally of transposed operands."""
     a, b = lhs._data, rhs._data
     x = a.T if transpose_a else a
@@ -295,7 +300,7 @@ def dot(lhs: NDArray, rhs: NDArray, transpose_a: bool = False, transpose_b: bool
             None if gy is None else (gy.T if transpose_b else gy),
         )
 
-    return _record("dot", out, (lhs, rhs), backward)
+    return _record2("dot", out, lhs, rhs, backward)
 
 
 def FullyConnected(
@@ -307,27 +312,61 @@ def FullyConnected(
     flatten: bool = True,
 ) -> NDArray:
     """`y = x W^T + b`, with `W` of shape (units, in_units); `flatten` folds trailing axes of x."""
+    return dense(data, weight, None if no_bias else bias, None, flatten)
+
+
+# Each activation as (forward that may reuse its input's memory, derivative from the output).
+_DENSE_ACTIVATIONS = {
+    "relu": (lambda y: np.maximum(y, 0, out=y), lambda o: o > 0),
+    "sigmoid": (_sigmoid, lambda o: o * (1 - o)),
+    "tanh": (lambda y: np.tanh(y, out=y), lambda o: 1 - o * o),
+    "softrelu": (_softrelu, lambda o: 1 - np.exp(-o)),
+}
+
+
+def dense(
+    data: NDArray,
+    weight: NDArray,
+    bias: NDArray | None,
+    act_type: str | None = None,
+    flatten: bool = True,
+) -> NDArray:
+    """`act(x W^T + b)` as one op on the tape: a Dense layer's whole forward.
+
+    `act_type` is None (linear), relu, sigmoid or tanh. One op instead of two halves the
+    tape's work per layer, which is what small networks spend their time on.
+    """
     x_full, w = data._data, weight._data
-    x = x_full.reshape(x_full.shape[0], -1) if flatten else x_full
+    x = x_full.reshape(x_full.shape[0], -1) if flatten and x_full.ndim != 2 else x_full
     y = np.dot(x, w.T)
-    if bias is not None and not no_bias:
+    if bias is not None:
         y += bias._data
-        inputs: tuple = (data, weight, bias)
-    else:
-        inputs = (data, weight)
+    activation_grad = None
+    if act_type is not None:
+        try:
+            activate, activation_grad = _DENSE_ACTIVATIONS[act_type]
+        except KeyError:
+            raise ValueError(
+                f"unknown act_type {act_type!r}; choose one of {sorted(_DENSE_ACTIVATIONS)}"
+            ) from None
+        y = activate(y)
     out = _wrap(y)
     if not STATE.recording:
         return out
 
     def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
-        g2 = g.reshape(-1, g.shape[-1])
+        if activation_grad is not None:
+            g = g * activation_grad(y)
+        g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
         gx = np.dot(g2, w).reshape(x_full.shape) if needs[0] else None
-        gw = np.dot(g2.T, x.reshape(-1, x.shape[-1])) if needs[1] else None
+        gw = np.dot(g2.T, x if x.ndim == 2 else x.reshape(-1, x.shape[-1])) if needs[1] else None
         if len(needs) == 2:
             return gx, gw
         return gx, gw, (g2.sum(axis=0) if needs[2] else None)
 
-    return _record("FullyConnected", out, inputs, backward)
+    if bias is None:
+        return _record2("dense", out, data, weight, backward)
+    return _record("dense", out, (data, weight, bias), backward)
 
 
 # ---- classification helpers -------------------------------------------------------------------
@@ -336,8 +375,8 @@ def softmax(data: NDArray, axis: int = -1) -> NDArray:
     shifted = np.exp(x - x.max(axis=axis, keepdims=True))
     o = shifted / shifted.sum(axis=axis, keepdims=True)
     out = _wrap(o)
-    return _record(
-        "softmax", out, (data,), lambda g, n: (o * (g - (g * o).sum(axis=axis, keepdims=True)),)
+    return _record1(
+        "softmax", out, data, lambda g, n: (o * (g - (g * o).sum(axis=axis, keepdims=True)),)
     )
 
 
@@ -346,10 +385,7 @@ def log_softmax(data: NDArray, axis: int = -1) -> NDArray:
     shifted = x - x.max(axis=axis, keepdims=True)
     o = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     out = _wrap(o)
-    return _record(
-        "log_softmax",
-        out,
-        (data,),
+    return _record1("log_softmax", out, data,
         lambda g, n: (g - np.exp(o) * g.sum(axis=axis, keepdims=True),),
     )
 
@@ -360,20 +396,32 @@ def pick(
     """Pick one element along `axis` per position: `data[i, index[i]]` for 2-D data."""
     x = data._data
     axis = axis % x.ndim
-    raw = np.asarray(index._data if isinstance(index, NDArray) else index)
-    positions = raw.astype(np.int64)  # float labels truncate toward zero
+    raw = index._data if isinstance(index, NDArray) else np.asarray(index)
+    positions = raw.astype(np.int64).reshape(x.shape[:axis] + x.shape[axis + 1 :])
     size = x.shape[axis]
+    # Float labels truncate toward zero; out-of-range ones clip (or wrap).
     positions = np.clip(positions, 0, size - 1) if mode == "clip" else np.mod(positions, size)
-    positions = np.expand_dims(positions.reshape(x.shape[:axis] + x.shape[axis + 1 :]), axis)
-    picked = np.take_along_axis(x, positions, axis=axis)
-    out = _wrap(picked if keepdims else np.squeeze(picked, axis))
+    if x.ndim == 2 and axis == 1:
+        rows = np.arange(x.shape[0])
+        picked = x[rows, positions]
+        where = (rows, positions)
+    else:
+        where = _along(positions, axis)
+        picked = x[where]
+    out = _wrap(np.expand_dims(picked, axis) if keepdims else picked)
 
     def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
         full = np.zeros_like(x)
-        np.put_along_axis(full, positions, g.reshape(positions.shape), axis=axis)
-        return (full, None)
+        full[where] = g.reshape(picked.shape)
+        return (full,)
 
-    return _record("pick", out, (data, None), backward)
+    return _record1("pick", out, data, backward)
+
+
+def _along(positions: np.ndarray, axis: int) -> tuple:
+    """A fancy index selecting `positions` along `axis` at every other position."""
+    grids = np.indices(positions.shape, sparse=True)
+    return tuple(grids[:axis]) + (positions,) + tuple(grids[axis:])
 
 
 def one_hot(
@@ -399,7 +447,7 @@ def Dropout(data: NDArray, p: float = 0.5, axes: tuple[int, ...] = ()) -> NDArra
     mask_shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
     mask = (generator().random(mask_shape) >= p).astype(x.dtype) / np.float32(1 - p)
     out = _wrap(x * mask)
-    return _record("Dropout", out, (data,), lambda g, n: (g * mask,))
+    return _record1("Dropout", out, data, lambda g, n: (g * mask,))
 
 
 def Embedding(data: NDArray, weight: NDArray, input_dim: int = 0, output_dim: int = 0) -> NDArray:
