@@ -1,0 +1,236 @@
+"""`Trainer`: applies an optimizer to a set of Parameters, locally or through a KVStore."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from paramstore import optimizer as opt
+from paramstore.gluon.parameter import Parameter
+
+__all__ = ["Trainer"]
+
+_STALE = (
+    "Gradient of Parameter `{name}` on context {context} has not been updated by backward since "
+    "last `step`. This could mean a bug in your model that made it only use a subset of the "
+    "Parameters (Blocks) for this iteration. If you are intentionally only using a subset, call "
+    "step with ignore_stale_grad=True to suppress this warning and skip updating of Parameters "
+    "with stale gradient"
+)
+_LOCAL_KVSTORES = ("device", "local", None)
+
+
+def _parameter_list(params: Any) -> list[Parameter]:
+    """The Parameters to train: a dict's values in sorted key order, each object once."""
+    if isinstance(params, Mapping) or (hasattr(params, "keys") and hasattr(params, "values")):
+        params = [params[key] for key in sorted(params.keys())]
+    if not isinstance(params, (list, tuple)):
+        raise ValueError(
+            f"First argument must be a list or dict of Parameters, got {type(params)}."
+        )
+    unique: list[Parameter] = []
+    seen: set[int] = set()
+    for param in params:
+        if not isinstance(param, Parameter):
+            raise ValueError(
+                f"First argument must be a list or dict of Parameters, got list of {type(param)}."
+            )
+        # A tied parameter is one object, listed once however often it appears.
+        if id(param) not in seen:
+            seen.add(id(param))
+            unique.append(param)
+    return unique
+
+
+class Trainer:
+    """Applies an optimizer to Parameters after each backward: `trainer.step(batch_size)`.
+
+    `params` is a ParameterDict or dict (its values in sorted key order) or a list of
+    Parameters; each must be initialized or awaiting deferred initialization, else the
+    Parameter's `RuntimeError`. `optimizer` is a registered name built with
+    `optimizer_params` (`ValueError` for an unknown name, `TypeError` for a wrong keyword), or
+    an `Optimizer` instance.
+
+    `kvstore` is 'device', 'local' or None (updates run here), or a KVStore object (`init`,
+    `push`, `pull`, `pushpull`, `set_optimizer`). With an object, parameters are keyed by their
+    **names**: the first step `init`s each key with the parameter's data and pulls the store's
+    value back (so every worker starts alike). With `update_on_kvstore` (the default for an
+    object) gradients are pushed, the store runs the optimizer and the new weights are pulled;
+    with `update_on_kvstore=False` the store only sums gradients and the update runs here.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        optimizer: str | opt.Optimizer,
+        optimizer_params: Mapping[str, Any] | None = None,
+        kvstore: Any = "device",
+        compression_params: Any = None,
+        update_on_kvstore: bool | None = None,
+    ) -> None:
+        if compression_params is not None:
+            raise ValueError(
+                f"gradient compression is not supported, got compression_params="
+                f"{compression_params!r}"
+            )
+        self._params = _parameter_list(params)
+        for param in self._params:
+            param.list_ctx()  # raises for a parameter that was never initialized
+        self._init_optimizer(optimizer, dict(optimizer_params or {}))
+        self._scale = self._optimizer.rescale_grad
+        if isinstance(kvstore, str) or kvstore is None:
+            if kvstore not in _LOCAL_KVSTORES:
+                raise ValueError(
+                    f"kvstore must be 'device', 'local', None or a KVStore object, got {kvstore!r}"
+                )
+            self._kvstore = None
+            self._update_on_kvstore = None
+        else:
+            self._kvstore = kvstore
+            self._update_on_kvstore = True if update_on_kvstore is None else update_on_kvstore
+        self._kv_initialized = False
+        self._sent_optimizer: str | None = None
+
+    def _init_optimizer(self, optimizer: str | opt.Optimizer, params: dict[str, Any]) -> None:
+        param_dict = dict(enumerate(self._params))
+        if isinstance(optimizer, opt.Optimizer):
+            if params:
+                raise AssertionError(
+                    "optimizer_params must be None if optimizer is an instance of Optimizer "
+                    "instead of str"
+                )
+            optimizer.param_dict = param_dict
+            self._optimizer = optimizer
+        else:
+            self._optimizer = opt.create(optimizer, param_dict=param_dict, **params)
+
+    # ---- the optimizer -----------------------------------------------------------------------
+    @property
+    def optimizer(self) -> opt.Optimizer:
+        return self._optimizer
+
+    @property
+    def learning_rate(self) -> float:
+        return self._optimizer.learning_rate
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Use learning rate `lr` from the next update on (the KVStore's optimizer too)."""
+        self._optimizer.set_learning_rate(lr)
+
+    # ---- a step ------------------------------------------------------------------------------
+    def step(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
+        """One update of every parameter from its gradient divided by `batch_size`.
+
+        Gradients are not zeroed. Raises `UserWarning` (as an exception) when a parameter's
+        gradient was not written by a backward since the last step, unless
+        `ignore_stale_grad`, which skips such parameters (they are not pushed to a KVStore
+        either); `DeferredInitializationError` while a parameter awaits its first forward.
+        """
+        self._optimizer.rescale_grad = self._scale / batch_size
+        chosen = self._fresh_parameters(ignore_stale_grad)
+        self._init_kvstore()
+        if self._kvstore is not None and self._update_on_kvstore:
+            self._send_optimizer()
+            for param in chosen:
+                self._kvstore.pushpull(param.name, param.grad(), out=param.data())
+            self._mark_used(chosen)
+            return
+        self._reduce(chosen)
+        self._apply(chosen)
+
+    def allreduce_grads(self) -> None:
+        """Sum each parameter's gradient over the workers (through the KVStore, if any).
+
+        Raises `AssertionError` when the KVStore runs the updates (use `step` then).
+        """
+        self._init_kvstore()
+        self._refuse_when_updating_on_kvstore("allreduce_grads()")
+        self._reduce([p for p in self._params if p.grad_req != "null"])
+
+    def update(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
+        """The update half of `step`, after `allreduce_grads`; same errors as `step`."""
+        self._init_kvstore()
+        self._refuse_when_updating_on_kvstore("update()")
+        self._optimizer.rescale_grad = self._scale / batch_size
+        self._apply(self._fresh_parameters(ignore_stale_grad))
+
+    def _fresh_parameters(self, ignore_stale_grad: bool) -> list[Parameter]:
+        """The parameters to update, checked before anything changes."""
+        chosen = []
+        for param in self._params:
+            if param.grad_req == "null":
+                continue
+            leaf = param.data()._node
+            if leaf is not None and leaf.fresh:
+                chosen.append(param)
+            elif not ignore_stale_grad:
+                raise UserWarning(_STALE.format(name=param.name, context=param.list_ctx()[0]))
+        return chosen
+
+    def _apply(self, chosen: list[Parameter]) -> None:
+        index = {id(param): i for i, param in enumerate(self._params)}
+        for param in chosen:
+            self._optimizer.update(index[id(param)], param.data()._data, param.grad()._data)
+        self._mark_used(chosen)
+
+    @staticmethod
+    def _mark_used(chosen: list[Parameter]) -> None:
+        for param in chosen:
+            param.data()._node.fresh = False
+
+    # ---- the KVStore -------------------------------------------------------------------------
+    def _init_kvstore(self) -> None:
+        if self._kvstore is None or self._kv_initialized:
+            return
+        for param in self._params:
+            data = param.data()
+            self._kvstore.init(param.name, data)
+            self._kvstore.pull(param.name, out=data)
+        self._kv_initialized = True
+
+    def _send_optimizer(self) -> None:
+        # The store holds a copy of the optimizer: send it again whenever it changed
+        # (a new learning rate, or a batch size that changes the gradient's rescaling).
+        self._optimizer.set_lr_mult({p.name: p.lr_mult for p in self._params if p.lr_mult != 1})
+        self._optimizer.set_wd_mult({p.name: p.wd_mult for p in self._params if p.wd_mult != 1})
+        text = self._optimizer.dumps()
+        if text != self._sent_optimizer:
+            self._kvstore.set_optimizer(self._optimizer)
+            self._sent_optimizer = text
+
+    def _reduce(self, chosen: Sequence[Parameter]) -> None:
+        if self._kvstore is None:
+            return
+        for param in chosen:
+            self._kvstore.pushpull(param.name, param.grad(), out=param.grad())
+
+    def _refuse_when_updating_on_kvstore(self, what: str) -> None:
+        if self._kvstore is not None and self._update_on_kvstore:
+            raise AssertionError(
+                f"{what} when parameters are updated on kvstore is not supported. Try setting "
+                "`update_on_kvstore` to False when creating trainer."
+            )
+
+    # ---- optimizer state ---------------------------------------------------------------------
+    def save_states(self, fname: str | os.PathLike[str]) -> None:
+        """Write the optimizer and its state (momentum, moments, counts) to a safetensors file."""
+        self._init_kvstore()
+        if self._kvstore is not None and self._update_on_kvstore:
+            self._send_optimizer()
+            self._kvstore.save_optimizer_states(os.fspath(fname), dump_optimizer=True)
+        else:
+            opt.save_states(fname, self._optimizer)
+
+    def load_states(self, fname: str | os.PathLike[str]) -> None:
+        """Resume from `save_states`: the saved optimizer and its state replace the current ones.
+
+        The parameters' `lr_mult`/`wd_mult` keep applying (they are read from the Parameters).
+        """
+        self._init_kvstore()
+        loaded = opt.load_states(fname)
+        if self._kvstore is not None and self._update_on_kvstore:
+            self._kvstore.load_optimizer_states(os.fspath(fname))
+            self._sent_optimizer = None
+        loaded.param_dict = dict(enumerate(self._params))
+        self._optimizer = loaded

@@ -1,0 +1,134 @@
+"""Key-value stores for training (Gluon's `kvstore`): workers push gradients, pull weights.
+
+A KVStore holds one array per key. `push` sends gradients (a list is summed); when an optimizer
+is set the store applies it to its own copy of the weights (the update runs store-side, as on a
+parameter server), otherwise the pushed sum replaces the value. `pull` copies the value out.
+`gluon.Trainer(..., kvstore=kv)` drives any object with this interface; `LocalKVStore` is the
+in-process one, and the optimizer reaches it as data (`dumps()` JSON), as it would a server.
+`priority` arguments are accepted for Gluon code that passes them; updates run in call order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from paramstore.nd.ndarray import NDArray
+from paramstore.optimizer import Key, Optimizer, create_from_json, load_states, save_states
+
+__all__ = ["LocalKVStore", "create"]
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return value._data if isinstance(value, NDArray) else np.asarray(value)
+
+
+class LocalKVStore:
+    """A KVStore in this process: one worker (rank 0 of 1), store-side optimizer updates."""
+
+    type = "local"
+    rank = 0
+    num_workers = 1
+
+    def __init__(self) -> None:
+        self._values: dict[Key, np.ndarray] = {}
+        self._optimizer: Optimizer | None = None
+
+    def _keys_and_values(self, key: Key | Sequence[Key], value: Any) -> list[tuple[Key, Any]]:
+        if isinstance(key, (list, tuple)):
+            values = _as_list(value)
+            if len(values) != len(key):
+                raise ValueError(f"got {len(key)} keys but {len(values)} values")
+            return list(zip(key, values))
+        return [(key, value)]
+
+    def _stored(self, key: Key) -> np.ndarray:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise KeyError(f"key {key!r} has not been initialized in the KVStore") from None
+
+    def init(self, key: Key | Sequence[Key], value: Any) -> None:
+        """Give each new key its initial value (copied); a key that exists keeps its value."""
+        for one_key, one_value in self._keys_and_values(key, value):
+            if one_key not in self._values:
+                self._values[one_key] = np.array(_numpy(one_value), copy=True)
+
+    def push(self, key: Key | Sequence[Key], value: Any, priority: int = 0) -> None:
+        """Send gradients: a list of arrays for one key is summed, then applied.
+
+        With an optimizer set the store updates its weight; without one the sum becomes the
+        value. Raises `KeyError` for a key never initialized, `ValueError` for a wrong shape.
+        """
+        for one_key, one_value in self._keys_and_values(key, value):
+            stored = self._stored(one_key)
+            parts = [_numpy(part) for part in _as_list(one_value)]
+            for part in parts:
+                if part.shape != stored.shape:
+                    raise ValueError(
+                        f"pushed shape {part.shape} for key {one_key!r} of shape {stored.shape}"
+                    )
+            merged = parts[0] if len(parts) == 1 else np.sum(parts, axis=0, dtype=stored.dtype)
+            if self._optimizer is not None:
+                self._optimizer.update(one_key, stored, merged)
+            else:
+                np.copyto(stored, merged, casting="unsafe")
+
+    def pull(self, key: Key | Sequence[Key], out: Any = None, priority: int = 0) -> None:
+        """Copy each key's value into `out` (an NDArray, or a list of them to fill alike)."""
+        if out is None:
+            raise ValueError("pull needs out=: the arrays to copy the values into")
+        for one_key, one_out in self._keys_and_values(key, out):
+            stored = self._stored(one_key)
+            for target in _as_list(one_out):
+                np.copyto(_numpy(target), stored, casting="unsafe")
+
+    def pushpull(
+        self, key: Key | Sequence[Key], value: Any, out: Any = None, priority: int = 0
+    ) -> None:
+        """`push` then `pull`; without `out` the pushed arrays receive the new value."""
+        self.push(key, value)
+        self.pull(key, out=value if out is None else out)
+
+    def set_optimizer(self, optimizer: Optimizer) -> None:
+        """Update store-side with a copy of `optimizer`, rebuilt from its `dumps()` JSON.
+
+        Sending an optimizer of the same kind again (a new learning rate, say) keeps the
+        per-key state (momentum, moments, counts).
+        """
+        rebuilt = create_from_json(optimizer.dumps())
+        if self._optimizer is not None and type(self._optimizer) is type(rebuilt):
+            rebuilt.set_states(self._optimizer.get_states())
+        self._optimizer = rebuilt
+
+    def save_optimizer_states(self, fname: str, dump_optimizer: bool = False) -> None:
+        """Write the store-side optimizer and its state to `fname` (see `optimizer.save_states`)."""
+        save_states(fname, self._require_optimizer())
+
+    def load_optimizer_states(self, fname: str) -> None:
+        """Replace the store-side optimizer and its state with those saved in `fname`."""
+        self._optimizer = load_states(fname)
+
+    def _require_optimizer(self) -> Optimizer:
+        if self._optimizer is None:
+            raise RuntimeError("this KVStore has no optimizer: call set_optimizer first")
+        return self._optimizer
+
+
+def create(name: str = "local") -> LocalKVStore:
+    """A KVStore by type: 'local' or 'device' (the same in-process store on a CPU).
+
+    Raises `ValueError` for other types; distributed stores come from `paramstore.client`.
+    """
+    if name not in ("local", "device"):
+        raise ValueError(
+            f"Unknown KVStore type {name!r}: 'local' and 'device' are built in; "
+            "connect to a paramstore server for a distributed one"
+        )
+    return LocalKVStore()

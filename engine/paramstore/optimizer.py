@@ -1,0 +1,416 @@
+"""Optimizers (Gluon's `optimizer`): how a weight moves, given its gradient.
+
+An optimizer updates NumPy arrays in place: `opt.update(key, weight, grad)`. It keeps its own
+per-key state (momentum, Adam's moments, update counts), so one object serves a `Trainer` (keys
+are parameter indices) or a store (keys are parameter names) alike.
+
+Optimizers travel as data: `opt.dumps()` gives `'["sgd", {"learning_rate": 0.1, ...}]'` and
+`create_from_json(text)` rebuilds it from the registry (no pickles, no code). Their state travels
+as plain arrays: `get_states()` returns `{name: numpy array}` ready for safetensors, and
+`set_states()` resumes training exactly where it stopped.
+
+Learning rate and weight decay of a key are multiplied by its parameter's `lr_mult`/`wd_mult`
+(read at every update from `param_dict`, which the Trainer fills), or else by the `lr_mult` /
+`wd_mult` mappings given to the constructor or to `set_lr_mult`/`set_wd_mult`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+
+from paramstore import checkpoint
+
+__all__ = [
+    "SGD", "Adam", "Optimizer", "create", "create_from_json", "load_states", "register",
+    "save_states",
+]
+
+Key = int | str
+
+
+def _real(name: str, value: Any) -> float:
+    """`value` as a float; raise `ValueError` naming the hyper-parameter when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"optimizer hyper-parameter {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _multipliers(name: str, values: Mapping[Key, Any] | None) -> dict[Key, float]:
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{name} must map parameter keys to numbers, got {values!r}")
+    return {key: _real(f"{name}[{key!r}]", mult) for key, mult in values.items()}
+
+
+class Optimizer:
+    """The base of every optimizer: learning rate, weight decay, gradient rescaling and clipping.
+
+    Subclasses name their per-key state arrays in `state_names(...)`, create them in
+    `create_state` and move the weight in `_apply`. Not thread-safe: callers serialize updates.
+    """
+
+    def __init__(
+        self,
+        rescale_grad: float = 1.0,
+        wd: float = 0.0,
+        clip_gradient: float | None = None,
+        learning_rate: float | None = None,
+        begin_num_update: int = 0,
+        param_dict: Mapping[Key, Any] | None = None,
+        lr_mult: Mapping[Key, float] | None = None,
+        wd_mult: Mapping[Key, float] | None = None,
+    ) -> None:
+        self.rescale_grad = _real("rescale_grad", rescale_grad)
+        self.wd = _real("wd", wd)
+        if clip_gradient is not None and _real("clip_gradient", clip_gradient) < 0:
+            raise ValueError(f"clip_gradient must be None or >= 0, got {clip_gradient!r}")
+        self.clip_gradient = None if clip_gradient is None else float(clip_gradient)
+        self.lr = 0.01 if learning_rate is None else _real("learning_rate", learning_rate)
+        self.begin_num_update = int(begin_num_update)
+        self.num_update = self.begin_num_update
+        self.param_dict: dict[Key, Any] = dict(param_dict or {})
+        self.lr_mult = _multipliers("lr_mult", lr_mult)
+        self.wd_mult = _multipliers("wd_mult", wd_mult)
+        self._states: dict[Key, tuple[np.ndarray, ...]] = {}
+        self._counts: dict[Key, int] = {}
+        self._scratch: dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]] = {}
+
+    # ---- hyper-parameters --------------------------------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        return self.lr
+
+    def set_learning_rate(self, lr: float) -> None:
+        self.lr = _real("learning_rate", lr)
+
+    def set_lr_mult(self, args_lr_mult: Mapping[Key, float]) -> None:
+        """Multiply the learning rate of the given keys (names survive `dumps`) by these values."""
+        self.lr_mult = _multipliers("lr_mult", args_lr_mult)
+
+    def set_wd_mult(self, args_wd_mult: Mapping[Key, float]) -> None:
+        """Multiply the weight decay of the given keys by these values."""
+        self.wd_mult = _multipliers("wd_mult", args_wd_mult)
+
+    def _hyper_parameters(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this optimizer (subclasses add theirs)."""
+        return {
+            "learning_rate": self.lr,
+            "wd": self.wd,
+            "rescale_grad": self.rescale_grad,
+            "clip_gradient": self.clip_gradient,
+        }
+
+    def dumps(self) -> str:
+        """JSON `[registered name, constructor kwargs]`, the form `create_from_json` reads back.
+
+        Multipliers set by name (`set_lr_mult`) are included; those read live from
+        `param_dict` are not, because they belong to the Parameters.
+        """
+        kwargs = self._hyper_parameters()
+        for name, values in (("lr_mult", self.lr_mult), ("wd_mult", self.wd_mult)):
+            if values:
+                kwargs[name] = {str(key): mult for key, mult in values.items()}
+        return json.dumps([type(self).__name__.lower(), kwargs])
+
+    def _effective(self, key: Key, base: float, attribute: str, table: dict[Key, float]) -> float:
+        holder = self.param_dict.get(key)
+        if holder is not None:
+            return base * getattr(holder, attribute)
+        return base * table.get(key, 1.0)
+
+    # ---- updates -----------------------------------------------------------------------------
+    def state_names(self) -> tuple[str, ...]:
+        """Names of the per-key state arrays, in the order `create_state` returns them."""
+        return ()
+
+    def create_state(self, weight: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Fresh per-key state for `weight` (zeros shaped like it)."""
+        return tuple(np.zeros_like(weight) for _ in self.state_names())
+
+    def update(self, key: Key, weight: np.ndarray, grad: np.ndarray) -> None:
+        """Move `weight` in place by one step of this optimizer, given `grad` (left unchanged).
+
+        Raises `ValueError` when `grad` and `weight` differ in shape.
+        """
+        if grad.shape != weight.shape:
+            raise ValueError(
+                f"gradient of shape {grad.shape} for the weight {key!r} of shape {weight.shape}"
+            )
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = self.create_state(weight)
+        count = self._counts.get(key, self.begin_num_update) + 1
+        self._counts[key] = count
+        self.num_update = max(self.num_update, count)
+        lr = self._effective(key, self.lr, "lr_mult", self.lr_mult)
+        wd = self._effective(key, self.wd, "wd_mult", self.wd_mult)
+        self._apply(weight, grad, state, lr, wd, count)
+
+    def _apply(
+        self,
+        weight: np.ndarray,
+        grad: np.ndarray,
+        state: tuple[np.ndarray, ...],
+        lr: float,
+        wd: float,
+        count: int,
+    ) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not define its update")
+
+    def _buffers(self, like: np.ndarray, count: int) -> list[np.ndarray]:
+        """`count` scratch arrays shaped like `like`, reused across updates to spare allocations."""
+        buffers = self._scratch.setdefault((like.shape, like.dtype), [])
+        while len(buffers) < count:
+            buffers.append(np.empty_like(like))
+        return buffers[:count]
+
+    def _rescaled_gradient(self, grad: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return np.multiply(grad, self.rescale_grad, out=out)
+
+    def _clip(self, values: np.ndarray) -> None:
+        # Gluon treats a clip_gradient of 0 like None.
+        if self.clip_gradient:
+            np.clip(values, -self.clip_gradient, self.clip_gradient, out=values)
+
+    # ---- state as plain arrays ----------------------------------------------------------------
+    def get_states(self) -> dict[str, np.ndarray]:
+        """Every per-key state as flat `{name: array copy}`, ready for a safetensors file.
+
+        Names are `num_update`, `<key>/count` and `<key>/<state name>`; an integer key is
+        written in decimal (and a key made only of digits is read back as an integer).
+        """
+        states: dict[str, np.ndarray] = {"num_update": np.array(self.num_update, dtype=np.int64)}
+        for key, count in self._counts.items():
+            states[f"{key}/count"] = np.array(count, dtype=np.int64)
+        names = self.state_names()
+        for key, arrays in self._states.items():
+            for name, array in zip(names, arrays):
+                states[f"{key}/{name}"] = array.copy()
+        return states
+
+    def set_states(self, states: Mapping[str, np.ndarray]) -> None:
+        """Replace every per-key state with the arrays of `get_states()` (copied).
+
+        Raises `ValueError` for a name this optimizer does not keep, or a key whose state is
+        incomplete; nothing changes then.
+        """
+        names = self.state_names()
+        counts: dict[Key, int] = {}
+        arrays: dict[Key, dict[str, np.ndarray]] = {}
+        num_update = self.begin_num_update
+        for entry, value in states.items():
+            if entry == "num_update":
+                num_update = int(np.asarray(value))
+                continue
+            raw_key, _, name = entry.rpartition("/")
+            key: Key = int(raw_key) if raw_key.isdigit() else raw_key
+            if not raw_key or (name != "count" and name not in names):
+                raise ValueError(
+                    f"{type(self).__name__} keeps no state named {entry!r}; "
+                    f"expected num_update, <key>/count or <key>/<one of {list(names)}>"
+                )
+            if name == "count":
+                counts[key] = int(np.asarray(value))
+            else:
+                arrays.setdefault(key, {})[name] = np.array(value, copy=True)
+        for key, found in arrays.items():
+            if len(found) != len(names):
+                missing = sorted(set(names) - set(found))
+                raise ValueError(f"state of {key!r} is missing {missing}")
+        self._counts = counts
+        self._states = {key: tuple(found[name] for name in names) for key, found in arrays.items()}
+        self.num_update = num_update
+
+
+_REGISTRY: dict[str, type[Optimizer]] = {}
+_OptimizerClass = TypeVar("_OptimizerClass", bound=type[Optimizer])
+
+
+def register(klass: _OptimizerClass) -> _OptimizerClass:
+    """Class decorator: make `klass` creatable by its lower-cased name (`create('sgd')`).
+
+    Raises `TypeError` when `klass` is not an `Optimizer` subclass.
+    """
+    if not (isinstance(klass, type) and issubclass(klass, Optimizer)):
+        raise TypeError(f"Can only register subclass of Optimizer, got {klass!r}")
+    _REGISTRY[klass.__name__.lower()] = klass
+    return klass
+
+
+def create(name: str, **kwargs: Any) -> Optimizer:
+    """A new optimizer of the registered `name` (any case), built with `kwargs`.
+
+    Raises `ValueError: Cannot find optimizer <name>` for an unknown name and the constructor's
+    `TypeError` for a keyword argument it does not take.
+    """
+    klass = _REGISTRY.get(name.lower()) if isinstance(name, str) else None
+    if klass is None:
+        raise ValueError(f"Cannot find optimizer {name}")
+    return klass(**kwargs)
+
+
+def create_from_json(text: str) -> Optimizer:
+    """Rebuild an optimizer from its `dumps()` JSON, through the registry only.
+
+    Raises `ValueError` for text that is not `[name, {kwargs}]` or names no registered
+    optimizer, `TypeError` for keyword arguments the optimizer does not take.
+    """
+    try:
+        parsed = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ValueError(f"optimizer JSON cannot be parsed: {error}") from None
+    if not (
+        isinstance(parsed, list)
+        and len(parsed) == 2
+        and isinstance(parsed[0], str)
+        and isinstance(parsed[1], dict)
+    ):
+        raise ValueError(f"an optimizer's JSON must be [name, {{kwargs}}], got {text[:200]!r}")
+    name, kwargs = parsed
+    return create(name, **kwargs)
+
+
+_OPTIMIZER_KEY = "paramstore.optimizer"
+
+
+def save_states(fname: str | os.PathLike[str], optimizer: Optimizer) -> None:
+    """Write `optimizer` (its JSON, in the metadata) and its state arrays to a safetensors file.
+
+    The file is replaced atomically. Raises `OSError` when it cannot be written.
+    """
+    checkpoint.save(fname, optimizer.get_states(), metadata={_OPTIMIZER_KEY: optimizer.dumps()})
+
+
+def load_states(fname: str | os.PathLike[str]) -> Optimizer:
+    """The optimizer saved by `save_states`, with its state restored.
+
+    Raises `ValueError` (`CheckpointError`) for a file that is not such a safetensors file.
+    """
+    saved = checkpoint.load(fname)
+    text = saved.metadata.get(_OPTIMIZER_KEY)
+    if text is None:
+        raise checkpoint.CheckpointError(f"{os.fspath(fname)!r} holds no optimizer states")
+    optimizer = create_from_json(text)
+    optimizer.set_states(saved.tensors)
+    return optimizer
+
+
+@register
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional momentum.
+
+    With `g = clip(rescale_grad * grad)`: without momentum `w <- w - lr * (g + wd * w)`; with it
+    `m <- momentum * m - lr * (g + wd * w); w <- w + m`.
+    """
+
+    def __init__(self, momentum: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.momentum = _real("momentum", momentum)
+
+    def _hyper_parameters(self) -> dict[str, Any]:
+        return {**super()._hyper_parameters(), "momentum": self.momentum}
+
+    def state_names(self) -> tuple[str, ...]:
+        return ("momentum",) if self.momentum != 0.0 else ()
+
+    def _apply(
+        self,
+        weight: np.ndarray,
+        grad: np.ndarray,
+        state: tuple[np.ndarray, ...],
+        lr: float,
+        wd: float,
+        count: int,
+    ) -> None:
+        step, decay = self._buffers(weight, 2)
+        # Products of scalars in the weight's precision, in the order of Gluon's float32 kernel.
+        scalar = weight.dtype.type
+        if self.clip_gradient:
+            self._clip(self._rescaled_gradient(grad, step))
+            step *= lr
+        else:
+            np.multiply(grad, scalar(lr) * scalar(self.rescale_grad), out=step)
+        decay = np.multiply(weight, scalar(lr) * scalar(wd), out=decay) if wd else None
+        if state:
+            (velocity,) = state
+            velocity *= self.momentum
+            if decay is not None:
+                velocity -= decay
+            velocity -= step
+            weight += velocity
+            return
+        if decay is not None:
+            step += decay
+        weight -= step
+
+
+@register
+class Adam(Optimizer):
+    """Adam: moments of the gradient, with bias correction folded into the learning rate.
+
+    With `g = clip(rescale_grad * grad + wd * w)`, at the t-th update of a key:
+    `m <- beta1 m + (1 - beta1) g`, `v <- beta2 v + (1 - beta2) g^2`,
+    `w <- w - lr_t m / (sqrt(v) + epsilon)` where `lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)`.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1 = _real("beta1", beta1)
+        self.beta2 = _real("beta2", beta2)
+        self.epsilon = _real("epsilon", epsilon)
+
+    def _hyper_parameters(self) -> dict[str, Any]:
+        return {
+            **super()._hyper_parameters(),
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "epsilon": self.epsilon,
+        }
+
+    def state_names(self) -> tuple[str, ...]:
+        return ("mean", "var")
+
+    def _apply(
+        self,
+        weight: np.ndarray,
+        grad: np.ndarray,
+        state: tuple[np.ndarray, ...],
+        lr: float,
+        wd: float,
+        count: int,
+    ) -> None:
+        lr *= math.sqrt(1.0 - self.beta2**count) / (1.0 - self.beta1**count)
+        mean, var = state
+        step, scratch = self._buffers(weight, 2)
+        # Coefficients in the weight's precision, as a float32 kernel computes them.
+        scalar = weight.dtype.type
+        keep_mean, keep_var = scalar(self.beta1), scalar(self.beta2)
+        g = self._rescaled_gradient(grad, step)
+        if wd:
+            g += np.multiply(weight, wd, out=scratch)
+        self._clip(g)
+        mean *= keep_mean
+        mean += np.multiply(g, scalar(1) - keep_mean, out=scratch)
+        var *= keep_var
+        np.multiply(g, scalar(1) - keep_var, out=scratch)
+        var += np.multiply(scratch, g, out=scratch)
+        denominator = np.sqrt(var, out=scratch)
+        denominator += self.epsilon
+        step = np.multiply(mean, lr, out=step)
+        weight -= np.divide(step, denominator, out=step)
+
