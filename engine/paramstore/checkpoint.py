@@ -28,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Checkpoint", "CheckpointError", "dumps", "load", "loads", "save", "validate_name"]
+__all__ = [
+    "Checkpoint", "CheckpointError", "dumps", "load", "loads", "read_metadata", "save",
+    "validate_name",
+]
 
 ORDER_KEY = "paramstore.order"
 ALIASES_KEY = "paramstore.aliases"
@@ -231,7 +234,7 @@ def _little_endian_contiguous(name: str, array: np.ndarray) -> np.ndarray:
         )
     little = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
     # A copy only when the array is big-endian or not C-contiguous.
-    return np.ascontiguousarray(array, dtype=little)
+    return np.asarray(array, dtype=little, order="C")
 
 
 def _checked_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -302,6 +305,20 @@ def _read_exactly(file: Any, target: memoryview) -> None:
         raise CheckpointError(f"{file.name!r} is shorter than its header says (or was truncated)")
 
 
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file (the codec's keys included), reading only its
+    header. Raises `CheckpointError` for a malformed header, `OSError` when it cannot be read.
+    """
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        prefix = file.read(8)
+        length = _header_length(memoryview(prefix), size)
+        text = file.read(length)
+    if len(text) != length:
+        raise CheckpointError(f"{os.fspath(path)!r} was truncated while being read")
+    return _checked_stored_metadata(_parse_header(memoryview(text)).get("__metadata__", {}))
+
+
 def loads(data: bytes | bytearray | memoryview) -> Checkpoint:
     """Validate safetensors bytes and return their `Checkpoint` without copying tensor data.
 
@@ -337,18 +354,20 @@ def _decode(view: memoryview, body_checksum: int | None) -> Checkpoint:
 _Entry = tuple[np.dtype, tuple[int, ...], int, int]
 
 
-def _header_length(view: memoryview) -> int:
-    """The header's length from the first 8 bytes of `view`, checked against `len(view)`."""
-    if len(view) < 8:
-        raise CheckpointError(f"not a safetensors file: {len(view)} bytes, fewer than 8")
+def _header_length(view: memoryview, total: int | None = None) -> int:
+    """The header's length from the first 8 bytes of `view`, checked against the input's
+    `total` length (by default `len(view)`)."""
+    total = len(view) if total is None else total
+    if total < 8 or len(view) < 8:
+        raise CheckpointError(f"not a safetensors file: {total} bytes, fewer than 8")
     (length,) = struct.unpack("<Q", view[:8])
     if length > MAX_HEADER_BYTES:
         raise CheckpointError(
             f"header length {length} exceeds the {MAX_HEADER_BYTES}-byte limit"
         )
-    if 8 + length > len(view):
+    if 8 + length > total:
         raise CheckpointError(
-            f"header length {length} runs past the end of the {len(view)}-byte input"
+            f"header length {length} runs past the end of the {total}-byte input"
         )
     return length
 

@@ -1,0 +1,178 @@
+"""`connect()` and the `Client`: one channel to a paramstore server, configured once."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from paramstore.client import transfer
+from paramstore.client.errors import ParamstoreError, from_rpc_error
+from paramstore.client.models import SnapshotInfo, snapshot_info
+from paramstore.client.store import RemoteStore
+from paramstore.proto import chunks
+from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
+
+_SERVICE = "paramstore.v1.ParamStore"
+# Reads are idempotent: gRPC retries them on UNAVAILABLE with exponential backoff (a server
+# restarting, a connection not yet up). Writes are never retried behind the caller's back.
+_RETRIED_METHODS = ("GetStore", "ListStores", "CollectParams", "Pull", "ListTies",
+                    "ListSnapshots", "ExportSnapshot")
+_SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [{"service": _SERVICE, "method": method} for method in _RETRIED_METHODS],
+        "retryPolicy": {
+            "maxAttempts": 5,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+})
+
+
+def connect(
+    address: str,
+    token: str | None = None,
+    tls: bool | str | os.PathLike[str] | bytes = False,
+    *,
+    timeout: float | None = None,
+    progress: bool | None = None,
+) -> Client:
+    """A `Client` for the server at `address` ("host:port").
+
+    `token`: sent as `authorization: Bearer <token>`. `tls`: False (plain text), True (TLS with
+    the system's roots), or a CA certificate (PEM bytes or a file path) to trust. `timeout`:
+    seconds per call (None: no limit). `progress`: a progress bar for long transfers; None
+    shows one only on a terminal. Connecting is lazy: an unreachable server shows up as
+    `Unavailable` on the first call.
+    """
+    return Client(address, token=token, tls=tls, timeout=timeout, progress=progress)
+
+
+class Client:
+    """A connection to one server; use it as a context manager or call `close()`."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        tls: bool | str | os.PathLike[str] | bytes = False,
+        timeout: float | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+        if tls is False:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.secure_channel(address, _credentials(tls), options=options)
+        self._stub = pb_grpc.ParamStoreStub(self._channel)
+        # The tensor streams carry chunks serialized without protobuf's copies.
+        self._tensor_methods = {
+            method: self._channel.stream_unary(
+                f"/{_SERVICE}/{method}", request_serializer=chunks.serialize,
+                response_deserializer=pb.PushResponse.FromString,
+            )
+            for method in ("Push", "SetData")
+        }
+        self._tensor_methods["Pull"] = self._channel.unary_stream(
+            f"/{_SERVICE}/Pull", request_serializer=pb.PullRequest.SerializeToString,
+            response_deserializer=chunks.deserializer(pb.PullResponse),
+        )
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.address = address
+        self.timeout = timeout
+        self.progress = progress
+
+    # ---- stores ------------------------------------------------------------------------------
+
+    def create_store(self, name: str) -> RemoteStore:
+        """Create an empty store. Raises `AlreadyExists`, `InvalidArgument` (name)."""
+        self.call("CreateStore", pb.CreateStoreRequest(name=name))
+        return RemoteStore(self, name)
+
+    def store(self, name: str) -> RemoteStore:
+        """Open an existing store. Raises `StoreNotFound`."""
+        self.call("GetStore", pb.GetStoreRequest(name=name))
+        return RemoteStore(self, name)
+
+    def list_stores(self) -> list[str]:
+        """The names of every store, sorted."""
+        reply = self.call("ListStores", pb.ListStoresRequest())
+        return [store.name for store in reply.stores]
+
+    def delete_store(self, name: str) -> None:
+        """Delete a store and its snapshots. Raises `StoreNotFound`."""
+        self.call("DeleteStore", pb.DeleteStoreRequest(name=name))
+
+    def import_snapshot(self, path: str | os.PathLike[str], store: str) -> SnapshotInfo:
+        """Create `store` from a safetensors file, which becomes its first snapshot.
+
+        The server validates the file before anything changes. Raises `AlreadyExists`,
+        `InvalidArgument` (a malformed file or a bad name), `ResourceExhausted` (too big).
+        """
+        size = os.path.getsize(path)
+
+        def requests() -> Iterator[pb.ImportSnapshotRequest]:
+            yield pb.ImportSnapshotRequest(begin=pb.ImportBegin(store=store, size_bytes=size))
+            with open(path, "rb") as file, self.progress_bar(size, f"import {store}") as bar:
+                while chunk := file.read(transfer.CHUNK_BYTES):
+                    bar.update(len(chunk))
+                    yield pb.ImportSnapshotRequest(chunk=chunk)
+
+        return snapshot_info(self.call("ImportSnapshot", requests()))
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    def call(self, method: str, request: Any) -> Any:
+        """Run a unary-response RPC (a request message or an iterator of them)."""
+        try:
+            return self._method(method)(request, metadata=self._metadata, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def stream(self, method: str, request: Any) -> Iterator[Any]:
+        """Run a server-streaming RPC, yielding its replies."""
+        try:
+            yield from self._method(method)(
+                request, metadata=self._metadata, timeout=self.timeout
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def _method(self, name: str) -> Any:
+        return self._tensor_methods.get(name) or getattr(self._stub, name)
+
+    def progress_bar(self, total: int, description: str) -> Any:
+        return transfer.progress_bar(total, description, self.progress)
+
+    def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.address!r})"
+
+
+def _credentials(tls: bool | str | os.PathLike[str] | bytes) -> grpc.ChannelCredentials:
+    if tls is True:
+        return grpc.ssl_channel_credentials()
+    if isinstance(tls, bytes):
+        return grpc.ssl_channel_credentials(root_certificates=tls)
+    try:
+        return grpc.ssl_channel_credentials(root_certificates=Path(tls).read_bytes())
+    except OSError as error:
+        raise ParamstoreError(f"cannot read the TLS CA certificate {tls}: {error}") from None

@@ -1,0 +1,139 @@
+"""Every error the SDK raises: one base class, one subclass per thing that can go wrong.
+
+Each carries the server's message (`str(error)`) and the gRPC status name (`error.code`). No
+`grpc.RpcError` reaches a caller: `from_rpc_error` translates them all.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+ERROR_KEY = "paramstore-error"  # trailing metadata naming the server's error kind
+
+
+class ParamstoreError(Exception):
+    """Base class of the SDK's errors."""
+
+    code: str = "UNKNOWN"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class InvalidArgument(ParamstoreError):
+    """The request was malformed: a bad name, regex, shape, dtype, size or file."""
+
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(ParamstoreError):
+    """Something named in the request does not exist."""
+
+    code = "NOT_FOUND"
+
+
+class StoreNotFound(NotFound):
+    """No store has this name."""
+
+
+class ParameterNotFound(NotFound):
+    """The store has no parameter of this name."""
+
+
+class SnapshotNotFound(NotFound):
+    """The store has no snapshot with this id."""
+
+
+class AlreadyExists(ParamstoreError):
+    """A store of this name exists already."""
+
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(ParamstoreError):
+    """The store's state refuses the request (a shape or dtype mismatch, a stale version...)."""
+
+    code = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(ParamstoreError):
+    """A size limit of the server or of gRPC was exceeded."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unauthenticated(ParamstoreError):
+    """The server wants a token (`connect(..., token=...)`) and got none or a wrong one."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ParamstoreError):
+    """The token is valid but not allowed to do this."""
+
+    code = "PERMISSION_DENIED"
+
+
+class Unavailable(ParamstoreError):
+    """The server cannot be reached or is shutting down (reads were retried first)."""
+
+    code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(ParamstoreError):
+    """The call did not finish within its timeout."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+class Aborted(ParamstoreError):
+    """The call was aborted, typically by a conflicting concurrent call."""
+
+    code = "ABORTED"
+
+
+class Cancelled(ParamstoreError):
+    """The call was cancelled."""
+
+    code = "CANCELLED"
+
+
+class Internal(ParamstoreError):
+    """The server failed (a bug or a disk error); its log says more."""
+
+    code = "INTERNAL"
+
+
+_BY_KIND: dict[str, type[ParamstoreError]] = {
+    cls.__name__: cls
+    for cls in (StoreNotFound, ParameterNotFound, SnapshotNotFound, AlreadyExists,
+                InvalidArgument, FailedPrecondition, ResourceExhausted, Unauthenticated)
+}
+_BY_STATUS: dict[grpc.StatusCode, type[ParamstoreError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.ABORTED: Aborted,
+    grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.INTERNAL: Internal,
+    grpc.StatusCode.DATA_LOSS: Internal,
+}
+
+
+def from_rpc_error(error: grpc.RpcError) -> ParamstoreError:
+    """The SDK error for a failed call: the server's error kind, else its status."""
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    message = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
+    trailers = error.trailing_metadata() if isinstance(error, grpc.Call) else None
+    kind = dict(trailers or ()).get(ERROR_KEY, "")
+    cls = _BY_KIND.get(kind) or _BY_STATUS.get(code, ParamstoreError)
+    return cls(message, code.name if code is not None else None)

@@ -1,0 +1,54 @@
+"""What the SDK returns about stores and snapshots (plain values, no wire types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from paramstore.proto.v1 import paramstore_pb2 as pb
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """A store's summary: its prefix, version, number of parameters and bytes of data."""
+
+    name: str
+    prefix: str
+    version: int
+    parameter_count: int
+    data_bytes: int
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A snapshot: `id` (for restore/export/delete), `step` (None when not given), creation
+    time, the caller's `metadata`, its size and the store version it holds."""
+
+    id: str
+    store: str
+    step: int | None
+    created_unix_nanos: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    size_bytes: int = 0
+    version: int = 0
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromtimestamp(self.created_unix_nanos / 1e9, tz=timezone.utc)
+
+
+def store_info(message: pb.StoreInfo) -> StoreInfo:
+    return StoreInfo(message.name, message.prefix, message.version, message.parameter_count,
+                     message.data_bytes)
+
+
+def snapshot_info(message: pb.SnapshotInfo) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=message.id,
+        store=message.store,
+        step=None if message.step < 0 else message.step,
+        created_unix_nanos=message.created_unix_nanos,
+        metadata=dict(message.metadata),
+        size_bytes=message.size_bytes,
+        version=message.version,
+    )

@@ -1,0 +1,207 @@
+"""`RemoteStore`: one store on the server, used like a network's ParameterDict."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from paramstore.client import transfer
+from paramstore.client.errors import FailedPrecondition, ParamstoreError
+from paramstore.client.models import SnapshotInfo, StoreInfo, snapshot_info, store_info
+from paramstore.client.params import RemoteParameter, RemoteParameterDict
+from paramstore.proto.v1 import paramstore_pb2 as pb
+
+if TYPE_CHECKING:
+    from paramstore.client.client import Client
+
+
+class RemoteStore:
+    """A named store on the server (from `Client.create_store` or `Client.store`)."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def info(self) -> StoreInfo:
+        """The store's prefix, version, parameter count and bytes of data."""
+        return store_info(self.client.call("GetStore", pb.GetStoreRequest(name=self.name)))
+
+    # ---- parameters --------------------------------------------------------------------------
+
+    def push(self, params: Any, *, expected_version: int | None = None) -> int:
+        """Send a local ParameterDict: names, shapes, dtypes, data, its prefix and its ties.
+
+        New names are appended, existing ones overwritten (same shape and dtype), all in one
+        atomic write; a tied tensor travels once. `expected_version`: refuse with
+        `FailedPrecondition` unless the store is at that version. Returns the new version.
+        Raises `StoreNotFound`, `FailedPrecondition` (shape or dtype mismatch),
+        `InvalidArgument`.
+        """
+        prefix, outgoing = transfer.describe(params)
+        begin = pb.PushBegin(store=self.name, prefix=prefix,
+                             expected_version=expected_version or 0)
+        return self._upload("Push", begin, outgoing)
+
+    def pull(self, params: Any) -> None:
+        """Fill a local ParameterDict's parameters in place with the store's data.
+
+        Every local name must be in the store (`ParameterNotFound` otherwise); the data is the
+        store's at one version. Parameters the store holds no data for are left alone.
+        """
+        names = list(params.keys())
+        received = self._pull(names)
+        for name, item in zip(names, received):
+            if item.data is not None:
+                fill(params[name], item.data)
+
+    def collect_params(self, select: str | None = None) -> RemoteParameterDict:
+        """The store's parameters whose names match `select` at their start (all when None),
+        listed like the local `ParameterDict`: `str()` prints the same. Raises
+        `InvalidArgument` for a bad regex."""
+        request = pb.CollectParamsRequest(store=self.name, select=select or "")
+        prefix, specs = "", []
+        for index, page in enumerate(self.client.stream("CollectParams", request)):
+            if index == 0:
+                prefix = page.prefix
+            specs.extend(page.parameters)
+        return RemoteParameterDict(prefix, [RemoteParameter(self, spec) for spec in specs])
+
+    def initialize(
+        self, init: Any = None, select: str | None = None, force_reinit: bool = False
+    ) -> list[str]:
+        """Run an initializer on the server over the selected parameters of known shape.
+
+        `init`: an initializer from `paramstore.init` (it travels as its `dumps()` JSON), a
+        registered name, or None for Gluon's default `Uniform()`. Parameters holding data are
+        skipped unless `force_reinit`. Returns the names initialized. Raises `InvalidArgument`
+        for a custom initializer the server does not have (the message lists those it has).
+        """
+        if init is None:
+            text = '["uniform", {}]'
+        elif hasattr(init, "dumps"):
+            text = init.dumps()
+        else:
+            text = str(init)
+        reply = self.client.call("Initialize", pb.InitializeRequest(
+            store=self.name, initializer=text, select=select or "", force_reinit=force_reinit
+        ))
+        return list(reply.initialized)
+
+    def set_data(self, name: str, data: Any) -> None:
+        """Overwrite the data of the existing parameter `name` (through an alias, its
+        target's). Raises `ParameterNotFound`, `FailedPrecondition` (shape or dtype)."""
+        _, outgoing = transfer.describe({name: np.asarray(data)})
+        self._upload("SetData", pb.PushBegin(store=self.name), outgoing)
+
+    # ---- ties --------------------------------------------------------------------------------
+
+    def tie(self, alias: str, target: str) -> None:
+        """Make `alias` a second name of `target`'s tensor: a write through either name is
+        seen through both. Raises `ParameterNotFound`, `FailedPrecondition`."""
+        self.client.call("Tie", pb.TieRequest(store=self.name, alias=alias, target=target))
+
+    def untie(self, alias: str) -> None:
+        """Give `alias` its own copy of the tensor. Raises `ParameterNotFound`."""
+        self.client.call("Untie", pb.UntieRequest(store=self.name, alias=alias))
+
+    def ties(self) -> dict[str, str]:
+        """alias -> target, for every tie in the store."""
+        reply = self.client.call("ListTies", pb.ListTiesRequest(store=self.name))
+        return dict(sorted(reply.ties.items()))
+
+    # ---- snapshots ---------------------------------------------------------------------------
+
+    def snapshot(
+        self, step: int | None = None, metadata: Mapping[str, str] | None = None
+    ) -> SnapshotInfo:
+        """Write the store to a new snapshot on the server's disk and describe it.
+
+        `metadata` keys must not start with "paramstore." (`InvalidArgument`)."""
+        request = pb.TakeSnapshotRequest(
+            store=self.name, step=-1 if step is None else step,
+            metadata={str(key): str(value) for key, value in (metadata or {}).items()},
+        )
+        return snapshot_info(self.client.call("TakeSnapshot", request))
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """The store's snapshots, oldest first."""
+        reply = self.client.call("ListSnapshots", pb.ListSnapshotsRequest(store=self.name))
+        return [snapshot_info(info) for info in reply.snapshots]
+
+    def restore(self, snapshot_id: str) -> None:
+        """Replace the store's parameters, prefix and ties with a snapshot's.
+        Raises `SnapshotNotFound`, `InvalidArgument` (a damaged file)."""
+        self.client.call("RestoreSnapshot",
+                         pb.RestoreSnapshotRequest(store=self.name, id=snapshot_id))
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot. Raises `SnapshotNotFound`."""
+        self.client.call("DeleteSnapshot",
+                         pb.DeleteSnapshotRequest(store=self.name, id=snapshot_id))
+
+    def export_snapshot(self, snapshot_id: str, path: str | os.PathLike[str]) -> SnapshotInfo:
+        """Download a snapshot into the safetensors file `path` (replaced atomically: written
+        to a temporary name, fsynced, renamed). Raises `SnapshotNotFound`."""
+        path = Path(path)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        request = pb.ExportSnapshotRequest(store=self.name, id=snapshot_id)
+        replies = self.client.stream("ExportSnapshot", request)
+        info = None
+        try:
+            with open(temporary, "wb") as file:
+                first = next(replies)
+                info = snapshot_info(first.info)
+                with self.client.progress_bar(info.size_bytes, f"export {snapshot_id}") as bar:
+                    for reply in replies:
+                        file.write(reply.chunk)
+                        bar.update(len(reply.chunk))
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+        return info
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    def _upload(self, method: str, begin: pb.PushBegin, outgoing: list[transfer.Outgoing]) -> int:
+        total = transfer.outgoing_bytes(outgoing)
+        with self.client.progress_bar(total, f"push {self.name}") as bar:
+            reply = self.client.call(method, transfer.push_requests(begin, outgoing, bar))
+        return reply.version
+
+    def _pull(self, names: list[str]) -> list[transfer.Received]:
+        request = pb.PullRequest(store=self.name, names=names)
+        replies = self.client.stream("Pull", request)
+        _, received = transfer.receive(replies, f"pull {self.name}", self.client.progress)
+        if len(received) != len(names):
+            raise ParamstoreError(f"asked for {len(names)} parameters, got {len(received)}")
+        return received
+
+    def pull_one(self, name: str) -> transfer.Received:
+        (item,) = self._pull([name])
+        if item.data is None:
+            raise FailedPrecondition(
+                f"parameter {name!r} holds no data in store {self.name!r}: initialize it first"
+            )
+        return item
+
+    def __repr__(self) -> str:
+        return f"RemoteStore({self.name!r})"
+
+
+def fill(param: Any, data: np.ndarray) -> None:
+    """Write pulled data into a local Parameter (or NDArray/array) in place."""
+    from paramstore.nd.ndarray import NDArray
+
+    if hasattr(param, "set_data"):
+        param.set_data(NDArray._wrap(data))
+    else:
+        param[...] = data

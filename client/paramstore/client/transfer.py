@@ -1,0 +1,202 @@
+"""Moving parameters over the wire: local ParameterDicts to push streams, pull streams to arrays.
+
+A tensor travels as raw little-endian bytes in chunks of `CHUNK_BYTES`; a tied tensor travels
+once (the other names go as aliases).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from paramstore.client.errors import InvalidArgument, ParamstoreError
+from paramstore.proto import chunks
+from paramstore.proto.v1 import paramstore_pb2 as pb
+
+CHUNK_BYTES = chunks.CHUNK_BYTES
+PROGRESS_MIN_BYTES = 64 << 20  # smaller transfers are quick: no bar
+
+
+@dataclass
+class Outgoing:
+    """One local parameter ready to send."""
+
+    spec: pb.ParameterSpec
+    data: np.ndarray | None
+
+
+def describe(params: Any) -> tuple[str, list[Outgoing]]:
+    """The prefix and parameters of a local ParameterDict (or a mapping of name -> array).
+
+    The same Parameter object under two names is a tie: the later names become aliases.
+    Raises `InvalidArgument` for a dtype the wire cannot carry.
+    """
+    prefix = getattr(params, "prefix", "") or ""
+    first_name_of: dict[int, str] = {}
+    outgoing = []
+    for name, param in params.items():
+        if id(param) in first_name_of:
+            outgoing.append(Outgoing(_alias_spec(name, first_name_of[id(param)]), None))
+            continue
+        first_name_of[id(param)] = name
+        outgoing.append(_outgoing(name, param))
+    for alias, target in _recorded_ties(params).items():
+        if alias not in first_name_of.values():
+            outgoing.append(Outgoing(_alias_spec(alias, target), None))
+    return prefix, outgoing
+
+
+def _recorded_ties(params: Any) -> Mapping[str, str]:
+    ties = getattr(params, "aliases", None)
+    return ties() if callable(ties) else (ties or {})
+
+
+def _alias_spec(name: str, target: str) -> pb.ParameterSpec:
+    return pb.ParameterSpec(name=name, alias_of=target, dtype="float32", kind="Parameter")
+
+
+def _outgoing(name: str, param: Any) -> Outgoing:
+    if _is_parameter(param):
+        data = local_data(param)
+        shape = param.shape
+        label = str(param.dtype)
+        kind = type(param).__name__ if type(param).__name__ == "Constant" else "Parameter"
+        declared = param.dtype
+    else:  # a bare array
+        data = np.asarray(param)
+        shape, label, kind, declared = data.shape, data.dtype.name, "Parameter", data.dtype
+    if data is not None:
+        data = np.asarray(data, dtype=data.dtype.newbyteorder("<"), order="C")
+        shape, dtype = data.shape, data.dtype.name
+    else:
+        try:
+            dtype = np.dtype(declared).name
+        except TypeError:
+            raise InvalidArgument(f"parameter {name!r} has dtype {declared!r}, not a NumPy one") \
+                from None
+    spec = pb.ParameterSpec(
+        name=name,
+        shape=() if shape is None else [int(dim) for dim in shape],
+        shape_unknown=shape is None,
+        dtype=dtype,
+        dtype_label=label,
+        kind=kind,
+        has_data=data is not None,
+    )
+    return Outgoing(spec, data)
+
+
+def _is_parameter(value: Any) -> bool:
+    return all(hasattr(value, attribute) for attribute in ("name", "shape", "dtype", "data")) \
+        and callable(value.data)
+
+
+def local_data(param: Any) -> np.ndarray | None:
+    """A local parameter's data as a NumPy array (no copy), or None when it has none yet."""
+    try:
+        data = param.data()
+    except RuntimeError:  # not initialized, or its initialization is deferred
+        return None
+    return np.asarray(data)
+
+
+def push_requests(
+    begin: pb.PushBegin, outgoing: list[Outgoing], bar: Any
+) -> Iterator[pb.PushRequest | bytes]:
+    """The push stream: PushBegin, then each parameter's spec and chunks (pre-serialized,
+    see `paramstore.proto.chunks`)."""
+    yield pb.PushRequest(begin=begin)
+    for item in outgoing:
+        yield pb.PushRequest(parameter=item.spec)
+        if item.data is not None:
+            data = memoryview(item.data.reshape(-1).view(np.uint8))
+            for start in range(0, len(data), CHUNK_BYTES):
+                piece = data[start:start + CHUNK_BYTES]
+                bar.update(len(piece))
+                yield chunks.encode(piece)  # a serialized PushRequest{chunk}
+
+
+def outgoing_bytes(outgoing: Iterable[Outgoing]) -> int:
+    return sum(item.data.nbytes for item in outgoing if item.data is not None)
+
+
+@dataclass
+class Received:
+    """One pulled parameter: its spec and its data (None when it has none)."""
+
+    spec: pb.ParameterSpec
+    data: np.ndarray | None
+
+
+def receive(
+    replies: Iterable[pb.PullResponse], description: str, progress: bool | None
+) -> tuple[pb.PullBegin, list[Received]]:
+    """Read a whole pull stream; an alias sent without data gets its target's array."""
+    replies = iter(replies)
+    first = next(replies, None)
+    if first is None or first.WhichOneof("item") != "begin":
+        raise ParamstoreError("the server's pull stream did not start with PullBegin")
+    with progress_bar(first.begin.data_bytes, description, progress) as bar:
+        return first.begin, _received(replies, bar)
+
+
+def _received(replies: Iterator[pb.PullResponse], bar: Any) -> list[Received]:
+    received: list[Received] = []
+    arrays: dict[str, np.ndarray] = {}
+    buffer: np.ndarray | None = None
+    filled = 0
+    for reply in replies:
+        kind = reply.WhichOneof("item")
+        if kind == "parameter":
+            _check_complete(received, buffer, filled)
+            spec = reply.parameter
+            data = None
+            if spec.has_data:
+                dtype = np.dtype(spec.dtype).newbyteorder("<")
+                data = np.empty(tuple(spec.shape), dtype=dtype)
+                arrays[spec.alias_of or spec.name] = data
+            elif spec.alias_of:
+                data = arrays.get(spec.alias_of)
+            received.append(Received(spec, data))
+            buffer = data.reshape(-1).view(np.uint8) if spec.has_data and data is not None \
+                else None
+            filled = 0
+        elif kind == "chunk":
+            if buffer is None or filled + len(reply.chunk) > buffer.size:
+                raise ParamstoreError("the server sent more bytes than the parameter holds")
+            buffer[filled:filled + len(reply.chunk)] = np.frombuffer(reply.chunk, np.uint8)
+            filled += len(reply.chunk)
+            bar.update(len(reply.chunk))
+    _check_complete(received, buffer, filled)
+    return received
+
+
+def _check_complete(received: list[Received], buffer: np.ndarray | None, filled: int) -> None:
+    if buffer is not None and filled != buffer.size:
+        raise ParamstoreError(
+            f"the server sent {filled} of the {buffer.size} bytes of {received[-1].spec.name!r}"
+        )
+
+
+class _NoBar:
+    def update(self, count: int) -> None:
+        pass
+
+
+def progress_bar(total: int, description: str, enabled: bool | None) -> Any:
+    """A tqdm bar for a transfer of `total` bytes, or a silent stand-in.
+
+    `enabled` None: a bar only on a terminal and for transfers of at least 64 MiB."""
+    if enabled is None:
+        enabled = total >= PROGRESS_MIN_BYTES and sys.stderr.isatty()
+    if not enabled:
+        return contextlib.nullcontext(_NoBar())
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024,
+                leave=False)

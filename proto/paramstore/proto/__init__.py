@@ -1,0 +1,1 @@
+"""The wire contract: `paramstore.proto.v1` holds the generated messages and service stubs."""

@@ -1,0 +1,324 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StoreInfo(_message.Message):
+    __slots__ = ("name", "prefix", "version", "parameter_count", "data_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DATA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    prefix: str
+    version: int
+    parameter_count: int
+    data_bytes: int
+    def __init__(self, name: _Optional[str] = ..., prefix: _Optional[str] = ..., version: _Optional[int] = ..., parameter_count: _Optional[int] = ..., data_bytes: _Optional[int] = ...) -> None: ...
+
+class ParameterSpec(_message.Message):
+    __slots__ = ("name", "shape", "shape_unknown", "dtype", "dtype_label", "kind", "alias_of", "has_data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_LABEL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_OF_FIELD_NUMBER: _ClassVar[int]
+    HAS_DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    shape_unknown: bool
+    dtype: str
+    dtype_label: str
+    kind: str
+    alias_of: str
+    has_data: bool
+    def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., shape_unknown: _Optional[bool] = ..., dtype: _Optional[str] = ..., dtype_label: _Optional[str] = ..., kind: _Optional[str] = ..., alias_of: _Optional[str] = ..., has_data: _Optional[bool] = ...) -> None: ...
+
+class CreateStoreRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetStoreRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListStoresRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListStoresResponse(_message.Message):
+    __slots__ = ("stores",)
+    STORES_FIELD_NUMBER: _ClassVar[int]
+    stores: _containers.RepeatedCompositeFieldContainer[StoreInfo]
+    def __init__(self, stores: _Optional[_Iterable[_Union[StoreInfo, _Mapping]]] = ...) -> None: ...
+
+class DeleteStoreRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteStoreResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CollectParamsRequest(_message.Message):
+    __slots__ = ("store", "select")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    SELECT_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    select: str
+    def __init__(self, store: _Optional[str] = ..., select: _Optional[str] = ...) -> None: ...
+
+class CollectParamsResponse(_message.Message):
+    __slots__ = ("prefix", "version", "parameters")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    version: int
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
+    def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
+
+class PushBegin(_message.Message):
+    __slots__ = ("store", "prefix", "expected_version")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    prefix: str
+    expected_version: int
+    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class PushRequest(_message.Message):
+    __slots__ = ("begin", "parameter", "chunk")
+    BEGIN_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    begin: PushBegin
+    parameter: ParameterSpec
+    chunk: bytes
+    def __init__(self, begin: _Optional[_Union[PushBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class PushResponse(_message.Message):
+    __slots__ = ("version", "data_bytes")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    data_bytes: int
+    def __init__(self, version: _Optional[int] = ..., data_bytes: _Optional[int] = ...) -> None: ...
+
+class PullRequest(_message.Message):
+    __slots__ = ("store", "names", "select")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    SELECT_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    names: _containers.RepeatedScalarFieldContainer[str]
+    select: str
+    def __init__(self, store: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., select: _Optional[str] = ...) -> None: ...
+
+class PullBegin(_message.Message):
+    __slots__ = ("prefix", "version", "data_bytes")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    version: int
+    data_bytes: int
+    def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., data_bytes: _Optional[int] = ...) -> None: ...
+
+class PullResponse(_message.Message):
+    __slots__ = ("begin", "parameter", "chunk")
+    BEGIN_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    begin: PullBegin
+    parameter: ParameterSpec
+    chunk: bytes
+    def __init__(self, begin: _Optional[_Union[PullBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class InitializeRequest(_message.Message):
+    __slots__ = ("store", "initializer", "select", "force_reinit")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    INITIALIZER_FIELD_NUMBER: _ClassVar[int]
+    SELECT_FIELD_NUMBER: _ClassVar[int]
+    FORCE_REINIT_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    initializer: str
+    select: str
+    force_reinit: bool
+    def __init__(self, store: _Optional[str] = ..., initializer: _Optional[str] = ..., select: _Optional[str] = ..., force_reinit: _Optional[bool] = ...) -> None: ...
+
+class InitializeResponse(_message.Message):
+    __slots__ = ("initialized", "version")
+    INITIALIZED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    initialized: _containers.RepeatedScalarFieldContainer[str]
+    version: int
+    def __init__(self, initialized: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class TieRequest(_message.Message):
+    __slots__ = ("store", "alias", "target")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    alias: str
+    target: str
+    def __init__(self, store: _Optional[str] = ..., alias: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class TieResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class UntieRequest(_message.Message):
+    __slots__ = ("store", "alias")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    alias: str
+    def __init__(self, store: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class UntieResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class ListTiesRequest(_message.Message):
+    __slots__ = ("store",)
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    def __init__(self, store: _Optional[str] = ...) -> None: ...
+
+class ListTiesResponse(_message.Message):
+    __slots__ = ("ties",)
+    class TiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TIES_FIELD_NUMBER: _ClassVar[int]
+    ties: _containers.ScalarMap[str, str]
+    def __init__(self, ties: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SnapshotInfo(_message.Message):
+    __slots__ = ("store", "id", "step", "created_unix_nanos", "metadata", "size_bytes", "version")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    id: str
+    step: int
+    created_unix_nanos: int
+    metadata: _containers.ScalarMap[str, str]
+    size_bytes: int
+    version: int
+    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ..., step: _Optional[int] = ..., created_unix_nanos: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., size_bytes: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class TakeSnapshotRequest(_message.Message):
+    __slots__ = ("store", "step", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    step: int
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, store: _Optional[str] = ..., step: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ("store",)
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    def __init__(self, store: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsResponse(_message.Message):
+    __slots__ = ("snapshots",)
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[SnapshotInfo]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[SnapshotInfo, _Mapping]]] = ...) -> None: ...
+
+class RestoreSnapshotRequest(_message.Message):
+    __slots__ = ("store", "id")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    id: str
+    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("store", "id")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    id: str
+    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExportSnapshotRequest(_message.Message):
+    __slots__ = ("store", "id")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    id: str
+    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class ExportSnapshotResponse(_message.Message):
+    __slots__ = ("info", "chunk")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    info: SnapshotInfo
+    chunk: bytes
+    def __init__(self, info: _Optional[_Union[SnapshotInfo, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class ImportBegin(_message.Message):
+    __slots__ = ("store", "size_bytes")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    size_bytes: int
+    def __init__(self, store: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class ImportSnapshotRequest(_message.Message):
+    __slots__ = ("begin", "chunk")
+    BEGIN_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    begin: ImportBegin
+    chunk: bytes
+    def __init__(self, begin: _Optional[_Union[ImportBegin, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...

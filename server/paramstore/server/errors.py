@@ -1,0 +1,37 @@
+"""The domain's errors: what went wrong, in words a caller can act on, with no wire concepts.
+
+Each class names one kind of failure; the servicer maps each kind to one gRPC status, in one
+place (`servicer.STATUS_OF`), and sends the class name as `paramstore-error` trailing metadata.
+"""
+
+
+class StoreError(Exception):
+    """Base class: a request the stores refused. The message names the offending value."""
+
+
+class InvalidArgument(StoreError):
+    """The request itself is malformed: a bad name, regex, shape, dtype, size or file."""
+
+
+class StoreNotFound(StoreError):
+    """No store has this name."""
+
+
+class ParameterNotFound(StoreError):
+    """The store has no parameter of this name."""
+
+
+class SnapshotNotFound(StoreError):
+    """The store has no snapshot with this id."""
+
+
+class AlreadyExists(StoreError):
+    """A store of this name exists already."""
+
+
+class FailedPrecondition(StoreError):
+    """A valid request that the store's current state refuses (a shape mismatch, ...)."""
+
+
+class ResourceExhausted(StoreError):
+    """A size limit would be exceeded."""

@@ -1,0 +1,422 @@
+"""The gRPC face of the registry: messages in, domain calls, messages out.
+
+Each method validates and translates; domain errors become statuses in one place (`STATUS_OF`,
+applied by `_rpc`), which also logs one INFO line per call. Streams are read whole before the
+domain is called and written from immutable states after it, so no lock is held meanwhile.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+
+from paramstore.proto import chunks
+from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
+from paramstore.server import validation
+from paramstore.server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    ParameterNotFound,
+    ResourceExhausted,
+    SnapshotNotFound,
+    StoreError,
+    StoreNotFound,
+)
+from paramstore.server.registry import StoreRegistry
+from paramstore.server.snapshots import SnapshotInfo
+from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
+
+_log = logging.getLogger("paramstore.server")
+
+CHUNK_BYTES = chunks.CHUNK_BYTES
+PAGE_SIZE = 1000  # parameters per CollectParams message
+ERROR_KEY = "paramstore-error"
+
+STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    StoreNotFound: grpc.StatusCode.NOT_FOUND,
+    ParameterNotFound: grpc.StatusCode.NOT_FOUND,
+    SnapshotNotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+class _Call:
+    """What one call's log line reports."""
+
+    def __init__(self, method: str, request: Any) -> None:
+        self.method = method
+        self.store = getattr(request, "store", "") or getattr(request, "name", "")
+        self.status = "OK"
+        self.started = time.perf_counter()
+
+    def fail(self, context: grpc.ServicerContext, error: StoreError) -> None:
+        code = STATUS_OF[type(error)]
+        self.status = code.name
+        context.set_trailing_metadata(((ERROR_KEY, type(error).__name__),))
+        context.abort(code, str(error))
+
+    def log(self) -> None:
+        _log.info(
+            "store=%s method=%s status=%s duration_ms=%.1f",
+            self.store or "-", self.method, self.status,
+            (time.perf_counter() - self.started) * 1000,
+        )
+
+
+def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a servicer method `(self, request, context, call)`: map errors, log the call."""
+
+    def run(call: _Call, context: grpc.ServicerContext, body: Callable[[], Any]) -> Any:
+        try:
+            return body()
+        except StoreError as error:
+            call.fail(context, error)
+        except Exception:
+            if call.status == "OK":  # not an abort of ours, which grpc raises as an exception
+                call.status = "INTERNAL" if context.is_active() else "CANCELLED"
+                if call.status == "INTERNAL":
+                    _log.exception("%s failed", call.method)
+            raise
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            call = _Call(method.__name__, request)
+            replies = method(self, request, context, call)
+            try:
+                while True:
+                    reply = run(call, context, lambda: next(replies, None))
+                    if reply is None:
+                        return
+                    yield reply
+            except GeneratorExit:
+                call.status = "CANCELLED"
+                raise
+            finally:
+                call.log()
+
+        return streaming
+
+    @functools.wraps(method)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        call = _Call(method.__name__, request)
+        try:
+            return run(call, context, lambda: method(self, request, context, call))
+        finally:
+            call.log()
+
+    return unary
+
+
+class ParamStoreServicer(pb_grpc.ParamStoreServicer):
+    """Serves `paramstore.v1.ParamStore` from a `StoreRegistry`."""
+
+    def __init__(self, registry: StoreRegistry, *, max_import_bytes: int = 1 << 40) -> None:
+        self.registry = registry
+        self.max_import_bytes = max_import_bytes
+
+    # ---- stores ------------------------------------------------------------------------------
+
+    @_rpc
+    def CreateStore(self, request: pb.CreateStoreRequest, context: Any, call: _Call) -> Any:
+        store = self.registry.create(request.name)
+        return _store_info(store.name, store.state())
+
+    @_rpc
+    def GetStore(self, request: pb.GetStoreRequest, context: Any, call: _Call) -> Any:
+        return _store_info(request.name, self.registry.get(request.name).state())
+
+    @_rpc
+    def ListStores(self, request: pb.ListStoresRequest, context: Any, call: _Call) -> Any:
+        stores = [_store_info(store.name, store.state()) for store in self.registry.list()]
+        return pb.ListStoresResponse(stores=stores)
+
+    @_rpc
+    def DeleteStore(self, request: pb.DeleteStoreRequest, context: Any, call: _Call) -> Any:
+        self.registry.delete(request.name)
+        return pb.DeleteStoreResponse()
+
+    # ---- parameters --------------------------------------------------------------------------
+
+    @_rpc
+    def CollectParams(
+        self, request: pb.CollectParamsRequest, context: Any, call: _Call
+    ) -> Iterator[pb.CollectParamsResponse]:
+        matches = validation.select(request.select)
+        state = self.registry.get(request.store).state()
+        selected = [_spec(info, state) for info in state.select(matches)]
+        yield pb.CollectParamsResponse(
+            prefix=state.prefix, version=state.version, parameters=selected[:PAGE_SIZE]
+        )
+        for start in range(PAGE_SIZE, len(selected), PAGE_SIZE):
+            yield pb.CollectParamsResponse(parameters=selected[start:start + PAGE_SIZE])
+
+    @_rpc
+    def Push(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:
+        begin, items = self._receive(requests, call)
+        state = self.registry.get(begin.store).push(
+            begin.prefix, items, expected_version=begin.expected_version
+        )
+        return pb.PushResponse(version=state.version, data_bytes=_received_bytes(items))
+
+    @_rpc
+    def SetData(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:
+        begin, items = self._receive(requests, call)
+        state = self.registry.get(begin.store).set_data(items)
+        return pb.PushResponse(version=state.version, data_bytes=_received_bytes(items))
+
+    @_rpc
+    def Pull(
+        self, request: pb.PullRequest, context: Any, call: _Call
+    ) -> Iterator[pb.PullResponse]:
+        state = self.registry.get(request.store).state()
+        if request.names:
+            infos = [state.info(name) for name in request.names]
+        else:
+            infos = state.select(validation.select(request.select))
+        # A tied tensor travels once: an alias whose target was sent comes without data.
+        sources = {}
+        for info in infos:
+            if state.array(info.name) is not None:
+                sources.setdefault(info.alias_of or info.name, info.name)
+        total = sum(state.array(name).nbytes for name in sources.values())
+        yield pb.PullResponse(
+            begin=pb.PullBegin(prefix=state.prefix, version=state.version, data_bytes=total)
+        )
+        senders = set(sources.values())
+        for info in infos:
+            yield pb.PullResponse(parameter=_spec(info, state, has_data=info.name in senders))
+            if info.name in senders:
+                yield from _chunks(state.array(info.name))
+
+    @_rpc
+    def Initialize(self, request: pb.InitializeRequest, context: Any, call: _Call) -> Any:
+        names, state = self.registry.initialize(
+            request.store, request.initializer, request.select,
+            force_reinit=request.force_reinit,
+        )
+        return pb.InitializeResponse(initialized=names, version=state.version)
+
+    # ---- ties --------------------------------------------------------------------------------
+
+    @_rpc
+    def Tie(self, request: pb.TieRequest, context: Any, call: _Call) -> Any:
+        validation.parameter_name(request.alias)
+        validation.parameter_name(request.target)
+        state = self.registry.get(request.store).tie(request.alias, request.target)
+        return pb.TieResponse(version=state.version)
+
+    @_rpc
+    def Untie(self, request: pb.UntieRequest, context: Any, call: _Call) -> Any:
+        state = self.registry.get(request.store).untie(request.alias)
+        return pb.UntieResponse(version=state.version)
+
+    @_rpc
+    def ListTies(self, request: pb.ListTiesRequest, context: Any, call: _Call) -> Any:
+        return pb.ListTiesResponse(ties=self.registry.get(request.store).state().ties())
+
+    # ---- snapshots ---------------------------------------------------------------------------
+
+    @_rpc
+    def TakeSnapshot(self, request: pb.TakeSnapshotRequest, context: Any, call: _Call) -> Any:
+        info = self.registry.snapshot(
+            request.store, step=request.step, metadata=dict(request.metadata)
+        )
+        return _snapshot_info(info)
+
+    @_rpc
+    def ListSnapshots(self, request: pb.ListSnapshotsRequest, context: Any, call: _Call) -> Any:
+        infos = self.registry.snapshots(request.store)
+        return pb.ListSnapshotsResponse(snapshots=[_snapshot_info(info) for info in infos])
+
+    @_rpc
+    def RestoreSnapshot(
+        self, request: pb.RestoreSnapshotRequest, context: Any, call: _Call
+    ) -> Any:
+        return _store_info(request.store, self.registry.restore(request.store, request.id))
+
+    @_rpc
+    def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest, context: Any, call: _Call) -> Any:
+        self.registry.delete_snapshot(request.store, request.id)
+        return pb.DeleteSnapshotResponse()
+
+    @_rpc
+    def ExportSnapshot(
+        self, request: pb.ExportSnapshotRequest, context: Any, call: _Call
+    ) -> Iterator[pb.ExportSnapshotResponse]:
+        info, path = self.registry.snapshot_file(request.store, request.id)
+        try:
+            file = open(path, "rb")  # an open file survives retention deleting the snapshot
+        except FileNotFoundError:
+            raise SnapshotNotFound(f"snapshot {request.id!r} was deleted meanwhile") from None
+        with file:
+            yield pb.ExportSnapshotResponse(info=_snapshot_info(info))
+            while chunk := file.read(CHUNK_BYTES):
+                yield pb.ExportSnapshotResponse(chunk=chunk)
+
+    @_rpc
+    def ImportSnapshot(
+        self, requests: Iterator[pb.ImportSnapshotRequest], context: Any, call: _Call
+    ) -> Any:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("item") != "begin":
+            raise InvalidArgument("an import stream must start with ImportBegin")
+        begin = first.begin
+        call.store = begin.store
+        validation.store_name(begin.store)
+        if begin.size_bytes > self.max_import_bytes:
+            raise ResourceExhausted(
+                f"the file has {begin.size_bytes} bytes, more than the server's "
+                f"{self.max_import_bytes}-byte import limit"
+            )
+        try:
+            self.registry.get(begin.store)
+        except StoreNotFound:
+            pass
+        else:
+            raise AlreadyExists(f"store {begin.store!r} already exists; import under a new name")
+        data = _Buffer("the file", begin.size_bytes)
+        for request in requests:
+            if request.WhichOneof("item") != "chunk":
+                raise InvalidArgument("ImportBegin may only come first")
+            data.append(request.chunk)
+        return _snapshot_info(self.registry.import_snapshot(begin.store, data.complete()))
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _receive(
+        self, requests: Iterable[pb.PushRequest], call: _Call
+    ) -> tuple[pb.PushBegin, list[Incoming]]:
+        """Read a whole push stream: its PushBegin and each parameter with its bytes."""
+        requests = iter(requests)
+        first = next(requests, None)
+        if first is None or first.WhichOneof("item") != "begin":
+            raise InvalidArgument("a push stream must start with PushBegin")
+        begin = first.begin
+        call.store = begin.store
+        self.registry.get(begin.store)  # fail before receiving data for a missing store
+        items: list[Incoming] = []
+        current: tuple[ParameterInfo, _Buffer] | None = None
+        for request in requests:
+            kind = request.WhichOneof("item")
+            if kind == "parameter":
+                if current is not None:
+                    items.append(_incoming(*current))
+                current = self._declared(request.parameter)
+            elif kind == "chunk":
+                if current is None:
+                    raise InvalidArgument("a chunk came before any parameter")
+                current[1].append(request.chunk)
+            else:
+                raise InvalidArgument("PushBegin may only come first")
+        if current is not None:
+            items.append(_incoming(*current))
+        return begin, items
+
+    def _declared(self, spec: pb.ParameterSpec) -> tuple[ParameterInfo, _Buffer]:
+        shape = None if spec.shape_unknown else list(spec.shape)
+        info = validated_info(
+            spec.name, shape, spec.dtype, spec.dtype_label, spec.kind, spec.alias_of,
+            self.registry.max_tensor_bytes,
+        )
+        if spec.has_data and (info.shape is None or info.alias_of):
+            raise InvalidArgument(
+                f"parameter {info.name!r} cannot carry data: "
+                + ("it is an alias" if info.alias_of else "its shape is unknown")
+            )
+        size = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
+        return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None)
+
+
+class _Buffer:
+    """Receives chunks into one preallocated buffer of the announced size."""
+
+    def __init__(self, what: str, size: int | None) -> None:
+        self.what = what
+        self.size = size
+        self.data = None if size is None else np.empty(size, dtype=np.uint8)
+        self.filled = 0
+
+    def append(self, chunk: bytes | memoryview) -> None:
+        if self.data is None:
+            raise InvalidArgument(f"{self.what} was declared without data but chunks followed")
+        end = self.filled + len(chunk)
+        if end > self.data.size:
+            raise InvalidArgument(f"{self.what} received more than its {self.size} bytes")
+        self.data[self.filled:end] = np.frombuffer(chunk, dtype=np.uint8)
+        self.filled = end
+
+    def complete(self) -> np.ndarray | None:
+        if self.data is not None and self.filled != self.data.size:
+            raise InvalidArgument(
+                f"{self.what} received {self.filled} of its {self.data.size} bytes"
+            )
+        return self.data
+
+
+def _incoming(info: ParameterInfo, buffer: _Buffer) -> Incoming:
+    data = buffer.complete()
+    if data is None:
+        return Incoming(info)
+    dtype = np.dtype(info.dtype).newbyteorder("<")
+    return Incoming(info, data.view(dtype).reshape(info.shape or ()))
+
+
+def _received_bytes(items: list[Incoming]) -> int:
+    return sum(item.data.nbytes for item in items if item.data is not None)
+
+
+def _chunks(array: np.ndarray) -> Iterator[bytes]:
+    """The array's bytes as serialized `PullResponse{chunk}` messages (`chunks.serialize`
+    passes them through)."""
+    data = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    for start in range(0, len(data), CHUNK_BYTES):
+        yield chunks.encode(data[start:start + CHUNK_BYTES])
+
+
+def _spec(info: ParameterInfo, state: StoreState, *, has_data: bool | None = None) -> Any:
+    return pb.ParameterSpec(
+        name=info.name,
+        shape=info.shape or (),
+        shape_unknown=info.shape is None,
+        dtype=info.dtype,
+        dtype_label=info.dtype_label,
+        kind=info.kind,
+        alias_of=info.alias_of or "",
+        has_data=state.array(info.name) is not None if has_data is None else has_data,
+    )
+
+
+def _store_info(name: str, state: StoreState) -> pb.StoreInfo:
+    return pb.StoreInfo(
+        name=name,
+        prefix=state.prefix,
+        version=state.version,
+        parameter_count=len(state.parameters),
+        data_bytes=state.data_bytes,
+    )
+
+
+def _snapshot_info(info: SnapshotInfo) -> pb.SnapshotInfo:
+    return pb.SnapshotInfo(
+        store=info.store,
+        id=info.id,
+        step=info.step,
+        created_unix_nanos=info.created_unix_nanos,
+        metadata=info.metadata,
+        size_bytes=info.size_bytes,
+        version=info.version,
+    )

@@ -1,0 +1,140 @@
+"""Checks on every value a client sends: names, shapes, dtypes, labels and selection regexes.
+
+Each check raises `InvalidArgument` naming the value and the rule it breaks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import re2
+
+from paramstore import checkpoint
+from paramstore.server.errors import InvalidArgument
+
+MAX_STORE_NAME_LENGTH = 128
+MAX_DIMENSIONS = checkpoint.MAX_DIMENSIONS
+MAX_LABEL_LENGTH = 200
+MAX_SELECT_LENGTH = 4096
+MAX_METADATA_BYTES = 1 << 20
+DTYPES = frozenset(
+    ["bool", "uint8", "int8", "uint16", "int16", "float16", "uint32", "int32", "float32",
+     "uint64", "int64", "float64"]
+)
+KINDS = frozenset(["Parameter", "Constant"])
+# Store names and snapshot ids become file and folder names: a conservative alphabet, no
+# leading dot (hidden files, "." and ".."), so no path separators, NUL or traversal.
+_FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def store_name(name: str) -> str:
+    """Return `name` if it can name a store; raise `InvalidArgument` otherwise."""
+    return _file_name("store name", name)
+
+
+def snapshot_id(name: str) -> str:
+    """Return `name` if it can be a snapshot id; raise `InvalidArgument` otherwise."""
+    return _file_name("snapshot id", name)
+
+
+def _file_name(what: str, name: str) -> str:
+    if not 0 < len(name) <= MAX_STORE_NAME_LENGTH or not _FILE_NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid {what} {name[:MAX_STORE_NAME_LENGTH]!r}: use 1 to "
+            f"{MAX_STORE_NAME_LENGTH} characters from A-Z a-z 0-9 . _ - , not starting with '.'"
+        )
+    return name
+
+
+def parameter_name(name: str) -> str:
+    """Return `name` if it can name a parameter (non-empty, bounded, no control characters)."""
+    try:
+        return checkpoint.validate_name(name)
+    except checkpoint.CheckpointError as error:
+        raise InvalidArgument(str(error).replace("tensor name", "parameter name")) from None
+
+
+def dtype(name: str) -> str:
+    """Return `name` if it is a supported element type."""
+    if not isinstance(name, str) or name not in DTYPES:
+        raise InvalidArgument(f"unsupported dtype {name!r}; supported: {', '.join(sorted(DTYPES))}")
+    return name
+
+
+def shape(name: str, dims: Sequence[int], itemsize: int, max_bytes: int) -> tuple[int, ...]:
+    """Return `dims` as a tuple if `name` may have this shape within `max_bytes` of data."""
+    if not isinstance(dims, (list, tuple)) or not all(
+        isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in dims
+    ):
+        raise InvalidArgument(f"parameter {name!r} has an invalid shape {dims!r}")
+    if len(dims) > MAX_DIMENSIONS:
+        raise InvalidArgument(
+            f"parameter {name!r} has {len(dims)} dimensions, more than {MAX_DIMENSIONS}"
+        )
+    size = math.prod(dims) * itemsize
+    if size > max_bytes:
+        raise InvalidArgument(
+            f"parameter {name!r} of shape {tuple(dims)} needs {size} bytes, more than the "
+            f"{max_bytes}-byte limit per tensor"
+        )
+    return tuple(dims)
+
+
+def label(name: str, text: str) -> str:
+    """Return a dtype label as printed (`float32`, `<class 'numpy.float32'>`) if it is sane."""
+    if (
+        not isinstance(text, str)
+        or len(text) > MAX_LABEL_LENGTH
+        or any(ord(char) < 32 for char in text)
+    ):
+        raise InvalidArgument(f"parameter {name!r} has an invalid dtype label {text[:40]!r}")
+    return text
+
+
+def kind(name: str, text: str) -> str:
+    """Return "Parameter" or "Constant"."""
+    if not isinstance(text, str) or text not in KINDS:
+        raise InvalidArgument(
+            f"parameter {name!r} has kind {text!r}; expected 'Parameter' or 'Constant'"
+        )
+    return text
+
+
+def metadata(entries: dict[str, str]) -> dict[str, str]:
+    """Return snapshot metadata if its keys are free (not `paramstore.*`) and its size bounded."""
+    total = 0
+    for key, value in entries.items():
+        if not key or key.startswith("paramstore.") or key == "__metadata__":
+            raise InvalidArgument(
+                f"metadata key {key!r} is reserved; use a non-empty key not starting with "
+                "'paramstore.'"
+            )
+        total += len(key.encode()) + len(value.encode())
+    if total > MAX_METADATA_BYTES:
+        raise InvalidArgument(f"metadata holds {total} bytes, more than {MAX_METADATA_BYTES}")
+    return dict(entries)
+
+
+def select(pattern: str) -> Callable[[str], bool]:
+    """A predicate true for names that `pattern` matches at their start (Gluon's `re.match`).
+
+    The regex runs on RE2, which takes time linear in the name whatever the pattern. An empty
+    pattern selects every name. Raises `InvalidArgument` for a pattern RE2 cannot compile.
+    """
+    if not pattern:
+        return lambda name: True
+    if len(pattern) > MAX_SELECT_LENGTH:
+        raise InvalidArgument(
+            f"select regex is {len(pattern)} characters long, more than {MAX_SELECT_LENGTH}"
+        )
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        compiled = re2.compile(pattern, options)
+    except re2.error as error:
+        message = error.args[0].decode() if error.args and isinstance(error.args[0], bytes) \
+            else str(error)
+        raise InvalidArgument(f"invalid select regex {pattern!r}: {message}") from None
+    return lambda name: compiled.match(name) is not None

@@ -1,0 +1,119 @@
+"""Real servers on loopback for the service tests: in-process, or as a `python -m
+paramstore.server` subprocess for tests that kill it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from paramstore.client import Client, connect
+from paramstore.server import ParamStoreServer, create_server
+
+
+@dataclass
+class RunningServer:
+    """A server under test: where it listens, where it keeps its snapshots."""
+
+    address: str
+    data_dir: Path
+    token: str | None = None
+    server: ParamStoreServer | None = None
+    process: subprocess.Popen | None = None
+    log: list[str] = field(default_factory=list)
+
+    def connect(self, **options: Any) -> Client:
+        options.setdefault("token", self.token)
+        return connect(self.address, **options)
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Start in-process servers: `make_server(token=..., keep=..., data_dir=...)`."""
+    started: list[ParamStoreServer] = []
+
+    def make(data_dir: Path | None = None, **options: Any) -> RunningServer:
+        data_dir = data_dir or tmp_path / f"data{len(started)}"
+        server, port = create_server("127.0.0.1:0", data_dir=data_dir, **options)
+        server.start()
+        started.append(server)
+        return RunningServer(f"127.0.0.1:{port}", data_dir, options.get("token"), server)
+
+    yield make
+    for server in started:
+        server.stop(None).wait()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., RunningServer]) -> RunningServer:
+    return make_server()
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[Client]:
+    with server.connect() as opened:
+        yield opened
+
+
+@pytest.fixture
+def spawn_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Start `python -m paramstore.server` subprocesses: `spawn_server(data_dir, *flags)`.
+    They are killed at teardown if still running."""
+    processes: list[subprocess.Popen] = []
+
+    def spawn(data_dir: Path | None = None, *flags: str) -> RunningServer:
+        data_dir = data_dir or tmp_path / "data"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "paramstore.server", "--address", "127.0.0.1:0",
+             "--data-dir", str(data_dir), *flags],
+            stderr=subprocess.PIPE, text=True,
+        )
+        processes.append(process)
+        log = []
+        for line in process.stderr:  # type: ignore[union-attr]
+            log.append(line)
+            found = re.search(r"serving on ([\d.]+:\d+)", line)
+            if found:
+                address = found.group(1)
+                break
+        else:
+            raise RuntimeError("the server did not start:\n" + "".join(log))
+        # Keep reading its log, so that a full pipe never blocks the server.
+        threading.Thread(target=log.extend, args=(process.stderr,), daemon=True).start()
+        wait_until_serving(address)
+        return RunningServer(address, data_dir, process=process, log=log)
+
+    yield spawn
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+def wait_until_serving(address: str, timeout: float = 10.0) -> None:
+    """Poll the standard health service until the server reports SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
