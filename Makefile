@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench lint proto soak clean
+.PHONY: serve test bench bench-service lint proto soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/engine.py
+
+bench-service: $(STAMP)
+	$(PY) bench/service.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,232 @@
+"""The service's speed as ratios to bare baselines, measured in one run on this machine.
+
+1. Push and pull of a store of `--size-mib` MiB (32 float32 tensors) through the SDK to a
+   `paramstore serve` process, against a bare grpcio byte stream of the same bytes between two
+   processes on loopback: client-streaming upload, server-streaming download, 1 MiB messages,
+   handled by a generic handler that keeps the uploaded messages and streams them back.
+2. Snapshot and restore of that store on the server, against `safetensors.numpy.save_file` +
+   fsync and `safetensors.numpy.load_file` of the same tensors in the same folder.
+3. `collect_params()` of a store of 10,000 parameters, in milliseconds, and its snapshot and
+   restore against safetensors as in 2 (per-tensor costs rather than bandwidth).
+
+Runs of the two sides alternate so that a noisy neighbour slows both; the best of `--repeat`
+rounds is reported. Ratios are baseline time / paramstore time (1.0: as fast as the baseline).
+
+    python bench/service.py [--size-mib 256] [--repeat 3] [--dir FOLDER]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import numpy as np
+import safetensors.numpy
+
+from paramstore.client import Client, RemoteStore, connect
+from paramstore.proto.chunks import CHUNK_BYTES
+
+TENSORS = 32
+LISTED_PARAMETERS = 10_000
+_UPLOAD = "/bench.Bytes/Upload"
+_DOWNLOAD = "/bench.Bytes/Download"
+
+
+# ---- the baseline: a bare grpcio byte stream ----------------------------------------------------
+
+
+def run_baseline_server() -> None:
+    """Serve Upload (keep the messages of a request stream, answer their byte count) and
+    Download (stream the last upload's messages back as they came) until killed; print the
+    port on stdout."""
+    kept: list[bytes] = []
+
+    def upload(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        kept[:] = list(requests)
+        return str(sum(map(len, kept))).encode()
+
+    def download(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield from kept
+
+    identity = None  # bytes in, bytes out
+    handler = grpc.method_handlers_generic_handler("bench.Bytes", {
+        "Upload": grpc.stream_unary_rpc_method_handler(upload, identity, identity),
+        "Download": grpc.unary_stream_rpc_method_handler(download, identity, identity),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    server.wait_for_termination()
+
+
+class Baseline:
+    """A client of the baseline server process."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.upload_call = self.channel.stream_unary(_UPLOAD)
+        self.download_call = self.channel.unary_stream(_DOWNLOAD)
+
+    def upload(self, arrays: list[np.ndarray]) -> None:
+        def chunks() -> Iterator[bytes]:
+            for array in arrays:
+                view = memoryview(array.reshape(-1).view(np.uint8))
+                for start in range(0, len(view), CHUNK_BYTES):
+                    yield bytes(view[start:start + CHUNK_BYTES])
+
+        received = int(self.upload_call(chunks()))
+        assert received == sum(array.nbytes for array in arrays)
+
+    def download(self, total: int) -> None:
+        received = sum(len(chunk) for chunk in self.download_call(b""))
+        assert received == total
+
+
+# ---- processes ---------------------------------------------------------------------------------
+
+
+def start_paramstore(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "paramstore.server", "--address", "127.0.0.1:0",
+         "--data-dir", str(data_dir), "--keep", "1"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        found = re.search(r"serving on ([\d.]+:\d+)", line)
+        if found:
+            # Its one log line per call must never fill the pipe: keep reading it.
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            return process, found.group(1)
+    raise RuntimeError("paramstore serve did not start")
+
+
+def start_baseline() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, __file__, "--baseline-server"],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, f"127.0.0.1:{int(process.stdout.readline())}"
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+
+def best(repeat: int, *runs: Callable[[], object]) -> list[float]:
+    """The best time of each run over `repeat` alternating rounds, in seconds."""
+    times = [float("inf")] * len(runs)
+    for _ in range(repeat):
+        for index, run in enumerate(runs):
+            started = time.perf_counter()
+            run()
+            times[index] = min(times[index], time.perf_counter() - started)
+    return times
+
+
+def save_and_fsync(tensors: dict[str, np.ndarray], path: Path) -> None:
+    safetensors.numpy.save_file(tensors, str(path))
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def report(label: str, size: int, ours: float, baseline: float, baseline_label: str) -> None:
+    mib = size / (1 << 20)
+    print(f"{label:<9} paramstore {mib / ours:6.0f} MiB/s ({ours * 1000:5.0f} ms)   "
+          f"{baseline_label:<23} {mib / baseline:6.0f} MiB/s ({baseline * 1000:5.0f} ms)   "
+          f"ratio {baseline / ours:.2f}")
+
+
+def snapshot_and_restore(
+    store: RemoteStore, tensors: dict[str, np.ndarray], plain: Path, repeat: int
+) -> list[float]:
+    """Times of: store snapshot, safetensors save+fsync, store restore, safetensors load."""
+    snapshot_ids: list[str] = []
+    snapshot, save = best(repeat, lambda: snapshot_ids.append(store.snapshot().id),
+                          lambda: save_and_fsync(tensors, plain))
+    restore, load = best(repeat, lambda: store.restore(snapshot_ids[-1]),
+                         lambda: safetensors.numpy.load_file(str(plain)))
+    return [snapshot, save, restore, load]
+
+
+def measure_bandwidth(client: Client, baseline: Baseline, folder: Path, size_mib: int,
+                      repeat: int) -> None:
+    rng = np.random.default_rng(0)
+    per_tensor = size_mib * (1 << 20) // TENSORS // 4
+    tensors = {f"layer{index}_weight": rng.random(per_tensor, dtype=np.float32)
+               for index in range(TENSORS)}
+    size = sum(array.nbytes for array in tensors.values())
+    print(f"store: {TENSORS} float32 tensors, {size / (1 << 20):.0f} MiB; best of {repeat}")
+    store = client.create_store("bench")
+    local = {name: np.empty_like(array) for name, array in tensors.items()}
+    push, upload = best(repeat, lambda: store.push(tensors),
+                        lambda: baseline.upload(list(tensors.values())))
+    pull, download = best(repeat, lambda: store.pull(local), lambda: baseline.download(size))
+    assert all(np.array_equal(local[name], tensors[name]) for name in tensors)
+    report("push", size, push, upload, "grpcio client stream")
+    report("pull", size, pull, download, "grpcio server stream")
+    snapshot, save, restore, load = snapshot_and_restore(
+        store, tensors, folder / "plain.safetensors", repeat)
+    report("snapshot", size, snapshot, save, "safetensors save+fsync")
+    report("restore", size, restore, load, "safetensors load")
+    client.delete_store("bench")
+
+
+def measure_many_parameters(client: Client, folder: Path, repeat: int) -> None:
+    small = {f"block{index // 100}_dense{index % 100}_weight": np.ones(16, np.float32)
+             for index in range(LISTED_PARAMETERS)}
+    store = client.create_store("many")
+    (push,) = best(1, lambda: store.push(small))
+    (listing,) = best(5, lambda: store.collect_params())
+    (printing,) = best(5, lambda: str(store.collect_params()))
+    print(f"{LISTED_PARAMETERS} parameters of 64 bytes: collect_params() {listing * 1000:.1f} ms "
+          f"({printing * 1000:.1f} ms with str()); push {push * 1000:.0f} ms")
+    snapshot, save, restore, load = snapshot_and_restore(
+        store, small, folder / "small.safetensors", repeat)
+    print(f"  snapshot {snapshot * 1000:.0f} ms vs safetensors save+fsync {save * 1000:.0f} ms "
+          f"(ratio {save / snapshot:.2f}); restore {restore * 1000:.0f} ms vs safetensors load "
+          f"{load * 1000:.0f} ms (ratio {load / restore:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", type=Path, help="folder on the disk to measure (default: tmp)")
+    parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        run_baseline_server()
+        return
+
+    folder = Path(tempfile.mkdtemp(prefix="paramstore-bench-", dir=args.dir))
+    server, address = start_paramstore(folder / "data")
+    baseline_server, baseline_address = start_baseline()
+    try:
+        with connect(address, progress=False) as client:
+            measure_bandwidth(client, Baseline(baseline_address), folder, args.size_mib,
+                              args.repeat)
+            measure_many_parameters(client, folder, args.repeat)
+    finally:
+        for process in (server, baseline_server):
+            process.kill()
+            process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The `paramstore` command line: run the server and manage stores and their snapshots.
+
+```
+paramstore serve [--address A] [--data-dir D] [--token-file F] [--tls-cert P --tls-key P]
+paramstore stores | params STORE [--select RE] | snapshot STORE [--step N] [--note TEXT]
+paramstore snapshots STORE | restore STORE ID | export STORE ID FILE | import FILE STORE
+paramstore inspect FILE
+```
+Client commands read `--address` (or `PARAMSTORE_ADDRESS`) and `--token` (or
+`PARAMSTORE_TOKEN`). An error prints one line to stderr and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from paramstore import checkpoint
+from paramstore.client.client import Client, connect
+from paramstore.client.errors import ParamstoreError, Unavailable
+from paramstore.client.models import SnapshotInfo
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `paramstore` command; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # the server parses its own flags
+        from paramstore.server import main as serve_main
+
+        return serve_main(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        parser.error("`serve` takes the server's own flags: paramstore serve --address ...")
+    try:
+        if args.command == "inspect":
+            return _inspect(args.file)
+        with _connect(args) as client:
+            return args.run(client, args)
+    except Unavailable as error:
+        return _fail(f"cannot reach a paramstore server at {args.address}: {error}")
+    except ParamstoreError as error:
+        return _fail(f"{error.code}: {error}")
+    except (OSError, checkpoint.CheckpointError) as error:  # local files: unreadable, malformed
+        return _fail(str(error))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> int:
+    one_line = " ".join(message.split())
+    print(f"paramstore: error: {one_line}", file=sys.stderr)
+    return 1
+
+
+def _connect(args: argparse.Namespace) -> Client:
+    return connect(args.address, token=args.token or None, tls=args.tls_ca or False)
+
+
+# ---- commands ------------------------------------------------------------------------------------
+
+
+def _stores(client: Client, args: argparse.Namespace) -> int:
+    for name in client.list_stores():
+        print(name)
+    return 0
+
+
+def _params(client: Client, args: argparse.Namespace) -> int:
+    print(client.store(args.store).collect_params(args.select))
+    return 0
+
+
+def _snapshot(client: Client, args: argparse.Namespace) -> int:
+    metadata = {"note": args.note} if args.note is not None else None
+    info = client.store(args.store).snapshot(step=args.step, metadata=metadata)
+    print(info.id)
+    return 0
+
+
+def _snapshots(client: Client, args: argparse.Namespace) -> int:
+    infos = client.store(args.store).snapshots()
+    print(f"{'ID':<10}{'STEP':>8}  {'CREATED (UTC)':<20}{'SIZE':>12}  METADATA")
+    for info in infos:
+        print(_snapshot_row(info))
+    return 0
+
+
+def _snapshot_row(info: SnapshotInfo) -> str:
+    step = "-" if info.step is None else str(info.step)
+    created = info.created.strftime("%Y-%m-%d %H:%M:%S")
+    metadata = " ".join(f"{key}={value}" for key, value in sorted(info.metadata.items()))
+    return f"{info.id:<10}{step:>8}  {created:<20}{_size(info.size_bytes):>12}  {metadata}"
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    size, unit = count / 1024, "KiB"
+    for larger in ("MiB", "GiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, larger
+    return f"{size:.1f} {unit}"
+
+
+def _restore(client: Client, args: argparse.Namespace) -> int:
+    client.store(args.store).restore(args.id)
+    print(f"restored store {args.store!r} from snapshot {args.id}")
+    return 0
+
+
+def _export(client: Client, args: argparse.Namespace) -> int:
+    info = client.store(args.store).export_snapshot(args.id, args.file)
+    print(f"exported snapshot {info.id} of {args.store!r} to {args.file} "
+          f"({_size(info.size_bytes)})")
+    return 0
+
+
+def _import(client: Client, args: argparse.Namespace) -> int:
+    info = client.import_snapshot(args.file, store=args.store)
+    print(f"imported {args.file} as store {info.store!r} (snapshot {info.id})")
+    return 0
+
+
+def _inspect(path: Path) -> int:
+    """Print a safetensors file (paramstore's or any other) as the store it would import as:
+    its `collect_params` listing, its ties and its metadata. Works offline."""
+    from paramstore.server.errors import StoreError
+    from paramstore.server.snapshots import PARAMETERS_KEY, decode
+
+    loaded = checkpoint.load(path)
+    try:
+        state = decode(loaded)
+    except StoreError as error:
+        raise checkpoint.CheckpointError(f"{path}: {error}") from None
+    header = f"{state.prefix} (" if state.prefix else "("
+    lines = [
+        f"  {info.kind} {info.name} (shape={info.shape}, dtype={info.dtype_label})"
+        for info in map(state.info, state.parameters)
+    ]
+    print("\n".join([header, *lines, ")"]))
+    ties = state.ties()
+    if ties:
+        print("ties:")
+        for alias, target in ties.items():
+            print(f"  {alias} -> {target}")
+    # The listing above already shows what the parameters entry holds.
+    metadata = {key: value for key, value in loaded.metadata.items() if key != PARAMETERS_KEY}
+    if metadata:
+        print("metadata:")
+        for key, value in sorted(metadata.items()):
+            print(f"  {key}: {value}")
+    return 0
+
+
+# ---- the parser ----------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paramstore",
+        description="Serve parameter stores and manage their safetensors snapshots.",
+    )
+    _add_connection_options(parser, overriding=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Given after the command, the connection options override those given before it.
+    connection = argparse.ArgumentParser(add_help=False)
+    _add_connection_options(connection, overriding=True)
+
+    def command(name: str, run: Callable[..., int] | None, summary: str
+                ) -> argparse.ArgumentParser:
+        """A subcommand; `run` None for those that need no connection (serve, inspect)."""
+        sub = commands.add_parser(name, help=summary, description=summary,
+                                  parents=[] if run is None else [connection])
+        sub.set_defaults(run=run)
+        return sub
+
+    command("serve", None, "run the server (see `paramstore serve --help`)")
+    command("stores", _stores, "list the stores")
+    params = command("params", _params, "print a store's parameters like collect_params()")
+    params.add_argument("store")
+    params.add_argument("--select", metavar="RE",
+                        help="only names matching this regular expression at their start")
+    snapshot = command("snapshot", _snapshot, "snapshot a store to the server's disk; "
+                                              "prints the snapshot id")
+    snapshot.add_argument("store")
+    snapshot.add_argument("--step", type=int, help="the training step to record")
+    snapshot.add_argument("--note", metavar="TEXT", help="a note kept in the metadata")
+    command("snapshots", _snapshots, "list a store's snapshots, oldest first").add_argument(
+        "store")
+    restore = command("restore", _restore, "bring a store back to a snapshot")
+    restore.add_argument("store")
+    restore.add_argument("id")
+    export = command("export", _export, "download a snapshot as a safetensors file")
+    export.add_argument("store")
+    export.add_argument("id")
+    export.add_argument("file", type=Path)
+    imported = command("import", _import, "create a store from a safetensors file")
+    imported.add_argument("file", type=Path)
+    imported.add_argument("store")
+    inspect = command("inspect", None, "print a safetensors file's parameters, ties and "
+                                       "metadata (offline)")
+    inspect.add_argument("file", type=Path)
+    return parser
+
+
+def _add_connection_options(parser: argparse.ArgumentParser, *, overriding: bool) -> None:
+    """`--address`, `--token`, `--tls-ca`; `overriding`: no defaults, so that a value is set
+    only when the option is given (after the command, over the one given before it)."""
+
+    def default(value: str | None) -> str | None:
+        return argparse.SUPPRESS if overriding else value
+
+    parser.add_argument(
+        "--address", default=default(os.environ.get("PARAMSTORE_ADDRESS", DEFAULT_ADDRESS)),
+        help=f"the server's host:port (env PARAMSTORE_ADDRESS, default {DEFAULT_ADDRESS})",
+    )
+    parser.add_argument("--token", default=default(os.environ.get("PARAMSTORE_TOKEN")),
+                        help="the server's bearer token (env PARAMSTORE_TOKEN)")
+    parser.add_argument("--tls-ca", metavar="PEM", default=default(None),
+                        help="connect with TLS, trusting this CA certificate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""The `paramstore` command line against a real `paramstore serve` process.
+
+Most commands run `paramstore.client.cli.main` in this process (the installed console script
+calls exactly that); the tests of exit statuses, stderr and environment variables run the
+installed `paramstore` script as a child process, as a shell would.
+"""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import safetensors.numpy
+from chapter_nets import mlp, rgnet, tied_net
+from server_process import paramstore_command, running_server
+
+from paramstore import checkpoint
+from paramstore.client.cli import main
+
+pytest_plugins = ("server_fixtures",)  # `served`, `remote`
+
+
+@pytest.fixture
+def paramstore(served, capsys, monkeypatch):
+    """`paramstore(*args)` -> (exit status, stdout, stderr), against the module's server."""
+    monkeypatch.setenv("PARAMSTORE_ADDRESS", served.address)
+    monkeypatch.delenv("PARAMSTORE_TOKEN", raising=False)
+
+    def run(*args):
+        capsys.readouterr()
+        status = main([str(arg) for arg in args])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+@pytest.fixture
+def pushed_mlp(remote):
+    net = mlp()
+    store = remote.create_store("mlp")
+    store.push(net.collect_params())
+    return store, net
+
+
+# ---- listing -----------------------------------------------------------------------------------
+
+
+def test_help_lists_every_command():
+    shown = subprocess.run([*paramstore_command(), "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0
+    for command in ("serve", "stores", "params", "snapshot", "snapshots", "restore", "export",
+                    "import", "inspect"):
+        assert f"    {command} " in shown.stdout
+
+
+def test_serve_after_client_options_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--address", "127.0.0.1:0", "serve"])
+    assert exited.value.code == 2 and "paramstore serve --address" in capsys.readouterr().err
+
+
+def test_stores_prints_one_name_per_line(paramstore, remote):
+    remote.create_store("b")
+    remote.create_store("a")
+    assert paramstore("stores") == (0, "a\nb\n", "")
+
+
+@pytest.mark.parametrize("build", [mlp, rgnet, tied_net])
+def test_params_prints_exactly_the_local_collect_params(paramstore, remote, build):
+    net = build()
+    remote.create_store("net").push(net.collect_params())
+    assert paramstore("params", "net") == (0, f"{net.collect_params()}\n", "")
+
+
+def test_params_select_prints_the_local_selection(paramstore, pushed_mlp):
+    _, net = pushed_mlp
+    status, out, _ = paramstore("params", "mlp", "--select", ".*weight")
+    assert (status, out) == (0, f"{net.collect_params('.*weight')}\n")
+
+
+def test_params_of_a_missing_store_prints_one_error_line(paramstore, remote):
+    status, out, err = paramstore("params", "ghost")
+    assert (status, out) == (1, "")
+    assert err.count("\n") == 1 and "ghost" in err and err.startswith("paramstore: error:")
+
+
+def test_a_bad_select_regex_prints_an_invalid_argument_error(paramstore, pushed_mlp):
+    status, _, err = paramstore("params", "mlp", "--select", "dense(")
+    assert status == 1 and "INVALID_ARGUMENT" in err and "regex" in err
+
+
+# ---- snapshots ---------------------------------------------------------------------------------
+
+
+def test_snapshot_prints_the_id_that_snapshots_lists(paramstore, pushed_mlp):
+    status, out, _ = paramstore("snapshot", "mlp", "--step", "100", "--note", "warm start")
+    snapshot_id = out.strip()
+    assert status == 0 and snapshot_id
+    status, listing, _ = paramstore("snapshots", "mlp")
+    header, row = listing.splitlines()
+    assert header.split()[:2] == ["ID", "STEP"]
+    assert row.split()[:2] == [snapshot_id, "100"] and row.endswith("note=warm start")
+
+
+def test_snapshots_of_a_store_without_any_prints_only_the_header(paramstore, remote):
+    remote.create_store("empty")
+    status, out, _ = paramstore("snapshots", "empty")
+    assert status == 0 and len(out.splitlines()) == 1
+
+
+def test_restore_brings_the_store_back_to_the_snapshot(paramstore, pushed_mlp):
+    store, net = pushed_mlp
+    _, out, _ = paramstore("snapshot", "mlp")
+    store.collect_params()["dense1_bias"].set_data(np.ones(10, np.float32))
+    status, message, _ = paramstore("restore", "mlp", out.strip())
+    assert status == 0 and out.strip() in message
+    np.testing.assert_array_equal(store.collect_params()["dense1_bias"].data().asnumpy(),
+                                  net[1].bias.data().asnumpy())
+
+
+def test_restoring_a_missing_snapshot_fails_with_not_found(paramstore, pushed_mlp):
+    status, _, err = paramstore("restore", "mlp", "00000099")
+    assert status == 1 and "NOT_FOUND" in err and "00000099" in err
+
+
+def test_serve_keep_retains_only_the_newest_snapshots(tmp_path):
+    with running_server(tmp_path / "data", "--keep", "2") as server:
+        with server.connect() as client:
+            client.create_store("s")
+        ids = [server.cli("snapshot", "s", "--step", str(step)).stdout.strip()
+               for step in range(4)]
+        rows = server.cli("snapshots", "s").stdout.splitlines()[1:]
+        assert [row.split()[0] for row in rows] == ids[2:]
+
+
+# ---- export, import, inspect -------------------------------------------------------------------
+
+
+def test_export_writes_a_plain_safetensors_file(paramstore, pushed_mlp, tmp_path):
+    _, net = pushed_mlp
+    _, out, _ = paramstore("snapshot", "mlp")
+    status, _, _ = paramstore("export", "mlp", out.strip(), tmp_path / "mlp.safetensors")
+    assert status == 0
+    tensors = safetensors.numpy.load_file(tmp_path / "mlp.safetensors")
+    np.testing.assert_array_equal(tensors["dense0_weight"], net[0].weight.data().asnumpy())
+
+
+def test_import_creates_a_store_that_lists_like_the_exported_one(paramstore, pushed_mlp, tmp_path):
+    _, out, _ = paramstore("snapshot", "mlp")
+    paramstore("export", "mlp", out.strip(), tmp_path / "mlp.safetensors")
+    status, _, _ = paramstore("import", tmp_path / "mlp.safetensors", "copy")
+    assert status == 0
+    assert paramstore("params", "copy")[1] == paramstore("params", "mlp")[1]
+
+
+def test_importing_a_malformed_file_fails_and_creates_no_store(paramstore, remote, tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    status, _, err = paramstore("import", tmp_path / "junk.safetensors", "junk")
+    assert status == 1 and "INVALID_ARGUMENT" in err
+    assert remote.list_stores() == []
+
+
+def test_importing_a_missing_file_names_it(paramstore, tmp_path):
+    status, _, err = paramstore("import", tmp_path / "absent.safetensors", "s")
+    assert status == 1 and "absent.safetensors" in err
+
+
+def test_inspect_prints_an_exported_snapshot_with_its_ties_and_metadata(
+    paramstore, pushed_mlp, tmp_path
+):
+    store, net = pushed_mlp
+    store.push({"decoder_weight": np.zeros((10, 256), np.float32)})
+    store.tie("decoder_weight", "dense1_weight")
+    _, out, _ = paramstore("snapshot", "mlp", "--step", "7", "--note", "tied")
+    paramstore("export", "mlp", out.strip(), tmp_path / "mlp.safetensors")
+    status, shown, _ = paramstore("inspect", tmp_path / "mlp.safetensors")
+    listing = str(store.collect_params())
+    assert status == 0 and shown.startswith(listing + "\n")
+    rest = shown[len(listing) + 1:]
+    assert "ties:\n  decoder_weight -> dense1_weight\n" in rest
+    assert "  note: tied\n" in rest and "  paramstore.step: 7\n" in rest
+
+
+def test_inspect_prints_a_plain_safetensors_file_offline(tmp_path, capsys):
+    safetensors.numpy.save_file(
+        {"w": np.ones((2, 3), np.float32), "b": np.zeros(2, np.int64)}, tmp_path / "plain.st",
+        metadata={"framework": "numpy"},
+    )
+    assert main(["--address", "127.0.0.1:1", "inspect", str(tmp_path / "plain.st")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "(" and lines[3:] == [")", "metadata:", "  framework: numpy"]
+    assert sorted(lines[1:3]) == ["  Parameter b (shape=(2,), dtype=int64)",
+                                  "  Parameter w (shape=(2, 3), dtype=float32)"]
+
+
+def test_inspect_prints_a_saved_net_by_structural_names(tmp_path, capsys):
+    net = tied_net()
+    net.save_parameters(str(tmp_path / "tied.safetensors"))
+    assert main(["inspect", str(tmp_path / "tied.safetensors")]) == 0
+    shown = capsys.readouterr().out
+    assert "  Parameter 3.weight (shape=(10, 8), dtype=float32)\n" in shown
+    assert "ties:\n" in shown
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_inspect_of_a_damaged_file_prints_one_error_line(tmp_path, capsys, damage):
+    data = bytearray(checkpoint.dumps({"w": np.ones(100, np.float32)}))
+    if damage == "truncated":
+        data = data[:-40]
+    else:
+        data[-1] ^= 0xFF
+    (tmp_path / "bad.safetensors").write_bytes(bytes(data))
+    assert main(["inspect", str(tmp_path / "bad.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("paramstore: error:") and err.count("\n") == 1
+
+
+# ---- the installed script: environment, tokens, exit statuses ----------------------------------
+
+
+def test_the_script_reads_the_address_from_the_environment(served, remote):
+    remote.create_store("from-env")
+    done = served.cli("stores")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "from-env\n", "")
+
+
+def test_an_unreachable_server_prints_one_line_without_a_traceback(tmp_path):
+    done = subprocess.run([*paramstore_command(), "--address", "127.0.0.1:1", "stores"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "cannot reach" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_token_server_refuses_the_cli_without_the_right_token(tmp_path):
+    with running_server(tmp_path / "data", token="s3cret") as server:
+        assert server.cli("stores", token="wrong").stderr.count("UNAUTHENTICATED") == 1
+        assert server.cli("stores").returncode == 0  # PARAMSTORE_TOKEN=s3cret
+        refused = server.cli("--token", "", "stores", token="s3cret")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+
+
+def test_options_after_the_command_override_those_before_it(served, remote):
+    remote.create_store("here")
+    done = served.cli("--address", "127.0.0.1:1", "stores", "--address", served.address)
+    assert (done.returncode, done.stdout) == (0, "here\n")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_the_cli_talks_tls_to_a_tls_server_given_its_certificate(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    with running_server(tmp_path / "data", tls=(cert, key)) as server:
+        with server.connect() as client:
+            client.create_store("secure")
+        assert server.cli("--tls-ca", str(cert), "stores").stdout == "secure\n"
+        assert server.cli("stores").returncode == 1  # plain text to a TLS server
