@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from paramstore import nd
+from paramstore.gluon.block import HybridBlock
 from paramstore.nd import NDArray
 
 __all__ = [
@@ -28,8 +29,8 @@ __all__ = [
 _EPSILON = 1e-12
 
 
-class Loss:
-    """The base of every loss: a callable `loss(pred, label, sample_weight=None)`.
+class Loss(HybridBlock):
+    """The base of every loss: a block called as `loss(pred, label, sample_weight=None)`.
 
     `weight` (a number or None) scales the loss; `batch_axis` is the axis kept in the output.
     Subclasses define `hybrid_forward(F, pred, label, sample_weight=None)` with `F` the `nd`
@@ -41,20 +42,12 @@ class Loss:
             isinstance(weight, bool) or not isinstance(weight, numbers.Real)
         ):
             raise AssertionError("weight must be a number")
+        super().__init__(**kwargs)
         self._weight = weight
         self._batch_axis = batch_axis
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_axis={self._batch_axis}, w={self._weight})"
-
-    def __call__(self, *args: Any) -> NDArray:
-        return self.forward(*args)
-
-    def forward(self, *args: Any) -> NDArray:
-        return self.hybrid_forward(nd, *args)
-
-    def hybrid_forward(self, F: ModuleType, *args: Any) -> NDArray:
-        raise NotImplementedError(f"{type(self).__name__} does not define hybrid_forward")
 
     def _weighted(
         self, loss: NDArray, sample_weight: NDArray | None, weight: float | None

@@ -75,6 +75,7 @@ class Trainer:
                 f"{compression_params!r}"
             )
         self._params = _parameter_list(params)
+        self._index = {id(param): i for i, param in enumerate(self._params)}
         for param in self._params:
             param.list_ctx()  # raises for a parameter that was never initialized
         self._init_optimizer(optimizer, dict(optimizer_params or {}))
@@ -157,11 +158,11 @@ class Trainer:
 
     def _fresh_parameters(self, ignore_stale_grad: bool) -> list[Parameter]:
         """The parameters to update, checked before anything changes."""
+        # Every deferred parameter raises before any stale gradient is reported.
+        updated = [(param, param.data()) for param in self._params if param.grad_req != "null"]
         chosen = []
-        for param in self._params:
-            if param.grad_req == "null":
-                continue
-            leaf = param.data()._node
+        for param, data in updated:
+            leaf = data._node
             if leaf is not None and leaf.fresh:
                 chosen.append(param)
             elif not ignore_stale_grad:
@@ -169,9 +170,10 @@ class Trainer:
         return chosen
 
     def _apply(self, chosen: list[Parameter]) -> None:
-        index = {id(param): i for i, param in enumerate(self._params)}
+        index = self._index
+        update = self._optimizer.update
         for param in chosen:
-            self._optimizer.update(index[id(param)], param.data()._data, param.grad()._data)
+            update(index[id(param)], param.data()._data, param.grad()._data)
         self._mark_used(chosen)
 
     @staticmethod
