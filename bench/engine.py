@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from paramstore import autograd, gluon, nd
 from paramstore.gluon import nn
 

@@ -120,12 +120,6 @@ class Optimizer:
                 kwargs[name] = {str(key): mult for key, mult in values.items()}
         return json.dumps([type(self).__name__.lower(), kwargs])
 
-    def _effective(self, key: Key, base: float, attribute: str, table: dict[Key, float]) -> float:
-        holder = self.param_dict.get(key)
-        if holder is not None:
-            return base * getattr(holder, attribute)
-        return base * table.get(key, 1.0)
-
     # ---- updates -----------------------------------------------------------------------------
     def state_names(self) -> tuple[str, ...]:
         """Names of the per-key state arrays, in the order `create_state` returns them."""
@@ -147,11 +141,15 @@ class Optimizer:
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = self.create_state(weight)
-        count = self._counts.get(key, self.begin_num_update) + 1
-        self._counts[key] = count
-        self.num_update = max(self.num_update, count)
-        lr = self._effective(key, self.lr, "lr_mult", self.lr_mult)
-        wd = self._effective(key, self.wd, "wd_mult", self.wd_mult)
+        count = self._counts[key] = self._counts.get(key, self.begin_num_update) + 1
+        if count > self.num_update:
+            self.num_update = count
+        holder = self.param_dict.get(key)
+        if holder is not None:
+            lr, wd = self.lr * holder.lr_mult, self.wd * holder.wd_mult
+        else:
+            lr = self.lr * self.lr_mult.get(key, 1.0)
+            wd = self.wd * self.wd_mult.get(key, 1.0)
         self._apply(weight, grad, state, lr, wd, count)
 
     def _apply(
@@ -303,6 +301,10 @@ def load_states(fname: str | os.PathLike[str]) -> Optimizer:
     return optimizer
 
 
+# Arrays up to this many elements are updated with temporaries rather than reused buffers.
+_SMALL = 1 << 14
+
+
 @register
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional momentum.
@@ -330,9 +332,13 @@ class SGD(Optimizer):
         wd: float,
         count: int,
     ) -> None:
-        step, decay = self._buffers(weight, 2)
         # Products of scalars in the weight's precision, in the order of Gluon's float32 kernel.
         scalar = weight.dtype.type
+        if not (state or wd or self.clip_gradient) and weight.size <= _SMALL:
+            # The common plain step; small temporaries cost less than managing scratch space.
+            weight -= grad * (scalar(lr) * scalar(self.rescale_grad))
+            return
+        step, decay = self._buffers(weight, 2)
         if self.clip_gradient:
             self._clip(self._rescaled_gradient(grad, step))
             step *= lr

@@ -104,6 +104,11 @@ CASES = [
     ("pick", lambda a, i: nd.pick(a, i), (rand(3, 4), np.array([0.0, 3.0, 1.0]))),
     ("pick axis 0 keepdims", lambda a, i: nd.pick(a, i, axis=0, keepdims=True),
      (rand(3, 2), np.array([2.0, 0.0]))),
+    ("sparse_softmax_cross_entropy", lambda a, i: nd.sparse_softmax_cross_entropy(a, i),
+     (rand(3, 4), np.array([0.0, 3.7, 9.0]))),
+    ("sparse_softmax_cross_entropy axis 1 keepdims",
+     lambda a, i: nd.sparse_softmax_cross_entropy(a, i, axis=1, keepdims=True),
+     (rand(2, 3, 2), np.array([[0.0, 2.0], [1.0, 1.0]]))),
     ("Embedding", lambda i, w: nd.Embedding(i, w, input_dim=4, output_dim=3),
      (np.array([[0.0, 2.0], [2.0, 3.0]]), rand(4, 3))),
     ("where", lambda c, x, y: nd.where(c, x, y),
@@ -115,7 +120,10 @@ CASES = [
 ]
 
 # Inputs that are indices or conditions, not differentiated.
-NOT_DIFFERENTIATED = {"pick": [0], "pick axis 0 keepdims": [0], "Embedding": [1], "where": [1, 2]}
+NOT_DIFFERENTIATED = {
+    "pick": [0], "pick axis 0 keepdims": [0], "Embedding": [1], "where": [1, 2],
+    "sparse_softmax_cross_entropy": [0], "sparse_softmax_cross_entropy axis 1 keepdims": [0],
+}
 
 
 @pytest.mark.parametrize("name, f, inputs", CASES, ids=[case[0] for case in CASES])
@@ -294,3 +302,11 @@ def test_out_grad_weights_each_element_of_the_head():
         y = x * x
     y.backward(nd.array([1.0, 0.0, 10.0]))
     assert x.grad.asnumpy().tolist() == [2.0, 0.0, 60.0]
+
+
+def test_sparse_softmax_cross_entropy_equals_minus_pick_of_log_softmax():
+    logits = nd.array(rand(4, 5))
+    labels = nd.array([0.0, 4.0, 2.9, 7.0])  # truncated and clipped like pick
+    fused = nd.sparse_softmax_cross_entropy(logits, labels)
+    composed = -nd.pick(nd.log_softmax(logits), labels)
+    np.testing.assert_allclose(fused.asnumpy(), composed.asnumpy(), rtol=1e-6)

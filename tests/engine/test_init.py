@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from paramstore import checkpoint, init, initializer, nd, random
 from paramstore.init import InitDesc
 

@@ -88,7 +88,8 @@ def test_softmax_cross_entropy_with_dense_labels():
 
 
 def test_softmax_cross_entropy_from_logits_takes_log_probabilities():
-    got = gloss.SoftmaxCrossEntropyLoss(from_logits=True)(nd.array([[-1.0, -2.0, -3.0]]), nd.array([1]))
+    loss = gloss.SoftmaxCrossEntropyLoss(from_logits=True)
+    got = loss(nd.array([[-1.0, -2.0, -3.0]]), nd.array([1]))
     assert values(got) == [2.0]
 
 

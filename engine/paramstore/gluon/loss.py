@@ -124,6 +124,12 @@ class SoftmaxCrossEntropyLoss(Loss):
     def hybrid_forward(
         self, F: ModuleType, pred: NDArray, label: NDArray, sample_weight: NDArray | None = None
     ) -> NDArray:
+        if self._sparse_label and not self._from_logits:
+            # One op for the usual classifier loss; the per-sample axis is kept only where a
+            # sample weight or a mean over other axes needs it.
+            keepdims = sample_weight is not None or pred.ndim != 2 or self._batch_axis % 2 != 0
+            loss = F.sparse_softmax_cross_entropy(pred, label, axis=self._axis, keepdims=keepdims)
+            return self._per_sample(self._weighted(loss, sample_weight, self._weight))
         log_probabilities = pred if self._from_logits else F.log_softmax(pred, axis=self._axis)
         if self._sparse_label:
             loss = -F.pick(log_probabilities, label, axis=self._axis, keepdims=True)

@@ -59,6 +59,7 @@ from paramstore.nd.ops import (
     sign,
     softmax,
     softrelu,
+    sparse_softmax_cross_entropy,
     sqrt,
     square,
     stack,
@@ -76,6 +77,7 @@ __all__ = [
     "Embedding", "empty", "exp", "expand_dims", "Flatten", "flatten", "full", "FullyConnected",
     "log", "log_softmax", "max", "maximum", "mean", "min", "minimum", "multiply", "NDArray",
     "negative", "norm", "one_hot", "ones", "ones_like", "pick", "power", "random", "relu",
-    "reshape", "sigmoid", "sign", "softmax", "softrelu", "sqrt", "square", "stack", "subtract",
+    "reshape", "sigmoid", "sign", "softmax", "softrelu", "sparse_softmax_cross_entropy", "sqrt",
+    "square", "stack", "subtract",
     "sum", "tanh", "transpose", "waitall", "where", "zeros", "zeros_like",
 ]

@@ -390,24 +390,29 @@ def log_softmax(data: NDArray, axis: int = -1) -> NDArray:
     )
 
 
+def _pick_index(x: np.ndarray, index: Any, axis: int, mode: str) -> tuple:
+    """A fancy index taking, along `axis`, the element each position of `index` names.
+
+    Float indices truncate toward zero; out-of-range ones clip (`mode='clip'`) or wrap.
+    """
+    raw = index._data if isinstance(index, NDArray) else np.asarray(index)
+    positions = raw.astype(np.int64).reshape(x.shape[:axis] + x.shape[axis + 1 :])
+    size = x.shape[axis]
+    positions = np.clip(positions, 0, size - 1) if mode == "clip" else np.mod(positions, size)
+    if x.ndim == 2 and axis == 1:
+        return (np.arange(x.shape[0]), positions)
+    grids = np.indices(positions.shape, sparse=True)
+    return tuple(grids[:axis]) + (positions,) + tuple(grids[axis:])
+
+
 def pick(
     data: NDArray, index: NDArray, axis: int = -1, mode: str = "clip", keepdims: bool = False
 ) -> NDArray:
     """Pick one element along `axis` per position: `data[i, index[i]]` for 2-D data."""
     x = data._data
     axis = axis % x.ndim
-    raw = index._data if isinstance(index, NDArray) else np.asarray(index)
-    positions = raw.astype(np.int64).reshape(x.shape[:axis] + x.shape[axis + 1 :])
-    size = x.shape[axis]
-    # Float labels truncate toward zero; out-of-range ones clip (or wrap).
-    positions = np.clip(positions, 0, size - 1) if mode == "clip" else np.mod(positions, size)
-    if x.ndim == 2 and axis == 1:
-        rows = np.arange(x.shape[0])
-        picked = x[rows, positions]
-        where = (rows, positions)
-    else:
-        where = _along(positions, axis)
-        picked = x[where]
+    where = _pick_index(x, index, axis, mode)
+    picked = x[where]
     out = _wrap(np.expand_dims(picked, axis) if keepdims else picked)
 
     def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
@@ -418,10 +423,30 @@ def pick(
     return _record1("pick", out, data, backward)
 
 
-def _along(positions: np.ndarray, axis: int) -> tuple:
-    """A fancy index selecting `positions` along `axis` at every other position."""
-    grids = np.indices(positions.shape, sparse=True)
-    return tuple(grids[:axis]) + (positions,) + tuple(grids[axis:])
+def sparse_softmax_cross_entropy(
+    data: NDArray, label: NDArray, axis: int = -1, keepdims: bool = False
+) -> NDArray:
+    """`-log(softmax(data))` at each label's class along `axis`, as one op.
+
+    The same as `-pick(log_softmax(data, axis), label, axis)` (labels truncate and clip alike);
+    its gradient is `softmax - one_hot(label)`, computed without the intermediate graph.
+    """
+    x = data._data
+    axis = axis % x.ndim
+    shifted = x - x.max(axis=axis, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=axis, keepdims=True)
+    where = _pick_index(x, label, axis, "clip")
+    loss = np.log(np.squeeze(total, axis)) - shifted[where]
+    out = _wrap(np.expand_dims(loss, axis) if keepdims else loss)
+
+    def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
+        per_position = g.reshape(loss.shape)
+        grad = exp / total * np.expand_dims(per_position, axis)
+        grad[where] -= per_position
+        return (grad,)
+
+    return _record1("sparse_softmax_cross_entropy", out, data, backward)
 
 
 def one_hot(
