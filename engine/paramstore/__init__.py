@@ -16,8 +16,8 @@ __all__ = ["Context", "EngineError", "cpu", "current_context", "gpu"]
 # Submodules load on first use, so `import paramstore as ps; ps.gluon.nn.Dense` works while
 # `from paramstore.client import connect` does not pay for the engine's imports.
 _SUBMODULES = {
-    "nd", "autograd", "init", "initializer", "gluon", "random", "optimizer", "checkpoint", "kvstore",
-    "name",
+    "nd", "autograd", "init", "initializer", "gluon", "random", "optimizer", "checkpoint",
+    "kvstore", "name",
 }
 
 

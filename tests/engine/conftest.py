@@ -2,6 +2,7 @@
 
 import pytest
 
+import paramstore.random
 from paramstore.name import NameManager
 
 
@@ -10,3 +11,9 @@ def fresh_names():
     """Automatic block names start again at 0 (`dense0`, `sequential0`), as in a new process."""
     with NameManager():
         yield
+
+
+@pytest.fixture(autouse=True)
+def seeded_engine():
+    """Every test draws the same random numbers, run alone or in any order."""
+    paramstore.random.seed(0)

@@ -173,8 +173,9 @@ class Trainer:
         index = self._index
         update = self._optimizer.update
         for param in chosen:
-            update(index[id(param)], param.data()._data, param.grad()._data)
-        self._mark_used(chosen)
+            leaf = param.data()._node
+            update(index[id(param)], param.data()._data, leaf.grad)
+            leaf.fresh = False
 
     @staticmethod
     def _mark_used(chosen: list[Parameter]) -> None:
