@@ -15,6 +15,7 @@ from paramstore.server.errors import (
     FailedPrecondition,
     InvalidArgument,
     ParameterNotFound,
+    ResourceExhausted,
     SnapshotNotFound,
     StoreNotFound,
 )
@@ -219,8 +220,8 @@ def test_select_never_raises_anything_but_invalid_argument(pattern):
         pass
 
 
-def test_a_too_large_shape_is_refused():
-    with pytest.raises(InvalidArgument, match="limit"):
+def test_a_too_large_shape_is_refused_as_over_a_resource_limit():
+    with pytest.raises(ResourceExhausted, match="limit"):
         validation.shape("w", [1 << 20, 1 << 20], 4, 1 << 30)
 
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from paramstore.client import transfer
-from paramstore.client.errors import FailedPrecondition, ParamstoreError
+from paramstore.client import pulling, transfer
+from paramstore.client.errors import FailedPrecondition, InvalidArgument, ParamstoreError
 from paramstore.client.models import SnapshotInfo, StoreInfo, snapshot_info, store_info
 from paramstore.client.params import RemoteParameter, RemoteParameterDict
 from paramstore.proto.v1 import paramstore_pb2 as pb
@@ -52,13 +52,19 @@ class RemoteStore:
         """Fill a local ParameterDict's parameters in place with the store's data.
 
         Every local name must be in the store (`ParameterNotFound` otherwise); the data is the
-        store's at one version. Parameters the store holds no data for are left alone.
+        store's at one version. Parameters the store holds no data for are left alone. Every
+        local shape and dtype is checked against the store's before anything is written:
+        `FailedPrecondition` names the first that differs, and nothing is filled then.
         """
-        names = list(params.keys())
-        received = self._pull(names)
-        for name, item in zip(names, received):
-            if item.data is not None:
-                fill(params[name], item.data)
+        def open_stream(names: list[str]) -> Any:
+            return self.client.stream("Pull", pb.PullRequest(store=self.name, names=names))
+
+        def open_listing(select: str) -> Any:
+            request = pb.CollectParamsRequest(store=self.name, select=select)
+            return self.client.stream("CollectParams", request)
+
+        pulling.pull_into(open_stream, open_listing, params,
+                          lambda total: self.client.progress_bar(total, f"pull {self.name}"))
 
     def collect_params(self, select: str | None = None) -> RemoteParameterDict:
         """The store's parameters whose names match `select` at their start (all when None),
@@ -122,7 +128,10 @@ class RemoteStore:
     ) -> SnapshotInfo:
         """Write the store to a new snapshot on the server's disk and describe it.
 
-        `metadata` keys must not start with "paramstore." (`InvalidArgument`)."""
+        `step` must lie in [0, 2**63) and `metadata` keys must not start with "paramstore."
+        (`InvalidArgument` otherwise, and no snapshot is written)."""
+        if step is not None and not 0 <= step < 2**63:
+            raise InvalidArgument(f"snapshot step {step} is outside [0, 2**63)")
         request = pb.TakeSnapshotRequest(
             store=self.name, step=-1 if step is None else step,
             metadata={str(key): str(value) for key, value in (metadata or {}).items()},
@@ -196,12 +205,3 @@ class RemoteStore:
     def __repr__(self) -> str:
         return f"RemoteStore({self.name!r})"
 
-
-def fill(param: Any, data: np.ndarray) -> None:
-    """Write pulled data into a local Parameter (or NDArray/array) in place."""
-    from paramstore.nd.ndarray import NDArray
-
-    if hasattr(param, "set_data"):
-        param.set_data(NDArray._wrap(data))
-    else:
-        param[...] = data

@@ -98,7 +98,9 @@ class StoreRegistry:
     def snapshot(
         self, name: str, *, step: int = NO_STEP, metadata: Mapping[str, str] | None = None
     ) -> SnapshotInfo:
-        """Write the store's current state to a new snapshot."""
+        """Write the store's current state to a new snapshot. Raises `InvalidArgument` for a
+        step outside [0, 2**63) or reserved metadata (nothing is written then)."""
+        step = validation.snapshot_step(step, NO_STEP)
         checked = validation.metadata(dict(metadata or {}))
         store = self.get(name)
         return self.storage.take(name, store.state(), step=step, metadata=checked)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import re2
 
 from paramstore import checkpoint
-from paramstore.server.errors import InvalidArgument
+from paramstore.server.errors import InvalidArgument, ResourceExhausted
 
 MAX_STORE_NAME_LENGTH = 128
 MAX_DIMENSIONS = checkpoint.MAX_DIMENSIONS
@@ -64,7 +64,8 @@ def dtype(name: str) -> str:
 
 
 def shape(name: str, dims: Sequence[int], itemsize: int, max_bytes: int) -> tuple[int, ...]:
-    """Return `dims` as a tuple if `name` may have this shape within `max_bytes` of data."""
+    """Return `dims` as a tuple if `name` may have this shape within `max_bytes` of data;
+    over that size limit, raise `ResourceExhausted`."""
     if not isinstance(dims, (list, tuple)) or not all(
         isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in dims
     ):
@@ -75,7 +76,7 @@ def shape(name: str, dims: Sequence[int], itemsize: int, max_bytes: int) -> tupl
         )
     size = math.prod(dims) * itemsize
     if size > max_bytes:
-        raise InvalidArgument(
+        raise ResourceExhausted(
             f"parameter {name!r} of shape {tuple(dims)} needs {size} bytes, more than the "
             f"{max_bytes}-byte limit per tensor"
         )
@@ -115,6 +116,13 @@ def metadata(entries: dict[str, str]) -> dict[str, str]:
     if total > MAX_METADATA_BYTES:
         raise InvalidArgument(f"metadata holds {total} bytes, more than {MAX_METADATA_BYTES}")
     return dict(entries)
+
+
+def snapshot_step(step: int, no_step: int) -> int:
+    """Return a snapshot step if it lies in [0, 2**63) or is `no_step` (the wire's "none")."""
+    if step != no_step and not 0 <= step < 2**63:
+        raise InvalidArgument(f"snapshot step {step} is outside [0, 2**63)")
+    return step
 
 
 def select(pattern: str) -> Callable[[str], bool]:

@@ -1,0 +1,300 @@
+"""Pulling a store's parameters into local ones in place, all or nothing.
+
+A pull of many names is split into several `Pull` calls so that no request outgrows a gRPC
+message; the parts must all come from one store version (else the pull is read again).
+
+Each chunk is copied once, straight from the bytes gRPC received into the destination's array,
+while the next chunk is still on its way. Before that, when the names fit in one select regex,
+a `CollectParams` listing (specs only, cheap) checks every shape and dtype against the local
+destinations, so a mismatch is refused before anything is written; when the pull then reads
+the very version the listing showed, nothing more is needed. Otherwise (many names, or a write
+in between) each destination's previous values are kept aside before its bytes are written,
+and restored when a later parameter disagrees or the stream fails. Either way a failed pull
+leaves the local parameters as they were (another thread reading them meanwhile may see the
+pulled values for a moment).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from paramstore.client.errors import (
+    Aborted,
+    FailedPrecondition,
+    InvalidArgument,
+    ParamstoreError,
+)
+from paramstore.proto.v1 import paramstore_pb2 as pb
+
+# Names per Pull request are capped by their total length, far below gRPC's 4 MiB message.
+NAME_BYTES_PER_REQUEST = 1 << 20
+# A write between the parts of a split pull makes them disagree: read them all again.
+ATTEMPTS = 3
+
+OpenStream = Callable[[list[str]], Iterable[pb.PullResponse]]
+OpenListing = Callable[[str], Iterable[pb.CollectParamsResponse]]
+# The server's bound on a select regex; longer lists of names skip the listing.
+MAX_SELECT_LENGTH = 4096
+
+
+def batches(names: list[str], budget: int = NAME_BYTES_PER_REQUEST) -> Iterator[list[str]]:
+    """`names` cut into consecutive runs whose encoded length stays under `budget` bytes
+    (a run always holds at least one name)."""
+    batch: list[str] = []
+    size = 0
+    for name in names:
+        length = len(name.encode()) + 8  # the field's tag and length prefix, generously
+        if batch and size + length > budget:
+            yield batch
+            batch, size = [], 0
+        batch.append(name)
+        size += length
+    if batch:
+        yield batch
+
+
+def pull_into(
+    open_stream: OpenStream,
+    open_listing: OpenListing,
+    params: Any,
+    progress: Callable[[int], AbstractContextManager[Any]],
+) -> None:
+    """Fill the local parameters (or arrays) of the mapping `params` with the store's data.
+
+    `open_stream(names)` starts one Pull call, `open_listing(select)` one CollectParams
+    call; `progress(total_bytes)` gives the bar the writes update. Raises
+    `FailedPrecondition` naming the first parameter whose local shape or dtype differs from
+    the store's, `Aborted` when writes kept landing between the parts of a split pull, and the
+    errors of the Pull call itself; the local parameters are then as they were before.
+    """
+    names = list(params.keys())
+    for _ in range(ATTEMPTS):
+        checked_version = _checked_listing(open_listing, params)
+        pull = _Pull(params, progress, checked_version)
+        try:
+            versions = {pull.read(batch, open_stream(batch)) for batch in batches(names)}
+            if len(versions) <= 1:
+                pull.finish()
+                return
+        except BaseException:
+            pull.undo()
+            raise
+        pull.undo()
+    raise Aborted(f"the store kept changing during a pull of {len(names)} parameters split "
+                  f"into several calls; try again")
+
+
+def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
+    """Check every local destination against a listing of its name in the store; return the
+    listing's store version, or None when the names are too many to list in one regex.
+    Raises `FailedPrecondition` for a mismatch."""
+    names = list(dict.fromkeys(params.keys()))
+    pattern = "(?:" + "|".join(re.escape(name) for name in names) + ")$"
+    if len(pattern) > MAX_SELECT_LENGTH:
+        return None
+    version = None
+    specs: dict[str, pb.ParameterSpec] = {}
+    try:
+        for index, page in enumerate(open_listing(pattern)):
+            if index == 0:
+                version = page.version
+            specs.update((spec.name, spec) for spec in page.parameters)
+    except InvalidArgument:
+        return None  # a name the server's regex dialect reads otherwise: the pull checks it
+    for name in names:
+        spec = specs.get(name)
+        if spec is not None and not spec.shape_unknown and (spec.has_data or spec.alias_of):
+            destination = params[name]
+            _check(name, spec, destination, _arrays_of(destination))
+    return version
+
+
+@dataclass
+class _Target:
+    """Where one pulled tensor goes: the destination's arrays (the first receives the chunks),
+    or, for a parameter without data yet, the chunks kept for `set_data`."""
+
+    name: str
+    spec: pb.ParameterSpec
+    destination: Any
+    arrays: list[np.ndarray] | None
+    flat: np.ndarray | None = None  # the first array's bytes, written in place
+    chunks: list[bytes] = field(default_factory=list)
+    filled: int = 0
+
+
+class _Pull:
+    """One attempt at a pull: writes as chunks arrive, and remembers how to undo them."""
+
+    def __init__(self, params: Any, progress: Callable[[int], AbstractContextManager[Any]],
+                 checked_version: int | None) -> None:
+        self.params = params
+        self.progress = progress
+        self.checked_version = checked_version
+        self.keep_previous = True  # False while reading the version the listing checked
+        self.targets: dict[str, _Target] = {}  # tensor (target name) -> where it went
+        self.aliases: list[tuple[str, str]] = []  # (local name, tensor) sent without data
+        self.saved: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its previous values)
+
+    def read(self, names: list[str], replies: Iterable[pb.PullResponse]) -> int:
+        """Read one Pull stream for `names`, writing as it goes; returns its store version."""
+        replies = iter(replies)
+        first = next(replies, None)
+        if first is None or first.WhichOneof("item") != "begin":
+            raise ParamstoreError("the server's pull stream did not start with PullBegin")
+        self.keep_previous = first.begin.version != self.checked_version
+        position = 0
+        current: _Target | None = None
+        with self.progress(first.begin.data_bytes) as bar:
+            for reply in replies:
+                if reply.WhichOneof("item") == "parameter":
+                    _check_complete(current)
+                    if position >= len(names):
+                        raise ParamstoreError("the server sent more parameters than asked for")
+                    current = self._start(names[position], reply.parameter)
+                    position += 1
+                elif reply.WhichOneof("item") == "chunk":
+                    if current is None:
+                        raise ParamstoreError("the server sent a chunk outside a parameter")
+                    _append(current, reply.chunk)
+                    bar.update(len(reply.chunk))
+        _check_complete(current)
+        if position != len(names):
+            raise ParamstoreError(f"asked for {len(names)} parameters, got {position}")
+        return first.begin.version
+
+    def _start(self, name: str, spec: pb.ParameterSpec) -> _Target | None:
+        destination = self.params[name]
+        # An alias sent without data follows, in its stream, the name that carried the data.
+        source = self.targets.get(spec.alias_of) if not spec.has_data else None
+        if not spec.has_data and source is None:
+            return None  # no data in the store: the local parameter is left alone
+        arrays = _arrays_of(destination)
+        _check(name, source.spec if source is not None else spec, destination, arrays)
+        if arrays is not None and self.keep_previous:
+            self.saved.append((arrays[0], arrays[0].copy()))
+        if source is not None:
+            self.aliases.append((name, spec.alias_of))
+            return None
+        target = _Target(name, spec, destination, arrays)
+        if arrays is not None and arrays[0].flags.c_contiguous:
+            target.flat = arrays[0].reshape(-1).view(np.uint8)
+        self.targets[spec.alias_of or spec.name] = target
+        return target
+
+    def finish(self) -> None:
+        """Complete what waits for the whole stream: deferred parameters, non-contiguous and
+        extra-context arrays, and aliases sent without data."""
+        for target in self.targets.values():
+            _settle(target)
+        for name, tensor in self.aliases:
+            source = self.targets[tensor]
+            destination = self.params[name]
+            arrays = _arrays_of(destination)
+            if arrays is None:
+                destination.set_data(_value_of(source))
+            else:
+                for array in arrays:
+                    np.copyto(array, _value_of(source))
+
+    def undo(self) -> None:
+        """Give every array written so far its previous values back."""
+        for array, previous in reversed(self.saved):
+            np.copyto(array, previous)
+        self.saved.clear()
+
+
+def _append(target: _Target | None, chunk: bytes) -> None:
+    if target is None:
+        raise ParamstoreError("the server sent data for a parameter declared without any")
+    end = target.filled + len(chunk)
+    if end > _expected_bytes(target.spec):
+        raise ParamstoreError(f"the server sent more bytes than {target.name!r} holds")
+    if target.flat is not None:
+        target.flat[target.filled:end] = np.frombuffer(chunk, np.uint8)
+    else:
+        target.chunks.append(chunk)
+    target.filled = end
+
+
+def _check_complete(target: _Target | None) -> None:
+    if target is not None and target.filled != _expected_bytes(target.spec):
+        raise ParamstoreError(f"the server sent {target.filled} of the "
+                              f"{_expected_bytes(target.spec)} bytes of {target.name!r}")
+
+
+def _settle(target: _Target) -> None:
+    if target.arrays is None:  # a deferred parameter: it keeps the data for its initialization
+        target.destination.set_data(_value_of(target))
+        return
+    first, *others = target.arrays
+    if target.flat is None:
+        first[...] = _value_of(target)
+    for other in others:
+        np.copyto(other, first)
+
+
+def _value_of(target: _Target) -> np.ndarray:
+    """The pulled tensor as an array."""
+    if target.flat is not None:
+        return target.arrays[0]  # type: ignore[index]
+    data = np.frombuffer(b"".join(target.chunks), _dtype(target.spec))
+    return data.reshape(_shape(target.spec)).copy()
+
+
+def _expected_bytes(spec: pb.ParameterSpec) -> int:
+    return _dtype(spec).itemsize * int(np.prod(_shape(spec), dtype=np.int64))
+
+
+def _shape(spec: pb.ParameterSpec) -> tuple[int, ...]:
+    return tuple(int(dim) for dim in spec.shape)
+
+
+def _dtype(spec: pb.ParameterSpec) -> np.dtype:
+    return np.dtype(spec.dtype).newbyteorder("<")
+
+
+# ---- destinations ----------------------------------------------------------------------------
+
+
+def _is_parameter(value: Any) -> bool:
+    return hasattr(value, "list_data") and hasattr(value, "set_data")
+
+
+def _arrays_of(destination: Any) -> list[np.ndarray] | None:
+    """The NumPy arrays a pull writes into, or None for a parameter without data yet."""
+    if _is_parameter(destination):
+        try:
+            return [np.asarray(array) for array in destination.list_data()]
+        except RuntimeError:  # not initialized, or its initialization is deferred
+            return None
+    return [np.asarray(destination)]
+
+
+def _check(name: str, spec: pb.ParameterSpec, destination: Any,
+           arrays: list[np.ndarray] | None) -> None:
+    """Raise `FailedPrecondition` unless `destination` can take the tensor of `spec`."""
+    shape, dtype = _shape(spec), np.dtype(spec.dtype)
+    if arrays is None:
+        local_shape = tuple(destination.shape or ())
+        agrees = len(local_shape) == len(shape) and all(
+            known in (0, dim) for known, dim in zip(local_shape, shape))
+        if not agrees:
+            raise FailedPrecondition(f"parameter {name!r} has shape {local_shape} locally and "
+                                     f"{shape} in the store")
+        return
+    for array in arrays:
+        if array.shape != shape:
+            raise FailedPrecondition(f"parameter {name!r} has shape {array.shape} locally and "
+                                     f"{shape} in the store")
+        if array.dtype != dtype:
+            raise FailedPrecondition(f"parameter {name!r} has dtype {array.dtype} locally and "
+                                     f"{dtype} in the store")
+        if not array.flags.writeable:
+            raise FailedPrecondition(f"parameter {name!r} is a read-only array locally")
