@@ -6,6 +6,11 @@ crash leaves whole files only; leftover temporaries are hidden names, never list
 by `recover()`. Besides the codec's own keys, `__metadata__` holds under `paramstore.*` the
 store's name, prefix, version, the step and time, and every parameter's listing (dtype label,
 kind, ties, and the shape of parameters that hold no data). Other keys are the caller's.
+
+A damaged file (truncated, or whose data fails the checksum in its metadata) is never served:
+`recover()` checks every file's structure and loads the newest sound snapshot in full, falling
+back to the previous one; a file found damaged then, or by a later `read()`, is logged at
+WARNING with its path, left on disk for inspection, and omitted from listings from then on.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
 from paramstore import checkpoint
 from paramstore.server import validation
@@ -67,6 +73,7 @@ class SnapshotStorage:
         self.root.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._damaged: set[tuple[str, str]] = set()  # (store, id) found unreadable
 
     # ---- stores' folders ---------------------------------------------------------------------
 
@@ -80,6 +87,9 @@ class SnapshotStorage:
         with self._lock(store):
             shutil.rmtree(self.root / store, ignore_errors=True)
             _fsync_folder(self.root)
+            # A store made again under this name numbers its snapshots from 1 afresh.
+            self._damaged.difference_update(
+                [entry for entry in self._damaged if entry[0] == store])
 
     # ---- snapshots ---------------------------------------------------------------------------
 
@@ -119,13 +129,15 @@ class SnapshotStorage:
     def info(self, store: str, snapshot_id: str) -> SnapshotInfo:
         """Describe one snapshot from its header. Raises `SnapshotNotFound`, `InvalidArgument`."""
         path = self.path(store, snapshot_id)
+        if (store, snapshot_id) in self._damaged:
+            raise _damaged(snapshot_id, "it failed its checks when it was read")
         try:
             metadata = checkpoint.read_metadata(path)
             size = path.stat().st_size
         except FileNotFoundError:
             raise _not_found(store, snapshot_id) from None
         except checkpoint.CheckpointError as error:
-            raise InvalidArgument(f"snapshot {snapshot_id!r} is damaged: {error}") from None
+            raise _damaged(snapshot_id, error) from None
         return _info(store, snapshot_id, metadata, size, created=path.stat().st_mtime_ns)
 
     def read(self, store: str, snapshot_id: str) -> StoreState:
@@ -135,7 +147,8 @@ class SnapshotStorage:
         except FileNotFoundError:
             raise _not_found(store, snapshot_id) from None
         except checkpoint.CheckpointError as error:
-            raise InvalidArgument(f"snapshot {snapshot_id!r} is damaged: {error}") from None
+            self._mark_damaged(store, snapshot_id, error)
+            raise _damaged(snapshot_id, error) from None
         return decode(loaded)
 
     def path(self, store: str, snapshot_id: str) -> Path:
@@ -151,10 +164,12 @@ class SnapshotStorage:
             except FileNotFoundError:
                 raise _not_found(store, snapshot_id) from None
             _fsync_folder(path.parent)
+            self._damaged.discard((store, snapshot_id))
 
     def recover(self) -> dict[str, StoreState]:
         """Every store found on disk with the state of its newest readable snapshot (an empty
-        state when it has none). Leftover temporary files are removed."""
+        state when it has none). Leftover temporary files are removed; damaged snapshots are
+        logged and skipped."""
         stores = {}
         for folder in sorted(self.root.iterdir()):
             if not folder.is_dir() or folder.name.startswith("."):
@@ -166,16 +181,28 @@ class SnapshotStorage:
                 continue
             for leftover in folder.glob(".*.tmp"):
                 leftover.unlink(missing_ok=True)
+            self._check_structure(folder.name)
             stores[folder.name] = self._newest_state(folder.name)
         return stores
 
+    def _check_structure(self, store: str) -> None:
+        """Mark damaged every snapshot whose header or size is wrong (a truncated file), reading
+        headers only: the data's checksum is verified when a snapshot is read."""
+        for snapshot_id in self._ids(store):
+            try:
+                with safe_open(self.path(store, snapshot_id), framework="numpy"):
+                    pass
+            except SafetensorError as error:
+                self._mark_damaged(store, snapshot_id, error)
+
     def _newest_state(self, store: str) -> StoreState:
         for snapshot_id in reversed(self._ids(store)):
+            if (store, snapshot_id) in self._damaged:
+                continue
             try:
                 state = self.read(store, snapshot_id)
-            except InvalidArgument as error:
-                _log.warning("store %s: skipping snapshot %s: %s", store, snapshot_id, error)
-                continue
+            except InvalidArgument:
+                continue  # damaged (logged by read) or not a store's state
             _log.info("store %s: recovered from snapshot %s", store, snapshot_id)
             return state
         return StoreState()
@@ -187,6 +214,11 @@ class SnapshotStorage:
             return []
         matches = (_SNAPSHOT_FILE.fullmatch(name) for name in names)
         return sorted((match.group(1) for match in matches if match), key=int)
+
+    def _mark_damaged(self, store: str, snapshot_id: str, error: object) -> None:
+        _log.warning("store %s: snapshot file %s is damaged, skipped and never served: %s",
+                     store, self.path(store, snapshot_id), error)
+        self._damaged.add((store, snapshot_id))
 
     def _lock(self, store: str) -> threading.Lock:
         with self._locks_guard:
@@ -316,6 +348,10 @@ def _int(text: str | None, default: int) -> int:
 
 def _file(folder: Path, snapshot_id: str) -> Path:
     return folder / f"{snapshot_id}.safetensors"
+
+
+def _damaged(snapshot_id: str, error: object) -> InvalidArgument:
+    return InvalidArgument(f"snapshot {snapshot_id!r} is damaged: {error}")
 
 
 def _not_found(store: str, snapshot_id: str) -> SnapshotNotFound:

@@ -1,0 +1,97 @@
+"""Prometheus metrics of a running server: calls by method and status, bytes in and out, store
+sizes and snapshot durations, scraped from `/metrics` as Prometheus would."""
+
+import re
+import urllib.request
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from server_process import running_server
+
+from paramstore.client.errors import StoreNotFound, Unauthenticated
+
+
+def scrape(port):
+    """Every sample of the endpoint, as {(name, sorted label items): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.fixture
+def metered(make_server):
+    return make_server(metrics_port=0)
+
+
+def test_calls_are_counted_by_method_and_status(metered):
+    with metered.connect() as client:
+        client.create_store("mlp")
+        client.list_stores()
+        client.list_stores()
+        with pytest.raises(StoreNotFound):
+            client.store("missing").info()
+    samples = scrape(metered.server.metrics.port)
+    calls = "paramstore_calls_total"
+    assert samples[(calls, (("method", "CreateStore"), ("status", "OK")))] == 1
+    assert samples[(calls, (("method", "ListStores"), ("status", "OK")))] == 2
+    assert samples[(calls, (("method", "GetStore"), ("status", "NOT_FOUND")))] == 1
+
+
+def test_calls_refused_for_their_token_are_counted(make_server):
+    guarded = make_server(metrics_port=0, token="secret")
+    with guarded.connect(token="wrong") as client, pytest.raises(Unauthenticated):
+        client.list_stores()
+    samples = scrape(guarded.server.metrics.port)
+    key = ("paramstore_calls_total", (("method", "ListStores"), ("status", "UNAUTHENTICATED")))
+    assert samples[key] == 1
+
+
+def test_pushed_and_pulled_bytes_are_counted(metered):
+    weights = {"w": np.ones(1 << 20, np.float32)}  # 4 MiB: several chunks each way
+    with metered.connect() as client:
+        store = client.create_store("s")
+        store.push(weights)
+        store.pull({"w": np.zeros(1 << 20, np.float32)})
+    samples = scrape(metered.server.metrics.port)
+    assert samples[("paramstore_received_bytes_total", (("method", "Push"),))] >= 4 << 20
+    assert samples[("paramstore_sent_bytes_total", (("method", "Pull"),))] >= 4 << 20
+
+
+def test_store_sizes_are_read_at_every_scrape(metered):
+    with metered.connect() as client:
+        client.create_store("a").push({"w": np.ones(10, np.float64), "b": np.ones(3, np.int32)})
+        client.create_store("b")
+        samples = scrape(metered.server.metrics.port)
+        assert samples[("paramstore_stores", ())] == 2
+        assert samples[("paramstore_store_bytes", (("store", "a"),))] == 92
+        assert samples[("paramstore_store_parameters", (("store", "a"),))] == 2
+        client.delete_store("a")
+    assert ("paramstore_store_bytes", (("store", "a"),)) not in scrape(metered.server.metrics.port)
+
+
+def test_snapshot_durations_are_observed_for_take_and_restore(metered):
+    with metered.connect() as client:
+        store = client.create_store("s")
+        store.push({"w": np.ones(100, np.float32)})
+        first = store.snapshot()
+        store.snapshot()
+        store.restore(first.id)
+    samples = scrape(metered.server.metrics.port)
+    count = "paramstore_snapshot_duration_seconds_count"
+    assert samples[(count, (("operation", "take"),))] == 2
+    assert samples[(count, (("operation", "restore"),))] == 1
+
+
+def test_paramstore_serve_metrics_port_serves_metrics(tmp_path):
+    with running_server(tmp_path / "data", "--metrics-port", "0") as server:
+        found = re.search(r"metrics on http://[\d.]+:(\d+)/metrics", "".join(server.log))
+        assert found, "".join(server.log)
+        with server.connect() as client:
+            client.create_store("s")
+        samples = scrape(int(found.group(1)))
+    assert samples[("paramstore_calls_total", (("method", "CreateStore"), ("status", "OK")))] == 1
