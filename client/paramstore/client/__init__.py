@@ -22,13 +22,15 @@ from paramstore.client.errors import (
     Unauthenticated,
     Unavailable,
 )
+from paramstore.client.kvstore import RemoteKVStore
 from paramstore.client.models import SnapshotInfo, StoreInfo
 from paramstore.client.params import RemoteParameter, RemoteParameterDict
 from paramstore.client.store import RemoteStore
 
 __all__ = [
     "AlreadyExists", "Client", "FailedPrecondition", "InvalidArgument", "ParameterNotFound",
-    "ParamstoreError", "RemoteParameter", "RemoteParameterDict", "RemoteStore", "SnapshotInfo",
+    "ParamstoreError", "RemoteKVStore", "RemoteParameter", "RemoteParameterDict", "RemoteStore",
+    "SnapshotInfo",
     "SnapshotNotFound", "StoreInfo", "StoreNotFound", "Unauthenticated", "Unavailable",
     "connect",
 ]

@@ -2,12 +2,14 @@
 
 ```
 paramstore serve [--address A] [--data-dir D] [--token-file F] [--tls-cert P --tls-key P]
+                 [--tls-client-ca P] [--max-store-bytes N ...]   (paramstore serve --help)
 paramstore stores | params STORE [--select RE] | snapshot STORE [--step N] [--note TEXT]
 paramstore snapshots STORE | restore STORE ID | export STORE ID FILE | import FILE STORE
 paramstore inspect FILE
 ```
 Client commands read `--address` (or `PARAMSTORE_ADDRESS`) and `--token` (or
-`PARAMSTORE_TOKEN`). An error prints one line to stderr and exits with status 1.
+`PARAMSTORE_TOKEN`); `--tls-ca`, plus `--tls-client-cert/--tls-client-key` for mutual TLS.
+An error prints one line to stderr and exits with status 1.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from paramstore.server import main as serve_main
 
         return serve_main(argv[1:])
+    if argv[:1] == ["train-demo"]:  # starts its own server and workers on loopback
+        from paramstore.client.train_demo import main as demo_main
+
+        return demo_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -59,7 +65,12 @@ def _fail(message: str) -> int:
 
 
 def _connect(args: argparse.Namespace) -> Client:
-    return connect(args.address, token=args.token or None, tls=args.tls_ca or False)
+    cert, key = getattr(args, "tls_client_cert", None), getattr(args, "tls_client_key", None)
+    if (cert is None) != (key is None):
+        raise ParamstoreError("--tls-client-cert and --tls-client-key go together")
+    client_cert = (Path(cert).read_bytes(), Path(key).read_bytes()) if cert else None
+    return connect(args.address, token=args.token or None, tls=args.tls_ca or False,
+                   client_cert=client_cert)
 
 
 # ---- commands ------------------------------------------------------------------------------------
@@ -182,6 +193,8 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     command("serve", None, "run the server (see `paramstore serve --help`)")
+    command("train-demo", None, "train a tied-layer MLP with N workers on loopback and plot "
+                                "the loss curves (see `paramstore train-demo --help`)")
     command("stores", _stores, "list the stores")
     params = command("params", _params, "print a store's parameters like collect_params()")
     params.add_argument("store")
@@ -225,6 +238,10 @@ def _add_connection_options(parser: argparse.ArgumentParser, *, overriding: bool
                         help="the server's bearer token (env PARAMSTORE_TOKEN)")
     parser.add_argument("--tls-ca", metavar="PEM", default=default(None),
                         help="connect with TLS, trusting this CA certificate")
+    parser.add_argument("--tls-client-cert", metavar="PEM", default=default(None),
+                        help="certificate shown to a mutual-TLS server (with --tls-client-key)")
+    parser.add_argument("--tls-client-key", metavar="PEM", default=default(None),
+                        help="private key of --tls-client-cert")
 
 
 if __name__ == "__main__":

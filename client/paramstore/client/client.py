@@ -11,7 +11,8 @@ from typing import Any
 import grpc
 
 from paramstore.client import transfer
-from paramstore.client.errors import ParamstoreError, from_rpc_error
+from paramstore.client.errors import AlreadyExists, ParamstoreError, from_rpc_error
+from paramstore.client.kvstore import RemoteKVStore
 from paramstore.client.models import SnapshotInfo, snapshot_info
 from paramstore.client.store import RemoteStore
 from paramstore.proto import chunks
@@ -44,16 +45,19 @@ def connect(
     *,
     timeout: float | None = None,
     progress: bool | None = None,
+    client_cert: tuple[bytes, bytes] | None = None,
 ) -> Client:
     """A `Client` for the server at `address` ("host:port").
 
     `token`: sent as `authorization: Bearer <token>`. `tls`: False (plain text), True (TLS with
     the system's roots), or a CA certificate (PEM bytes or a file path) to trust. `timeout`:
     seconds per call (None: no limit). `progress`: a progress bar for long transfers; None
-    shows one only on a terminal. Connecting is lazy: an unreachable server shows up as
-    `Unavailable` on the first call.
+    shows one only on a terminal. `client_cert`: (certificate chain PEM, private key PEM)
+    presented to a server that asks for mutual TLS (needs `tls`). Connecting is lazy: an
+    unreachable server shows up as `Unavailable` on the first call.
     """
-    return Client(address, token=token, tls=tls, timeout=timeout, progress=progress)
+    return Client(address, token=token, tls=tls, timeout=timeout, progress=progress,
+                  client_cert=client_cert)
 
 
 class Client:
@@ -67,12 +71,15 @@ class Client:
         tls: bool | str | os.PathLike[str] | bytes = False,
         timeout: float | None = None,
         progress: bool | None = None,
+        client_cert: tuple[bytes, bytes] | None = None,
     ) -> None:
         options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
         if tls is False:
             self._channel = grpc.insecure_channel(address, options=options)
         else:
-            self._channel = grpc.secure_channel(address, _credentials(tls), options=options)
+            self._channel = grpc.secure_channel(
+                address, _credentials(tls, client_cert), options=options
+            )
         self._stub = pb_grpc.ParamStoreStub(self._channel)
         # The tensor streams carry chunks serialized without protobuf's copies.
         self._tensor_methods = {
@@ -80,8 +87,12 @@ class Client:
                 f"/{_SERVICE}/{method}", request_serializer=chunks.serialize,
                 response_deserializer=pb.PushResponse.FromString,
             )
-            for method in ("Push", "SetData")
+            for method in ("Push", "SetData", "InitKeys")
         }
+        self._tensor_methods["PushPull"] = self._channel.stream_stream(
+            f"/{_SERVICE}/PushPull", request_serializer=chunks.serialize,
+            response_deserializer=chunks.deserializer(pb.PullResponse),
+        )
         self._tensor_methods["Pull"] = self._channel.unary_stream(
             f"/{_SERVICE}/Pull", request_serializer=pb.PullRequest.SerializeToString,
             response_deserializer=chunks.deserializer(pb.PullResponse),
@@ -129,6 +140,23 @@ class Client:
 
         return snapshot_info(self.call("ImportSnapshot", requests()))
 
+    def kvstore(
+        self, store: str, mode: str = "sync", num_workers: int = 1, timeout: float = 0.0
+    ) -> RemoteKVStore:
+        """Join `store`'s distributed training as one worker: a KVStore for `gluon.Trainer`.
+
+        The store is created when it does not exist. `mode` "sync" (gradients of all
+        `num_workers` summed, one update per step) or "async" (each push applied on arrival);
+        `timeout`: seconds a sync step waits for missing workers (0: the server's default).
+        Raises `InvalidArgument`, `FailedPrecondition` (the store trains in another mode or
+        with another worker count, or every rank is taken).
+        """
+        try:
+            self.create_store(store)
+        except AlreadyExists:
+            pass
+        return RemoteKVStore(self, store, mode, num_workers, timeout)
+
     # ---- plumbing ----------------------------------------------------------------------------
 
     def call(self, method: str, request: Any) -> Any:
@@ -167,12 +195,19 @@ class Client:
         return f"Client({self.address!r})"
 
 
-def _credentials(tls: bool | str | os.PathLike[str] | bytes) -> grpc.ChannelCredentials:
+def _credentials(
+    tls: bool | str | os.PathLike[str] | bytes, client_cert: tuple[bytes, bytes] | None
+) -> grpc.ChannelCredentials:
+    chain, key = client_cert if client_cert is not None else (None, None)
     if tls is True:
-        return grpc.ssl_channel_credentials()
-    if isinstance(tls, bytes):
-        return grpc.ssl_channel_credentials(root_certificates=tls)
-    try:
-        return grpc.ssl_channel_credentials(root_certificates=Path(tls).read_bytes())
-    except OSError as error:
-        raise ParamstoreError(f"cannot read the TLS CA certificate {tls}: {error}") from None
+        roots = None
+    elif isinstance(tls, bytes):
+        roots = tls
+    else:
+        try:
+            roots = Path(tls).read_bytes()
+        except OSError as error:
+            raise ParamstoreError(f"cannot read the TLS CA certificate {tls}: {error}") from None
+    return grpc.ssl_channel_credentials(
+        root_certificates=roots, private_key=key, certificate_chain=chain
+    )

@@ -4,12 +4,10 @@ SIGTERM or SIGINT, `main()` parses the command line flags."""
 from __future__ import annotations
 
 import argparse
-import hmac
 import logging
 import signal
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -20,27 +18,32 @@ from grpc_reflection.v1alpha import reflection
 
 from paramstore.proto import chunks
 from paramstore.proto.v1 import paramstore_pb2, paramstore_pb2_grpc
+from paramstore.server.auth import Token, TokenCheck, read_tokens
 from paramstore.server.errors import StoreError
+from paramstore.server.limits import Limits
+from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
-from paramstore.server.servicer import ERROR_KEY, ParamStoreServicer
+from paramstore.server.servicer import ParamStoreServicer
+from paramstore.server.training import DEFAULT_WORKER_TIMEOUT, TrainingCoordinator
 
 _log = logging.getLogger("paramstore.server")
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_DATA_DIR = "./paramstore-data"
 SHUTDOWN_GRACE_SECONDS = 30.0
+DEFAULT_MAX_IMPORT_BYTES = 1 << 40
 SERVICE_NAME = paramstore_pb2.DESCRIPTOR.services_by_name["ParamStore"].full_name
-_HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 class ParamStoreServer:
     """A bound, not yet started server: `start()`, `stop(grace)`, `wait_for_termination()`."""
 
     def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer,
-                 registry: StoreRegistry) -> None:
+                 registry: StoreRegistry, metrics: MetricsEndpoint | None = None) -> None:
         self.grpc_server = server
         self.health = health_servicer
         self.registry = registry
+        self.metrics = metrics  # the `/metrics` endpoint, when the server has one
 
     def start(self) -> None:
         self.grpc_server.start()
@@ -51,6 +54,8 @@ class ParamStoreServer:
         """Report NOT_SERVING, refuse new calls, let calls in flight finish within `grace`
         seconds. Returns an event set once the server has stopped."""
         self.health.enter_graceful_shutdown()
+        if self.metrics is not None:
+            self.metrics.close()
         return self.grpc_server.stop(grace)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -62,27 +67,50 @@ def create_server(
     address: str = DEFAULT_ADDRESS,
     *,
     data_dir: str | Path = DEFAULT_DATA_DIR,
-    token: str | None = None,
+    token: str | Sequence[Token] | None = None,
     tls: tuple[bytes, bytes] | None = None,
+    tls_client_ca: bytes | None = None,
     keep: int = 0,
     max_workers: int = 32,
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
-    max_import_bytes: int = 1 << 40,
+    max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+    snapshot_every: int = 0,
+    metrics_port: int | None = None,
+    limits: Limits | None = None,
 ) -> tuple[ParamStoreServer, int]:
     """Build a server on `address` (port 0 picks a free one) and return it with its port.
 
     Stores are recovered from `data_dir`. `token`: every RPC but health needs
-    `authorization: Bearer <token>`. `tls`: (certificate chain PEM, private key PEM).
-    `keep`: snapshots kept per store (0: all). Raises `RuntimeError` when the address cannot
-    be bound.
+    `authorization: Bearer <token>`; a list of `Token`s accepts any of them, a read-only one
+    only for reads (`paramstore.server.auth`). `tls`: (certificate chain PEM, private key
+    PEM). `tls_client_ca`: with `tls`, clients must present a certificate signed by this CA
+    (PEM), mutual TLS.
+    `limits`: bounds on stores, parameters and names (`paramstore.server.limits`; tensors are
+    bounded by `max_tensor_bytes`). `keep`: snapshots kept per store (0: all).
+    `metrics_port`: serve Prometheus metrics at
+    `http://HOST:PORT/metrics` on the address's host (0: a free port). Raises `RuntimeError`
+    when the address cannot be bound, `OSError` when the metrics port cannot.
     """
     registry = StoreRegistry(data_dir, keep=keep, max_tensor_bytes=max_tensor_bytes)
-    interceptors = [_BearerToken(token)] if token else []
+    tokens = [Token(token)] if isinstance(token, str) else list(token or ())
+    interceptors = [TokenCheck(tokens)] if tokens else []
+    # The metrics interceptor goes first (outermost), so that refused calls are counted too.
+    metrics = ServerMetrics(registry) if metrics_port is not None else None
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="paramstore"),
-        interceptors=interceptors,
+        interceptors=[metrics.interceptor(), *interceptors] if metrics else interceptors,
     )
-    _add_servicer(ParamStoreServicer(registry, max_import_bytes=max_import_bytes), server)
+    # Training: a sync step waits `worker_timeout` s for missing workers; `snapshot_every` N
+    # steps the store and its optimizer state are snapshotted (0: never).
+    training = TrainingCoordinator(
+        registry, worker_timeout=worker_timeout, snapshot_every=snapshot_every
+    )
+    _add_servicer(
+        ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
+                           limits=limits),
+        server,
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", SERVICE_NAME):
@@ -91,13 +119,19 @@ def create_server(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     if tls is not None:
-        credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])
+        credentials = grpc.ssl_server_credentials(
+            [(tls[1], tls[0])], root_certificates=tls_client_ca,
+            require_client_auth=tls_client_ca is not None,
+        )
         port = server.add_secure_port(address, credentials)
     else:
         port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
-    return ParamStoreServer(server, health_servicer, registry), port
+    endpoint = None
+    if metrics is not None and metrics_port is not None:
+        endpoint = metrics.serve_http(address.rsplit(":", 1)[0].strip("[]"), metrics_port)
+    return ParamStoreServer(server, health_servicer, registry, endpoint), port
 
 
 def _add_servicer(servicer: ParamStoreServicer, server: grpc.Server) -> None:
@@ -106,12 +140,17 @@ def _add_servicer(servicer: ParamStoreServicer, server: grpc.Server) -> None:
     captured = _HandlerCapture()
     paramstore_pb2_grpc.add_ParamStoreServicer_to_server(servicer, captured)
     handlers = dict(captured.handlers)
-    for method in ("Push", "SetData"):
+    for method in ("Push", "SetData", "InitKeys"):
         handlers[method] = grpc.stream_unary_rpc_method_handler(
             getattr(servicer, method),
             request_deserializer=chunks.deserializer(paramstore_pb2.PushRequest),
             response_serializer=paramstore_pb2.PushResponse.SerializeToString,
         )
+    handlers["PushPull"] = grpc.stream_stream_rpc_method_handler(
+        servicer.PushPull,
+        request_deserializer=chunks.deserializer(paramstore_pb2.PushRequest),
+        response_serializer=chunks.serialize,
+    )
     handlers["Pull"] = grpc.unary_stream_rpc_method_handler(
         servicer.Pull,
         request_deserializer=paramstore_pb2.PullRequest.FromString,
@@ -142,6 +181,8 @@ def serve(address: str = DEFAULT_ADDRESS, **options: Any) -> None:
     host = address.rsplit(":", 1)[0]
     _log.info("paramstore serving on %s:%d (data in %s)", host, port,
               Path(options.get("data_dir", DEFAULT_DATA_DIR)).resolve())
+    if server.metrics is not None:
+        _log.info("paramstore metrics on http://%s:%d/metrics", host, server.metrics.port)
 
     def shut_down(signum: int, frame: Any) -> None:
         _log.info("received %s: draining calls in flight", signal.Signals(signum).name)
@@ -163,74 +204,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                         help=f"folder of the snapshots (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--token-file", type=Path,
-                        help="file holding the bearer token every client must send")
+                        help="file of bearer tokens, one per line: 'TOKEN' or 'TOKEN read-only'")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
+    parser.add_argument("--tls-client-ca", type=Path,
+                        help="PEM CA certificate: clients must present a certificate it signed "
+                             "(mutual TLS; needs --tls-cert)")
     parser.add_argument("--keep", type=int, default=0,
                         help="snapshots kept per store, oldest deleted first (default 0: all)")
+    parser.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                        help="snapshot a trained store and its optimizer every N steps "
+                             "(default 0: never)")
+    parser.add_argument("--worker-timeout", type=float, default=DEFAULT_WORKER_TIMEOUT,
+                        metavar="SECONDS",
+                        help="seconds a sync training step waits for missing workers before "
+                             f"it is aborted (default {DEFAULT_WORKER_TIMEOUT:g})")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics on the "
+                             "--address host (0: a free port; default: no metrics)")
+    _add_limit_flags(parser)
     args = parser.parse_args(argv)
+    if args.snapshot_every < 0 or args.worker_timeout <= 0:
+        parser.error("--snapshot-every must be 0 or positive, --worker-timeout positive")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     if args.keep < 0:
         parser.error("--keep must be 0 (keep all) or positive")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        token = _read_token(args.token_file) if args.token_file else None
+        token = read_tokens(args.token_file) if args.token_file else None
         tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert else None
-        serve(args.address, data_dir=args.data_dir, token=token, tls=tls, keep=args.keep)
+        client_ca = args.tls_client_ca.read_bytes() if args.tls_client_ca else None
+        serve(args.address, data_dir=args.data_dir, token=token, tls=tls,
+              tls_client_ca=client_ca, keep=args.keep, limits=_limits(args),
+              max_tensor_bytes=args.max_tensor_bytes, max_import_bytes=args.max_import_bytes,
+              worker_timeout=args.worker_timeout, snapshot_every=args.snapshot_every,
+              metrics_port=args.metrics_port)
     except (OSError, RuntimeError, ValueError, StoreError) as error:
         _log.error("paramstore serve: %s", error)
         return 1
     return 0
 
 
-def _read_token(path: Path) -> str:
-    token = path.read_text().strip()
-    if not token:
-        raise ValueError(f"token file {path} is empty")
-    return token
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    limits = parser.add_argument_group("limits (requests over them get RESOURCE_EXHAUSTED)")
+    limits.add_argument("--max-store-bytes", type=int, default=0, metavar="BYTES",
+                        help="bytes per store (default 0: unlimited)")
+    limits.add_argument("--max-total-bytes", type=int, default=0, metavar="BYTES",
+                        help="bytes in all stores together (default 0: unlimited)")
+    limits.add_argument("--max-parameters", type=int, default=0, metavar="N",
+                        help="parameters per store (default 0: unlimited)")
+    limits.add_argument("--max-name-length", type=int, default=0, metavar="N",
+                        help="characters of a parameter name (default 0: the protocol's 1024)")
+    limits.add_argument("--max-rank", type=int, default=0, metavar="N",
+                        help="dimensions of a tensor (default 0: the protocol's 64)")
+    limits.add_argument("--max-tensor-bytes", type=int, default=DEFAULT_MAX_TENSOR_BYTES,
+                        metavar="BYTES",
+                        help=f"bytes of one tensor (default {DEFAULT_MAX_TENSOR_BYTES})")
+    limits.add_argument("--max-import-bytes", type=int, default=DEFAULT_MAX_IMPORT_BYTES,
+                        metavar="BYTES",
+                        help="bytes of an imported snapshot file "
+                             f"(default {DEFAULT_MAX_IMPORT_BYTES})")
 
 
-class _BearerToken(grpc.ServerInterceptor):
-    """Refuses every call but health checks unless it carries `authorization: Bearer <token>`."""
-
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
-
-    def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
-        handler = continuation(details)
-        if handler is None or details.method.startswith(_HEALTH_PREFIX):
-            return handler
-        sent = dict(details.invocation_metadata).get("authorization", "")
-        if hmac.compare_digest(str(sent).encode(), self._expected):
-            return handler
-        return _refusal(handler, details.method)
-
-
-def _refusal(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as `handler` that answers UNAUTHENTICATED."""
-    started = time.perf_counter()
-
-    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-        _log.info("store=- method=%s status=UNAUTHENTICATED duration_ms=%.1f",
-                  method.rsplit("/", 1)[-1], (time.perf_counter() - started) * 1000)
-        context.set_trailing_metadata(((ERROR_KEY, "Unauthenticated"),))
-        context.abort(
-            grpc.StatusCode.UNAUTHENTICATED,
-            "missing or wrong token: send metadata 'authorization: Bearer <token>' with the "
-            "server's token",
-        )
-
-    def refuse_streaming(request: Any, context: grpc.ServicerContext) -> Any:
-        refuse(request, context)
-        yield  # never reached: makes this a generator, as streaming responses need
-
-    make = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }[(handler.request_streaming, handler.response_streaming)]
-    behaviour = refuse_streaming if handler.response_streaming else refuse
-    return make(behaviour, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+def _limits(args: argparse.Namespace) -> Limits:
+    values = (args.max_store_bytes, args.max_total_bytes, args.max_parameters,
+              args.max_name_length, args.max_rank)
+    if min(values) < 0 or args.max_tensor_bytes <= 0 or args.max_import_bytes <= 0:
+        raise ValueError("limits must be 0 (unlimited) or positive; --max-tensor-bytes and "
+                         "--max-import-bytes positive")
+    return Limits(max_store_bytes=args.max_store_bytes, max_total_bytes=args.max_total_bytes,
+                  max_parameters=args.max_parameters, max_name_length=args.max_name_length,
+                  max_rank=args.max_rank)

@@ -31,9 +31,11 @@ from paramstore.server.errors import (
     StoreError,
     StoreNotFound,
 )
+from paramstore.server.limits import Budget, Limits, capacity_bytes
 from paramstore.server.registry import StoreRegistry
 from paramstore.server.snapshots import SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
+from paramstore.server.training import TrainingAborted, TrainingCoordinator
 
 _log = logging.getLogger("paramstore.server")
 
@@ -49,6 +51,7 @@ STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    TrainingAborted: grpc.StatusCode.ABORTED,
 }
 
 
@@ -124,9 +127,18 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
 class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     """Serves `paramstore.v1.ParamStore` from a `StoreRegistry`."""
 
-    def __init__(self, registry: StoreRegistry, *, max_import_bytes: int = 1 << 40) -> None:
+    def __init__(
+        self,
+        registry: StoreRegistry,
+        *,
+        max_import_bytes: int = 1 << 40,
+        training: TrainingCoordinator | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self.registry = registry
         self.max_import_bytes = max_import_bytes
+        self.limits = limits or Limits()
+        self.training = training or TrainingCoordinator(registry)
 
     # ---- stores ------------------------------------------------------------------------------
 
@@ -167,6 +179,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def Push(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:
         begin, items = self._receive(requests, call)
+        _stop_if_abandoned(context, call)
         state = self.registry.get(begin.store).push(
             begin.prefix, items, expected_version=begin.expected_version
         )
@@ -175,6 +188,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def SetData(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:
         begin, items = self._receive(requests, call)
+        _stop_if_abandoned(context, call)
         state = self.registry.get(begin.store).set_data(items)
         return pb.PushResponse(version=state.version, data_bytes=_received_bytes(items))
 
@@ -295,6 +309,53 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             data.append(request.chunk)
         return _snapshot_info(self.registry.import_snapshot(begin.store, data.complete()))
 
+    # ---- distributed training ----------------------------------------------------------------
+
+    @_rpc
+    def JoinTraining(self, request: pb.JoinTrainingRequest, context: Any, call: _Call) -> Any:
+        rank, session = self.training.join(
+            request.store, request.mode, request.num_workers, request.timeout_seconds
+        )
+        return pb.JoinTrainingResponse(
+            rank=rank, num_workers=session.num_workers, mode=session.mode, step=session.step
+        )
+
+    @_rpc
+    def LeaveTraining(self, request: pb.LeaveTrainingRequest, context: Any, call: _Call) -> Any:
+        self.training.session(request.store).leave(request.rank)
+        return pb.LeaveTrainingResponse()
+
+    @_rpc
+    def InitKeys(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:
+        begin, items = self._receive(requests, call)
+        state = self.training.session(begin.store).init_keys(begin.prefix, items)
+        return pb.PushResponse(version=state.version, data_bytes=_received_bytes(items))
+
+    @_rpc
+    def SetOptimizer(self, request: pb.SetOptimizerRequest, context: Any, call: _Call) -> Any:
+        self.training.session(request.store).set_optimizer(request.optimizer)
+        return pb.SetOptimizerResponse()
+
+    @_rpc
+    def PushPull(
+        self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
+    ) -> Iterator[pb.PullResponse]:
+        begin, items = self._receive(requests, call)
+        values = self.training.session(begin.store).push_pull(begin.rank, items)
+        total = sum(value.nbytes for _, value in values)
+        yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total))
+        for name, value in values:
+            yield pb.PullResponse(parameter=pb.ParameterSpec(
+                name=name, shape=value.shape, dtype=value.dtype.name, dtype_label=value.dtype.name,
+                kind="Parameter", has_data=True,
+            ))
+            yield from _chunks(value)
+
+    @_rpc
+    def Barrier(self, request: pb.BarrierRequest, context: Any, call: _Call) -> Any:
+        self.training.session(request.store).barrier(request.rank)
+        return pb.BarrierResponse()
+
     # ---- helpers -----------------------------------------------------------------------------
 
     def _receive(
@@ -307,7 +368,9 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             raise InvalidArgument("a push stream must start with PushBegin")
         begin = first.begin
         call.store = begin.store
-        self.registry.get(begin.store)  # fail before receiving data for a missing store
+        # Fails before receiving data for a missing store; the budget refuses a parameter
+        # over a limit before its buffer is allocated.
+        budget = self._budget(self.registry.get(begin.store))
         items: list[Incoming] = []
         current: tuple[ParameterInfo, _Buffer] | None = None
         for request in requests:
@@ -315,7 +378,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             if kind == "parameter":
                 if current is not None:
                     items.append(_incoming(*current))
-                current = self._declared(request.parameter)
+                current = self._declared(request.parameter, budget)
             elif kind == "chunk":
                 if current is None:
                     raise InvalidArgument("a chunk came before any parameter")
@@ -326,7 +389,14 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             items.append(_incoming(*current))
         return begin, items
 
-    def _declared(self, spec: pb.ParameterSpec) -> tuple[ParameterInfo, _Buffer]:
+    def _budget(self, store: Any) -> Budget:
+        others = 0
+        if self.limits.bounds_total:
+            others = sum(capacity_bytes(other.state()) for other in self.registry.list()
+                         if other is not store)
+        return self.limits.budget(store.state(), others)
+
+    def _declared(self, spec: pb.ParameterSpec, budget: Budget) -> tuple[ParameterInfo, _Buffer]:
         shape = None if spec.shape_unknown else list(spec.shape)
         info = validated_info(
             spec.name, shape, spec.dtype, spec.dtype_label, spec.kind, spec.alias_of,
@@ -337,8 +407,23 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                 f"parameter {info.name!r} cannot carry data: "
                 + ("it is an alias" if info.alias_of else "its shape is unknown")
             )
+        budget.admit(info)
         size = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
         return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None)
+
+
+# gRPC reports a client that abandons its request stream first as a stream that ended, and a
+# moment later as cancelled. Waiting that moment before a write keeps an abandoned push from
+# being committed as a shorter one (on loopback: 10% of abandoned pushes without it, none with).
+_CANCEL_NOTICE_SECONDS = 0.001
+
+
+def _stop_if_abandoned(context: grpc.ServicerContext, call: _Call) -> None:
+    """Abort with CANCELLED, writing nothing, when the client went away mid-stream."""
+    time.sleep(_CANCEL_NOTICE_SECONDS)
+    if not context.is_active():
+        call.status = "CANCELLED"
+        context.abort(grpc.StatusCode.CANCELLED, "the client abandoned its stream")
 
 
 class _Buffer:

@@ -91,14 +91,16 @@ class CollectParamsResponse(_message.Message):
     def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
 
 class PushBegin(_message.Message):
-    __slots__ = ("store", "prefix", "expected_version")
+    __slots__ = ("store", "prefix", "expected_version", "rank")
     STORE_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
     store: str
     prefix: str
     expected_version: int
-    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    rank: int
+    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class PushRequest(_message.Message):
     __slots__ = ("begin", "parameter", "chunk")
@@ -322,3 +324,63 @@ class ImportSnapshotRequest(_message.Message):
     begin: ImportBegin
     chunk: bytes
     def __init__(self, begin: _Optional[_Union[ImportBegin, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class JoinTrainingRequest(_message.Message):
+    __slots__ = ("store", "mode", "num_workers", "timeout_seconds")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    mode: str
+    num_workers: int
+    timeout_seconds: float
+    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class JoinTrainingResponse(_message.Message):
+    __slots__ = ("rank", "num_workers", "mode", "step")
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    rank: int
+    num_workers: int
+    mode: str
+    step: int
+    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+
+class LeaveTrainingRequest(_message.Message):
+    __slots__ = ("store", "rank")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    rank: int
+    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+
+class LeaveTrainingResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetOptimizerRequest(_message.Message):
+    __slots__ = ("store", "optimizer")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    optimizer: str
+    def __init__(self, store: _Optional[str] = ..., optimizer: _Optional[str] = ...) -> None: ...
+
+class SetOptimizerResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BarrierRequest(_message.Message):
+    __slots__ = ("store", "rank")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    rank: int
+    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+
+class BarrierResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

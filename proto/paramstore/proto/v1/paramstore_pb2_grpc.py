@@ -125,6 +125,36 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ImportSnapshotRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SnapshotInfo.FromString,
                 _registered_method=True)
+        self.JoinTraining = channel.unary_unary(
+                '/paramstore.v1.ParamStore/JoinTraining',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.JoinTrainingRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.JoinTrainingResponse.FromString,
+                _registered_method=True)
+        self.LeaveTraining = channel.unary_unary(
+                '/paramstore.v1.ParamStore/LeaveTraining',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.LeaveTrainingRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.LeaveTrainingResponse.FromString,
+                _registered_method=True)
+        self.InitKeys = channel.stream_unary(
+                '/paramstore.v1.ParamStore/InitKeys',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushResponse.FromString,
+                _registered_method=True)
+        self.SetOptimizer = channel.unary_unary(
+                '/paramstore.v1.ParamStore/SetOptimizer',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerResponse.FromString,
+                _registered_method=True)
+        self.PushPull = channel.stream_stream(
+                '/paramstore.v1.ParamStore/PushPull',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PullResponse.FromString,
+                _registered_method=True)
+        self.Barrier = channel.unary_unary(
+                '/paramstore.v1.ParamStore/Barrier',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierResponse.FromString,
+                _registered_method=True)
 
 
 class ParamStoreServicer:
@@ -286,6 +316,60 @@ class ParamStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JoinTraining(self, request, context):
+        """---- distributed training (a KVStore for gluon.Trainer) ----
+
+        Joins the store's training as a worker and assigns a rank: the lowest rank no live worker
+        holds. The first join fixes mode and num_workers. NOT_FOUND (store); INVALID_ARGUMENT
+        (mode, num_workers); FAILED_PRECONDITION (another mode or worker count, or every rank is
+        held by a live worker).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaveTraining(self, request, context):
+        """Gives a rank back so that a new worker can take it. NOT_FOUND (store, or not training).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InitKeys(self, request_iterator, context):
+        """Declares keys, Push's stream: a key the store lacks takes the pushed value, a key it holds
+        keeps its value (the first worker's init wins). Same errors as Push.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetOptimizer(self, request, context):
+        """Sets the store-side optimizer from its `dumps()` JSON; an optimizer of the same kind keeps
+        the per-key state. INVALID_ARGUMENT (JSON or unknown optimizer); NOT_FOUND (store).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushPull(self, request_iterator, context):
+        """Pushes gradients and answers with the updated weights, Push's stream in (PushBegin.rank
+        names the worker) and Pull's stream out. Sync mode: the call waits until every rank pushed
+        each key for this step, the sum is applied once, and every worker gets the same weights.
+        Async mode: applied on arrival. ABORTED when workers are missing after the timeout (the
+        message names their ranks); NOT_FOUND (store or key); FAILED_PRECONDITION (not joined,
+        shape or dtype differs, no optimizer and a shape the store cannot take).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Barrier(self, request, context):
+        """Waits until every rank called Barrier. ABORTED after the timeout, naming the missing ranks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParamStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -378,6 +462,36 @@ def add_ParamStoreServicer_to_server(servicer, server):
                     servicer.ImportSnapshot,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ImportSnapshotRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SnapshotInfo.SerializeToString,
+            ),
+            'JoinTraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinTraining,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.JoinTrainingRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.JoinTrainingResponse.SerializeToString,
+            ),
+            'LeaveTraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaveTraining,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.LeaveTrainingRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.LeaveTrainingResponse.SerializeToString,
+            ),
+            'InitKeys': grpc.stream_unary_rpc_method_handler(
+                    servicer.InitKeys,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushResponse.SerializeToString,
+            ),
+            'SetOptimizer': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetOptimizer,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerResponse.SerializeToString,
+            ),
+            'PushPull': grpc.stream_stream_rpc_method_handler(
+                    servicer.PushPull,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PullResponse.SerializeToString,
+            ),
+            'Barrier': grpc.unary_unary_rpc_method_handler(
+                    servicer.Barrier,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -867,6 +981,168 @@ class ParamStore:
             '/paramstore.v1.ParamStore/ImportSnapshot',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ImportSnapshotRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SnapshotInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinTraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/JoinTraining',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.JoinTrainingRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.JoinTrainingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaveTraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/LeaveTraining',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.LeaveTrainingRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.LeaveTrainingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InitKeys(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/paramstore.v1.ParamStore/InitKeys',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOptimizer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/SetOptimizer',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushPull(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/paramstore.v1.ParamStore/PushPull',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PullResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Barrier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/Barrier',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,175 @@
+"""`RemoteKVStore`: a KVStore whose values and optimizer live on a paramstore server.
+
+It offers the interface `gluon.Trainer(..., kvstore=kv)` drives (`init`, `push`, `pull`,
+`pushpull`, `set_optimizer`, `rank`, `num_workers`, `type`, `barrier`), so training runs through
+the server exactly as through the in-process `paramstore.kvstore.LocalKVStore`:
+
+```python
+kv = connect(address).kvstore("mlp", mode="sync", num_workers=2)
+trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}, kvstore=kv)
+```
+
+In sync mode every worker's `push` of a key waits until all workers pushed it; the server sums
+the gradients and applies the optimizer once. Pass the batch size of all workers together to
+`trainer.step` so that the summed gradient is averaged as one process would average it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from paramstore.client import transfer
+from paramstore.client.errors import ParamstoreError
+from paramstore.proto.v1 import paramstore_pb2 as pb
+
+Key = str | int
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _numpy(value: Any) -> np.ndarray:
+    data = getattr(value, "_data", value)  # an NDArray's buffer, without a copy
+    return np.asarray(data)
+
+
+def _sum(values: Any) -> np.ndarray:
+    parts = [_numpy(part) for part in _as_list(values)]
+    if len(parts) == 1:
+        return parts[0]
+    return np.sum(parts, axis=0, dtype=parts[0].dtype)
+
+
+class RemoteKVStore:
+    """A worker of a store's distributed training (made by `Client.kvstore`).
+
+    `bytes_sent` and `bytes_received` count the tensor bytes moved so far.
+    """
+
+    def __init__(
+        self, client: Any, store: str, mode: str, num_workers: int, timeout: float = 0.0
+    ) -> None:
+        self._client = client
+        self.store = store
+        reply = client.call("JoinTraining", pb.JoinTrainingRequest(
+            store=store, mode=mode, num_workers=num_workers, timeout_seconds=timeout,
+        ))
+        self._rank = reply.rank
+        self._num_workers = reply.num_workers
+        self.type = f"dist_{reply.mode}"
+        self._fresh: dict[Key, np.ndarray] = {}  # values returned by the last push of a key
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers
+
+    @staticmethod
+    def _pairs(key: Key | Sequence[Key], value: Any) -> list[tuple[Key, Any]]:
+        if isinstance(key, (list, tuple)):
+            values = _as_list(value)
+            if len(values) != len(key):
+                raise ValueError(f"got {len(key)} keys but {len(values)} values")
+            return list(zip(key, values))
+        return [(key, value)]
+
+    def init(self, key: Key | Sequence[Key], value: Any) -> None:
+        """Declare keys with initial values; a key the server holds keeps its value (the first
+        worker's init wins), so pull after init to start from the common weights."""
+        outgoing = [transfer.Outgoing(_spec(k, _sum(v)), _wire(_sum(v)))
+                    for k, v in self._pairs(key, value)]
+        self._client.call("InitKeys", self._requests(outgoing))
+
+    def push(self, key: Key | Sequence[Key], value: Any, priority: int = 0) -> None:
+        """Send gradients (a list for one key is summed here first).
+
+        Sync mode: returns once every worker pushed and the server updated. Raises `Aborted`
+        naming the missing ranks when workers did not push within the timeout."""
+        outgoing = [transfer.Outgoing(_spec(k, _sum(v)), _wire(_sum(v)))
+                    for k, v in self._pairs(key, value)]
+        replies = self._client.stream("PushPull", self._requests(outgoing))
+        _, received = transfer.receive(replies, f"pushpull {self.store}", False)
+        for item in received:
+            self._fresh[item.spec.name] = item.data
+            self.bytes_received += item.data.nbytes
+
+    def pull(self, key: Key | Sequence[Key], out: Any = None, priority: int = 0) -> None:
+        """Copy each key's value into `out` (an NDArray, or a list to fill alike)."""
+        if out is None:
+            raise ValueError("pull needs out=: the arrays to copy the values into")
+        pairs = self._pairs(key, out)
+        missing = [str(k) for k, _ in pairs if str(k) not in self._fresh]
+        if missing:
+            request = pb.PullRequest(store=self.store, names=missing)
+            _, received = transfer.receive(
+                self._client.stream("Pull", request), f"pull {self.store}", False
+            )
+            for item in received:
+                self._fresh[item.spec.name] = item.data
+                self.bytes_received += item.data.nbytes
+        for one_key, one_out in pairs:
+            value = self._fresh.pop(str(one_key))
+            for target in _as_list(one_out):
+                np.copyto(_numpy(target), value, casting="unsafe")
+
+    def pushpull(
+        self, key: Key | Sequence[Key], value: Any, out: Any = None, priority: int = 0
+    ) -> None:
+        """`push` then `pull`; without `out` the pushed arrays receive the new value."""
+        self.push(key, value)
+        self.pull(key, out=value if out is None else out)
+
+    def set_optimizer(self, optimizer: Any) -> None:
+        """Run `optimizer` on the server: it travels as its `dumps()` JSON. One of the same
+        kind keeps the server's per-key state (momentum, moments, counts)."""
+        self._client.call("SetOptimizer", pb.SetOptimizerRequest(
+            store=self.store, optimizer=optimizer.dumps(),
+        ))
+
+    def barrier(self) -> None:
+        """Wait until every worker reached the barrier. Raises `Aborted` after the timeout."""
+        self._client.call("Barrier", pb.BarrierRequest(store=self.store, rank=self._rank))
+
+    def close(self) -> None:
+        """Give the rank back so that another worker can take it."""
+        try:
+            self._client.call("LeaveTraining", pb.LeaveTrainingRequest(
+                store=self.store, rank=self._rank,
+            ))
+        except ParamstoreError:
+            pass  # a server gone or restarted holds no rank of ours
+
+    def __enter__(self) -> RemoteKVStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _requests(self, outgoing: list[transfer.Outgoing]) -> Iterator[Any]:
+        self.bytes_sent += transfer.outgoing_bytes(outgoing)
+        begin = pb.PushBegin(store=self.store, rank=self._rank)
+        return transfer.push_requests(begin, outgoing, transfer._NoBar())
+
+    def __repr__(self) -> str:
+        return (f"RemoteKVStore(store={self.store!r}, type={self.type!r}, rank={self._rank}, "
+                f"num_workers={self._num_workers})")
+
+
+def _wire(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+
+
+def _spec(key: Key, array: np.ndarray) -> pb.ParameterSpec:
+    return pb.ParameterSpec(
+        name=str(key), shape=[int(dim) for dim in array.shape], dtype=array.dtype.name,
+        dtype_label=array.dtype.name, kind="Parameter", has_data=True,
+    )

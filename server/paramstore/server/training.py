@@ -1,0 +1,353 @@
+"""Distributed training on a store: worker ranks, per-step gradient aggregation, the optimizer.
+
+Workers join a store's training session and get a rank. Each `push_pull` hands in gradients:
+in sync mode the session waits until every rank pushed a key for the current step, sums the
+gradients (in rank order, so every run adds alike), applies the optimizer once and answers every
+worker with the same new weight; in async mode each push is applied on arrival. A step that
+misses workers for longer than the timeout is aborted for everyone waiting, with a message
+naming the missing ranks, and those ranks are freed for a restarted worker to take.
+
+The optimizer is rebuilt from its `dumps()` JSON only. Its state lives here, beside the store,
+and `snapshot_every` steps a snapshot of the store is written together with a sidecar file of
+the optimizer state (`<id>.optimizer.safetensors`), so that a server restarted on the same data
+directory resumes training exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from paramstore import optimizer as opt
+from paramstore.server.errors import FailedPrecondition, InvalidArgument, StoreError
+from paramstore.server.registry import StoreRegistry
+from paramstore.server.stores import Incoming, StoreState
+
+_log = logging.getLogger("paramstore.server")
+
+MODES = ("sync", "async")
+DEFAULT_WORKER_TIMEOUT = 60.0
+_BARRIER_KEY = "\0barrier"  # not a valid parameter name: cannot clash with a key
+_OPTIMIZER_SUFFIX = ".optimizer.safetensors"
+
+
+class TrainingAborted(StoreError):
+    """A step could not complete: workers were missing after the timeout (gRPC ABORTED)."""
+
+
+@dataclass
+class _Round:
+    """One key's step in sync mode: the contributions so far, then the outcome."""
+
+    started: float
+    contributions: dict[int, np.ndarray | None] = field(default_factory=dict)
+    result: np.ndarray | None = None
+    done: bool = False
+    error: str | None = None
+
+
+def optimizer_file(storage_root: Path, store: str, snapshot_id: str) -> Path:
+    """Where the optimizer state of snapshot `snapshot_id` is kept."""
+    return storage_root / store / f"{snapshot_id}{_OPTIMIZER_SUFFIX}"
+
+
+class TrainingSession:
+    """The training of one store: its ranks, pending steps and optimizer."""
+
+    def __init__(
+        self,
+        registry: StoreRegistry,
+        store: str,
+        mode: str,
+        num_workers: int,
+        timeout: float,
+        snapshot_every: int,
+        snapshots: ThreadPoolExecutor,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.mode = mode
+        self.num_workers = num_workers
+        self.timeout = timeout
+        self.snapshot_every = snapshot_every
+        self._snapshots = snapshots
+        self._cond = threading.Condition()
+        self._live: set[int] = set()
+        self._joined_at: dict[int, float] = {}
+        self._rounds: dict[str, _Round] = {}
+        self._updates: dict[str, int] = {}  # applied updates per key
+        self.step = 0
+        self.optimizer: opt.Optimizer | None = None
+        self._resume_from_snapshot()
+
+    # ---- workers -----------------------------------------------------------------------------
+
+    def join(self) -> int:
+        """A rank for a new worker: the lowest one no live worker holds.
+
+        Raises `FailedPrecondition` when every rank is held."""
+        with self._cond:
+            free = sorted(set(range(self.num_workers)) - self._live)
+            if not free:
+                raise FailedPrecondition(
+                    f"store {self.store!r} trains with {self.num_workers} workers and every rank "
+                    "is held by a live worker; wait for a step to time out on a dead one"
+                )
+            self._live.add(free[0])
+            self._joined_at[free[0]] = time.monotonic()
+            return free[0]
+
+    def leave(self, rank: int) -> None:
+        with self._cond:
+            self._live.discard(rank)
+
+    # ---- the optimizer -----------------------------------------------------------------------
+
+    def set_optimizer(self, text: str) -> None:
+        """Use the optimizer of `text` (its JSON); one of the same kind keeps the state.
+
+        Raises `InvalidArgument` for JSON that builds no registered optimizer."""
+        try:
+            rebuilt = opt.create_from_json(text)
+        except (TypeError, ValueError) as error:
+            raise InvalidArgument(f"cannot build the optimizer: {error}") from None
+        with self._cond:
+            if self.optimizer is not None and type(self.optimizer) is type(rebuilt):
+                rebuilt.set_states(self.optimizer.get_states())
+            self.optimizer = rebuilt
+
+    # ---- keys --------------------------------------------------------------------------------
+
+    def init_keys(self, prefix: str, items: list[Incoming]) -> StoreState:
+        """Add the keys the store lacks; keys it holds keep their value (first init wins)."""
+        store = self.registry.get(self.store)
+        with self._cond:
+            state = store.state()
+            new = [item for item in items if state.array(item.info.name) is None]
+            return store.push(state.prefix or prefix, new) if new else state
+
+    def push_pull(self, rank: int, items: Iterable[Incoming]) -> list[tuple[str, np.ndarray]]:
+        """Hand in gradients from `rank`; the new value of each key, in order.
+
+        Raises `FailedPrecondition` (rank not joined, shape or dtype differs, no data),
+        `ParameterNotFound`, `TrainingAborted` (sync step missing workers after the timeout)."""
+        with self._cond:
+            if rank not in self._live:
+                raise FailedPrecondition(
+                    f"rank {rank} is not a live worker of store {self.store!r}: join again"
+                )
+        results = []
+        for item in items:
+            target, gradient = self._checked(item)
+            if self.mode == "sync":
+                value = self._gather(target, rank, gradient, self._apply)
+            else:
+                with self._cond:
+                    value = self._apply(target, {rank: gradient})
+            results.append((item.info.name, value))
+        return results
+
+    def barrier(self, rank: int) -> None:
+        """Wait until every rank reached the barrier. Raises `TrainingAborted`."""
+        self._gather(_BARRIER_KEY, rank, None, lambda key, contributions: None)
+
+    def _checked(self, item: Incoming) -> tuple[str, np.ndarray]:
+        state = self.registry.get(self.store).state()
+        info = state.info(item.info.name)
+        stored = state.array(item.info.name)
+        if item.data is None or stored is None:
+            raise FailedPrecondition(
+                f"key {item.info.name!r} needs a gradient and an initialized value"
+            )
+        if item.data.shape != stored.shape or item.data.dtype != stored.dtype:
+            raise FailedPrecondition(
+                f"gradient of {item.info.name!r} is {item.data.dtype}{list(item.data.shape)}, "
+                f"the key is {stored.dtype}{list(stored.shape)}"
+            )
+        return info.alias_of or info.name, item.data
+
+    # ---- one step ----------------------------------------------------------------------------
+
+    def _gather(
+        self,
+        key: str,
+        rank: int,
+        value: np.ndarray | None,
+        complete: Callable[[str, dict[int, np.ndarray | None]], np.ndarray | None],
+    ) -> np.ndarray | None:
+        """Add `rank`'s `value` to `key`'s open round, run `complete` once every rank is in,
+        and give each caller the outcome. A rank ahead of the others waits for the next round."""
+        with self._cond:
+            while True:
+                current = self._rounds.get(key)
+                if current is None:
+                    current = self._rounds[key] = _Round(started=time.monotonic())
+                if rank not in current.contributions:
+                    break
+                self._wait(key, current)
+            current.contributions[rank] = value
+            if len(current.contributions) == self.num_workers:
+                current.result = complete(key, current.contributions)
+                current.done = True
+                del self._rounds[key]
+                self._cond.notify_all()
+            while not current.done and current.error is None:
+                self._wait(key, current)
+            if current.error is not None:
+                raise TrainingAborted(current.error)
+            return current.result
+
+    def _wait(self, key: str, current: _Round) -> None:
+        """Wait for `current` to change; past its deadline, abort it for every waiter."""
+        remaining = current.started + self.timeout - time.monotonic()
+        if remaining > 0:
+            self._cond.wait(remaining)
+            return
+        if current.done or current.error is not None:
+            return
+        missing = sorted(set(range(self.num_workers)) - set(current.contributions))
+        what = "the barrier" if key == _BARRIER_KEY else f"key {key!r}"
+        current.error = (
+            f"step aborted on store {self.store!r}: workers of rank {missing} did not push "
+            f"{what} within {self.timeout:g} s; a restarted worker can rejoin and take their rank"
+        )
+        _log.warning("%s", current.error)
+        # A rank that joined during the round is a worker on its way, not a lost one.
+        self._live.difference_update(
+            rank for rank in missing if self._joined_at.get(rank, 0.0) < current.started
+        )
+        if self._rounds.get(key) is current:
+            del self._rounds[key]
+        self._cond.notify_all()
+
+    def _apply(self, key: str, contributions: dict[int, np.ndarray | None]) -> np.ndarray:
+        """Sum the gradients in rank order, update the key's weight, count the step.
+
+        Without an optimizer the sum becomes the value (a gradient all-reduce)."""
+        arrays = [contributions[rank] for rank in sorted(contributions)]
+        total = np.array(arrays[0], copy=True)
+        for array in arrays[1:]:
+            total += array
+        store = self.registry.get(self.store)
+
+        def change(state: StoreState) -> dict[str, np.ndarray]:
+            if self.optimizer is None:
+                return {key: total}
+            weight = np.array(state.array(key), copy=True)
+            self.optimizer.update(key, weight, total)
+            return {key: weight}
+
+        state = store.update(change)
+        self._count(key)
+        return state.array(key)
+
+    def _count(self, key: str) -> None:
+        self._updates[key] = self._updates.get(key, 0) + 1
+        step = min(self._updates.values())
+        if step == self.step:
+            return
+        self.step = step
+        if self.snapshot_every and step % self.snapshot_every == 0:
+            self._snapshot(step)
+
+    # ---- snapshots ---------------------------------------------------------------------------
+
+    def _snapshot(self, step: int) -> None:
+        """Write the store and the optimizer state as of now, off the training path."""
+        state = self.registry.get(self.store).state()
+        optimizer = None
+        if self.optimizer is not None:
+            optimizer = opt.create_from_json(self.optimizer.dumps())
+            optimizer.set_states(self.optimizer.get_states())  # a copy: training goes on
+        self._snapshots.submit(self._write_snapshot, state, optimizer, step)
+
+    def _write_snapshot(self, state: StoreState, optimizer: opt.Optimizer | None,
+                        step: int) -> None:
+        try:
+            storage = self.registry.storage
+            info = storage.take(self.store, state, step=step,
+                                metadata={"trigger": "snapshot-every"})
+            if optimizer is not None:
+                opt.save_states(optimizer_file(storage.root, self.store, info.id), optimizer)
+            _log.info("store %s: snapshot %s at step %d", self.store, info.id, step)
+        except Exception:
+            _log.exception("store %s: periodic snapshot at step %d failed", self.store, step)
+
+    def _resume_from_snapshot(self) -> None:
+        """Take the optimizer state and step of the store's newest snapshot, when it has one."""
+        infos = self.registry.snapshots(self.store)
+        if not infos:
+            return
+        newest = infos[-1]
+        path = optimizer_file(self.registry.storage.root, self.store, newest.id)
+        if path.exists():
+            self.optimizer = opt.load_states(path)
+            _log.info("store %s: optimizer state resumed from snapshot %s", self.store, newest.id)
+        self.step = max(newest.step, 0)
+
+
+class TrainingCoordinator:
+    """The training sessions of every store of a registry."""
+
+    def __init__(
+        self,
+        registry: StoreRegistry,
+        *,
+        worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+        snapshot_every: int = 0,
+    ) -> None:
+        self.registry = registry
+        self.worker_timeout = worker_timeout
+        self.snapshot_every = snapshot_every
+        self._sessions: dict[str, TrainingSession] = {}
+        self._lock = threading.Lock()
+        self._snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-every")
+
+    def join(
+        self, store: str, mode: str, num_workers: int, timeout: float = 0.0
+    ) -> tuple[int, TrainingSession]:
+        """Join `store`'s training, starting it on the first join.
+
+        Raises `StoreNotFound`, `InvalidArgument` (mode, worker count, timeout),
+        `FailedPrecondition` (another mode or worker count, or no free rank)."""
+        if mode not in MODES:
+            raise InvalidArgument(f"mode must be one of {list(MODES)}, got {mode!r}")
+        if num_workers < 1:
+            raise InvalidArgument(f"num_workers must be at least 1, got {num_workers}")
+        if timeout < 0:
+            raise InvalidArgument(f"timeout must be positive (or 0 for the default), got {timeout}")
+        self.registry.get(store)
+        with self._lock:
+            session = self._sessions.get(store)
+            if session is None:
+                session = self._sessions[store] = TrainingSession(
+                    self.registry, store, mode, num_workers, timeout or self.worker_timeout,
+                    self.snapshot_every, self._snapshots,
+                )
+        if (session.mode, session.num_workers) != (mode, num_workers):
+            raise FailedPrecondition(
+                f"store {store!r} trains in {session.mode} mode with {session.num_workers} "
+                f"workers; got {mode} with {num_workers}"
+            )
+        return session.join(), session
+
+    def session(self, store: str) -> TrainingSession:
+        """The store's session. Raises `StoreNotFound`, `FailedPrecondition` (none yet)."""
+        self.registry.get(store)
+        session = self._sessions.get(store)
+        if session is None:
+            raise FailedPrecondition(
+                f"store {store!r} is not being trained: join its training first"
+            )
+        return session
+
+    def close(self) -> None:
+        """Finish the periodic snapshots being written."""
+        self._snapshots.shutdown(wait=True)
