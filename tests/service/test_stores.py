@@ -367,3 +367,23 @@ def test_importing_a_listing_that_disagrees_with_the_tensors_is_refused(registry
     data = checkpoint.dumps({"a": np.ones(2)}, metadata={"paramstore.parameters": listing})
     with pytest.raises(InvalidArgument):
         registry.import_snapshot("bad", data)
+
+
+def test_retention_and_delete_remove_the_files_kept_beside_a_snapshot(make_server):
+    import numpy as np
+
+    from paramstore.client import connect
+
+    server = make_server(keep=1)
+    with connect(server.address) as client:
+        store = client.create_store("kept")
+        store.push({"w": np.ones(3, np.float32)})
+        first = store.snapshot()
+        folder = server.data_dir / "kept"
+        companion = folder / f"{first.id}.optimizer.safetensors"
+        companion.write_bytes(b"state")  # what a training session keeps beside a snapshot
+        second = store.snapshot()
+        assert not companion.exists()
+        (folder / f"{second.id}.optimizer.safetensors").write_bytes(b"state")
+        store.delete_snapshot(second.id)
+        assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == []

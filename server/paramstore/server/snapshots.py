@@ -111,7 +111,7 @@ class SnapshotStorage:
             checkpoint.save(_file(folder, snapshot_id), tensors, aliases=aliases,
                             metadata=file_metadata)
             for old in ids[: max(0, len(ids) + 1 - self.keep)] if self.keep else []:
-                _file(folder, old).unlink(missing_ok=True)
+                _remove(folder, old)
             if self.keep:
                 _fsync_folder(folder)
         return self.info(store, snapshot_id)
@@ -159,10 +159,9 @@ class SnapshotStorage:
         """Delete one snapshot. Raises `SnapshotNotFound`."""
         path = self.path(store, snapshot_id)
         with self._lock(store):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                raise _not_found(store, snapshot_id) from None
+            if not path.exists():
+                raise _not_found(store, snapshot_id)
+            _remove(path.parent, snapshot_id)
             _fsync_folder(path.parent)
             self._damaged.discard((store, snapshot_id))
 
@@ -344,6 +343,14 @@ def _int(text: str | None, default: int) -> int:
         return int(text) if text is not None else default
     except ValueError:
         return default
+
+
+def _remove(folder: Path, snapshot_id: str) -> None:
+    """Delete a snapshot with the files kept beside it (`<id>.<what>.safetensors`, such as a
+    training session's optimizer state), so retention leaves nothing behind."""
+    _file(folder, snapshot_id).unlink(missing_ok=True)
+    for companion in folder.glob(f"{snapshot_id}.*.safetensors"):
+        companion.unlink(missing_ok=True)
 
 
 def _file(folder: Path, snapshot_id: str) -> Path:
