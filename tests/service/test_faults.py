@@ -226,7 +226,7 @@ def test_sigterm_lets_a_push_in_flight_finish_then_exits_cleanly(tmp_path):
 
 def _slow_push(halfway, finish):
     """A push of one 4-chunk tensor that pauses after its second chunk until `finish`."""
-    yield pb.PushRequest(begin=pb.PushBegin(store="s"))
+    yield pb.PushRequest(begin=pb.PushBegin(store="s", parameter_count=1))
     yield pb.PushRequest(parameter=pb.ParameterSpec(
         name="w", shape=[4, 1 << 18], dtype="float32", dtype_label="float32",
         kind="Parameter", has_data=True))

@@ -54,7 +54,8 @@ def spec(name: str, shape: list[int], dtype: str, *, has_data: bool = True,
 
 
 def push_stream(store: str, items) -> list[pb.PushRequest]:
-    stream = [pb.PushRequest(begin=pb.PushBegin(store=store))]
+    items = list(items)
+    stream = [pb.PushRequest(begin=pb.PushBegin(store=store, parameter_count=len(items)))]
     for declared, chunks in items:
         stream.append(pb.PushRequest(parameter=declared))
         stream.extend(pb.PushRequest(chunk=chunk) for chunk in chunks)

@@ -124,7 +124,7 @@ def test_a_declared_terabyte_tensor_is_refused_before_it_is_allocated(make_serve
         client.create_store("net")
     error = raw_push(
         server.address,
-        pb.PushRequest(begin=pb.PushBegin(store="net")),
+        pb.PushRequest(begin=pb.PushBegin(store="net", parameter_count=1)),
         pb.PushRequest(parameter=pb.ParameterSpec(
             name="huge", shape=[1 << 38], dtype="float32", kind="Parameter", has_data=True)),
     )

@@ -109,7 +109,9 @@ def push_requests(
     begin: pb.PushBegin, outgoing: list[Outgoing], bar: Any
 ) -> Iterator[pb.PushRequest | bytes]:
     """The push stream: PushBegin, then each parameter's spec and chunks (pre-serialized,
-    see `paramstore.proto.chunks`)."""
+    see `paramstore.proto.chunks`). PushBegin announces the parameter count, so the server
+    can tell a finished stream from one cut short."""
+    begin.parameter_count = len(outgoing)
     yield pb.PushRequest(begin=begin)
     for item in outgoing:
         yield pb.PushRequest(parameter=item.spec)
