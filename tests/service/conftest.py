@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from server_process import wait_for_health
 
 from paramstore.client import Client, connect
 from paramstore.server import ParamStoreServer, create_server
@@ -105,15 +104,4 @@ def spawn_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 
 def wait_until_serving(address: str, timeout: float = 10.0) -> None:
     """Poll the standard health service until the server reports SERVING."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
+    wait_for_health(grpc.insecure_channel(address), timeout)

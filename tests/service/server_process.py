@@ -132,12 +132,17 @@ def running_server(
 
 
 def _wait_until_serving(address: str, tls_ca: Path | None) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
     if tls_ca is None:
         channel = grpc.insecure_channel(address)
     else:
         credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca.read_bytes())
         channel = grpc.secure_channel(address, credentials)
+    wait_for_health(channel, START_TIMEOUT_SECONDS)
+
+
+def wait_for_health(channel: grpc.Channel, timeout: float) -> None:
+    """Poll the standard health service on `channel` (then closed) until it says SERVING."""
+    deadline = time.monotonic() + timeout
     with channel:
         health = health_pb2_grpc.HealthStub(channel)
         while True:
