@@ -57,10 +57,6 @@ class Node:
         self.shape = shape
         self.seq = next(_sequence)  # creation order is a topological order of the graph
 
-    @staticmethod
-    def leaf(grad: np.ndarray, grad_req: str) -> Leaf:
-        return Leaf(grad, grad_req)
-
 
 class Leaf(Node):
     """A variable: an array marked for gradients, owning its gradient buffer."""
