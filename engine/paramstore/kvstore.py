@@ -18,18 +18,47 @@ import numpy as np
 from paramstore.nd.ndarray import NDArray
 from paramstore.optimizer import Key, Optimizer, create_from_json, load_states, save_states
 
-__all__ = ["LocalKVStore", "create"]
+__all__ = ["KVStoreBase", "LocalKVStore", "as_list", "buffer_of", "create"]
 
 
-def _as_list(value: Any) -> list:
+def as_list(value: Any) -> list:
+    """A KVStore argument as a list: a list or tuple as it is, anything else alone."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _numpy(value: Any) -> np.ndarray:
+def buffer_of(value: Any) -> np.ndarray:
+    """The NumPy memory behind an NDArray (no copy), or `value` as an array."""
     return value._data if isinstance(value, NDArray) else np.asarray(value)
 
 
-class LocalKVStore:
+class KVStoreBase:
+    """What every KVStore shares: key/value pairing and `pushpull` built on push and pull."""
+
+    def push(self, key: Key | Sequence[Key], value: Any, priority: int = 0) -> None:
+        raise NotImplementedError
+
+    def pull(self, key: Key | Sequence[Key], out: Any = None, priority: int = 0) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _keys_and_values(key: Key | Sequence[Key], value: Any) -> list[tuple[Key, Any]]:
+        """Pair one key with its value, or a list of keys with a list of as many values."""
+        if isinstance(key, (list, tuple)):
+            values = as_list(value)
+            if len(values) != len(key):
+                raise ValueError(f"got {len(key)} keys but {len(values)} values")
+            return list(zip(key, values))
+        return [(key, value)]
+
+    def pushpull(
+        self, key: Key | Sequence[Key], value: Any, out: Any = None, priority: int = 0
+    ) -> None:
+        """`push` then `pull`; without `out` the pushed arrays receive the new value."""
+        self.push(key, value)
+        self.pull(key, out=value if out is None else out)
+
+
+class LocalKVStore(KVStoreBase):
     """A KVStore in this process: one worker (rank 0 of 1), store-side optimizer updates."""
 
     type = "local"
@@ -39,14 +68,6 @@ class LocalKVStore:
     def __init__(self) -> None:
         self._values: dict[Key, np.ndarray] = {}
         self._optimizer: Optimizer | None = None
-
-    def _keys_and_values(self, key: Key | Sequence[Key], value: Any) -> list[tuple[Key, Any]]:
-        if isinstance(key, (list, tuple)):
-            values = _as_list(value)
-            if len(values) != len(key):
-                raise ValueError(f"got {len(key)} keys but {len(values)} values")
-            return list(zip(key, values))
-        return [(key, value)]
 
     def _stored(self, key: Key) -> np.ndarray:
         try:
@@ -58,7 +79,7 @@ class LocalKVStore:
         """Give each new key its initial value (copied); a key that exists keeps its value."""
         for one_key, one_value in self._keys_and_values(key, value):
             if one_key not in self._values:
-                self._values[one_key] = np.array(_numpy(one_value), copy=True)
+                self._values[one_key] = np.array(buffer_of(one_value), copy=True)
 
     def push(self, key: Key | Sequence[Key], value: Any, priority: int = 0) -> None:
         """Send gradients: a list of arrays for one key is summed, then applied.
@@ -68,7 +89,7 @@ class LocalKVStore:
         """
         for one_key, one_value in self._keys_and_values(key, value):
             stored = self._stored(one_key)
-            parts = [_numpy(part) for part in _as_list(one_value)]
+            parts = [buffer_of(part) for part in as_list(one_value)]
             for part in parts:
                 if part.shape != stored.shape:
                     raise ValueError(
@@ -86,15 +107,8 @@ class LocalKVStore:
             raise ValueError("pull needs out=: the arrays to copy the values into")
         for one_key, one_out in self._keys_and_values(key, out):
             stored = self._stored(one_key)
-            for target in _as_list(one_out):
-                np.copyto(_numpy(target), stored, casting="unsafe")
-
-    def pushpull(
-        self, key: Key | Sequence[Key], value: Any, out: Any = None, priority: int = 0
-    ) -> None:
-        """`push` then `pull`; without `out` the pushed arrays receive the new value."""
-        self.push(key, value)
-        self.pull(key, out=value if out is None else out)
+            for target in as_list(one_out):
+                np.copyto(buffer_of(target), stored, casting="unsafe")
 
     def set_optimizer(self, optimizer: Optimizer) -> None:
         """Update store-side with a copy of `optimizer`, rebuilt from its `dumps()` JSON.

@@ -23,28 +23,20 @@ import numpy as np
 
 from paramstore.client import transfer
 from paramstore.client.errors import ParamstoreError
+from paramstore.kvstore import KVStoreBase, as_list, buffer_of
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 Key = str | int
 
 
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _numpy(value: Any) -> np.ndarray:
-    data = getattr(value, "_data", value)  # an NDArray's buffer, without a copy
-    return np.asarray(data)
-
-
 def _sum(values: Any) -> np.ndarray:
-    parts = [_numpy(part) for part in _as_list(values)]
+    parts = [buffer_of(part) for part in as_list(values)]
     if len(parts) == 1:
         return parts[0]
     return np.sum(parts, axis=0, dtype=parts[0].dtype)
 
 
-class RemoteKVStore:
+class RemoteKVStore(KVStoreBase):
     """A worker of a store's distributed training (made by `Client.kvstore`).
 
     `bytes_sent` and `bytes_received` count the tensor bytes moved so far.
@@ -73,20 +65,11 @@ class RemoteKVStore:
     def num_workers(self) -> int:
         return self._num_workers
 
-    @staticmethod
-    def _pairs(key: Key | Sequence[Key], value: Any) -> list[tuple[Key, Any]]:
-        if isinstance(key, (list, tuple)):
-            values = _as_list(value)
-            if len(values) != len(key):
-                raise ValueError(f"got {len(key)} keys but {len(values)} values")
-            return list(zip(key, values))
-        return [(key, value)]
-
     def init(self, key: Key | Sequence[Key], value: Any) -> None:
         """Declare keys with initial values; a key the server holds keeps its value (the first
         worker's init wins), so pull after init to start from the common weights."""
         outgoing = [transfer.Outgoing(_spec(k, _sum(v)), _wire(_sum(v)))
-                    for k, v in self._pairs(key, value)]
+                    for k, v in self._keys_and_values(key, value)]
         self._client.call("InitKeys", self._requests(outgoing))
 
     def push(self, key: Key | Sequence[Key], value: Any, priority: int = 0) -> None:
@@ -95,7 +78,7 @@ class RemoteKVStore:
         Sync mode: returns once every worker pushed and the server updated. Raises `Aborted`
         naming the missing ranks when workers did not push within the timeout."""
         outgoing = [transfer.Outgoing(_spec(k, _sum(v)), _wire(_sum(v)))
-                    for k, v in self._pairs(key, value)]
+                    for k, v in self._keys_and_values(key, value)]
         replies = self._client.stream("PushPull", self._requests(outgoing))
         _, received = transfer.receive(replies, f"pushpull {self.store}", False)
         for item in received:
@@ -106,7 +89,7 @@ class RemoteKVStore:
         """Copy each key's value into `out` (an NDArray, or a list to fill alike)."""
         if out is None:
             raise ValueError("pull needs out=: the arrays to copy the values into")
-        pairs = self._pairs(key, out)
+        pairs = self._keys_and_values(key, out)
         missing = [str(k) for k, _ in pairs if str(k) not in self._fresh]
         if missing:
             request = pb.PullRequest(store=self.store, names=missing)
@@ -118,15 +101,8 @@ class RemoteKVStore:
                 self.bytes_received += item.data.nbytes
         for one_key, one_out in pairs:
             value = self._fresh.pop(str(one_key))
-            for target in _as_list(one_out):
-                np.copyto(_numpy(target), value, casting="unsafe")
-
-    def pushpull(
-        self, key: Key | Sequence[Key], value: Any, out: Any = None, priority: int = 0
-    ) -> None:
-        """`push` then `pull`; without `out` the pushed arrays receive the new value."""
-        self.push(key, value)
-        self.pull(key, out=value if out is None else out)
+            for target in as_list(one_out):
+                np.copyto(buffer_of(target), value, casting="unsafe")
 
     def set_optimizer(self, optimizer: Any) -> None:
         """Run `optimizer` on the server: it travels as its `dumps()` JSON. One of the same
