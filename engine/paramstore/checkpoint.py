@@ -1,49 +1,54 @@
 """The safetensors codec: named tensors, their ties and metadata, in one plain safetensors file.
 
-A file written here opens with any safetensors reader (`safetensors.numpy.load_file`). What
-safetensors itself cannot say lives in the header's `__metadata__` under `paramstore.*` keys:
+The `safetensors` library writes the files (from the arrays' own memory, no copy) and validates
+them when they are opened. A file written here opens with any safetensors reader
+(`safetensors.numpy.load_file`). What safetensors itself cannot say lives in the header's
+`__metadata__` under `paramstore.*` keys:
 
 - `paramstore.order`: every name (tensors and aliases) in the caller's order, as a JSON list,
   because safetensors readers return tensors sorted by name;
 - `paramstore.aliases`: alias -> target, as a JSON object; a tied tensor is stored once;
-- `paramstore.checksum`: `crc32:<8 hex digits>` of the data section, verified on load.
+- `paramstore.crc32`: name -> CRC-32 of that tensor's bytes, as a JSON object, so that every
+  tensor is verified on its own, a partial read included.
 
-Everything read is validated before it is used (header bounds, JSON, dtypes, shapes, offsets,
-names, alias targets, checksum); any defect raises `CheckpointError`.
+Reading maps the file and hands out read-only views of the mapping (`open_mapped`) or copies
+(`load`). The library's `get_tensor` would copy every tensor: a server restoring a store would
+then hold the old and the new data at once. Mapping is why this module reads the header's
+offsets itself, after the library has validated the file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
+import mmap
 import os
 import re
-import secrets
-import struct
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import safetensors
+from safetensors import SafetensorError, safe_open
+
+from paramstore import _files
 
 __all__ = [
-    "Checkpoint", "CheckpointError", "dumps", "load", "loads", "read_metadata", "save",
-    "validate_name",
+    "Checkpoint", "CheckpointError", "dumps", "load", "loads", "open_mapped", "read_metadata",
+    "save", "validate_name", "write",
 ]
 
 ORDER_KEY = "paramstore.order"
 ALIASES_KEY = "paramstore.aliases"
-CHECKSUM_KEY = "paramstore.checksum"
+CHECKSUMS_KEY = "paramstore.crc32"
+_LEGACY_CHECKSUM_KEY = "paramstore.checksum"  # a whole-file CRC of earlier files: not verified
 # Keys the codec writes itself; callers' metadata may use any other key.
-RESERVED_KEYS = frozenset({ORDER_KEY, ALIASES_KEY, CHECKSUM_KEY})
+RESERVED_KEYS = frozenset({ORDER_KEY, ALIASES_KEY, CHECKSUMS_KEY, _LEGACY_CHECKSUM_KEY})
 
-MAX_HEADER_BYTES = 100_000_000  # the bound safetensors readers apply
+MAX_HEADER_BYTES = 100_000_000  # the bound the safetensors library applies when reading
 MAX_NAME_LENGTH = 1024
 MAX_DIMENSIONS = 64
-_HEADER_ALIGNMENT = 8  # the data section starts aligned, so loaded arrays are aligned too
 
 # safetensors dtype label <-> NumPy dtype (little-endian on disk).
 _DTYPES: dict[str, np.dtype] = {
@@ -53,10 +58,9 @@ _DTYPES: dict[str, np.dtype] = {
     "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": np.dtype("<f4"),
     "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
 }
-_LABELS: dict[str, str] = {dtype.name: label for label, dtype in _DTYPES.items()}
-# Keyed by the dtype object itself: `dtype.name` is slow enough to dominate many tiny tensors.
-_LABEL_OF_DTYPE: dict[np.dtype, str] = {dtype: label for label, dtype in _DTYPES.items()}
+_LABELS = frozenset(dtype.name for dtype in _DTYPES.values())
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+_VERIFY_BLOCK = 64 << 20  # mapped bytes checksummed before their pages are given back
 
 
 class CheckpointError(ValueError):
@@ -107,40 +111,34 @@ def save(
     aliases: Mapping[str, str] | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> None:
-    """Write `tensors` to `path` as safetensors, atomically.
+    """Write `tensors` to `path` as safetensors, atomically (see `_files.replace`).
 
     `tensors` maps names to arrays (anything `numpy.asarray` accepts), in the order to keep.
     A name whose value is the same object as an earlier name's is a tie: the tensor is stored
     once and the name recorded as an alias. `aliases` adds alias -> target names whose target
     is a key of `tensors`. `metadata` (str -> str) goes into `__metadata__`.
-
-    The file is written to a temporary name in the same folder, fsynced, renamed over `path`,
-    and the folder fsynced: a crash leaves the old file or the new one, never half of one.
     Raises `CheckpointError` for bad names, dtypes or metadata, `OSError` for I/O failures.
     """
-    header, arrays = _plan(tensors, aliases, metadata)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    # A hidden name beside the target, so the rename stays on one file system; os.open (not
-    # mkstemp) so the file gets the usual umask permissions.
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    _files.replace(path, lambda temporary: write(temporary, tensors, aliases=aliases,
+                                                 metadata=metadata))
+
+
+def write(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, Any],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """`save` without the atomic replace or the fsync: for a caller that commits the file
+    itself. Every limit the reader enforces is checked, so a file written is a file read."""
+    stored, header_metadata = _plan(tensors, aliases, metadata)
     try:
-        with os.fdopen(descriptor, "wb") as file:
-            # The checksum has a fixed width: write a placeholder, stream the data while
-            # checksumming it, then overwrite the header in place.
-            placeholder = _header_bytes(header, checksum=0)
-            file.write(placeholder)
-            checksum = _write_and_checksum(file, arrays)
-            file.flush()
-            os.pwrite(file.fileno(), _with_checksum(placeholder, checksum), 0)
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_folder(folder)
+        safetensors.serialize_file(_specs(stored), os.fspath(path), metadata=header_metadata)
+    except SafetensorError as error:
+        raise _unwritable(error) from None
+    with open(path, "rb") as file:
+        _header_length(file.read(8), os.fstat(file.fileno()).st_size)
 
 
 def dumps(
@@ -149,20 +147,35 @@ def dumps(
     aliases: Mapping[str, str] | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The bytes `save` would write, as one `bytes` object. Raises `CheckpointError` like `save`."""
-    header, arrays = _plan(tensors, aliases, metadata)
-    checksum = 0
-    for array in arrays:
-        checksum = zlib.crc32(_bytes_of(array), checksum)
-    return b"".join([_header_bytes(header, checksum), *(_bytes_of(array) for array in arrays)])
+    """The bytes `save` would write. Raises `CheckpointError` like `save`."""
+    stored, header_metadata = _plan(tensors, aliases, metadata)
+    try:
+        data = bytes(safetensors.serialize(_specs(stored), metadata=header_metadata))
+    except SafetensorError as error:
+        raise _unwritable(error) from None
+    _header_length(data[:8], len(data))
+    return data
+
+
+def _unwritable(error: SafetensorError) -> CheckpointError:
+    if "header too large" in str(error):
+        return _header_too_large("more")
+    return CheckpointError(f"safetensors cannot write the tensors: {error}")
+
+
+def _header_too_large(length: int | str) -> CheckpointError:
+    return CheckpointError(
+        f"the header has {length} bytes, more than the {MAX_HEADER_BYTES}-byte limit of "
+        "safetensors readers (too many tensors, or too much metadata)"
+    )
 
 
 def _plan(
     tensors: Mapping[str, Any],
     aliases: Mapping[str, str] | None,
     metadata: Mapping[str, str] | None,
-) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Validate the inputs; return the header (checksum to fill in) and the arrays in data order."""
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Validate the inputs; return the arrays stored once each and the header's metadata."""
     order: list[str] = []
     stored: dict[str, np.ndarray] = {}
     ties: dict[str, str] = {}
@@ -186,87 +199,37 @@ def _plan(
             raise CheckpointError(f"alias {alias!r} names target {target!r}, which is not saved")
         order.append(alias)
         ties[alias] = ties.get(target, target)
-    user_metadata = _checked_metadata(metadata)
-
-    # Widest items first keeps every tensor aligned within the aligned data section.
-    layout = sorted(stored, key=lambda name: -stored[name].dtype.itemsize)
-    entries: dict[str, Any] = {}
-    offset = 0
-    for name in layout:
-        array = stored[name]
-        entries[name] = {
-            "dtype": _LABEL_OF_DTYPE[array.dtype],
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + array.nbytes],
-        }
-        offset += array.nbytes
-    codec_metadata = {ORDER_KEY: json.dumps(order), ALIASES_KEY: json.dumps(ties)}
-    header = {"__metadata__": {**user_metadata, **codec_metadata}, **entries}
-    return header, [stored[name] for name in layout]
+    checksums = {name: zlib.crc32(_bytes_of(array)) for name, array in stored.items()}
+    header_metadata = {
+        **_checked_metadata(metadata),
+        ORDER_KEY: json.dumps(order),
+        ALIASES_KEY: json.dumps(ties),
+        CHECKSUMS_KEY: json.dumps(checksums, separators=(",", ":")),
+    }
+    return stored, header_metadata
 
 
-def _header_bytes(header: dict[str, Any], checksum: int) -> bytes:
-    """The length prefix and the padded JSON header, with the data section's checksum."""
-    header["__metadata__"][CHECKSUM_KEY] = f"crc32:{checksum:08x}"
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-(len(text) + 8) % _HEADER_ALIGNMENT)
-    return struct.pack("<Q", len(text)) + text
-
-
-def _with_checksum(placeholder: bytes, checksum: int) -> bytes:
-    """`placeholder` (a header written with checksum 0) with `checksum` in its place.
-
-    Quotes inside JSON strings are escaped, so the quoted key-value pair occurs only once."""
-    empty = f'"{CHECKSUM_KEY}":"crc32:{0:08x}"'.encode()
-    return placeholder.replace(empty, f'"{CHECKSUM_KEY}":"crc32:{checksum:08x}"'.encode(), 1)
-
-
-_CHUNK = 8 << 20  # big enough to amortise a system call, small enough to overlap I/O and CRC
-
-
-def _write_and_checksum(file: Any, arrays: list[np.ndarray]) -> int:
-    """Write the arrays' bytes, checksumming each block on a thread while it is being written."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        checksum = pool.submit(int, 0)
-        for chunk in _blocks(map(_bytes_of, arrays)):
-            checksum = pool.submit(zlib.crc32, chunk, checksum.result())
-            file.write(chunk)
-        return checksum.result()
-
-
-def _blocks(pieces: Iterable[memoryview]) -> Iterator[memoryview | bytes]:
-    """The bytes of `pieces` in order, as blocks of about `_CHUNK` bytes.
-
-    A large piece is sliced (no copy); runs of small ones are joined into one block, because
-    handing the thread and the file one tiny piece at a time costs far more than the copy.
-    """
-    pending: list[memoryview] = []
-    pending_bytes = 0
-    for data in pieces:
-        if len(data) >= _CHUNK // 2:
-            if pending:
-                yield b"".join(pending)
-                pending, pending_bytes = [], 0
-            for start in range(0, len(data), _CHUNK):
-                yield data[start:start + _CHUNK]
-            continue
-        pending.append(data)
-        pending_bytes += len(data)
-        if pending_bytes >= _CHUNK:
-            yield b"".join(pending)
-            pending, pending_bytes = [], 0
-    if pending:
-        yield b"".join(pending)
+def _specs(stored: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The library's descriptions of `stored` (C-contiguous, little-endian arrays kept alive by
+    the caller): it reads their memory directly."""
+    return {
+        name: safetensors.TensorSpec(
+            dtype=array.dtype.name, shape=array.shape, data_ptr=array.ctypes.data,
+            data_len=array.nbytes,
+        )
+        for name, array in stored.items()
+    }
 
 
 def _little_endian_contiguous(name: str, array: np.ndarray) -> np.ndarray:
-    if array.dtype in _LABEL_OF_DTYPE and array.flags.c_contiguous:
-        return array  # the common case, checked first because it is cheap
     if array.dtype.name not in _LABELS:
         raise CheckpointError(
             f"tensor {name!r} has dtype {array.dtype}, which safetensors cannot store; "
             f"supported: {', '.join(sorted(_LABELS))}"
         )
+    if array.ndim > MAX_DIMENSIONS:
+        raise CheckpointError(f"tensor {name!r} has {array.ndim} dimensions, more than "
+                              f"the {MAX_DIMENSIONS} a checkpoint may hold")
     little = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
     # A copy only when the array is big-endian or not C-contiguous.
     return np.asarray(array, dtype=little, order="C")
@@ -292,68 +255,35 @@ def _bytes_of(array: np.ndarray) -> memoryview:
     return memoryview(array).cast("B")
 
 
-def _fsync_folder(folder: str) -> None:
-    # Makes the rename itself durable; some platforms cannot open a folder, which is harmless.
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 # ---- reading -----------------------------------------------------------------------------------
 
 
+def open_mapped(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read and validate a safetensors file whose arrays are read-only views of a memory map.
+
+    Nothing is copied: pages are read when an array is used (every checksum is verified first,
+    giving each block's pages back as it goes, so that opening a file holds no data in memory).
+    The file must never be modified while mapped; committed files here never are.
+    Raises `CheckpointError` for a malformed or corrupt file, `OSError` when it cannot be read.
+    """
+    _validate_with_library(path)
+    with open(path, "rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            raise CheckpointError(f"{os.fspath(path)!r} is empty, not a safetensors file")
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    return _decode(memoryview(mapped), mapped)
+
+
 def load(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read and validate a safetensors file; the arrays are writable views of one buffer.
+    """Read and validate a safetensors file into writable arrays of their own.
 
-    Raises `CheckpointError` for a malformed file, `OSError` when it cannot be read.
+    Raises `CheckpointError` for a malformed or corrupt file, `OSError` when it cannot be read.
     """
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        # np.empty leaves the pages untouched until the read fills them (bytearray zeroes them).
-        view = memoryview(np.empty(size, dtype=np.uint8))
-        _read_exactly(file, view[:min(size, 8)])
-        data_start = 8 + _header_length(view)
-        _read_exactly(file, view[8:data_start])
-        body_checksum = _read_and_checksum(file, view[data_start:])
-    return _decode(view, body_checksum)
-
-
-def _read_and_checksum(file: Any, body: memoryview) -> int:
-    """Fill `body` from `file`, checksumming each chunk on a thread while the next one is read."""
-    if len(body) <= _CHUNK:
-        _read_exactly(file, body)
-        return zlib.crc32(body)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        checksum = pool.submit(int, 0)
-        for start in range(0, len(body), _CHUNK):
-            chunk = body[start:start + _CHUNK]
-            _read_exactly(file, chunk)
-            checksum = pool.submit(zlib.crc32, chunk, checksum.result())
-        return checksum.result()
-
-
-def _read_exactly(file: Any, target: memoryview) -> None:
-    if file.readinto(target) != len(target):
-        raise CheckpointError(f"{file.name!r} is shorter than its header says (or was truncated)")
-
-
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The `__metadata__` of a safetensors file (the codec's keys included), reading only its
-    header. Raises `CheckpointError` for a malformed header, `OSError` when it cannot be read.
-    """
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        prefix = file.read(8)
-        length = _header_length(memoryview(prefix), size)
-        text = file.read(length)
-    if len(text) != length:
-        raise CheckpointError(f"{os.fspath(path)!r} was truncated while being read")
-    return _checked_stored_metadata(_parse_header(memoryview(text)).get("__metadata__", {}))
+    mapped = open_mapped(path)
+    copies: dict[int, np.ndarray] = {}
+    tensors = {name: copies.setdefault(id(array), np.array(array))
+               for name, array in mapped.tensors.items()}
+    return Checkpoint(tensors, mapped.aliases, mapped.metadata)
 
 
 def loads(data: bytes | bytearray | memoryview) -> Checkpoint:
@@ -362,28 +292,53 @@ def loads(data: bytes | bytearray | memoryview) -> Checkpoint:
     The arrays are views of `data` (writable when `data` is). Raises `CheckpointError` naming
     the first defect found; nothing is returned from bytes that fail any check.
     """
-    return _decode(memoryview(data).cast("B"), body_checksum=None)
+    view = memoryview(data).cast("B")
+    try:
+        safetensors.deserialize(bytes(view))
+    except SafetensorError as error:
+        raise CheckpointError(f"not a valid safetensors file: {error}") from None
+    return _decode(view, None)
 
 
-def _decode(view: memoryview, body_checksum: int | None) -> Checkpoint:
-    """`loads` on `view`; `body_checksum` is the data section's crc32 when already computed."""
-    data_start = 8 + _header_length(view)
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file (the codec's keys included), reading only its
+    header. Raises `CheckpointError` for a malformed header, `OSError` when it cannot be read.
+    """
+    _validate_with_library(path)
+    with open(path, "rb") as file:
+        length = _header_length(file.read(8), os.fstat(file.fileno()).st_size)
+        header = _parse_header(file.read(length))
+    return _checked_stored_metadata(header.get("__metadata__", {}))
+
+
+def _validate_with_library(path: str | os.PathLike[str]) -> None:
+    """The library's own checks of the header and the layout (bounds, offsets, sizes)."""
+    try:
+        with safe_open(os.fspath(path), framework="np"):
+            pass
+    except SafetensorError as error:
+        raise CheckpointError(f"{os.fspath(path)!r} is not a readable safetensors file: "
+                              f"{error}") from None
+
+
+def _decode(view: memoryview, mapped: mmap.mmap | None) -> Checkpoint:
+    """The checkpoint in `view`, which the library has validated; `mapped`, when the view is a
+    memory map, has its pages given back after they are checksummed."""
+    data_start = 8 + _header_length(view[:8], len(view))
     header = _parse_header(view[8:data_start])
-    raw_metadata = header.pop("__metadata__", {})
-    metadata = _checked_stored_metadata(raw_metadata)
-    entries = dict(_checked_entries(header))
-    body = view[data_start:]
-    _check_layout(entries, len(body))
-    checksum = metadata.pop(CHECKSUM_KEY, None)
-    if checksum is not None:
-        _verify_checksum(checksum, body, body_checksum)
-    aliases = _stored_aliases(metadata.pop(ALIASES_KEY, None), entries)
-    order = _stored_order(metadata.pop(ORDER_KEY, None), entries, aliases)
-
-    stored = {
-        name: np.frombuffer(body[begin:end], dtype=dtype).reshape(shape)
-        for name, (dtype, shape, begin, end) in entries.items()
-    }
+    metadata = _checked_stored_metadata(header.pop("__metadata__", {}))
+    stored: dict[str, np.ndarray] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    for name, (dtype, shape, begin, end) in _checked_entries(header):
+        spans[name] = (data_start + begin, data_start + end)
+        stored[name] = np.frombuffer(view, dtype=dtype, count=(end - begin) // dtype.itemsize,
+                                     offset=data_start + begin).reshape(shape)
+    metadata.pop(_LEGACY_CHECKSUM_KEY, None)
+    checksums = metadata.pop(CHECKSUMS_KEY, None)
+    if checksums is not None:
+        _verify_checksums(_json_value(CHECKSUMS_KEY, checksums), view, spans, mapped)
+    aliases = _stored_aliases(metadata.pop(ALIASES_KEY, None), stored)
+    order = _stored_order(metadata.pop(ORDER_KEY, None), stored, aliases)
     tensors = {name: stored[aliases.get(name, name)] for name in order}
     return Checkpoint(tensors=tensors, aliases=aliases, metadata=metadata)
 
@@ -391,25 +346,18 @@ def _decode(view: memoryview, body_checksum: int | None) -> Checkpoint:
 _Entry = tuple[np.dtype, tuple[int, ...], int, int]
 
 
-def _header_length(view: memoryview, total: int | None = None) -> int:
-    """The header's length from the first 8 bytes of `view`, checked against the input's
-    `total` length (by default `len(view)`)."""
-    total = len(view) if total is None else total
-    if total < 8 or len(view) < 8:
+def _header_length(prefix: bytes | memoryview, total: int) -> int:
+    if total < 8 or len(prefix) < 8:
         raise CheckpointError(f"not a safetensors file: {total} bytes, fewer than 8")
-    (length,) = struct.unpack("<Q", view[:8])
+    length = int.from_bytes(prefix[:8], "little")
     if length > MAX_HEADER_BYTES:
-        raise CheckpointError(
-            f"header length {length} exceeds the {MAX_HEADER_BYTES}-byte limit"
-        )
+        raise _header_too_large(length)
     if 8 + length > total:
-        raise CheckpointError(
-            f"header length {length} runs past the end of the {total}-byte input"
-        )
+        raise CheckpointError(f"header length {length} runs past the end of the {total} bytes")
     return length
 
 
-def _parse_header(text: memoryview) -> dict[str, Any]:
+def _parse_header(text: bytes | memoryview) -> dict[str, Any]:
     try:
         header = json.loads(bytes(text).decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -437,76 +385,51 @@ def _checked_stored_metadata(raw: Any) -> dict[str, str]:
 
 
 def _checked_entries(header: dict[str, Any]) -> Iterator[tuple[str, _Entry]]:
+    """What the library does not check: names, dtypes NumPy can hold, the number of axes."""
     for name, info in header.items():
         validate_name(name)
-        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise CheckpointError(
-                f"tensor {name!r} must be described by exactly dtype, shape and data_offsets"
-            )
-        label, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        label, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
         if label not in _DTYPES:
             raise CheckpointError(
                 f"tensor {name!r} has dtype {label!r}; supported: {', '.join(_DTYPES)}"
             )
-        if (
-            not isinstance(shape, list)
-            or len(shape) > MAX_DIMENSIONS
-            or not all(_is_count(dim) for dim in shape)
-        ):
-            raise CheckpointError(f"tensor {name!r} has invalid shape {shape!r}")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(_is_count(offset) for offset in offsets)
-            or offsets[0] > offsets[1]
-        ):
-            raise CheckpointError(f"tensor {name!r} has invalid data_offsets {offsets!r}")
-        dtype = _DTYPES[label]
-        begin, end = offsets
-        expected = math.prod(shape) * dtype.itemsize
-        if end - begin != expected:
+        if len(shape) > MAX_DIMENSIONS:
+            raise CheckpointError(f"tensor {name!r} has {len(shape)} dimensions, more than "
+                                  f"{MAX_DIMENSIONS}")
+        yield name, (_DTYPES[label], tuple(shape), begin, end)
+
+
+def _verify_checksums(
+    recorded: Any,
+    view: memoryview,
+    spans: Mapping[str, tuple[int, int]],
+    mapped: mmap.mmap | None,
+) -> None:
+    if not isinstance(recorded, dict) or set(recorded) != set(spans) or not all(
+        isinstance(value, int) for value in recorded.values()
+    ):
+        raise CheckpointError(f"{CHECKSUMS_KEY} must give one CRC-32 for every stored tensor")
+    for name, (begin, end) in sorted(spans.items(), key=lambda item: item[1]):
+        checksum = 0
+        for start in range(begin, end, _VERIFY_BLOCK):
+            stop = min(start + _VERIFY_BLOCK, end)
+            checksum = zlib.crc32(view[start:stop], checksum)
+            if mapped is not None and stop - start == _VERIFY_BLOCK:
+                _give_back(mapped, start, stop)
+        if checksum != recorded[name]:
             raise CheckpointError(
-                f"tensor {name!r} of shape {tuple(shape)} and dtype {label} needs {expected} "
-                f"bytes but its data_offsets span {end - begin}"
+                f"checksum mismatch in tensor {name!r}: the file records {recorded[name]:08x} "
+                f"but its data hashes to {checksum:08x}; the file is corrupt"
             )
-        yield name, (dtype, tuple(shape), begin, end)
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _give_back(mapped: mmap.mmap, start: int, stop: int) -> None:
+    """Drop the mapped pages of [start, stop) from this process (the file keeps them)."""
+    first = start - start % mmap.PAGESIZE
+    mapped.madvise(mmap.MADV_DONTNEED, first, stop - first - (stop - first) % mmap.PAGESIZE)
 
 
-def _check_layout(entries: dict[str, _Entry], body_length: int) -> None:
-    """Tensors must tile the data section exactly: no gap, no overlap, nothing left over."""
-    position = 0
-    for name, (_, _, begin, end) in sorted(entries.items(), key=lambda item: item[1][2:]):
-        if begin != position:
-            raise CheckpointError(
-                f"tensor {name!r} starts at byte {begin} of the data, expected {position} "
-                "(tensors must be contiguous and must not overlap)"
-            )
-        position = end
-    if position != body_length:
-        raise CheckpointError(
-            f"the tensors cover {position} bytes but the data section holds {body_length}"
-        )
-
-
-def _verify_checksum(recorded: str, body: memoryview, body_checksum: int | None) -> None:
-    if not recorded.startswith("crc32:"):
-        raise CheckpointError(f"unknown checksum {recorded!r}; expected 'crc32:<hex>'")
-    # The writer checksums tensors in data order, which the layout check made contiguous.
-    if body_checksum is None:
-        body_checksum = zlib.crc32(body)
-    actual = f"crc32:{body_checksum:08x}"
-    if recorded != actual:
-        raise CheckpointError(
-            f"checksum mismatch: the file records {recorded} but its data hashes to {actual}; "
-            "the file is corrupt"
-        )
-
-
-def _stored_aliases(raw: str | None, entries: dict[str, _Entry]) -> dict[str, str]:
+def _stored_aliases(raw: str | None, entries: Mapping[str, Any]) -> dict[str, str]:
     if raw is None:
         return {}
     aliases = _json_value(ALIASES_KEY, raw)
@@ -522,7 +445,7 @@ def _stored_aliases(raw: str | None, entries: dict[str, _Entry]) -> dict[str, st
 
 
 def _stored_order(
-    raw: str | None, entries: dict[str, _Entry], aliases: dict[str, str]
+    raw: str | None, entries: Mapping[str, Any], aliases: dict[str, str]
 ) -> list[str]:
     if raw is None:
         return [*entries, *aliases]  # a foreign file: header order, then aliases
