@@ -8,11 +8,13 @@
    fsync and `safetensors.numpy.load_file` of the same tensors in the same folder.
 3. `collect_params()` of a store of 10,000 parameters, in milliseconds, and its snapshot and
    restore against safetensors as in 2 (per-tensor costs rather than bandwidth).
+4. The server's memory while it restores a store of `--restore-mib` MiB: its peak resident set
+   during the restore (Linux `VmHWM`, reset just before) over the store's data bytes.
 
 Runs of the two sides alternate so that a noisy neighbour slows both; the best of `--repeat`
 rounds is reported. Ratios are baseline time / paramstore time (1.0: as fast as the baseline).
 
-    python bench/service.py [--size-mib 256] [--repeat 3] [--dir FOLDER]
+    python bench/service.py [--size-mib 256] [--repeat 3] [--restore-mib 1024] [--dir FOLDER]
 """
 
 from __future__ import annotations
@@ -202,10 +204,38 @@ def measure_many_parameters(client: Client, folder: Path, repeat: int) -> None:
           f"{load * 1000:.0f} ms (ratio {load / restore:.2f})")
 
 
+def measure_restore_memory(client: Client, server_pid: int, size_mib: int) -> None:
+    store = client.create_store("memory")
+    per_tensor = (1 << 20) * 64 // 4  # 64 MiB tensors, pushed a few at a time
+    for first in range(0, size_mib, 256):
+        store.push({f"layer{index}_weight": np.full(per_tensor, index, np.float32)
+                    for index in range(first // 64, min(first + 256, size_mib) // 64)})
+    data_bytes = size_mib << 20
+    snapshot = store.snapshot()
+    steady = _rss(server_pid, "VmRSS")
+    Path(f"/proc/{server_pid}/clear_refs").write_text("5")  # resets the peak (VmHWM)
+    started = time.perf_counter()
+    store.restore(snapshot.id)
+    elapsed = time.perf_counter() - started
+    peak = _rss(server_pid, "VmHWM")
+    print(f"restore of a {size_mib} MiB store: {elapsed * 1000:.0f} ms; server RSS before "
+          f"{steady / data_bytes:.2f}x the data, peak during the restore "
+          f"{peak / data_bytes:.2f}x the data ({peak >> 20} MiB)")
+    client.delete_store("memory")
+
+
+def _rss(pid: int, field: str) -> int:
+    """A resident-set figure of process `pid` from /proc, in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"{field}:\s+(\d+) kB", status).group(1)) << 10  # type: ignore[union-attr]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--restore-mib", type=int, default=1024,
+                        help="size of the store whose restore memory is measured (0: skip)")
     parser.add_argument("--dir", type=Path, help="folder on the disk to measure (default: tmp)")
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,6 +251,8 @@ def main() -> None:
             measure_bandwidth(client, Baseline(baseline_address), folder, args.size_mib,
                               args.repeat)
             measure_many_parameters(client, folder, args.repeat)
+            if args.restore_mib:
+                measure_restore_memory(client, server.pid, args.restore_mib)
     finally:
         for process in (server, baseline_server):
             process.kill()

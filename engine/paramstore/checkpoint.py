@@ -159,14 +159,15 @@ def dumps(
 
 def _unwritable(error: SafetensorError) -> CheckpointError:
     if "header too large" in str(error):
-        return _header_too_large("more")
+        return _header_too_large(None)
     return CheckpointError(f"safetensors cannot write the tensors: {error}")
 
 
-def _header_too_large(length: int | str) -> CheckpointError:
+def _header_too_large(length: int | None) -> CheckpointError:
+    size = "would be larger than" if length is None else f"has {length} bytes, more than"
     return CheckpointError(
-        f"the header has {length} bytes, more than the {MAX_HEADER_BYTES}-byte limit of "
-        "safetensors readers (too many tensors, or too much metadata)"
+        f"the header {size} the {MAX_HEADER_BYTES}-byte limit of safetensors readers "
+        "(too many tensors, or too much metadata)"
     )
 
 

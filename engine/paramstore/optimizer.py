@@ -284,7 +284,17 @@ def save_states(fname: str | os.PathLike[str], optimizer: Optimizer) -> None:
 
     The file is replaced atomically. Raises `OSError` when it cannot be written.
     """
-    checkpoint.save(fname, optimizer.get_states(), metadata={_OPTIMIZER_KEY: optimizer.dumps()})
+    checkpoint.save(fname, optimizer.get_states(), metadata=_described(optimizer))
+
+
+def write_states(fname: str | os.PathLike[str], optimizer: Optimizer) -> None:
+    """`save_states` for a caller that commits the file itself (`checkpoint.write`)."""
+    checkpoint.write(fname, optimizer.get_states(), metadata=_described(optimizer))
+
+
+def dumps_states(optimizer: Optimizer) -> bytes:
+    """The bytes of the file `save_states` writes."""
+    return checkpoint.dumps(optimizer.get_states(), metadata=_described(optimizer))
 
 
 def load_states(fname: str | os.PathLike[str]) -> Optimizer:
@@ -292,13 +302,32 @@ def load_states(fname: str | os.PathLike[str]) -> Optimizer:
 
     Raises `ValueError` (`CheckpointError`) for a file that is not such a safetensors file.
     """
-    saved = checkpoint.load(fname)
+    return _rebuilt(checkpoint.load(fname), repr(os.fspath(fname)))
+
+
+def loads_states(data: bytes | bytearray | memoryview) -> Optimizer:
+    """`load_states` of the bytes of such a file."""
+    return _rebuilt(checkpoint.loads(data), "the file")
+
+
+def _rebuilt(saved: checkpoint.Checkpoint, what: str) -> Optimizer:
     text = saved.metadata.get(_OPTIMIZER_KEY)
     if text is None:
-        raise checkpoint.CheckpointError(f"{os.fspath(fname)!r} holds no optimizer states")
+        raise checkpoint.CheckpointError(f"{what} holds no optimizer states")
     optimizer = create_from_json(text)
     optimizer.set_states(saved.tensors)
     return optimizer
+
+
+def copy_of(optimizer: Optimizer) -> Optimizer:
+    """An independent optimizer of the same kind, settings and state."""
+    copy = create_from_json(optimizer.dumps())
+    copy.set_states(optimizer.get_states())
+    return copy
+
+
+def _described(optimizer: Optimizer) -> dict[str, str]:
+    return {_OPTIMIZER_KEY: optimizer.dumps()}
 
 
 # Arrays up to this many elements are updated with temporaries rather than reused buffers.

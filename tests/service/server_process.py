@@ -46,6 +46,7 @@ class ServerProcess:
     flags: tuple[str, ...] = ()
     token: str | None = None
     tls_ca: Path | None = None  # the certificate to trust when the server speaks TLS
+    env: dict[str, str] = field(default_factory=dict)  # added to this process's environment
     address: str = ""
     process: subprocess.Popen[str] | None = None
     log: list[str] = field(default_factory=list)
@@ -54,7 +55,8 @@ class ServerProcess:
         command = [*paramstore_command(), "serve", "--address", "127.0.0.1:0",
                    "--data-dir", str(self.data_dir), *self.flags]
         self.log = []
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, **self.env})
         self.address = self._address_from_log(self.process)
         # Keep draining its log, so that a full pipe never blocks the server.
         threading.Thread(target=self.log.extend, args=(self.process.stderr,), daemon=True).start()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from server_process import ServerProcess, running_server
+from storage_files import assert_no_leftovers, files_of, snapshot_path
 
 from paramstore import checkpoint
 from paramstore.client import connect
@@ -57,23 +58,21 @@ def uniform_value(array: np.ndarray) -> float:
     return float(values[0])
 
 
-def check_recovered(server: ServerProcess, folder: Path, log: CrashLog) -> None:
+def check_recovered(server: ServerProcess, log: CrashLog) -> None:
     """Everything a crash may not break, checked on the restarted server."""
-    assert list(folder.glob(".*.tmp")) == [], "a temporary file survived the restart"
+    assert_no_leftovers(server.data_dir, "s")
     with server.connect() as client:
         store = client.store("s")
         listed = [info.id for info in store.snapshots()]
         assert all(re.fullmatch(r"\d{8}", snapshot_id) for snapshot_id in listed), listed
         assert set(log.acknowledged) <= set(listed), "an acknowledged snapshot was lost"
         latest = max(log.acknowledged, key=int)
-        path = folder / f"{latest}.safetensors"
-        assert checkpoint.read_metadata(path)[checkpoint.CHECKSUM_KEY].startswith("crc32:")
-        on_disk = checkpoint.load(path)  # verifies the checksum of its data
+        on_disk = checkpoint.load(snapshot_path(server.data_dir, "s", latest))  # verified
         assert uniform_value(on_disk.tensors["w"]) == log.acknowledged[latest]
         # The store came back from the newest listed snapshot: the acknowledged one, or one
         # written just before the kill whose reply was lost.
         served = store.collect_params()["w"].data().asnumpy()
-        newest = checkpoint.load(folder / f"{listed[-1]}.safetensors")
+        newest = checkpoint.load(snapshot_path(server.data_dir, "s", listed[-1]))
         assert uniform_value(served) == uniform_value(newest.tensors["w"])
         assert uniform_value(served) >= log.acknowledged[latest]
 
@@ -82,7 +81,6 @@ def run_crash_loop(data_dir: Path, iterations: int, seed: int) -> CrashLog:
     """Start, write, SIGKILL at a random moment, restart and check, `iterations` times."""
     chance = random.Random(seed)
     log = CrashLog()
-    folder = data_dir / "s"
     with running_server(data_dir) as server:
         with server.connect() as client:
             store = client.create_store("s")
@@ -93,13 +91,13 @@ def run_crash_loop(data_dir: Path, iterations: int, seed: int) -> CrashLog:
                                       args=(server.address, iteration * 1000.0, log))
             writer.start()
             time.sleep(chance.uniform(0, LONGEST_LIFE_SECONDS))
-            if list(folder.glob(".*.tmp")):
+            if [path for path in files_of(data_dir, "s") if path.name.startswith(".")]:
                 log.kills_during_a_snapshot_write += 1
             server.kill()
             writer.join(timeout=60)
             assert not writer.is_alive(), "a client call outlived the server"
             server.start()
-            check_recovered(server, folder, log)
+            check_recovered(server, log)
             log.iterations = iteration
         with server.connect() as client:  # the store still takes writes and snapshots
             store = client.store("s")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from server_process import running_server
+from storage_files import snapshot_path
 
 from paramstore.client.errors import InvalidArgument
 
@@ -46,7 +47,7 @@ def two_snapshots(server):
 
 
 def snapshot_file(server, snapshot_id):
-    return server.data_dir / "s" / f"{snapshot_id}.safetensors"
+    return snapshot_path(server.data_dir, "s", snapshot_id)
 
 
 def restart(make_server, server):

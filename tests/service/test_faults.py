@@ -16,6 +16,7 @@ from chapter_nets import by_path, mlp, tied_net
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from server_process import running_server
+from storage_files import snapshot_path, store_folder
 
 from paramstore import checkpoint
 from paramstore.client.errors import (
@@ -142,7 +143,7 @@ def test_a_sigkill_while_a_snapshot_is_written_keeps_the_previous_one_whole(tmp_
             store.push({"w": big})
             first = store.snapshot(step=1)
             store.push({"w": big + 1})
-            folder = tmp_path / "data" / "big"
+            folder = store_folder(tmp_path / "data", "big") / "data"
             writing = threading.Thread(target=_snapshot_ignoring_the_crash, args=(store,))
             writing.start()
             partial = _wait_for(lambda: list(folder.glob(".*.tmp")))
@@ -188,7 +189,7 @@ def test_a_damaged_latest_snapshot_is_skipped_when_the_server_restarts(tmp_path)
             store.snapshot(step=1)
             store.push({"w": np.ones(1000, np.float32)})
             latest = store.snapshot(step=2)
-        path = tmp_path / "data" / "s" / f"{latest.id}.safetensors"
+        path = snapshot_path(tmp_path / "data", "s", latest.id)
         data = bytearray(path.read_bytes())
         data[-1] ^= 0xFF
         path.write_bytes(bytes(data))

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from storage_files import files_of, optimizer_path, snapshot_path, store_folder
 
 from paramstore import checkpoint
+from paramstore import optimizer as opt
 from paramstore.server import validation
 from paramstore.server.errors import (
     AlreadyExists,
@@ -292,7 +294,7 @@ def test_a_snapshot_stores_a_tied_tensor_once(registry, tmp_path):
     store.push("", [param("w", np.ones((64, 64), np.float32))])
     store.tie("w2", "w")
     info = registry.snapshot("mlp")
-    loaded = checkpoint.load(tmp_path / "data" / "mlp" / f"{info.id}.safetensors")
+    loaded = checkpoint.load(snapshot_path(tmp_path / "data", "mlp", info.id))
     assert list(loaded.stored()) == ["w"] and loaded.aliases == {"w2": "w"}
 
 
@@ -340,24 +342,34 @@ def test_recovery_skips_a_damaged_latest_snapshot_and_temporaries(tmp_path):
     first = StoreRegistry(tmp_path)
     first.create("mlp").push("mlp_", mlp_items())
     good = first.snapshot("mlp")
-    (tmp_path / "mlp" / "00000002.safetensors").write_bytes(b"\x10\x00garbage")
-    (tmp_path / "mlp" / ".00000003.safetensors.abc.tmp").write_bytes(b"partial")
+    bad = first.snapshot("mlp")
+    snapshot_path(tmp_path, "mlp", bad.id).write_bytes(b"\x10\x00garbage")
+    partial = store_folder(tmp_path, "mlp") / "data" / ".00000003.abc.safetensors.1234.tmp"
+    partial.write_bytes(b"partial")
     second = StoreRegistry(tmp_path)
     assert second.get("mlp").state().prefix == "mlp_"
-    assert not (tmp_path / "mlp" / ".00000003.safetensors.abc.tmp").exists()
+    assert not partial.exists()
     assert [info.id for info in second.snapshots("mlp")] == [good.id]
+
+
+def write_file(data: bytes):
+    """An import's `produce`: what the servicer does with the received chunks."""
+    def produce(path: str) -> None:
+        with open(path, "wb") as file:
+            file.write(data)
+    return produce
 
 
 def test_importing_bytes_creates_a_store_with_a_first_snapshot(registry):
     data = checkpoint.dumps({"a": np.ones(2, np.float32), "b": np.zeros(3, np.int64)})
-    info = registry.import_snapshot("imported", data)
+    info = registry.import_snapshot("imported", write_file(data))
     state = registry.get("imported").state()
     assert list(state.parameters) == ["a", "b"] and info.id == "00000001"
 
 
 def test_importing_malformed_bytes_changes_nothing(registry):
     with pytest.raises(InvalidArgument):
-        registry.import_snapshot("bad", b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+        registry.import_snapshot("bad", write_file(b"\x08\x00\x00\x00\x00\x00\x00\x00{}"))
     with pytest.raises(StoreNotFound):
         registry.get("bad")
 
@@ -366,24 +378,18 @@ def test_importing_a_listing_that_disagrees_with_the_tensors_is_refused(registry
     listing = json.dumps([{"name": "other"}])
     data = checkpoint.dumps({"a": np.ones(2)}, metadata={"paramstore.parameters": listing})
     with pytest.raises(InvalidArgument):
-        registry.import_snapshot("bad", data)
+        registry.import_snapshot("bad", write_file(data))
 
 
-def test_retention_and_delete_remove_the_files_kept_beside_a_snapshot(make_server):
-    import numpy as np
-
-    from paramstore.client import connect
-
-    server = make_server(keep=1)
-    with connect(server.address) as client:
-        store = client.create_store("kept")
-        store.push({"w": np.ones(3, np.float32)})
-        first = store.snapshot()
-        folder = server.data_dir / "kept"
-        companion = folder / f"{first.id}.optimizer.safetensors"
-        companion.write_bytes(b"state")  # what a training session keeps beside a snapshot
-        second = store.snapshot()
-        assert not companion.exists()
-        (folder / f"{second.id}.optimizer.safetensors").write_bytes(b"state")
-        store.delete_snapshot(second.id)
-        assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == []
+def test_retention_and_delete_remove_the_optimizer_state_of_a_snapshot(tmp_path):
+    registry = StoreRegistry(tmp_path, keep=1)
+    store = registry.create("kept")
+    store.push("", [param("w", np.ones(3, np.float32))])
+    store.optimizer = opt.create("sgd", momentum=0.9)
+    first = registry.snapshot("kept")
+    assert optimizer_path(tmp_path, "kept", first.id).exists()
+    second = registry.snapshot("kept")
+    assert [path.name.split(".")[0] for path in files_of(tmp_path, "kept")
+            if "data" in path.parts] == [second.id, second.id]  # parameters and optimizer
+    registry.delete_snapshot("kept", second.id)
+    assert [path.name for path in files_of(tmp_path, "kept")] == ["created"]

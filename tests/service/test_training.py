@@ -151,7 +151,7 @@ def test_training_resumes_exactly_after_a_server_restart(
                    optimizer_params='{"learning_rate": 0.01}')
     server = spawn_server(data_dir, "--snapshot-every", "4")
     assert finish(start_workers(server.address, [tmp_path / "a.npz"], steps=4, **options)) == [0]
-    wait_for_file(data_dir / "tied-mlp", "*.optimizer.safetensors")
+    wait_for_file(data_dir / "stores" / "tied-mlp", "*/snapshots/*.json")  # committed
     server.process.kill()
     server.process.wait()
 

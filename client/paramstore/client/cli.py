@@ -142,14 +142,9 @@ def _import(client: Client, args: argparse.Namespace) -> int:
 def _inspect(path: Path) -> int:
     """Print a safetensors file (paramstore's or any other) as the store it would import as:
     its `collect_params` listing, its ties and its metadata. Works offline."""
-    from paramstore.server.errors import StoreError
-    from paramstore.server.snapshots import PARAMETERS_KEY, decode
+    from paramstore.server.storage import inspect_file
 
-    loaded = checkpoint.load(path)
-    try:
-        state = decode(loaded)
-    except StoreError as error:
-        raise checkpoint.CheckpointError(f"{path}: {error}") from None
+    state, metadata = inspect_file(path)
     header = f"{state.prefix} (" if state.prefix else "("
     lines = [
         f"  {info.kind} {info.name} (shape={info.shape}, dtype={info.dtype_label})"
@@ -162,7 +157,6 @@ def _inspect(path: Path) -> int:
         for alias, target in ties.items():
             print(f"  {alias} -> {target}")
     # The listing above already shows what the parameters entry holds.
-    metadata = {key: value for key, value in loaded.metadata.items() if key != PARAMETERS_KEY}
     if metadata:
         print("metadata:")
         for key, value in sorted(metadata.items()):

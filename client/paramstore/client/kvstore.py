@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from paramstore import _files
 from paramstore.client import transfer
 from paramstore.client.errors import ParamstoreError
 from paramstore.kvstore import KVStoreBase, as_list, buffer_of
+from paramstore.proto.chunks import CHUNK_BYTES
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 Key = str | int
@@ -110,6 +112,32 @@ class RemoteKVStore(KVStoreBase):
         self._client.call("SetOptimizer", pb.SetOptimizerRequest(
             store=self.store, optimizer=optimizer.dumps(),
         ))
+
+    def save_optimizer_states(self, fname: str, dump_optimizer: bool = False) -> None:
+        """Write the server's optimizer and its state to the safetensors file `fname` (replaced
+        atomically), as `optimizer.save_states` does. Raises `FailedPrecondition` when the
+        store has no optimizer yet."""
+        replies = self._client.stream("GetOptimizerStates",
+                                      pb.GetOptimizerStatesRequest(store=self.store))
+        data = b"".join(reply.chunk for reply in replies)
+
+        def write(temporary: str) -> None:
+            with open(temporary, "wb") as file:
+                file.write(data)
+
+        _files.replace(fname, write)
+
+    def load_optimizer_states(self, fname: str) -> None:
+        """Replace the server's optimizer and its state with those saved in `fname`."""
+        with open(fname, "rb") as file:
+            data = file.read()
+
+        def requests() -> Iterator[pb.SetOptimizerStatesRequest]:
+            yield pb.SetOptimizerStatesRequest(store=self.store)
+            for start in range(0, len(data), CHUNK_BYTES):
+                yield pb.SetOptimizerStatesRequest(chunk=data[start:start + CHUNK_BYTES])
+
+        self._client.call("SetOptimizerStates", requests())
 
     def barrier(self) -> None:
         """Wait until every worker reached the barrier. Raises `Aborted` after the timeout."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from paramstore import _files
 from paramstore.client import pulling, transfer
 from paramstore.client.errors import FailedPrecondition, InvalidArgument, ParamstoreError
 from paramstore.client.models import SnapshotInfo, StoreInfo, snapshot_info, store_info
@@ -157,25 +155,18 @@ class RemoteStore:
     def export_snapshot(self, snapshot_id: str, path: str | os.PathLike[str]) -> SnapshotInfo:
         """Download a snapshot into the safetensors file `path` (replaced atomically: written
         to a temporary name, fsynced, renamed). Raises `SnapshotNotFound`."""
-        path = Path(path)
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
         request = pb.ExportSnapshotRequest(store=self.name, id=snapshot_id)
         replies = self.client.stream("ExportSnapshot", request)
-        info = None
-        try:
-            with open(temporary, "wb") as file:
-                first = next(replies)
-                info = snapshot_info(first.info)
-                with self.client.progress_bar(info.size_bytes, f"export {snapshot_id}") as bar:
-                    for reply in replies:
-                        file.write(reply.chunk)
-                        bar.update(len(reply.chunk))
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
+        info = snapshot_info(next(replies).info)
+
+        def download(temporary: str) -> None:
+            with open(temporary, "wb") as file, \
+                    self.client.progress_bar(info.size_bytes, f"export {snapshot_id}") as bar:
+                for reply in replies:
+                    file.write(reply.chunk)
+                    bar.update(len(reply.chunk))
+
+        _files.replace(path, download)
         return info
 
     # ---- plumbing ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ ERROR_KEY = "paramstore-error"  # the trailing-metadata key the SDK maps to its 
 # The calls that only read: everything a read-only token may do.
 READ_METHODS = frozenset({
     "GetStore", "ListStores", "CollectParams", "Pull", "ListTies", "ListSnapshots",
-    "ExportSnapshot",
+    "ExportSnapshot", "GetOptimizerStates",
 })
 
 

@@ -35,3 +35,8 @@ class FailedPrecondition(StoreError):
 
 class ResourceExhausted(StoreError):
     """A size limit would be exceeded."""
+
+
+class StorageUnavailable(StoreError):
+    """The storage failed (an I/O error, an unreachable backend): nothing was committed, and
+    the same request may succeed later."""

@@ -1,36 +1,39 @@
-"""The server's domain: named stores, their snapshots, and recovery at start. No gRPC here.
+"""The server's domain: named stores in memory, persisted by the storage catalog. No gRPC here.
 
-Lock order, when more than one is held: the registry's lock, then a store's lock, then that
-store's snapshot lock. No lock is held while a client's stream is read or written: requests
-are received whole before a call here, and replies are sent from immutable states after it.
+Lock order, when more than one is held: the registry's lock, then the catalog's, then a store's
+lock. No lock is held while a client's stream is read or written: requests are received whole
+(or staged by storage) before a call here, and replies are sent from immutable states after it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from paramstore import checkpoint
+from paramstore import optimizer as opt
 from paramstore.server import validation
-from paramstore.server.errors import AlreadyExists, InvalidArgument, StoreNotFound
-from paramstore.server.initialization import initialize
-from paramstore.server.snapshots import (
-    NO_STEP,
-    SnapshotInfo,
-    SnapshotStorage,
-    decode,
-    snapshot_step,
-    user_metadata,
+from paramstore.server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    StoreNotFound,
 )
+from paramstore.server.initialization import initialize
+from paramstore.server.storage import Catalog, Contents, LocalBackend, PendingSnapshot, SnapshotInfo
+from paramstore.server.storage.codec import NO_STEP
 from paramstore.server.stores import Store, StoreState
+
+_log = logging.getLogger("paramstore.server")
 
 DEFAULT_MAX_TENSOR_BYTES = 16 << 30
 
 
 class StoreRegistry:
-    """Every store of one server, backed by snapshots under `data_dir` (`keep`: newest kept
-    per store, 0 for all). Stores found on disk are recovered when the registry is made."""
+    """Every store of one server, persisted under `data_dir` (`keep`: newest snapshots kept
+    per store, 0 for all). Stores found there are recovered when the registry is made."""
 
     def __init__(
         self,
@@ -39,24 +42,33 @@ class StoreRegistry:
         keep: int = 0,
         max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
     ) -> None:
-        if keep < 0:
-            raise ValueError(f"keep must be 0 (keep all) or positive, got {keep}")
-        self.storage = SnapshotStorage(data_dir, keep)
+        self.catalog = Catalog(LocalBackend(data_dir), keep=keep,
+                               max_tensor_bytes=max_tensor_bytes)
         self.max_tensor_bytes = max_tensor_bytes
         self._lock = threading.Lock()
-        self._stores = {
-            name: Store(name, state) for name, state in self.storage.recover().items()
-        }
+        self._stores: dict[str, Store] = {}
+        for name in self.catalog.store_names():
+            self._recover(name)
+
+    def _recover(self, name: str) -> None:
+        try:
+            contents = self.catalog.open_store(name)
+        except Exception:  # one store's trouble must not keep the others from being served
+            _log.exception("store %s could not be opened; it is not served", name)
+            return
+        if contents is not None:
+            self._stores[name] = Store(name, contents.state, contents.optimizer)
 
     # ---- stores ------------------------------------------------------------------------------
 
     def create(self, name: str) -> Store:
-        """A new empty store. Raises `InvalidArgument` (name), `AlreadyExists`."""
+        """A new empty store, committed to storage. Raises `InvalidArgument` (name),
+        `AlreadyExists`, `StorageUnavailable`."""
         validation.store_name(name)
         with self._lock:
             if name in self._stores:
                 raise AlreadyExists(f"store {name!r} already exists")
-            self.storage.create_folder(name)
+            self.catalog.create_store(name)
             store = self._stores[name] = Store(name)
         return store
 
@@ -77,12 +89,12 @@ class StoreRegistry:
             return [self._stores[name] for name in sorted(self._stores)]
 
     def delete(self, name: str) -> None:
-        """Delete a store and its snapshots. Raises `StoreNotFound`."""
+        """Delete a store and its snapshots, durably before this returns. Raises
+        `StoreNotFound`, `StorageUnavailable` (the store is unchanged then)."""
         self.get(name)
+        self.catalog.delete_store(name)
         with self._lock:
-            if self._stores.pop(name, None) is None:
-                raise StoreNotFound(f"no store named {name!r}")
-            self.storage.delete_folder(name)
+            self._stores.pop(name, None)
 
     # ---- parameters --------------------------------------------------------------------------
 
@@ -93,54 +105,75 @@ class StoreRegistry:
         matches: Callable[[str], bool] = validation.select(select)
         return initialize(self.get(name), initializer, matches, force_reinit=force_reinit)
 
+    # ---- the optimizer of a training store ------------------------------------------------------
+
+    def optimizer_states(self, name: str) -> bytes:
+        """The store's optimizer and its state as a safetensors file (`optimizer.save_states`).
+        Raises `StoreNotFound`, `FailedPrecondition` (no optimizer)."""
+        _, optimizer = self.get(name).capture()
+        if optimizer is None:
+            raise FailedPrecondition(
+                f"store {name!r} has no optimizer: set one (Trainer, kvstore.set_optimizer) first")
+        return opt.dumps_states(optimizer)
+
+    def load_optimizer_states(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        """Replace the store's optimizer and its state with those of such a file. Raises
+        `StoreNotFound`, `InvalidArgument` (not such a file; nothing changes then)."""
+        store = self.get(name)
+        try:
+            store.optimizer = opt.loads_states(data)
+        except (ValueError, TypeError) as error:
+            raise InvalidArgument(f"not an optimizer states file: {error}") from None
+
     # ---- snapshots ---------------------------------------------------------------------------
 
     def snapshot(
         self, name: str, *, step: int = NO_STEP, metadata: Mapping[str, str] | None = None
     ) -> SnapshotInfo:
-        """Write the store's current state to a new snapshot. Raises `InvalidArgument` for a
-        step outside [0, 2**63) or reserved metadata (nothing is written then)."""
+        """Commit the store's current state (and optimizer state) as a new snapshot. Raises
+        `InvalidArgument` for a step outside [0, 2**63) or reserved metadata (nothing is
+        written then), and what `Catalog.finish_snapshot` raises."""
         step = validation.snapshot_step(step, NO_STEP)
         checked = validation.metadata(dict(metadata or {}))
+        return self.catalog.finish_snapshot(self.begin_snapshot(name), step=step,
+                                            metadata=checked)
+
+    def begin_snapshot(self, name: str) -> PendingSnapshot:
+        """Capture the store for a snapshot that `catalog.finish_snapshot` writes later."""
         store = self.get(name)
-        return self.storage.take(name, store.state(), step=step, metadata=checked)
+        return self.catalog.begin_snapshot(name, lambda: Contents(*store.capture()))
 
     def snapshots(self, name: str) -> list[SnapshotInfo]:
         """The store's snapshots, oldest first."""
         self.get(name)
-        return self.storage.list(name)
+        return self.catalog.snapshots(name)
 
     def restore(self, name: str, snapshot_id: str) -> StoreState:
-        """Replace the store's contents with a snapshot's. Raises `SnapshotNotFound`,
-        `InvalidArgument` (damaged file); the store is unchanged then."""
+        """Replace the store's contents and optimizer state with a snapshot's. Raises
+        `SnapshotNotFound`, `InvalidArgument` (damaged file); the store is unchanged then."""
         store = self.get(name)
-        return store.replace(self.storage.read(name, snapshot_id))
+        contents = self.catalog.read_snapshot(name, snapshot_id)
+        return store.replace(contents.state, contents.optimizer)
 
     def delete_snapshot(self, name: str, snapshot_id: str) -> None:
         self.get(name)
-        self.storage.delete(name, snapshot_id)
+        self.catalog.delete_snapshot(name, snapshot_id)
 
-    def snapshot_file(self, name: str, snapshot_id: str) -> tuple[SnapshotInfo, Path]:
-        """A snapshot's description and file, for export."""
+    @contextlib.contextmanager
+    def snapshot_file(self, name: str, snapshot_id: str) -> Iterator[tuple[SnapshotInfo, str]]:
+        """A snapshot's description and a local file of it, for an export."""
         self.get(name)
-        return self.storage.info(name, snapshot_id), self.storage.path(name, snapshot_id)
+        with self.catalog.snapshot_file(name, snapshot_id) as found:
+            yield found
 
-    def import_snapshot(self, name: str, data: bytes | bytearray | memoryview) -> SnapshotInfo:
-        """Create store `name` from safetensors bytes, validated before anything changes; the
-        file becomes the store's first snapshot. Raises `InvalidArgument`, `AlreadyExists`."""
+    def import_snapshot(self, name: str, produce: Callable[[str], None]) -> SnapshotInfo:
+        """Create store `name` from the safetensors file `produce(local_path)` writes: staged,
+        validated and committed as one step, the file becoming the store's first snapshot.
+        Raises `InvalidArgument`, `AlreadyExists`, `ResourceExhausted`, `StorageUnavailable`."""
         validation.store_name(name)
         if name in self._stores:
             raise AlreadyExists(f"store {name!r} already exists; import under a new name")
-        try:
-            loaded = checkpoint.loads(data)
-        except checkpoint.CheckpointError as error:
-            raise InvalidArgument(f"not a valid safetensors file: {error}") from None
-        state = decode(loaded, self.max_tensor_bytes)
-        step = snapshot_step(loaded.metadata)
-        metadata = user_metadata(loaded.metadata)
+        info, contents = self.catalog.import_store(name, produce)
         with self._lock:
-            if name in self._stores:
-                raise AlreadyExists(f"store {name!r} already exists; import under a new name")
-            info = self.storage.take(name, state, step=step, metadata=metadata)
-            self._stores[name] = Store(name, state)
+            self._stores[name] = Store(name, contents.state)
         return info

@@ -28,12 +28,13 @@ from paramstore.server.errors import (
     ParameterNotFound,
     ResourceExhausted,
     SnapshotNotFound,
+    StorageUnavailable,
     StoreError,
     StoreNotFound,
 )
 from paramstore.server.limits import Budget, Limits, capacity_bytes
 from paramstore.server.registry import StoreRegistry
-from paramstore.server.snapshots import SnapshotInfo
+from paramstore.server.storage import SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
 from paramstore.server.training import TrainingAborted, TrainingCoordinator
 
@@ -51,6 +52,7 @@ STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
     TrainingAborted: grpc.StatusCode.ABORTED,
 }
 
@@ -269,12 +271,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def ExportSnapshot(
         self, request: pb.ExportSnapshotRequest, context: Any, call: _Call
     ) -> Iterator[pb.ExportSnapshotResponse]:
-        info, path = self.registry.snapshot_file(request.store, request.id)
-        try:
-            file = open(path, "rb")  # an open file survives retention deleting the snapshot
-        except FileNotFoundError:
-            raise SnapshotNotFound(f"snapshot {request.id!r} was deleted meanwhile") from None
-        with file:
+        with self.registry.snapshot_file(request.store, request.id) as (info, path), \
+                open(path, "rb") as file:
             yield pb.ExportSnapshotResponse(info=_snapshot_info(info))
             while chunk := file.read(CHUNK_BYTES):
                 yield pb.ExportSnapshotResponse(chunk=chunk)
@@ -300,12 +298,24 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             pass
         else:
             raise AlreadyExists(f"store {begin.store!r} already exists; import under a new name")
-        data = _Buffer("the file", begin.size_bytes)
-        for request in requests:
-            if request.WhichOneof("item") != "chunk":
-                raise InvalidArgument("ImportBegin may only come first")
-            data.append(request.chunk)
-        return _snapshot_info(self.registry.import_snapshot(begin.store, data.complete()))
+
+        def receive(path: str) -> None:
+            """Stream the file to storage's staging area, never whole in memory."""
+            received = 0
+            with open(path, "wb") as file:
+                for request in requests:
+                    if request.WhichOneof("item") != "chunk":
+                        raise InvalidArgument("ImportBegin may only come first")
+                    received += len(request.chunk)
+                    if received > begin.size_bytes:
+                        raise InvalidArgument(
+                            f"the file received more than its {begin.size_bytes} bytes")
+                    file.write(request.chunk)
+            if received != begin.size_bytes:
+                raise InvalidArgument(
+                    f"the file received {received} of its {begin.size_bytes} bytes")
+
+        return _snapshot_info(self.registry.import_snapshot(begin.store, receive))
 
     # ---- distributed training ----------------------------------------------------------------
 
@@ -333,6 +343,34 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def SetOptimizer(self, request: pb.SetOptimizerRequest, context: Any, call: _Call) -> Any:
         self.training.session(request.store).set_optimizer(request.optimizer)
         return pb.SetOptimizerResponse()
+
+    @_rpc
+    def GetOptimizerStates(
+        self, request: pb.GetOptimizerStatesRequest, context: Any, call: _Call
+    ) -> Iterator[pb.FileChunk]:
+        data = memoryview(self.registry.optimizer_states(request.store))
+        for start in range(0, len(data), CHUNK_BYTES):
+            yield pb.FileChunk(chunk=bytes(data[start:start + CHUNK_BYTES]))
+
+    @_rpc
+    def SetOptimizerStates(
+        self, requests: Iterator[pb.SetOptimizerStatesRequest], context: Any, call: _Call
+    ) -> Any:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("item") != "store":
+            raise InvalidArgument("a SetOptimizerStates stream must start with the store")
+        call.store = first.store
+        self.registry.get(first.store)
+        data = bytearray()
+        for request in requests:
+            if request.WhichOneof("item") != "chunk":
+                raise InvalidArgument("the store may only come first")
+            data += request.chunk
+            if len(data) > self.max_import_bytes:
+                raise ResourceExhausted(
+                    f"the file has more than the server's {self.max_import_bytes}-byte limit")
+        self.registry.load_optimizer_states(first.store, data)
+        return pb.SetOptimizerStatesResponse()
 
     @_rpc
     def PushPull(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from paramstore import optimizer as opt
 from paramstore.server import validation
 from paramstore.server.errors import (
     FailedPrecondition,
@@ -92,18 +93,31 @@ def next_version(previous: int) -> int:
 
 
 class Store:
-    """One named store. Writers serialize on the store's lock; readers use `state()`."""
+    """One named store. Writers serialize on the store's lock; readers use `state()`.
 
-    def __init__(self, name: str, state: StoreState | None = None) -> None:
+    `optimizer` is the optimizer of the store's training, if any: it updates weights only inside
+    `update`, under the lock, so `capture` sees weights and optimizer state of the same moment.
+    """
+
+    def __init__(
+        self, name: str, state: StoreState | None = None, optimizer: opt.Optimizer | None = None
+    ) -> None:
         """A store named `name`, empty or holding `state` (under a new version)."""
         self.name = name
         self._lock = threading.Lock()
         state = state or StoreState()
         self._state = dataclasses.replace(state, version=next_version(state.version))
+        self.optimizer = optimizer
 
     def state(self) -> StoreState:
         """The current contents (an attribute read is atomic: no lock needed)."""
         return self._state
+
+    def capture(self) -> tuple[StoreState, opt.Optimizer | None]:
+        """The contents and a copy of the optimizer, as of one moment."""
+        with self._lock:
+            optimizer = None if self.optimizer is None else opt.copy_of(self.optimizer)
+            return self._state, optimizer
 
     def push(
         self, prefix: str, items: Iterable[Incoming], *, expected_version: int = 0
@@ -184,10 +198,14 @@ class Store:
                 data[alias] = shared  # arrays are never modified: sharing is a copy
             return self._commit(current, current.prefix, parameters, data)
 
-    def replace(self, state: StoreState) -> StoreState:
-        """Replace the whole contents (a restore), with a new version."""
+    def replace(self, state: StoreState, optimizer: opt.Optimizer | None = None) -> StoreState:
+        """Replace the whole contents (a restore), with a new version. The optimizer state goes
+        back to `optimizer`'s; without one, a training store's optimizer starts afresh."""
         with self._lock:
             current = self._state
+            if optimizer is None and self.optimizer is not None:
+                optimizer = opt.create_from_json(self.optimizer.dumps())
+            self.optimizer = optimizer
             return self._commit(current, state.prefix, dict(state.parameters), dict(state.data))
 
     def update(

@@ -7,10 +7,10 @@ worker with the same new weight; in async mode each push is applied on arrival. 
 misses workers for longer than the timeout is aborted for everyone waiting, with a message
 naming the missing ranks, and those ranks are freed for a restarted worker to take.
 
-The optimizer is rebuilt from its `dumps()` JSON only. Its state lives here, beside the store,
-and `snapshot_every` steps a snapshot of the store is written together with a sidecar file of
-the optimizer state (`<id>.optimizer.safetensors`), so that a server restarted on the same data
-directory resumes training exactly.
+The optimizer is rebuilt from its `dumps()` JSON only. It belongs to the store (`Store.optimizer`),
+so every snapshot of the store commits the optimizer state with the weights, a restore brings
+both back, and a server restarted on the same data resumes training exactly. `snapshot_every`
+steps, a snapshot is captured at the step's end and written off the training path.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from paramstore import optimizer as opt
 from paramstore.server.errors import FailedPrecondition, InvalidArgument, StoreError
 from paramstore.server.registry import StoreRegistry
+from paramstore.server.storage import PendingSnapshot
 from paramstore.server.stores import Incoming, StoreState
 
 _log = logging.getLogger("paramstore.server")
@@ -35,7 +35,6 @@ _log = logging.getLogger("paramstore.server")
 MODES = ("sync", "async")
 DEFAULT_WORKER_TIMEOUT = 60.0
 _BARRIER_KEY = "\0barrier"  # not a valid parameter name: cannot clash with a key
-_OPTIMIZER_SUFFIX = ".optimizer.safetensors"
 
 
 class TrainingAborted(StoreError):
@@ -51,11 +50,6 @@ class _Round:
     result: np.ndarray | None = None
     done: bool = False
     error: str | None = None
-
-
-def optimizer_file(storage_root: Path, store: str, snapshot_id: str) -> Path:
-    """Where the optimizer state of snapshot `snapshot_id` is kept."""
-    return storage_root / store / f"{snapshot_id}{_OPTIMIZER_SUFFIX}"
 
 
 class TrainingSession:
@@ -84,8 +78,16 @@ class TrainingSession:
         self._rounds: dict[str, _Round] = {}
         self._updates: dict[str, int] = {}  # applied updates per key
         self.step = 0
-        self.optimizer: opt.Optimizer | None = None
+        self._store = registry.get(store)
         self._resume_from_snapshot()
+
+    @property
+    def optimizer(self) -> opt.Optimizer | None:
+        return self._store.optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: opt.Optimizer | None) -> None:
+        self._store.optimizer = optimizer
 
     # ---- workers -----------------------------------------------------------------------------
 
@@ -260,37 +262,27 @@ class TrainingSession:
     # ---- snapshots ---------------------------------------------------------------------------
 
     def _snapshot(self, step: int) -> None:
-        """Write the store and the optimizer state as of now, off the training path."""
-        state = self.registry.get(self.store).state()
-        optimizer = None
-        if self.optimizer is not None:
-            optimizer = opt.create_from_json(self.optimizer.dumps())
-            optimizer.set_states(self.optimizer.get_states())  # a copy: training goes on
-        self._snapshots.submit(self._write_snapshot, state, optimizer, step)
-
-    def _write_snapshot(self, state: StoreState, optimizer: opt.Optimizer | None,
-                        step: int) -> None:
+        """Capture the store and its optimizer state now; write them off the training path."""
         try:
-            storage = self.registry.storage
-            info = storage.take(self.store, state, step=step,
-                                metadata={"trigger": "snapshot-every"})
-            if optimizer is not None:
-                opt.save_states(optimizer_file(storage.root, self.store, info.id), optimizer)
+            pending = self.registry.begin_snapshot(self.store)
+        except StoreError as error:
+            _log.warning("store %s: no snapshot at step %d: %s", self.store, step, error)
+            return
+        self._snapshots.submit(self._write_snapshot, pending, step)
+
+    def _write_snapshot(self, pending: PendingSnapshot, step: int) -> None:
+        try:
+            info = self.registry.catalog.finish_snapshot(
+                pending, step=step, metadata={"trigger": "snapshot-every"})
             _log.info("store %s: snapshot %s at step %d", self.store, info.id, step)
         except Exception:
             _log.exception("store %s: periodic snapshot at step %d failed", self.store, step)
 
     def _resume_from_snapshot(self) -> None:
-        """Take the optimizer state and step of the store's newest snapshot, when it has one."""
+        """Take the step of the store's newest snapshot (its optimizer state came with it)."""
         infos = self.registry.snapshots(self.store)
-        if not infos:
-            return
-        newest = infos[-1]
-        path = optimizer_file(self.registry.storage.root, self.store, newest.id)
-        if path.exists():
-            self.optimizer = opt.load_states(path)
-            _log.info("store %s: optimizer state resumed from snapshot %s", self.store, newest.id)
-        self.step = max(newest.step, 0)
+        if infos:
+            self.step = max(infos[-1].step, 0)
 
 
 class TrainingCoordinator:

@@ -386,3 +386,27 @@ class BarrierRequest(_message.Message):
 class BarrierResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetOptimizerStatesRequest(_message.Message):
+    __slots__ = ("store",)
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    def __init__(self, store: _Optional[str] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
+
+class SetOptimizerStatesRequest(_message.Message):
+    __slots__ = ("store", "chunk")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    chunk: bytes
+    def __init__(self, store: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class SetOptimizerStatesResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -155,6 +155,16 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierResponse.FromString,
                 _registered_method=True)
+        self.GetOptimizerStates = channel.unary_stream(
+                '/paramstore.v1.ParamStore/GetOptimizerStates',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.GetOptimizerStatesRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.FileChunk.FromString,
+                _registered_method=True)
+        self.SetOptimizerStates = channel.stream_unary(
+                '/paramstore.v1.ParamStore/SetOptimizerStates',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesResponse.FromString,
+                _registered_method=True)
 
 
 class ParamStoreServicer:
@@ -370,6 +380,25 @@ class ParamStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOptimizerStates(self, request, context):
+        """Downloads the store's optimizer and its state (momentum, moments, counts) as one safetensors
+        file in the format of `paramstore.optimizer.save_states`: `Trainer.save_states` through a
+        remote KVStore. NOT_FOUND (store); FAILED_PRECONDITION (the store has no optimizer yet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetOptimizerStates(self, request_iterator, context):
+        """Replaces the store's optimizer and its state with those of such a file: `Trainer.load_states`
+        through a remote KVStore. The first message names the store, the others carry the file.
+        INVALID_ARGUMENT (not such a file); NOT_FOUND (store); RESOURCE_EXHAUSTED (over the
+        server's import limit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParamStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -492,6 +521,16 @@ def add_ParamStoreServicer_to_server(servicer, server):
                     servicer.Barrier,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierResponse.SerializeToString,
+            ),
+            'GetOptimizerStates': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetOptimizerStates,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.GetOptimizerStatesRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.FileChunk.SerializeToString,
+            ),
+            'SetOptimizerStates': grpc.stream_unary_rpc_method_handler(
+                    servicer.SetOptimizerStates,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1143,6 +1182,60 @@ class ParamStore:
             '/paramstore.v1.ParamStore/Barrier',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOptimizerStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/GetOptimizerStates',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.GetOptimizerStatesRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.FileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOptimizerStates(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/paramstore.v1.ParamStore/SetOptimizerStates',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,71 @@
+"""Where storage keeps its bytes: a few verbs over a flat namespace of '/'-separated keys.
+
+The commit protocol (`catalog.py`) needs only these verbs, so a local folder and an object
+store serve it alike. Objects are written once and never modified; a commit is `create`, which
+makes an object only if its key is free, atomically, so that two writers can never both win.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+_KEY = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+class BackendError(OSError):
+    """The backend could not do what was asked (an I/O failure): nothing was committed."""
+
+
+def checked_key(key: str) -> str:
+    """`key` if it is a clean relative key ('a/b.c', no '..', no empty segment)."""
+    if not _KEY.fullmatch(key) or any(part in (".", "..") for part in key.split("/")):
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
+class Backend(ABC):
+    """The verbs a storage backend gives the commit protocol."""
+
+    @abstractmethod
+    def write(self, key: str, produce: Callable[[str], None]) -> int:
+        """Make object `key` from what `produce(local_path)` writes to a fresh local file, and
+        return its size. On return the object is durable. `key` must be new (data objects have
+        unique names); an error leaves no object at `key`."""
+
+    @abstractmethod
+    def create(self, key: str, data: bytes) -> bool:
+        """Create object `key` holding `data` if no object has that key: atomic and durable.
+        Returns False, changing nothing, when `key` exists. This is the commit step."""
+
+    @abstractmethod
+    def read(self, key: str) -> bytes:
+        """A small object's bytes. Raises `FileNotFoundError`."""
+
+    @abstractmethod
+    def local_file(self, key: str) -> AbstractContextManager[str]:
+        """A local file holding object `key`, for as long as the context lasts (the object's own
+        file where the backend is local). Raises `FileNotFoundError`."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Every key under the folder `prefix` ('' for all), sorted."""
+
+    @abstractmethod
+    def folders(self, prefix: str) -> list[str]:
+        """The names of the folders directly under `prefix`, sorted: those holding anything,
+        even only what an interrupted write left."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove object `key`, durably; a missing object is fine."""
+
+    @abstractmethod
+    def remove_partial_writes(self, prefix: str) -> None:
+        """Remove what writes interrupted by a crash left under the folder `prefix`."""
+
+    @abstractmethod
+    def location(self, key: str = "") -> str:
+        """Where object `key` (or, by default, the whole store) is, for an operator's log."""

@@ -1,0 +1,594 @@
+"""The commit protocol: every byte the server persists is written, committed and removed here.
+
+Layout (keys of the backend; nothing else in the server builds one):
+
+    stores/<store>/<incarnation>/created              the store exists (its commit record)
+    stores/<store>/<incarnation>/deleted              tombstone: the store is gone
+    stores/<store>/<incarnation>/snapshots/<id>.json  a snapshot is committed
+    stores/<store>/<incarnation>/data/<id>.<random>.safetensors            its parameters
+    stores/<store>/<incarnation>/data/<id>.<random>.optimizer.safetensors  its optimizer state
+
+A store re-created after a delete gets a new incarnation, so it never meets its predecessor's
+data. The rules:
+
+- Data is written under a new unique name, verified by the reader's own checks, then committed
+  by one atomic, exclusive `create` of a small record. Nothing uncommitted is ever listed;
+  what a crash leaves uncommitted is removed when the store is opened.
+- A snapshot's id is allocated in the critical section that captures the state (and the
+  optimizer state of a training store, committed with it), so ids and states never disagree.
+- Retention runs only after the new snapshot is committed.
+- A delete commits its tombstone before any data is removed: after any crash a store is there,
+  at its newest committed snapshot, or gone. A tombstone that cannot be written is an error.
+- An import writes its data and snapshot record first and commits the store's `created` record
+  last: it creates the store with its snapshot, or leaves nothing.
+
+Lock order: the catalog's guard, then a store's lock; the guard is never held through I/O on data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from paramstore import checkpoint
+from paramstore import optimizer as opt
+from paramstore.server import validation
+from paramstore.server.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    ResourceExhausted,
+    SnapshotNotFound,
+    StorageUnavailable,
+    StoreError,
+    StoreNotFound,
+)
+from paramstore.server.storage import codec
+from paramstore.server.storage.backend import Backend, BackendError
+from paramstore.server.storage.steps import reached
+from paramstore.server.stores import StoreState
+
+_log = logging.getLogger("paramstore.server")
+
+_STORES = "stores"
+_NO_LIMIT = 1 << 62
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """What a snapshot holds, without its tensors."""
+
+    store: str
+    id: str
+    step: int
+    created_unix_nanos: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    size_bytes: int = 0
+    version: int = 0
+
+
+class Contents(NamedTuple):
+    """What a snapshot restores: the store's state and, for a training store, its optimizer."""
+
+    state: StoreState
+    optimizer: opt.Optimizer | None = None
+
+
+class PendingSnapshot(NamedTuple):
+    """A snapshot whose id is allocated and whose contents are captured, not yet written."""
+
+    files: _StoreFiles
+    id: str
+    contents: Contents
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A committed snapshot, as its commit record describes it."""
+
+    info: SnapshotInfo
+    parameters: str  # the data object's key
+    optimizer: str | None
+
+
+@dataclass
+class _StoreFiles:
+    """What the catalog knows of one store. `lock` serializes its commits."""
+
+    name: str
+    incarnation: int
+    committed: bool = True  # False while an import is staging
+    deleted: bool = False
+    records: dict[str, _Record] = field(default_factory=dict)
+    damaged: set[str] = field(default_factory=set)
+    next_id: int = 1
+    writers: int = 0  # snapshots begun and not yet finished
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    idle: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.idle = threading.Condition(self.lock)
+
+    @property
+    def prefix(self) -> str:
+        return f"{_STORES}/{self.name}/{self.incarnation:020d}"
+
+
+class Catalog:
+    """Every store's persisted bytes on one backend; `keep` newest snapshots kept (0: all)."""
+
+    def __init__(
+        self, backend: Backend, *, keep: int = 0, max_tensor_bytes: int = _NO_LIMIT
+    ) -> None:
+        if keep < 0:
+            raise ValueError(f"keep must be 0 (keep all) or positive, got {keep}")
+        self.backend = backend
+        self.keep = keep
+        self.max_tensor_bytes = max_tensor_bytes
+        self._guard = threading.Lock()
+        self._stores: dict[str, _StoreFiles] = {}
+
+    # ---- opening ---------------------------------------------------------------------------
+
+    def store_names(self) -> list[str]:
+        """The names under which the backend holds anything (committed or not), sorted."""
+        names = []
+        with _storage_errors("list the stores"):
+            folders = self.backend.folders(_STORES)
+        for name in folders:
+            try:
+                names.append(validation.store_name(name))
+            except InvalidArgument:
+                _log.warning("ignoring %s: not a store name",
+                             self.backend.location(f"{_STORES}/{name}"))
+        return names
+
+    def open_store(self, name: str) -> Contents | None:
+        """Load store `name`: finish what a crash interrupted (purge tombstoned and uncommitted
+        incarnations, remove uncommitted data) and return its newest sound snapshot's contents,
+        an empty state when it has none, or None when the store does not exist."""
+        live = None
+        for incarnation in self._incarnations(name):
+            files = _StoreFiles(name, incarnation)
+            keys = set(self._list(files.prefix))
+            if f"{files.prefix}/deleted" in keys or f"{files.prefix}/created" not in keys:
+                self._purge(files)  # a delete to finish, or a create or import never committed
+                continue
+            if live is not None:
+                _log.error("store %s has two live incarnations; using the newer", name)
+            live = files
+        if live is None:
+            return None
+        self._load_records(live)
+        with self._guard:
+            self._stores[name] = live
+        return self._newest_contents(live)
+
+    def _incarnations(self, name: str) -> list[int]:
+        with _storage_errors("list the stores"):
+            folders = self.backend.folders(f"{_STORES}/{name}")
+        return sorted(int(folder) for folder in folders if folder.isdigit())
+
+    def _load_records(self, files: _StoreFiles) -> None:
+        self.backend.remove_partial_writes(files.prefix)
+        keys = self._list(files.prefix)
+        referenced = set()
+        for key in keys:
+            if key.startswith(f"{files.prefix}/snapshots/") and key.endswith(".json"):
+                try:
+                    record = _parse_record(files.name, self.backend.read(key))
+                except (ValueError, KeyError, TypeError, StoreError) as error:
+                    _log.warning("store %s: commit record %s is damaged, skipped: %s",
+                                 files.name, key, error)
+                    continue
+                files.records[record.info.id] = record
+                referenced.update(filter(None, (record.parameters, record.optimizer)))
+        files.records = dict(sorted(files.records.items(), key=lambda item: int(item[0])))
+        ids = [int(snapshot_id) for snapshot_id in files.records]
+        files.next_id = max(ids, default=0) + 1
+        for key in keys:
+            if key.startswith(f"{files.prefix}/data/") and key not in referenced:
+                self.backend.delete(key)  # written, never committed
+
+    def _newest_contents(self, files: _StoreFiles) -> Contents:
+        for snapshot_id in reversed(files.records):
+            try:
+                contents = self._read(files, snapshot_id)
+            except InvalidArgument:
+                continue  # damaged: logged, and never served
+            _log.info("store %s: recovered from snapshot %s", files.name, snapshot_id)
+            return contents
+        return Contents(StoreState())
+
+    # ---- stores ------------------------------------------------------------------------------
+
+    def create_store(self, name: str) -> None:
+        """Commit a new empty store. Raises `AlreadyExists`, `StorageUnavailable`."""
+        files = self._reserve(name)
+        try:
+            self._commit(f"{files.prefix}/created", _created_record(name))
+            reached("create.committed")
+        except BaseException:
+            self._release(files)
+            raise
+        files.committed = True
+
+    def delete_store(self, name: str) -> None:
+        """Delete a store and everything it holds. The tombstone is committed before anything
+        is removed. Raises `StoreNotFound`, `StorageUnavailable` (nothing changed then)."""
+        files = self._files(name)
+        with files.lock:
+            if files.deleted:
+                raise StoreNotFound(f"no store named {name!r}")
+            with _storage_errors("delete the store"):
+                self.backend.create(f"{files.prefix}/deleted", _created_record(name))
+            files.deleted = True
+            reached("delete.tombstoned")
+            # Snapshots in flight see the tombstone, remove what they wrote and give up: only
+            # then may the files go, or a late write would bring back the store's folder.
+            files.idle.wait_for(lambda: files.writers == 0)
+        self._release(files)
+        try:
+            self._purge(files)
+        except OSError as error:  # the store is gone; what is left is removed at the next start
+            _log.warning("store %s: deleted, but removing its files failed: %s", name, error)
+
+    def _purge(self, files: _StoreFiles) -> None:
+        """Remove an incarnation: data first, the `created` record next, the tombstone last, so
+        that an interrupted purge is still a tombstoned (or uncommitted) incarnation."""
+        self.backend.remove_partial_writes(files.prefix)
+        keys = self._list(files.prefix)
+        last = [f"{files.prefix}/created", f"{files.prefix}/deleted"]
+        for key in keys:
+            if key not in last:
+                self.backend.delete(key)
+        reached("delete.data-removed")
+        for key in last:
+            self.backend.delete(key)
+
+    # ---- snapshots ---------------------------------------------------------------------------
+
+    def begin_snapshot(self, name: str, capture: Callable[[], Contents]) -> PendingSnapshot:
+        """Allocate the next snapshot id and call `capture()` for what it will hold, in one
+        critical section, so that ids and states never disagree. Quick: the writing is
+        `finish_snapshot`'s, which may run on another thread. Raises `StoreNotFound`."""
+        files = self._files(name)
+        with files.lock:
+            if files.deleted:
+                raise StoreNotFound(f"no store named {name!r}")
+            snapshot_id = f"{files.next_id:08d}"
+            files.next_id += 1
+            contents = capture()
+            files.writers += 1
+        return PendingSnapshot(files, snapshot_id, contents)
+
+    def finish_snapshot(
+        self,
+        pending: PendingSnapshot,
+        *,
+        step: int = codec.NO_STEP,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SnapshotInfo:
+        """Write, verify and commit a begun snapshot, then apply retention.
+
+        Raises `StoreNotFound` (deleted meanwhile), `InvalidArgument` or `ResourceExhausted`
+        (the file would break a reader's limit), `StorageUnavailable`; nothing is committed or
+        deleted then."""
+        files = pending.files
+        try:
+            record = self._write_snapshot(files, pending.id, pending.contents, step,
+                                          metadata or {})
+            with files.lock:
+                files.records = dict(sorted({**files.records, pending.id: record}.items(),
+                                            key=lambda item: int(item[0])))
+                self._apply_retention(files)
+            return record.info
+        finally:
+            with files.lock:
+                files.writers -= 1
+                files.idle.notify_all()
+
+    def take_snapshot(
+        self,
+        name: str,
+        capture: Callable[[], Contents],
+        *,
+        step: int = codec.NO_STEP,
+        metadata: Mapping[str, str] | None = None,
+    ) -> SnapshotInfo:
+        """`begin_snapshot`, then `finish_snapshot`."""
+        return self.finish_snapshot(self.begin_snapshot(name, capture), step=step,
+                                    metadata=metadata)
+
+    def _write_snapshot(
+        self,
+        files: _StoreFiles,
+        snapshot_id: str,
+        contents: Contents,
+        step: int,
+        metadata: Mapping[str, str],
+    ) -> _Record:
+        tensors, aliases, file_metadata = codec.encode(files.name, contents.state, step, metadata)
+        token = secrets.token_hex(4)
+        parameters = f"{files.prefix}/data/{snapshot_id}.{token}.safetensors"
+        optimizer = None
+        try:
+            with _storage_errors("write the snapshot"), _refusals():
+                size = self.backend.write(parameters, lambda path: checkpoint.write(
+                    path, tensors, aliases=aliases, metadata=file_metadata))
+                if contents.optimizer is not None:
+                    optimizer = f"{files.prefix}/data/{snapshot_id}.{token}.optimizer.safetensors"
+                    self.backend.write(optimizer, lambda path: opt.write_states(
+                        path, contents.optimizer))  # type: ignore[arg-type]
+            reached("snapshot.data-written")
+            self._verify(parameters)
+            reached("snapshot.verified")
+            info = SnapshotInfo(
+                files.name, snapshot_id, step, int(file_metadata[codec.CREATED_KEY]),
+                dict(metadata), size, contents.state.version,
+            )
+            record = _Record(info, parameters, optimizer)
+            with files.lock:  # a delete commits its tombstone under this lock: never both
+                if files.deleted:
+                    raise StoreNotFound(f"store {files.name!r} was deleted meanwhile")
+                self._commit(f"{files.prefix}/snapshots/{snapshot_id}.json", _record_json(record))
+        except BaseException:
+            self._delete_quietly(parameters, optimizer)
+            raise
+        reached("snapshot.committed")
+        return record
+
+    def _verify(self, key: str) -> None:
+        """The reader's checks on a written file, before it may be committed."""
+        with _refusals(), self.backend.local_file(key) as path:
+            codec.check_listing(checkpoint.read_metadata(path), self.max_tensor_bytes)
+
+    def _apply_retention(self, files: _StoreFiles) -> None:
+        if not self.keep:
+            return
+        for snapshot_id in list(files.records)[: -self.keep]:
+            record = files.records.pop(snapshot_id)
+            try:
+                self.backend.delete(f"{files.prefix}/snapshots/{snapshot_id}.json")
+                reached("retention.record-deleted")
+                self._delete_quietly(record.parameters, record.optimizer)
+                reached("retention.data-removed")
+            except OSError as error:
+                _log.warning("store %s: retention could not delete snapshot %s: %s",
+                             files.name, snapshot_id, error)
+            _log.info("store %s: retention deleted snapshot %s", files.name, snapshot_id)
+
+    def snapshots(self, name: str) -> list[SnapshotInfo]:
+        """The store's committed, readable snapshots, oldest first."""
+        files = self._files(name)
+        return [record.info for snapshot_id, record in list(files.records.items())
+                if snapshot_id not in files.damaged]
+
+    def snapshot(self, name: str, snapshot_id: str) -> SnapshotInfo:
+        """One snapshot's description. Raises `SnapshotNotFound`, `InvalidArgument` (damaged)."""
+        files = self._files(name)
+        return self._record(files, snapshot_id).info
+
+    def read_snapshot(self, name: str, snapshot_id: str) -> Contents:
+        """What a snapshot restores, its arrays mapped from storage. Raises `SnapshotNotFound`,
+        `InvalidArgument` (damaged)."""
+        return self._read(self._files(name), snapshot_id)
+
+    def _read(self, files: _StoreFiles, snapshot_id: str) -> Contents:
+        record = self._record(files, snapshot_id)
+        try:
+            with _storage_errors("read the snapshot"), \
+                    self.backend.local_file(record.parameters) as path:
+                state = codec.decode(checkpoint.open_mapped(path), self.max_tensor_bytes)
+            optimizer = None
+            if record.optimizer is not None:
+                with _storage_errors("read the snapshot"), \
+                        self.backend.local_file(record.optimizer) as path:
+                    optimizer = opt.load_states(path)
+        except (checkpoint.CheckpointError, InvalidArgument, FileNotFoundError) as error:
+            _log.warning("store %s: snapshot %s (%s) is damaged, skipped and never served: %s",
+                         files.name, snapshot_id, self.backend.location(record.parameters), error)
+            files.damaged.add(snapshot_id)
+            raise _damaged(snapshot_id, error) from None
+        return Contents(state, optimizer)
+
+    @contextlib.contextmanager
+    def snapshot_file(self, name: str, snapshot_id: str) -> Iterator[tuple[SnapshotInfo, str]]:
+        """A snapshot's description and a local file of its parameters, for an export; the file
+        stays readable for the context even if retention deletes the snapshot meanwhile."""
+        files = self._files(name)
+        record = self._record(files, snapshot_id)
+        try:
+            with self.backend.local_file(record.parameters) as path, open(path, "rb"):
+                yield record.info, path
+        except FileNotFoundError:
+            raise SnapshotNotFound(f"snapshot {snapshot_id!r} was deleted meanwhile") from None
+
+    def delete_snapshot(self, name: str, snapshot_id: str) -> None:
+        """Delete one snapshot. Raises `SnapshotNotFound`, `StorageUnavailable`."""
+        files = self._files(name)
+        with files.lock:
+            record = self._record(files, snapshot_id, damaged_too=True)
+            with _storage_errors("delete the snapshot"):
+                self.backend.delete(f"{files.prefix}/snapshots/{snapshot_id}.json")
+            del files.records[snapshot_id]
+            files.damaged.discard(snapshot_id)
+            reached("delete-snapshot.record-deleted")
+            self._delete_quietly(record.parameters, record.optimizer)
+
+    # ---- imports -----------------------------------------------------------------------------
+
+    def import_store(
+        self, name: str, produce: Callable[[str], None]
+    ) -> tuple[SnapshotInfo, Contents]:
+        """Create store `name` from the safetensors file `produce(local_path)` writes, as its
+        first snapshot: staged, verified, and committed by the store's `created` record, so
+        that a failure or crash leaves nothing. Raises `AlreadyExists`, `InvalidArgument`,
+        `ResourceExhausted`, `StorageUnavailable`."""
+        files = self._reserve(name)
+        try:
+            snapshot_id = f"{files.next_id:08d}"
+            parameters = f"{files.prefix}/data/{snapshot_id}.{secrets.token_hex(4)}.safetensors"
+            with _storage_errors("stage the import"):
+                size = self.backend.write(parameters, produce)
+            reached("import.data-written")
+            try:
+                with self.backend.local_file(parameters) as path:
+                    loaded = checkpoint.open_mapped(path)
+            except checkpoint.CheckpointError as error:
+                raise InvalidArgument(f"not a valid safetensors file: {error}") from None
+            state = codec.decode(loaded, self.max_tensor_bytes)
+            reached("import.verified")
+            info = SnapshotInfo(
+                name, snapshot_id, codec.snapshot_step(loaded.metadata), time.time_ns(),
+                codec.user_metadata(loaded.metadata), size, state.version,
+            )
+            record = _Record(info, parameters, None)
+            self._commit(f"{files.prefix}/snapshots/{snapshot_id}.json", _record_json(record))
+            reached("import.snapshot-recorded")
+            self._commit(f"{files.prefix}/created", _created_record(name))
+            reached("import.committed")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self._purge(files)
+            self._release(files)
+            raise
+        files.records[snapshot_id] = record
+        files.next_id += 1
+        files.committed = True
+        return info, Contents(state)
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    def _reserve(self, name: str) -> _StoreFiles:
+        """Claim `name` for a store being created, under a new incarnation."""
+        with self._guard:
+            if name in self._stores:
+                raise AlreadyExists(f"store {name!r} already exists")
+            newest = max(self._incarnations(name), default=0)
+            # Later than any earlier incarnation, even one whose files are gone.
+            files = _StoreFiles(name, max(newest + 1, time.time_ns()), committed=False)
+            self._stores[name] = files
+            return files
+
+    def _release(self, files: _StoreFiles) -> None:
+        with self._guard:
+            if self._stores.get(files.name) is files:
+                del self._stores[files.name]
+
+    def _files(self, name: str) -> _StoreFiles:
+        files = self._stores.get(name)
+        if files is None or not files.committed or files.deleted:
+            raise StoreNotFound(f"no store named {name!r}")
+        return files
+
+    def _record(self, files: _StoreFiles, snapshot_id: str, *, damaged_too: bool = False
+                ) -> _Record:
+        validation.snapshot_id(snapshot_id)
+        record = files.records.get(snapshot_id)
+        if record is None:
+            raise SnapshotNotFound(f"store {files.name!r} has no snapshot {snapshot_id!r}")
+        if snapshot_id in files.damaged and not damaged_too:
+            raise _damaged(snapshot_id, "it failed its checks when it was read")
+        return record
+
+    def _commit(self, key: str, data: bytes) -> None:
+        with _storage_errors("commit"):
+            if not self.backend.create(key, data):
+                raise StorageUnavailable(f"{key} was committed by another writer; retry")
+
+    def _list(self, prefix: str) -> list[str]:
+        with _storage_errors("list the stores"):
+            return self.backend.list(prefix)
+
+    def _delete_quietly(self, *keys: str | None) -> None:
+        for key in filter(None, keys):
+            try:
+                self.backend.delete(key)
+            except OSError as error:
+                _log.warning("could not delete %s (removed at the next start): %s", key, error)
+
+
+def inspect_file(path: str | os.PathLike[str]) -> tuple[StoreState, dict[str, str]]:
+    """The store a safetensors file would import as, and its metadata (the listing left out),
+    read with the checks of an import. Raises `CheckpointError` naming the defect."""
+    loaded = checkpoint.load(path)
+    try:
+        state = codec.decode(loaded)
+    except StoreError as error:
+        raise checkpoint.CheckpointError(f"{os.fspath(path)}: {error}") from None
+    return state, {key: value for key, value in loaded.metadata.items()
+                   if key != codec.PARAMETERS_KEY}
+
+
+@contextlib.contextmanager
+def _storage_errors(action: str) -> Iterator[None]:
+    """I/O failures as the domain's errors, without paths of the server's disk."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except BackendError as error:
+        _log.error("could not %s: %s", action, error)
+        raise StorageUnavailable(f"could not {action}: {error}; nothing was committed") from None
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ResourceExhausted(f"could not {action}: the server's storage is full") from None
+        _log.exception("could not %s", action)
+        raise StorageUnavailable(
+            f"could not {action}: storage failed ({error.strerror or type(error).__name__}); "
+            "nothing was committed"
+        ) from None
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """A file the codec refuses to write or read back, as the caller's error."""
+    try:
+        yield
+    except checkpoint.CheckpointError as error:
+        if "limit" in str(error):
+            raise ResourceExhausted(f"the snapshot would break a reader's limit: {error}"
+                                    ) from None
+        raise InvalidArgument(f"the snapshot would not be readable: {error}") from None
+
+
+def _damaged(snapshot_id: str, error: object) -> InvalidArgument:
+    return InvalidArgument(f"snapshot {snapshot_id!r} is damaged: {error}")
+
+
+def _created_record(name: str) -> bytes:
+    return json.dumps({"store": name, "created_unix_nanos": time.time_ns()}).encode()
+
+
+def _record_json(record: _Record) -> bytes:
+    info = record.info
+    return json.dumps({
+        "id": info.id, "step": info.step, "created_unix_nanos": info.created_unix_nanos,
+        "metadata": info.metadata, "size_bytes": info.size_bytes, "version": info.version,
+        "parameters": record.parameters, "optimizer": record.optimizer,
+    }).encode()
+
+
+def _parse_record(store: str, data: bytes) -> _Record:
+    raw: dict[str, Any] = json.loads(data)
+    metadata = raw["metadata"]
+    if not isinstance(metadata, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()):
+        raise ValueError("metadata must map strings to strings")
+    info = SnapshotInfo(
+        store, validation.snapshot_id(raw["id"]), int(raw["step"]),
+        int(raw["created_unix_nanos"]), metadata, int(raw["size_bytes"]), int(raw["version"]),
+    )
+    optimizer = raw["optimizer"]
+    return _Record(info, str(raw["parameters"]), None if optimizer is None else str(optimizer))

@@ -1,0 +1,151 @@
+"""A store's state as a safetensors checkpoint, and back.
+
+Besides the codec's own keys, `__metadata__` holds under `paramstore.*` the store's name, prefix,
+version, the step and time, and every parameter's listing (dtype label, kind, ties, and the shape
+of parameters that hold no data). Other keys are the caller's. A file from elsewhere (no listing)
+reads as its tensors in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from paramstore import checkpoint
+from paramstore.server.errors import InvalidArgument
+from paramstore.server.stores import ParameterInfo, StoreState, validated_info
+
+_log = logging.getLogger(__name__)
+
+STORE_KEY = "paramstore.store"
+PREFIX_KEY = "paramstore.prefix"
+STEP_KEY = "paramstore.step"
+CREATED_KEY = "paramstore.created"
+VERSION_KEY = "paramstore.version"
+PARAMETERS_KEY = "paramstore.parameters"
+NO_STEP = -1
+
+
+# ---- a store state <-> a checkpoint ------------------------------------------------------------
+
+
+def encode(
+    store: str, state: StoreState, step: int, metadata: Mapping[str, str]
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+    """The codec's arguments (tensors, aliases, metadata) that describe `state`."""
+    # Views: two names that share an array (after an untie) must not look like a tie to the
+    # codec, which takes one object under two names for one.
+    tensors = {name: array.view() for name, array in state.data.items()}
+    ties = state.ties()
+    aliases = {alias: target for alias, target in ties.items() if target in tensors}
+    listing = [_listing_entry(info, has_data=info.name in tensors)
+               for info in state.parameters.values()]
+    file_metadata = {
+        **metadata,
+        STORE_KEY: store,
+        PREFIX_KEY: state.prefix,
+        STEP_KEY: str(step),
+        CREATED_KEY: str(time.time_ns()),
+        VERSION_KEY: str(state.version),
+        PARAMETERS_KEY: json.dumps(listing, separators=(",", ":")),
+    }
+    return tensors, aliases, file_metadata
+
+
+def _listing_entry(info: ParameterInfo, *, has_data: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": info.name, "label": info.dtype_label, "kind": info.kind}
+    if info.alias_of:
+        entry["alias_of"] = info.alias_of
+    elif not has_data:
+        entry["shape"] = None if info.shape is None else list(info.shape)
+        entry["dtype"] = info.dtype
+    return entry
+
+
+def decode(loaded: checkpoint.Checkpoint, max_bytes: int = 1 << 62) -> StoreState:
+    """The store state a checkpoint describes; a file from elsewhere (no paramstore listing)
+    gives its tensors in file order with plain dtype labels. Raises `InvalidArgument`."""
+    stored = loaded.stored()
+    raw = loaded.metadata.get(PARAMETERS_KEY)
+    listing = _parsed_listing(raw) if raw is not None else [
+        {"name": name, "alias_of": loaded.aliases.get(name)} for name in loaded.tensors
+    ]
+    parameters: dict[str, ParameterInfo] = {}
+    for entry in listing:
+        name = entry["name"]
+        if name in parameters:
+            raise InvalidArgument(f"the file lists parameter {name!r} twice")
+        array = stored.get(name)
+        if array is not None:
+            shape, dtype = array.shape, array.dtype.name
+        elif entry.get("alias_of"):
+            shape, dtype = None, "float32"  # replaced by the target's below
+        else:
+            shape, dtype = entry.get("shape"), entry.get("dtype", "")
+        parameters[name] = validated_info(
+            name, shape, dtype, entry.get("label", dtype), entry.get("kind", "Parameter"),
+            entry.get("alias_of"), max_bytes,
+        )
+    if set(stored) - set(parameters):
+        raise InvalidArgument(
+            f"the file's listing misses tensors {sorted(set(stored) - set(parameters))[:5]}"
+        )
+    for name, info in parameters.items():
+        if info.alias_of:
+            target = parameters.get(info.alias_of)
+            if target is None or target.alias_of:
+                raise InvalidArgument(f"alias {name!r} names {info.alias_of!r}, not a parameter")
+            parameters[name] = ParameterInfo(
+                name, target.shape, target.dtype, target.dtype_label, target.kind, info.alias_of
+            )
+    for array in stored.values():
+        array.flags.writeable = False
+    prefix = loaded.metadata.get(PREFIX_KEY, "")
+    version = _int(loaded.metadata.get(VERSION_KEY), 0)
+    return StoreState(prefix, version, parameters, stored)
+
+
+def check_listing(metadata: Mapping[str, str], max_bytes: int) -> None:
+    """The checks `decode` applies to a file's listing, on its metadata alone (a written file is
+    verified with these before it is committed). Raises `InvalidArgument`."""
+    raw = metadata.get(PARAMETERS_KEY)
+    if raw is None:
+        return
+    for entry in _parsed_listing(raw):
+        shape = entry.get("shape")
+        validated_info(entry["name"], None if shape is None else tuple(shape),
+                       entry.get("dtype", "float32"), entry.get("label", ""),
+                       entry.get("kind", "Parameter"), entry.get("alias_of"), max_bytes)
+
+
+def _parsed_listing(raw: str) -> list[dict[str, Any]]:
+    try:
+        listing = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InvalidArgument(f"{PARAMETERS_KEY} is not valid JSON: {error}") from None
+    if not isinstance(listing, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in listing
+    ):
+        raise InvalidArgument(f"{PARAMETERS_KEY} must be a list of objects with a name")
+    return listing
+
+
+def user_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The caller's part of a file's metadata: everything not under `paramstore.`."""
+    return {key: value for key, value in metadata.items() if not key.startswith("paramstore.")}
+
+
+def snapshot_step(metadata: Mapping[str, str]) -> int:
+    return _int(metadata.get(STEP_KEY), NO_STEP)
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
