@@ -100,10 +100,10 @@ class Baseline:
 # ---- processes ---------------------------------------------------------------------------------
 
 
-def start_paramstore(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_paramstore(data_dir: Path | str, *flags: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "paramstore.server", "--address", "127.0.0.1:0",
-         "--data-dir", str(data_dir), "--keep", "1"],
+         "--data-dir", str(data_dir), "--keep", "1", *flags],
         stderr=subprocess.PIPE, text=True,
     )
     assert process.stderr is not None

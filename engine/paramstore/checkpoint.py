@@ -8,8 +8,9 @@ them when they are opened. A file written here opens with any safetensors reader
 - `paramstore.order`: every name (tensors and aliases) in the caller's order, as a JSON list,
   because safetensors readers return tensors sorted by name;
 - `paramstore.aliases`: alias -> target, as a JSON object; a tied tensor is stored once;
-- `paramstore.crc32`: name -> CRC-32 of that tensor's bytes, as a JSON object, so that every
-  tensor is verified on its own, a partial read included.
+- `paramstore.crc32c`: name -> CRC-32C of that tensor's bytes, as a JSON object, so that every
+  tensor is verified on its own, a partial read included. CRC-32C because processors compute it
+  in hardware (the `crc32c` package: 3-4x zlib's CRC-32 here) and object stores speak it.
 
 Reading maps the file and hands out read-only views of the mapping (`open_mapped`) or copies
 (`load`). The library's `get_tensor` would copy every tensor: a server restoring a store would
@@ -23,11 +24,12 @@ import json
 import mmap
 import os
 import re
-import zlib
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import crc32c
 import numpy as np
 import safetensors
 from safetensors import SafetensorError, safe_open
@@ -35,16 +37,17 @@ from safetensors import SafetensorError, safe_open
 from paramstore import _files
 
 __all__ = [
-    "Checkpoint", "CheckpointError", "dumps", "load", "loads", "open_mapped", "read_metadata",
+    "Checkpoint", "CheckpointError", "check_readable", "checksums_of", "dumps", "load", "loads",
+    "open_mapped", "read_metadata",
     "save", "validate_name", "write",
 ]
 
 ORDER_KEY = "paramstore.order"
 ALIASES_KEY = "paramstore.aliases"
-CHECKSUMS_KEY = "paramstore.crc32"
-_LEGACY_CHECKSUM_KEY = "paramstore.checksum"  # a whole-file CRC of earlier files: not verified
+CHECKSUMS_KEY = "paramstore.crc32c"
+_LEGACY_CHECKSUM_KEYS = ("paramstore.checksum", "paramstore.crc32")  # earlier files: not verified
 # Keys the codec writes itself; callers' metadata may use any other key.
-RESERVED_KEYS = frozenset({ORDER_KEY, ALIASES_KEY, CHECKSUMS_KEY, _LEGACY_CHECKSUM_KEY})
+RESERVED_KEYS = frozenset({ORDER_KEY, ALIASES_KEY, CHECKSUMS_KEY, *_LEGACY_CHECKSUM_KEYS})
 
 MAX_HEADER_BYTES = 100_000_000  # the bound the safetensors library applies when reading
 MAX_NAME_LENGTH = 1024
@@ -58,7 +61,9 @@ _DTYPES: dict[str, np.dtype] = {
     "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": np.dtype("<f4"),
     "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
 }
-_LABELS = frozenset(dtype.name for dtype in _DTYPES.values())
+# Keyed by the dtype object: `dtype.name` is slow enough to dominate many tiny tensors.
+_NAME_OF_DTYPE: dict[np.dtype, str] = {dtype: dtype.name for dtype in _DTYPES.values()}
+_LABELS = frozenset(_NAME_OF_DTYPE.values())
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 _VERIFY_BLOCK = 64 << 20  # mapped bytes checksummed before their pages are given back
 
@@ -129,16 +134,36 @@ def write(
     *,
     aliases: Mapping[str, str] | None = None,
     metadata: Mapping[str, str] | None = None,
-) -> None:
-    """`save` without the atomic replace or the fsync: for a caller that commits the file
-    itself. Every limit the reader enforces is checked, so a file written is a file read."""
+    checksums_in_header: bool = True,
+) -> dict[str, int]:
+    """`save` without the atomic replace or the fsync, for a caller that commits the file
+    itself; returns the CRC-32C of each stored tensor. Every limit the reader enforces is
+    checked, so a file written is a file read.
+
+    With `checksums_in_header=False` the checksums are left out of the header and computed
+    while the library writes, on another core: for a caller that keeps them beside the file
+    (a commit record) and passes them to `open_mapped`.
+    """
     stored, header_metadata = _plan(tensors, aliases, metadata)
-    try:
-        safetensors.serialize_file(_specs(stored), os.fspath(path), metadata=header_metadata)
-    except SafetensorError as error:
-        raise _unwritable(error) from None
+    specs = _specs(stored)
+
+    def serialize(header: dict[str, str]) -> None:
+        try:
+            safetensors.serialize_file(specs, os.fspath(path), metadata=header)
+        except SafetensorError as error:
+            raise _unwritable(error) from None
+
+    if checksums_in_header:
+        checksums = _checksums(stored)
+        serialize({**header_metadata, CHECKSUMS_KEY: _json(checksums)})
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the library lets go of the GIL
+            writing = pool.submit(serialize, header_metadata)
+            checksums = _checksums(stored)
+            writing.result()
     with open(path, "rb") as file:
         _header_length(file.read(8), os.fstat(file.fileno()).st_size)
+    return checksums
 
 
 def dumps(
@@ -149,6 +174,7 @@ def dumps(
 ) -> bytes:
     """The bytes `save` would write. Raises `CheckpointError` like `save`."""
     stored, header_metadata = _plan(tensors, aliases, metadata)
+    header_metadata[CHECKSUMS_KEY] = _json(_checksums(stored))
     try:
         data = bytes(safetensors.serialize(_specs(stored), metadata=header_metadata))
     except SafetensorError as error:
@@ -176,7 +202,8 @@ def _plan(
     aliases: Mapping[str, str] | None,
     metadata: Mapping[str, str] | None,
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Validate the inputs; return the arrays stored once each and the header's metadata."""
+    """Validate the inputs; return the arrays stored once each and the header's metadata
+    (without the checksums)."""
     order: list[str] = []
     stored: dict[str, np.ndarray] = {}
     ties: dict[str, str] = {}
@@ -200,14 +227,25 @@ def _plan(
             raise CheckpointError(f"alias {alias!r} names target {target!r}, which is not saved")
         order.append(alias)
         ties[alias] = ties.get(target, target)
-    checksums = {name: zlib.crc32(_bytes_of(array)) for name, array in stored.items()}
     header_metadata = {
         **_checked_metadata(metadata),
         ORDER_KEY: json.dumps(order),
         ALIASES_KEY: json.dumps(ties),
-        CHECKSUMS_KEY: json.dumps(checksums, separators=(",", ":")),
     }
     return stored, header_metadata
+
+
+def checksums_of(loaded: Checkpoint) -> dict[str, int]:
+    """The CRC-32C of each stored tensor of `loaded`, as `write` returns them."""
+    return _checksums(loaded.stored())
+
+
+def _checksums(stored: Mapping[str, np.ndarray]) -> dict[str, int]:
+    return {name: crc32c.crc32c(_bytes_of(array)) for name, array in stored.items()}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _specs(stored: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -215,7 +253,8 @@ def _specs(stored: Mapping[str, np.ndarray]) -> dict[str, Any]:
     the caller): it reads their memory directly."""
     return {
         name: safetensors.TensorSpec(
-            dtype=array.dtype.name, shape=array.shape, data_ptr=array.ctypes.data,
+            dtype=_NAME_OF_DTYPE[array.dtype], shape=array.shape,
+            data_ptr=array.__array_interface__["data"][0],
             data_len=array.nbytes,
         )
         for name, array in stored.items()
@@ -223,6 +262,8 @@ def _specs(stored: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 
 def _little_endian_contiguous(name: str, array: np.ndarray) -> np.ndarray:
+    if array.dtype in _NAME_OF_DTYPE and array.flags.c_contiguous:
+        return array  # the common case, checked first because it is cheap
     if array.dtype.name not in _LABELS:
         raise CheckpointError(
             f"tensor {name!r} has dtype {array.dtype}, which safetensors cannot store; "
@@ -259,20 +300,23 @@ def _bytes_of(array: np.ndarray) -> memoryview:
 # ---- reading -----------------------------------------------------------------------------------
 
 
-def open_mapped(path: str | os.PathLike[str]) -> Checkpoint:
+def open_mapped(
+    path: str | os.PathLike[str], checksums: Mapping[str, int] | None = None
+) -> Checkpoint:
     """Read and validate a safetensors file whose arrays are read-only views of a memory map.
 
     Nothing is copied: pages are read when an array is used (every checksum is verified first,
     giving each block's pages back as it goes, so that opening a file holds no data in memory).
-    The file must never be modified while mapped; committed files here never are.
+    `checksums` (name -> CRC-32C, as `write` returns them) are verified in place of the
+    header's. The file must never be modified while mapped; committed files here never are.
     Raises `CheckpointError` for a malformed or corrupt file, `OSError` when it cannot be read.
     """
-    _validate_with_library(path)
+    check_readable(path)
     with open(path, "rb") as file:
         if os.fstat(file.fileno()).st_size == 0:
             raise CheckpointError(f"{os.fspath(path)!r} is empty, not a safetensors file")
         mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    return _decode(memoryview(mapped), mapped)
+    return _decode(memoryview(mapped), mapped, checksums)
 
 
 def load(path: str | os.PathLike[str]) -> Checkpoint:
@@ -305,15 +349,17 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The `__metadata__` of a safetensors file (the codec's keys included), reading only its
     header. Raises `CheckpointError` for a malformed header, `OSError` when it cannot be read.
     """
-    _validate_with_library(path)
+    check_readable(path)
     with open(path, "rb") as file:
         length = _header_length(file.read(8), os.fstat(file.fileno()).st_size)
         header = _parse_header(file.read(length))
     return _checked_stored_metadata(header.get("__metadata__", {}))
 
 
-def _validate_with_library(path: str | os.PathLike[str]) -> None:
-    """The library's own checks of the header and the layout (bounds, offsets, sizes)."""
+def check_readable(path: str | os.PathLike[str]) -> None:
+    """Check, from its header alone, that any safetensors reader can open the file: the
+    library's own checks of the header and the layout (bounds, offsets, sizes). Raises
+    `CheckpointError` naming the defect."""
     try:
         with safe_open(os.fspath(path), framework="np"):
             pass
@@ -322,9 +368,12 @@ def _validate_with_library(path: str | os.PathLike[str]) -> None:
                               f"{error}") from None
 
 
-def _decode(view: memoryview, mapped: mmap.mmap | None) -> Checkpoint:
+def _decode(
+    view: memoryview, mapped: mmap.mmap | None, checksums: Mapping[str, int] | None = None
+) -> Checkpoint:
     """The checkpoint in `view`, which the library has validated; `mapped`, when the view is a
-    memory map, has its pages given back after they are checksummed."""
+    memory map, has its pages given back after they are checksummed; `checksums`, when given,
+    are verified in place of the header's."""
     data_start = 8 + _header_length(view[:8], len(view))
     header = _parse_header(view[8:data_start])
     metadata = _checked_stored_metadata(header.pop("__metadata__", {}))
@@ -334,10 +383,13 @@ def _decode(view: memoryview, mapped: mmap.mmap | None) -> Checkpoint:
         spans[name] = (data_start + begin, data_start + end)
         stored[name] = np.frombuffer(view, dtype=dtype, count=(end - begin) // dtype.itemsize,
                                      offset=data_start + begin).reshape(shape)
-    metadata.pop(_LEGACY_CHECKSUM_KEY, None)
-    checksums = metadata.pop(CHECKSUMS_KEY, None)
+    for legacy in _LEGACY_CHECKSUM_KEYS:
+        metadata.pop(legacy, None)
+    recorded = metadata.pop(CHECKSUMS_KEY, None)
+    if checksums is None and recorded is not None:
+        checksums = _json_value(CHECKSUMS_KEY, recorded)
     if checksums is not None:
-        _verify_checksums(_json_value(CHECKSUMS_KEY, checksums), view, spans, mapped)
+        _verify_checksums(checksums, view, spans, mapped)
     aliases = _stored_aliases(metadata.pop(ALIASES_KEY, None), stored)
     order = _stored_order(metadata.pop(ORDER_KEY, None), stored, aliases)
     tensors = {name: stored[aliases.get(name, name)] for name in order}
@@ -370,11 +422,12 @@ def _parse_header(text: bytes | memoryview) -> dict[str, Any]:
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Python's JSON keeps the last of duplicate keys; another reader may keep the first.
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
+    unique = dict(pairs)
+    if len(unique) != len(pairs):
+        keys = [key for key, _ in pairs]
         duplicate = next(key for key in keys if keys.count(key) > 1)
         raise CheckpointError(f"the header names {duplicate!r} more than once")
-    return dict(pairs)
+    return unique
 
 
 def _checked_stored_metadata(raw: Any) -> dict[str, str]:
@@ -409,12 +462,12 @@ def _verify_checksums(
     if not isinstance(recorded, dict) or set(recorded) != set(spans) or not all(
         isinstance(value, int) for value in recorded.values()
     ):
-        raise CheckpointError(f"{CHECKSUMS_KEY} must give one CRC-32 for every stored tensor")
-    for name, (begin, end) in sorted(spans.items(), key=lambda item: item[1]):
+        raise CheckpointError(f"{CHECKSUMS_KEY} must give one CRC-32C for every stored tensor")
+    for name, (begin, end) in spans.items():
         checksum = 0
         for start in range(begin, end, _VERIFY_BLOCK):
             stop = min(start + _VERIFY_BLOCK, end)
-            checksum = zlib.crc32(view[start:stop], checksum)
+            checksum = crc32c.crc32c(view[start:stop], checksum)
             if mapped is not None and stop - start == _VERIFY_BLOCK:
                 _give_back(mapped, start, stop)
         if checksum != recorded[name]:

@@ -276,11 +276,11 @@ MALFORMED = {
     "order of non-strings": raw_file(
         {"__metadata__": {"paramstore.order": "[[1]]"}, **good_header()}, bytes(8)),
     "checksums not JSON": raw_file(
-        {"__metadata__": {"paramstore.crc32": "{"}, **good_header()}, bytes(8)),
+        {"__metadata__": {"paramstore.crc32c": "{"}, **good_header()}, bytes(8)),
     "checksum of a stranger": raw_file(
-        {"__metadata__": {"paramstore.crc32": '{"w": 0, "x": 1}'}, **good_header()}, bytes(8)),
+        {"__metadata__": {"paramstore.crc32c": '{"w": 0, "x": 1}'}, **good_header()}, bytes(8)),
     "checksum not a number": raw_file(
-        {"__metadata__": {"paramstore.crc32": '{"w": "0"}'}, **good_header()}, bytes(8)),
+        {"__metadata__": {"paramstore.crc32c": '{"w": "0"}'}, **good_header()}, bytes(8)),
 }
 
 

@@ -15,10 +15,43 @@ from typing import Any
 
 import grpc
 import pytest
+from s3_server import moto_server, new_bucket
 from server_process import wait_for_health
 
 from paramstore.client import Client, connect
 from paramstore.server import ParamStoreServer, create_server
+from paramstore.server.storage import Backend, LocalBackend
+
+
+@dataclass
+class Storage:
+    """Where a test's server keeps its stores: `data_dir` and `flags` for `paramstore serve`,
+    `make_backend()` for the test's own look at what is stored."""
+
+    data_dir: str
+    flags: tuple[str, ...]
+    make_backend: Callable[[], Backend]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3-compatible server, one for the session (each test uses its own bucket)."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """Each backend in turn: a local folder, and a bucket of the S3-compatible server."""
+    if request.param == "local":
+        folder = tmp_path / "data"
+        return Storage(str(folder), (), lambda: LocalBackend(folder))
+    from paramstore.server.storage.s3 import S3Backend
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = new_bucket(endpoint)
+    return Storage(f"s3://{bucket}/data", ("--s3-endpoint", endpoint),
+                   lambda: S3Backend(bucket, "data", endpoint=endpoint))
 
 
 @dataclass

@@ -52,12 +52,11 @@ def play(client: Client, import_file: Path, a: StoreModel, b: StoreModel) -> Non
 
 
 @pytest.mark.parametrize("step", COMMIT_STEPS)
-def test_a_kill_at_each_commit_step_loses_nothing_acknowledged(step, tmp_path):
+def test_a_kill_at_each_commit_step_loses_nothing_acknowledged(step, storage, tmp_path):
     import_file = tmp_path / "import.safetensors"
     checkpoint.save(import_file, {"w": np.full(1000, IMPORTED, np.float32)})
     mark = tmp_path / "reached"
-    data_dir = tmp_path / "data"
-    server = ServerProcess(data_dir, ("--keep", str(KEEP)),
+    server = ServerProcess(storage.data_dir, ("--keep", str(KEEP), *storage.flags),
                            env={"PARAMSTORE_CRASH_AT": step, "PARAMSTORE_CRASH_MARK": str(mark)})
     a, b = StoreModel("a", keep=KEEP), StoreModel("b", keep=KEEP)
     try:
@@ -71,7 +70,7 @@ def test_a_kill_at_each_commit_step_loses_nothing_acknowledged(step, tmp_path):
     assert mark.read_text() == step, f"the script never reached {step}"
     assert a.in_flight or b.in_flight, "the server survived the whole script"
 
-    restarted = ServerProcess(data_dir)
+    restarted = ServerProcess(storage.data_dir, storage.flags)
     try:
         restarted.start()
         with restarted.connect() as client:
@@ -83,4 +82,4 @@ def test_a_kill_at_each_commit_step_loses_nothing_acknowledged(step, tmp_path):
     finally:
         restarted.kill()
     for store in ("a", "b"):
-        assert_no_leftovers(data_dir, store)
+        assert_no_leftovers(storage.make_backend(), store)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import Storage
 from crash_model import StoreModel, check
 from server_process import running_server
 from storage_files import assert_no_leftovers
@@ -121,11 +122,12 @@ class Lane(threading.Thread):
             self.tied = False
 
 
-def run_mixed_kills(data_dir: Path, folder: Path, kills: int, seed: int) -> dict[str, int]:
+def run_mixed_kills(storage: Storage, folder: Path, kills: int, seed: int) -> dict[str, int]:
     chance = random.Random(seed)
     models: list[StoreModel] = []
     counts = {"kills": 0, "acknowledged snapshots": 0, "stores": 0}
-    with running_server(data_dir, "--keep", str(KEEP)) as server:
+    backend = storage.make_backend()
+    with running_server(storage.data_dir, "--keep", str(KEEP), *storage.flags) as server:
         for kill in range(kills):
             lanes = [Lane(server.address, f"k{kill}l{index}", chance.randrange(1 << 30), folder)
                      for index in range(LANES)]
@@ -144,20 +146,20 @@ def run_mixed_kills(data_dir: Path, folder: Path, kills: int, seed: int) -> dict
                 for model in models:
                     check(client, model, listed)
             for model in models:
-                assert_no_leftovers(data_dir, model.name)
+                assert_no_leftovers(backend, model.name)
             counts["kills"] += 1
     counts["acknowledged snapshots"] = sum(len(model.snapshots) for model in models)
     counts["stores"] = len(models)
     return counts
 
 
-def test_random_kills_amid_every_mutating_operation_from_threads(tmp_path):
-    counts = run_mixed_kills(tmp_path / "data", tmp_path, kills=4, seed=4)
+def test_random_kills_amid_every_mutating_operation_from_threads(storage, tmp_path):
+    counts = run_mixed_kills(storage, tmp_path, kills=4, seed=4)
     assert counts["kills"] == 4 and counts["stores"] >= 4 * LANES
 
 
 @pytest.mark.slow
-def test_fifty_random_kills_amid_every_mutating_operation_from_threads(tmp_path):
-    counts = run_mixed_kills(tmp_path / "data", tmp_path, kills=50, seed=50)
+def test_fifty_random_kills_amid_every_mutating_operation_from_threads(storage, tmp_path):
+    counts = run_mixed_kills(storage, tmp_path, kills=50, seed=50)
     print(f"\n{counts}")
     assert counts["kills"] == 50

@@ -21,6 +21,7 @@ from storage_files import assert_no_leftovers, files_of, snapshot_path
 from paramstore import checkpoint
 from paramstore.client import connect
 from paramstore.client.errors import ParamstoreError
+from paramstore.server.storage import LocalBackend
 
 SIZE = 1 << 20  # floats per push: 4 MiB, so that a kill often lands inside a snapshot write
 LONGEST_LIFE_SECONDS = 0.4  # a server is killed this long after its start, at most
@@ -60,7 +61,7 @@ def uniform_value(array: np.ndarray) -> float:
 
 def check_recovered(server: ServerProcess, log: CrashLog) -> None:
     """Everything a crash may not break, checked on the restarted server."""
-    assert_no_leftovers(server.data_dir, "s")
+    assert_no_leftovers(LocalBackend(server.data_dir), "s")
     with server.connect() as client:
         store = client.store("s")
         listed = [info.id for info in store.snapshots()]

@@ -67,6 +67,8 @@ def create_server(
     address: str = DEFAULT_ADDRESS,
     *,
     data_dir: str | Path = DEFAULT_DATA_DIR,
+    s3_endpoint: str | None = None,
+    s3_timeout: float = 30.0,
     token: str | Sequence[Token] | None = None,
     tls: tuple[bytes, bytes] | None = None,
     tls_client_ca: bytes | None = None,
@@ -81,7 +83,9 @@ def create_server(
 ) -> tuple[ParamStoreServer, int]:
     """Build a server on `address` (port 0 picks a free one) and return it with its port.
 
-    Stores are recovered from `data_dir`. `token`: every RPC but health needs
+    Stores are recovered from `data_dir`, a folder or `s3://BUCKET[/PREFIX]` (`s3_endpoint`
+    overrides `AWS_ENDPOINT_URL`; an S3 request stalled `s3_timeout` seconds fails). `token`:
+    every RPC but health needs
     `authorization: Bearer <token>`; a list of `Token`s accepts any of them, a read-only one
     only for reads (`paramstore.server.auth`). `tls`: (certificate chain PEM, private key
     PEM). `tls_client_ca`: with `tls`, clients must present a certificate signed by this CA
@@ -92,7 +96,8 @@ def create_server(
     `http://HOST:PORT/metrics` on the address's host (0: a free port). Raises `RuntimeError`
     when the address cannot be bound, `OSError` when the metrics port cannot.
     """
-    registry = StoreRegistry(data_dir, keep=keep, max_tensor_bytes=max_tensor_bytes)
+    registry = StoreRegistry(data_dir, keep=keep, max_tensor_bytes=max_tensor_bytes,
+                             s3_endpoint=s3_endpoint, s3_timeout=s3_timeout)
     tokens = [Token(token)] if isinstance(token, str) else list(token or ())
     interceptors = [TokenCheck(tokens)] if tokens else []
     # The metrics interceptor goes first (outermost), so that refused calls are counted too.
@@ -180,7 +185,7 @@ def serve(address: str = DEFAULT_ADDRESS, **options: Any) -> None:
     server.start()
     host = address.rsplit(":", 1)[0]
     _log.info("paramstore serving on %s:%d (data in %s)", host, port,
-              Path(options.get("data_dir", DEFAULT_DATA_DIR)).resolve())
+              server.registry.catalog.backend.location())
     if server.metrics is not None:
         _log.info("paramstore metrics on http://%s:%d/metrics", host, server.metrics.port)
 
@@ -202,7 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--address", default=DEFAULT_ADDRESS,
                         help=f"host:port to listen on (default {DEFAULT_ADDRESS})")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                        help=f"folder of the snapshots (default {DEFAULT_DATA_DIR})")
+                        help="where stores are kept: a local folder or s3://BUCKET/PREFIX "
+                             f"(default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--s3-endpoint", metavar="URL",
+                        help="endpoint of the S3-compatible storage (default: AWS_ENDPOINT_URL, "
+                             "else AWS S3)")
+    parser.add_argument("--s3-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="seconds an S3 request may stall before it fails with UNAVAILABLE "
+                             "(default 30)")
     parser.add_argument("--token-file", type=Path,
                         help="file of bearer tokens, one per line: 'TOKEN' or 'TOKEN read-only'")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key)")
@@ -237,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         token = read_tokens(args.token_file) if args.token_file else None
         tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert else None
         client_ca = args.tls_client_ca.read_bytes() if args.tls_client_ca else None
-        serve(args.address, data_dir=args.data_dir, token=token, tls=tls,
+        serve(args.address, data_dir=args.data_dir, s3_endpoint=args.s3_endpoint,
+              s3_timeout=args.s3_timeout,
+              token=token, tls=tls,
               tls_client_ca=client_ca, keep=args.keep, limits=_limits(args),
               max_tensor_bytes=args.max_tensor_bytes, max_import_bytes=args.max_import_bytes,
               worker_timeout=args.worker_timeout, snapshot_every=args.snapshot_every,

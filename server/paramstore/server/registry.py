@@ -22,7 +22,13 @@ from paramstore.server.errors import (
     StoreNotFound,
 )
 from paramstore.server.initialization import initialize
-from paramstore.server.storage import Catalog, Contents, LocalBackend, PendingSnapshot, SnapshotInfo
+from paramstore.server.storage import (
+    Catalog,
+    Contents,
+    PendingSnapshot,
+    SnapshotInfo,
+    open_backend,
+)
 from paramstore.server.storage.codec import NO_STEP
 from paramstore.server.stores import Store, StoreState
 
@@ -41,9 +47,12 @@ class StoreRegistry:
         *,
         keep: int = 0,
         max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+        s3_endpoint: str | None = None,
+        s3_timeout: float = 30.0,
     ) -> None:
-        self.catalog = Catalog(LocalBackend(data_dir), keep=keep,
-                               max_tensor_bytes=max_tensor_bytes)
+        """`data_dir`: a local folder or `s3://BUCKET[/PREFIX]` (see `storage.open_backend`)."""
+        backend = open_backend(data_dir, s3_endpoint=s3_endpoint, s3_timeout=s3_timeout)
+        self.catalog = Catalog(backend, keep=keep, max_tensor_bytes=max_tensor_bytes)
         self.max_tensor_bytes = max_tensor_bytes
         self._lock = threading.Lock()
         self._stores: dict[str, Store] = {}

@@ -306,6 +306,9 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
+_ITEMSIZES = {name: np.dtype(name).itemsize for name in validation.DTYPES}
+
+
 def validated_info(
     name: str,
     shape: Shape,
@@ -319,8 +322,7 @@ def validated_info(
     validation.parameter_name(name)
     if alias_of:
         validation.parameter_name(alias_of)
-    validation.dtype(dtype)
-    itemsize = np.dtype(dtype).itemsize
+    itemsize = _ITEMSIZES[validation.dtype(dtype)]
     checked_shape = None if shape is None else validation.shape(name, shape, itemsize, max_bytes)
     return ParameterInfo(
         name=name,

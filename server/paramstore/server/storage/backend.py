@@ -45,6 +45,10 @@ class Backend(ABC):
         """A small object's bytes. Raises `FileNotFoundError`."""
 
     @abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """`length` bytes of object `key` from byte `start`. Raises `FileNotFoundError`."""
+
+    @abstractmethod
     def local_file(self, key: str) -> AbstractContextManager[str]:
         """A local file holding object `key`, for as long as the context lasts (the object's own
         file where the backend is local). Raises `FileNotFoundError`."""

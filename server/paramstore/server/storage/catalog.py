@@ -97,6 +97,7 @@ class _Record:
     info: SnapshotInfo
     parameters: str  # the data object's key
     optimizer: str | None
+    checksums: dict[str, int]  # CRC-32C of each tensor the parameters hold
 
 
 @dataclass
@@ -320,10 +321,15 @@ class Catalog:
         token = secrets.token_hex(4)
         parameters = f"{files.prefix}/data/{snapshot_id}.{token}.safetensors"
         optimizer = None
+        checksums: dict[str, int] = {}
+
+        def produce(path: str) -> None:  # the checksums go in the record, computed meanwhile
+            checksums.update(checkpoint.write(path, tensors, aliases=aliases,
+                                              metadata=file_metadata, checksums_in_header=False))
+
         try:
             with _storage_errors("write the snapshot"), _refusals():
-                size = self.backend.write(parameters, lambda path: checkpoint.write(
-                    path, tensors, aliases=aliases, metadata=file_metadata))
+                size = self.backend.write(parameters, produce)
                 if contents.optimizer is not None:
                     optimizer = f"{files.prefix}/data/{snapshot_id}.{token}.optimizer.safetensors"
                     self.backend.write(optimizer, lambda path: opt.write_states(
@@ -335,7 +341,7 @@ class Catalog:
                 files.name, snapshot_id, step, int(file_metadata[codec.CREATED_KEY]),
                 dict(metadata), size, contents.state.version,
             )
-            record = _Record(info, parameters, optimizer)
+            record = _Record(info, parameters, optimizer, checksums)
             with files.lock:  # a delete commits its tombstone under this lock: never both
                 if files.deleted:
                     raise StoreNotFound(f"store {files.name!r} was deleted meanwhile")
@@ -347,9 +353,11 @@ class Catalog:
         return record
 
     def _verify(self, key: str) -> None:
-        """The reader's checks on a written file, before it may be committed."""
+        """The reader's checks of the file's structure (its header within the readers' limit,
+        every tensor within the data) on the written file, before it may be committed. What
+        the listing holds passed the same checks a reader applies when it entered the store."""
         with _refusals(), self.backend.local_file(key) as path:
-            codec.check_listing(checkpoint.read_metadata(path), self.max_tensor_bytes)
+            checkpoint.check_readable(path)
 
     def _apply_retention(self, files: _StoreFiles) -> None:
         if not self.keep:
@@ -387,7 +395,8 @@ class Catalog:
         try:
             with _storage_errors("read the snapshot"), \
                     self.backend.local_file(record.parameters) as path:
-                state = codec.decode(checkpoint.open_mapped(path), self.max_tensor_bytes)
+                loaded = checkpoint.open_mapped(path, record.checksums)
+                state = codec.decode(loaded, self.max_tensor_bytes)
             optimizer = None
             if record.optimizer is not None:
                 with _storage_errors("read the snapshot"), \
@@ -445,13 +454,14 @@ class Catalog:
                     loaded = checkpoint.open_mapped(path)
             except checkpoint.CheckpointError as error:
                 raise InvalidArgument(f"not a valid safetensors file: {error}") from None
+            checksums = checkpoint.checksums_of(loaded)
             state = codec.decode(loaded, self.max_tensor_bytes)
             reached("import.verified")
             info = SnapshotInfo(
                 name, snapshot_id, codec.snapshot_step(loaded.metadata), time.time_ns(),
                 codec.user_metadata(loaded.metadata), size, state.version,
             )
-            record = _Record(info, parameters, None)
+            record = _Record(info, parameters, None, checksums)
             self._commit(f"{files.prefix}/snapshots/{snapshot_id}.json", _record_json(record))
             reached("import.snapshot-recorded")
             self._commit(f"{files.prefix}/created", _created_record(name))
@@ -577,7 +587,8 @@ def _record_json(record: _Record) -> bytes:
         "id": info.id, "step": info.step, "created_unix_nanos": info.created_unix_nanos,
         "metadata": info.metadata, "size_bytes": info.size_bytes, "version": info.version,
         "parameters": record.parameters, "optimizer": record.optimizer,
-    }).encode()
+        "checksums": record.checksums,
+    }, separators=(",", ":")).encode()
 
 
 def _parse_record(store: str, data: bytes) -> _Record:
@@ -591,4 +602,9 @@ def _parse_record(store: str, data: bytes) -> _Record:
         int(raw["created_unix_nanos"]), metadata, int(raw["size_bytes"]), int(raw["version"]),
     )
     optimizer = raw["optimizer"]
-    return _Record(info, str(raw["parameters"]), None if optimizer is None else str(optimizer))
+    checksums = raw["checksums"]
+    if not isinstance(checksums, dict) or not all(
+            isinstance(value, int) for value in checksums.values()):
+        raise ValueError("checksums must map tensor names to integers")
+    return _Record(info, str(raw["parameters"]), None if optimizer is None else str(optimizer),
+                   checksums)

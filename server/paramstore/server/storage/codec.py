@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from paramstore import checkpoint
+from paramstore.server import validation
 from paramstore.server.errors import InvalidArgument
 from paramstore.server.stores import ParameterInfo, StoreState, validated_info
 
@@ -29,6 +30,8 @@ CREATED_KEY = "paramstore.created"
 VERSION_KEY = "paramstore.version"
 PARAMETERS_KEY = "paramstore.parameters"
 NO_STEP = -1
+# `dtype.name` is slow enough to dominate a store of many tiny tensors.
+_DTYPE_NAMES = {np.dtype(name): name for name in validation.DTYPES}
 
 
 # ---- a store state <-> a checkpoint ------------------------------------------------------------
@@ -82,7 +85,7 @@ def decode(loaded: checkpoint.Checkpoint, max_bytes: int = 1 << 62) -> StoreStat
             raise InvalidArgument(f"the file lists parameter {name!r} twice")
         array = stored.get(name)
         if array is not None:
-            shape, dtype = array.shape, array.dtype.name
+            shape, dtype = array.shape, _DTYPE_NAMES.get(array.dtype) or array.dtype.name
         elif entry.get("alias_of"):
             shape, dtype = None, "float32"  # replaced by the target's below
         else:
@@ -108,19 +111,6 @@ def decode(loaded: checkpoint.Checkpoint, max_bytes: int = 1 << 62) -> StoreStat
     prefix = loaded.metadata.get(PREFIX_KEY, "")
     version = _int(loaded.metadata.get(VERSION_KEY), 0)
     return StoreState(prefix, version, parameters, stored)
-
-
-def check_listing(metadata: Mapping[str, str], max_bytes: int) -> None:
-    """The checks `decode` applies to a file's listing, on its metadata alone (a written file is
-    verified with these before it is committed). Raises `InvalidArgument`."""
-    raw = metadata.get(PARAMETERS_KEY)
-    if raw is None:
-        return
-    for entry in _parsed_listing(raw):
-        shape = entry.get("shape")
-        validated_info(entry["name"], None if shape is None else tuple(shape),
-                       entry.get("dtype", "float32"), entry.get("label", ""),
-                       entry.get("kind", "Parameter"), entry.get("alias_of"), max_bytes)
 
 
 def _parsed_listing(raw: str) -> list[dict[str, Any]]:

@@ -58,6 +58,10 @@ class LocalBackend(Backend):
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        with open(self._path(key), "rb") as file:
+            return os.pread(file.fileno(), length, start)
+
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[str]:
         path = self._path(key)
@@ -92,7 +96,7 @@ class LocalBackend(Backend):
 
     def remove_partial_writes(self, prefix: str) -> None:
         folder = self._path(prefix)
-        for parent, folders, files in os.walk(folder, topdown=False):
+        for parent, _, files in os.walk(folder, topdown=False):
             for name in files:
                 if name.startswith("."):
                     Path(parent, name).unlink(missing_ok=True)

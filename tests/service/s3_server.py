@@ -1,0 +1,63 @@
+"""moto's S3-compatible server on loopback, as the tests' object storage (a real HTTP server
+speaking the S3 protocol, as s3fs's own suite uses it; no client is mocked).
+
+`moto_server` comes with the test extras; a missing one fails the tests, never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "paramstore-tests",
+    "AWS_SECRET_ACCESS_KEY": "paramstore-tests",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A `moto_server` process on a free loopback port; yields its endpoint URL."""
+    os.environ.update(CREDENTIALS)  # the SDK, server processes and boto3 read these
+    port = free_port()
+    command = Path(sys.executable).with_name("moto_server")
+    process = subprocess.Popen([str(command), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.kill()
+        process.wait()
+
+
+def new_bucket(endpoint: str) -> str:
+    """A fresh, empty bucket: every test its own."""
+    name = f"paramstore-{uuid.uuid4().hex[:16]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=name)
+    return name
