@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from paramstore import autograd, nd
 from paramstore.base import EngineError
-from paramstore.nd import ops
+from paramstore.nd import activations, conv, normalization, ops
 
 rng = np.random.default_rng(42)
 
@@ -117,6 +117,54 @@ CASES = [
     ("getitem slice", lambda a: a[:, 1:3], (rand(3, 4),)),
     ("getitem int and slice", lambda a: a[2, ::2], (rand(3, 4),)),
     ("getitem full integer index", lambda a: a[1, 2], (rand(3, 4),)),
+    ("softsign", lambda a: nd.softsign(a), (rand(2, 3),)),
+    ("Activation softsign", lambda a: nd.Activation(a, act_type="softsign"), (rand(2, 3),)),
+    # convolution, pooling, padding
+    ("Convolution 1d", lambda x, w, b: nd.Convolution(x, w, b, kernel=(3,), num_filter=2),
+     (rand(2, 3, 6), rand(2, 3, 3), rand(2))),
+    ("Convolution 2d strided padded dilated grouped",
+     lambda x, w: nd.Convolution(x, w, kernel=(2, 3), stride=(2, 1), pad=(1, 2), dilate=(1, 2),
+                                 num_filter=4, num_group=2, no_bias=True),
+     (rand(1, 4, 5, 4), rand(4, 2, 2, 3))),
+    ("Convolution 3d", lambda x, w, b: nd.Convolution(x, w, b, kernel=(2, 2, 2), stride=2),
+     (rand(1, 2, 3, 4, 3), rand(2, 2, 2, 2, 2), rand(2))),
+    ("Convolution NHWC", lambda x, w, b: nd.Convolution(x, w, b, kernel=(2, 2), layout="NHWC"),
+     (rand(1, 3, 4, 2), rand(3, 2, 2, 2), rand(3))),
+    ("Deconvolution", lambda x, w, b: nd.Deconvolution(
+        x, w, b, kernel=(3, 2), stride=(2, 2), pad=(1, 0), adj=(1, 1), num_group=2),
+     (rand(1, 4, 3, 3), rand(4, 1, 3, 2), rand(2))),
+    ("Deconvolution 1d dilated", lambda x, w: nd.Deconvolution(
+        x, w, kernel=(2,), dilate=(2,), no_bias=True), (rand(2, 2, 4), rand(2, 3, 2))),
+    ("Pooling max ceil padded", lambda x: nd.Pooling(
+        x, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pooling_convention="full"),
+     (distinct(1, 2, 6, 5),)),
+    ("Pooling avg exclude pad", lambda x: nd.Pooling(
+        x, kernel=(2, 2), pool_type="avg", pad=(1, 1), stride=(2, 2), count_include_pad=False),
+     (rand(1, 2, 4, 5),)),
+    ("Pooling sum 1d", lambda x: nd.Pooling(x, kernel=(2,), pool_type="sum", stride=(1,)),
+     (rand(2, 2, 5),)),
+    ("Pooling global avg 3d", lambda x: nd.Pooling(x, global_pool=True, pool_type="avg"),
+     (rand(1, 2, 2, 3, 2),)),
+    ("pad reflect", lambda x: nd.pad(x, mode="reflect", pad_width=(0, 0, 0, 0, 2, 1, 1, 2)),
+     (rand(1, 2, 3, 4),)),
+    ("pad edge", lambda x: nd.pad(x, mode="edge", pad_width=(0, 0, 0, 0, 1, 1, 0, 2)),
+     (rand(2, 1, 2, 3),)),
+    ("pad constant 5d", lambda x: nd.pad(
+        x, mode="constant", pad_width=(0, 0, 0, 0, 1, 0, 0, 1, 2, 0), constant_value=3.0),
+     (rand(1, 1, 2, 2, 2),)),
+    # activations and normalizations
+    ("LeakyReLU leaky", lambda x: nd.LeakyReLU(x, act_type="leaky", slope=0.1), (rand(2, 3),)),
+    ("LeakyReLU elu", lambda x: nd.LeakyReLU(x, act_type="elu", slope=0.7), (rand(2, 3),)),
+    ("LeakyReLU selu", lambda x: nd.LeakyReLU(x, act_type="selu"), (rand(2, 3),)),
+    ("LeakyReLU gelu", lambda x: nd.LeakyReLU(x, act_type="gelu"), (rand(2, 3),)),
+    ("LeakyReLU prelu", lambda x, g: nd.LeakyReLU(x, g, act_type="prelu"),
+     (rand(2, 3, 2), rand(3))),
+    ("LeakyReLU prelu shared", lambda x, g: nd.LeakyReLU(x, g, act_type="prelu"),
+     (rand(2, 3), rand(1))),
+    ("InstanceNorm", lambda x, g, b: nd.InstanceNorm(x, g, b, eps=1e-3),
+     (rand(2, 3, 4), rand(3), rand(3))),
+    ("GroupNorm", lambda x, g, b: nd.GroupNorm(x, g, b, num_groups=2),
+     (rand(2, 4, 3), rand(2), rand(2))),
 ]
 
 # Inputs that are indices or conditions, not differentiated.
@@ -138,11 +186,12 @@ ALIASES = {"broadcast_add", "broadcast_sub", "broadcast_mul", "broadcast_div", "
            "elemwise_sub", "elemwise_mul", "elemwise_div", "Flatten"}
 
 
-def test_every_operator_in_ops_has_a_gradient_check():
+@pytest.mark.parametrize("module", [ops, conv, activations, normalization])
+def test_every_operator_in_ops_has_a_gradient_check(module):
     public = {
-        name for name, value in vars(ops).items()
+        name for name, value in vars(module).items()
         if callable(value) and not name.startswith("_") and not inspect.isclass(value)
-        and getattr(value, "__module__", None) == ops.__name__
+        and getattr(value, "__module__", None) == module.__name__
     }
     checked = {name.split(" ")[0] for name, _, _ in CASES}
     missing = public - checked - CHECKED_SEPARATELY - NOT_DIFFERENTIABLE - ALIASES

@@ -1,6 +1,8 @@
 """`paramstore.nd`: arrays and the operators on them (Gluon's `mx.nd`)."""
 
 from paramstore.nd import random
+from paramstore.nd.activations import LeakyReLU
+from paramstore.nd.conv import Convolution, Deconvolution, Pooling, pad
 from paramstore.nd.ndarray import (
     NDArray,
     arange,
@@ -14,6 +16,7 @@ from paramstore.nd.ndarray import (
     zeros,
     zeros_like,
 )
+from paramstore.nd.normalization import GroupNorm, InstanceNorm
 from paramstore.nd.ops import (
     Activation,
     Dropout,
@@ -59,6 +62,7 @@ from paramstore.nd.ops import (
     sign,
     softmax,
     softrelu,
+    softsign,
     sparse_softmax_cross_entropy,
     sqrt,
     square,
@@ -80,4 +84,9 @@ __all__ = [
     "reshape", "sigmoid", "sign", "softmax", "softrelu", "sparse_softmax_cross_entropy", "sqrt",
     "square", "stack", "subtract",
     "sum", "tanh", "transpose", "waitall", "where", "zeros", "zeros_like",
+]
+# Convolution, pooling, activation and normalization operators.
+__all__ += [
+    "Convolution", "Deconvolution", "GroupNorm", "InstanceNorm", "LeakyReLU", "pad", "Pooling",
+    "softsign",
 ]

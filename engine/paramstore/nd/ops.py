@@ -127,12 +127,17 @@ sigmoid = _unary("sigmoid", _sigmoid, lambda g, x, o: g * o * (1 - o))
 tanh = _unary("tanh", np.tanh, lambda g, x, o: g * (1 - o * o))
 softrelu = _unary("softrelu", _softrelu, lambda g, x, o: g * _sigmoid(x))
 sign = _unary("sign", np.sign, lambda g, x, o: np.zeros_like(g))
+softsign = _unary(
+    "softsign", lambda x: x / (1 + np.abs(x)), lambda g, x, o: g / np.square(1 + np.abs(x))
+)
 
-_ACTIVATIONS = {"relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softrelu": softrelu}
+_ACTIVATIONS = {
+    "relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softrelu": softrelu, "softsign": softsign,
+}
 
 
 def Activation(data: NDArray, act_type: str) -> NDArray:
-    """Apply the activation named `act_type` (relu, sigmoid, tanh, softrelu)."""
+    """Apply the activation named `act_type` (relu, sigmoid, tanh, softrelu, softsign)."""
     try:
         return _ACTIVATIONS[act_type](data)
     except KeyError:
