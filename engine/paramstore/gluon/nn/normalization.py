@@ -1,4 +1,5 @@
-"""BatchNorm and LayerNorm, built from `nd` operators (their gradients come from the tape)."""
+"""BatchNorm, LayerNorm, InstanceNorm and GroupNorm, built from `nd` operators (their gradients
+come from the tape)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from paramstore import _tape, nd
 from paramstore.gluon.block import HybridBlock
 from paramstore.nd.ndarray import NDArray
 
-__all__ = ["BatchNorm", "LayerNorm"]
+__all__ = ["BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm"]
 
 
 def _kwargs_text(kwargs: dict[str, Any]) -> str:
@@ -167,3 +168,87 @@ class LayerNorm(HybridBlock):
         var = nd.mean(nd.square(x - mean), axis=self._axis, keepdims=True)
         out = _normalize(x, mean, var, self._epsilon)
         return out * gamma.reshape(along) + beta.reshape(along)
+
+
+def _channel_param(block: HybridBlock, name: str, learnt: bool, shape: tuple[int, ...],
+                   initializer: Any, **kwargs: Any) -> Any:
+    """A scale or shift parameter: learnt (grad_req 'write') or left at its initial value."""
+    return block.params.get(
+        name, grad_req="write" if learnt else "null", shape=shape, init=initializer, **kwargs
+    )
+
+
+class InstanceNorm(HybridBlock):
+    """Normalizes each sample's each channel (axis `axis`) over the other axes, then scales
+    (`gamma`, only learnt when `scale`) and shifts (`beta`, learnt when `center`)."""
+
+    def __init__(
+        self,
+        axis: int = 1,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = False,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        in_channels: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
+        self._axis = axis
+        self._epsilon = epsilon
+        self.gamma = _channel_param(self, "gamma", scale, (in_channels,), gamma_initializer,
+                                    allow_deferred_init=True)
+        self.beta = _channel_param(self, "beta", center, (in_channels,), beta_initializer,
+                                   allow_deferred_init=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({_kwargs_text(self._kwargs)}, "
+            f"in_channels={self.gamma.shape[0]})"
+        )
+
+    def infer_shape(self, x: Any, *args: Any) -> None:
+        channels = x.shape[self._axis]
+        self.gamma.shape = (channels,)
+        self.beta.shape = (channels,)
+
+    def hybrid_forward(self, F: Any, x: NDArray, gamma: NDArray, beta: NDArray) -> NDArray:
+        if self._axis in (1, 1 - x.ndim):
+            return F.InstanceNorm(x, gamma, beta, eps=self._epsilon)
+        swap = list(range(x.ndim))
+        swap[1], swap[self._axis] = swap[self._axis], swap[1]
+        out = F.InstanceNorm(F.transpose(x, swap), gamma, beta, eps=self._epsilon)
+        return F.transpose(out, swap)
+
+
+class GroupNorm(HybridBlock):
+    """Splits the channels (axis 1) into `num_groups` groups, normalizes each sample's each
+    group, then scales (`gamma`) and shifts (`beta`), one value per group."""
+
+    def __init__(
+        self,
+        num_groups: int = 1,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        prefix: str | None = None,
+        params: Any = None,
+    ) -> None:
+        super().__init__(prefix=prefix, params=params)
+        self._kwargs = {"eps": epsilon, "num_groups": num_groups, "center": center,
+                        "scale": scale}
+        self._num_groups = num_groups
+        self._epsilon = epsilon
+        self.gamma = _channel_param(self, "gamma", scale, (num_groups,), gamma_initializer,
+                                    allow_deferred_init=True)
+        self.beta = _channel_param(self, "beta", center, (num_groups,), beta_initializer,
+                                   allow_deferred_init=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_kwargs_text(self._kwargs)})"
+
+    def hybrid_forward(self, F: Any, x: NDArray, gamma: NDArray, beta: NDArray) -> NDArray:
+        return F.GroupNorm(x, gamma, beta, num_groups=self._num_groups, eps=self._epsilon)
