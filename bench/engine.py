@@ -1,25 +1,46 @@
-"""Training-step throughput of the engine as a ratio to hand-written NumPy, measured in one run.
+"""Training-step throughput of the engine as a ratio to a baseline measured in the same run.
 
-Two workloads: (a) a 784-1024-1024-10 MLP on a batch of 256 (dominated by matrix products: the
-ratio shows what the engine adds to the arithmetic) and (b) the chapter's nested net,
-4 x (Dense 32, Dense 16) then Dense 10, on a (2, 20) batch (tiny arrays: the ratio shows per-op
-overhead). Each step is forward, softmax cross-entropy, backward and an SGD update. Runs of the
-two sides alternate so that a noisy neighbour slows both; the best of the rounds is reported.
-PyTorch eager is measured beside them when it is installed.
+Three workloads: (a) a 784-1024-1024-10 MLP on a batch of 256 (dominated by matrix products: the
+ratio to hand-written NumPy shows what the engine adds to the arithmetic), (b) the chapter's
+nested net, 4 x (Dense 32, Dense 16) then Dense 10, on a (2, 20) batch (tiny arrays: the ratio
+shows per-op overhead) and (c) LeNet (Conv2D 6@5x5, MaxPool, Conv2D 16@5x5, MaxPool, Dense 120,
+84, 10) on a batch of 64 28x28 images, against PyTorch eager. Each step is forward, softmax
+cross-entropy, backward and an SGD update. Runs of the sides alternate so that a noisy neighbour
+slows all of them; the best of the rounds is reported. NumPy's BLAS and PyTorch run on the same
+number of threads (`--threads`, default 1). PyTorch is measured when it can be imported, from
+this environment or from the venv named by `--torch-venv`:
 
-    python bench/engine.py [--rounds 7]
+    python bench/engine.py [--rounds 5] [--threads 1] [--torch-venv /path/to/venv]
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
+import sys
 import time
 from collections.abc import Callable
 
-import numpy as np
 
-from paramstore import autograd, gluon, nd
-from paramstore.gluon import nn
+def _threads_from_argv() -> str:
+    # BLAS reads its thread count when NumPy loads, so it is set before the imports below.
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1]
+    return "1"
+
+
+THREADS = _threads_from_argv()
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_variable] = THREADS
+
+import numpy as np  # noqa: E402
+
+from paramstore import autograd, gluon, nd  # noqa: E402
+from paramstore.gluon import nn  # noqa: E402
 
 LEARNING_RATE = 0.01
 
@@ -106,12 +127,24 @@ def engine_step(
     return step
 
 
+def import_torch(venv: str | None) -> object | None:
+    """PyTorch from this environment, else from `venv`'s site-packages (searched last, so
+    NumPy stays this environment's); None when neither has it."""
+    if venv:
+        sys.path.extend(glob.glob(os.path.join(venv, "lib", "python3*", "site-packages")))
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(int(THREADS))
+    return torch
+
+
 def torch_step(layers: list[tuple[int, int, bool]], batch: int) -> Callable[[], None] | None:
     try:
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     modules: list = []
     for i, o, relu in layers:
         modules.append(torch.nn.Linear(i, o))
@@ -131,6 +164,52 @@ def torch_step(layers: list[tuple[int, int, bool]], batch: int) -> Callable[[], 
     return step
 
 
+def lenet_engine_step(batch: int) -> Callable[[], None]:
+    net = nn.HybridSequential()
+    net.add(
+        nn.Conv2D(6, 5, activation="relu"), nn.MaxPool2D(),
+        nn.Conv2D(16, 5, activation="relu"), nn.MaxPool2D(),
+        nn.Dense(120, activation="relu"), nn.Dense(84, activation="relu"), nn.Dense(10),
+    )
+    net.initialize()
+    rng = np.random.default_rng(0)
+    x = nd.array(rng.uniform(size=(batch, 1, 28, 28)))
+    labels = nd.array(rng.integers(0, 10, batch))
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LEARNING_RATE})
+
+    def step() -> None:
+        with autograd.record():
+            value = loss(net(x), labels)
+        value.backward()
+        trainer.step(batch)
+
+    return step
+
+
+def lenet_torch_step(batch: int) -> Callable[[], None] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    t = torch.nn
+    net = t.Sequential(
+        t.Conv2d(1, 6, 5), t.ReLU(), t.MaxPool2d(2), t.Conv2d(6, 16, 5), t.ReLU(), t.MaxPool2d(2),
+        t.Flatten(), t.Linear(256, 120), t.ReLU(), t.Linear(120, 84), t.ReLU(), t.Linear(84, 10),
+    )
+    optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
+    x = torch.rand(batch, 1, 28, 28)
+    labels = torch.randint(0, 10, (batch,))
+    loss = t.CrossEntropyLoss()
+
+    def step() -> None:
+        optimizer.zero_grad()
+        loss(net(x), labels).backward()
+        optimizer.step()
+
+    return step
+
+
 def steps_per_second(step: Callable[[], None], seconds: float) -> float:
     step()
     count, start = 0, time.perf_counter()
@@ -140,15 +219,20 @@ def steps_per_second(step: Callable[[], None], seconds: float) -> float:
     return count / elapsed
 
 
+def best_rates(sides: dict[str, Callable[[], None]], rounds: int, seconds: float) -> dict:
+    best = {side: 0.0 for side in sides}
+    for _ in range(rounds):
+        for side, step in sides.items():
+            best[side] = max(best[side], steps_per_second(step, seconds))
+    return best
+
+
 def compare(name: str, layers: list, batch: int, nested: bool, rounds: int, seconds: float) -> None:
     sides = {"numpy": numpy_step(layers, batch), "paramstore": engine_step(layers, batch, nested)}
     torch = torch_step(layers, batch)
     if torch is not None:
         sides["pytorch"] = torch
-    best = {side: 0.0 for side in sides}
-    for _ in range(rounds):
-        for side, step in sides.items():
-            best[side] = max(best[side], steps_per_second(step, seconds))
+    best = best_rates(sides, rounds, seconds)
     print(f"{name}: hand-written NumPy {best['numpy']:.1f} steps/s")
     for side in sides:
         if side != "numpy":
@@ -156,15 +240,39 @@ def compare(name: str, layers: list, batch: int, nested: bool, rounds: int, seco
             print(f"  {side:<11} {best[side]:9.1f} steps/s  ratio to NumPy {ratio:.2f}")
 
 
+def compare_lenet(batch: int, rounds: int, seconds: float) -> None:
+    sides = {"paramstore": lenet_engine_step(batch)}
+    torch = lenet_torch_step(batch)
+    if torch is not None:
+        sides["pytorch"] = torch
+    best = best_rates(sides, rounds, seconds)
+    name = f"(c) LeNet, batch {batch}"
+    if torch is None:
+        print(f"{name}: paramstore {best['paramstore']:.1f} steps/s (PyTorch not found)")
+        return
+    print(f"{name}: PyTorch eager {best['pytorch']:.1f} steps/s")
+    ratio = best["paramstore"] / best["pytorch"]
+    print(f"  {'paramstore':<11} {best['paramstore']:9.1f} steps/s  ratio to PyTorch {ratio:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="per side per round")
+    parser.add_argument("--threads", default="1", help="BLAS and PyTorch threads")
+    parser.add_argument("--torch-venv", help="a venv with PyTorch, when this one has none")
+    parser.add_argument("--only", choices=["mlp", "nested", "lenet"], help="one workload")
     args = parser.parse_args()
-    compare("(a) MLP 784-1024-1024-10, batch 256", mlp_layers(), 256, False, args.rounds,
-            args.seconds)
-    compare("(b) nested net 4x(32,16)+10, batch 2", nested_layers(), 2, True, args.rounds,
-            args.seconds)
+    import_torch(args.torch_venv)
+    print(f"threads: {THREADS}")
+    if args.only in (None, "mlp"):
+        compare("(a) MLP 784-1024-1024-10, batch 256", mlp_layers(), 256, False, args.rounds,
+                args.seconds)
+    if args.only in (None, "nested"):
+        compare("(b) nested net 4x(32,16)+10, batch 2", nested_layers(), 2, True, args.rounds,
+                args.seconds)
+    if args.only in (None, "lenet"):
+        compare_lenet(64, args.rounds, args.seconds)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from paramstore._memory import keep_freed_memory
 from paramstore._tape import STATE, run_backward, store_leaf_grads
 from paramstore.base import EngineError
 
@@ -65,6 +66,7 @@ def _scope(recording: bool | None, training: bool | None) -> Iterator[None]:
 
 def record(train_mode: bool = True) -> contextmanager:  # type: ignore[valid-type]
     """Record operations for backward; training mode as given (default on)."""
+    keep_freed_memory()  # training repeats the same large allocations every step
     return _scope(True, train_mode)
 
 

@@ -10,6 +10,7 @@ Layouts are channels-first (NCW, NCHW, NCDHW) or channels-last (NWC, NHWC, NDHWC
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -116,18 +117,31 @@ class _Windows:
         order = (0, 1) + tuple(range(2 + spatial, 2 + 2 * spatial)) + axes
         return np.ascontiguousarray(view.transpose(order))
 
-    def scatter(self, columns: np.ndarray) -> np.ndarray:
-        """col2im: add columns (N, C, *kernel, *out) back onto an unpadded input's shape."""
-        n, c = columns.shape[:2]
-        total = np.zeros((n, c) + self.padded, dtype=columns.dtype)
-        for offset in np.ndindex(*self.kernel):
-            where = tuple(
+    def placements(self) -> Iterator[tuple[int, tuple[int, ...], tuple[slice, ...]]]:
+        """Each kernel offset: its number, itself, and where its elements of every window sit
+        on the padded spatial axes (slices giving `out`)."""
+        for number, offset in enumerate(np.ndindex(*self.kernel)):
+            yield number, offset, tuple(
                 slice(k * d, k * d + s * (o - 1) + 1, s)
                 for k, d, s, o in zip(offset, self.dilate, self.stride, self.out)
             )
-            total[_ALL2 + where] += columns[_ALL2 + offset]
+
+    def scatter(self, part: Callable[[int, tuple[int, ...]], np.ndarray], lead: tuple,
+                trail: tuple, dtype: Any) -> np.ndarray:
+        """col2im: add each kernel offset's part (*lead, *out, *trail) back onto the input's
+        spatial shape, between the same leading and trailing axes."""
+        # Windows that tile the input exactly write each element once: no zeros, no sums.
+        tiles = self.kernel == self.stride and all(
+            o * s == p for o, s, p in zip(self.out, self.stride, self.padded))
+        total = (np.empty if tiles else np.zeros)(lead + self.padded + trail, dtype=dtype)
+        before, after = (slice(None),) * len(lead), (slice(None),) * len(trail)
+        for number, offset, where in self.placements():
+            if tiles:
+                total[before + where + after] = part(number, offset)
+            else:
+                total[before + where + after] += part(number, offset)
         inside = tuple(slice(b, b + n) for b, n in zip(self.before, self.spatial))
-        return total[_ALL2 + inside]
+        return total[before + inside + after]
 
 
 # ---- convolution ------------------------------------------------------------------------------
@@ -147,12 +161,20 @@ def _correlate(x: np.ndarray, w: np.ndarray, win: _Windows, groups: int) -> tupl
 
 
 def _correlate_transpose(g: np.ndarray, w: np.ndarray, win: _Windows, groups: int) -> np.ndarray:
-    """The transpose of `_correlate` in its input: (N, O, *out) -> (N, C, *spatial)."""
-    n = g.shape[0]
+    """The transpose of `_correlate` in its input: (N, O, *out) -> (N, C, *spatial).
+
+    The columns are made batch-last, (C, *kernel, *out, N), so that col2im adds runs of N or
+    more contiguous numbers rather than rows as short as the output's width.
+    """
+    n, channels = g.shape[0], w.shape[1] * groups
     filters = w.reshape(groups, w.shape[0] // groups, -1)
-    g_grouped = g.reshape(n, groups, w.shape[0] // groups, -1)
-    columns = np.matmul(filters.transpose(0, 2, 1), g_grouped)
-    return win.scatter(columns.reshape((n, w.shape[1] * groups) + win.kernel + win.out))
+    g_last = np.moveaxis(g, 0, -1).reshape(groups, w.shape[0] // groups, -1)
+    columns = np.matmul(filters.transpose(0, 2, 1), g_last)
+    columns = columns.reshape((channels,) + win.kernel + win.out + (n,))
+    every = (slice(None),)
+    total = win.scatter(lambda number, offset: columns[every + offset], (channels,), (n,),
+                        columns.dtype)
+    return np.ascontiguousarray(np.moveaxis(total, -1, 0))
 
 
 def _filter_grad(g: np.ndarray, columns: np.ndarray, w_shape: tuple, groups: int) -> np.ndarray:
@@ -330,6 +352,39 @@ def _pool_counts(win: _Windows, include_pad: bool) -> np.ndarray:
     return counts
 
 
+def _pool_windows(x: np.ndarray, win: _Windows, pool_type: str) -> tuple[np.ndarray, Any]:
+    """Each window's maximum (with the number of its kernel offset, the first on ties) or sum.
+
+    Small windows are read one kernel offset at a time from strided views; large ones (global
+    pooling) are copied out as columns and reduced along one axis.
+    """
+    fill = -np.inf if pool_type == "max" else 0.0
+    if math.prod(win.kernel) > math.prod(win.out):
+        columns = win.columns(x, fill).reshape(x.shape[:2] + (-1,) + win.out)
+        if pool_type != "max":
+            return columns.sum(axis=2), None
+        best = columns.argmax(axis=2)
+        y = np.take_along_axis(columns, best[:, :, None], axis=2)[:, :, 0]
+    else:
+        padded = win.pad(x, fill)
+        placements = win.placements()
+        _, _, where = next(placements)
+        y = padded[_ALL2 + where].copy()
+        count = math.prod(win.kernel)
+        best = np.zeros(y.shape, np.min_scalar_type(count)) if pool_type == "max" else None
+        for number, _, where in placements:
+            part = padded[_ALL2 + where]
+            if best is None:
+                y += part
+                continue
+            # Strictly greater: the first maximum wins, as in Gluon.
+            np.copyto(best, number, where=part > y)
+            np.maximum(y, part, out=y)
+    if best is not None:
+        y[np.isneginf(y)] = 0  # a window wholly in the padding has no element: Gluon gives 0
+    return y, best
+
+
 def Pooling(
     data: NDArray,
     kernel: Any = (),
@@ -376,31 +431,21 @@ def Pooling(
         win = _Windows(x.shape[2:], size, strides, (1,) * spatial, padding, after)
     win.check("Pooling", data.shape)
     n, c = x.shape[:2]
-    fill = -np.inf if pool_type == "max" else 0.0
-    columns = win.columns(x, fill).reshape((n, c, -1) + win.out)
+    y, best = _pool_windows(x, win, pool_type)
     counts = None
-    if pool_type == "max":
-        best = columns.argmax(axis=2)[:, :, None]
-        y = np.take_along_axis(columns, best, axis=2)[:, :, 0]
-        # A window lying wholly in the padding has no element: Gluon gives 0 there.
-        y[np.isneginf(y)] = 0
-    else:
-        y = columns.sum(axis=2)
-        if pool_type == "avg":
-            counts = _pool_counts(win, count_include_pad).astype(x.dtype)
-            y = np.divide(y, counts, out=np.zeros_like(y), where=counts > 0)
+    if pool_type == "avg":
+        counts = _pool_counts(win, count_include_pad).astype(x.dtype)
+        y = np.divide(y, counts, out=np.zeros_like(y), where=counts > 0)
     out = _wrap(_restore_layout(y.astype(x.dtype, copy=False), layout))
 
     def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
         g = _channels_first("Pooling", g, spatial, layout)
-        if pool_type == "max":
-            spread = np.zeros_like(columns)
-            np.put_along_axis(spread, best, g[:, :, None], axis=2)
+        if counts is not None:
+            g = np.divide(g, counts, out=np.zeros_like(g), where=counts > 0)
+        if best is None:
+            grad = win.scatter(lambda number, offset: g, (n, c), (), g.dtype)
         else:
-            if counts is not None:
-                g = np.divide(g, counts, out=np.zeros_like(g), where=counts > 0)
-            spread = np.broadcast_to(g[:, :, None], columns.shape)
-        grad = win.scatter(spread.reshape((n, c) + win.kernel + win.out))
+            grad = win.scatter(lambda number, offset: g * (best == number), (n, c), (), g.dtype)
         return (_restore_layout(grad, layout),)
 
     return _record1("Pooling", out, data, backward)
