@@ -195,3 +195,16 @@ def test_lambda_names_an_unknown_operator():
         nn.Lambda("no_such_op")
     with pytest.raises(ValueError, match="Unrecognized function in lambda: 3"):
         nn.HybridLambda(3)
+
+
+def test_deconvolution_target_shape_chooses_padding_and_adj_as_mxnet_does():
+    x = nd.array(np.arange(120).reshape(1, 6, 4, 5) / 10)
+    w = nd.array(np.arange(108).reshape(6, 2, 3, 3) / 50)
+    kwargs = {"kernel": (3, 3), "stride": (2, 2), "num_filter": 2, "no_bias": True}
+    y = nd.Deconvolution(x, w, target_shape=(8, 9), **kwargs)
+    explicit = nd.Deconvolution(x, w, pad=(1, 1), adj=(1, 0), **kwargs)
+    np.testing.assert_array_equal(y.asnumpy(), explicit.asnumpy())
+    # MXNet 1.9.1 (its own kernels: MXNET_MKLDNN_ENABLED=0) gives this shape and these sums.
+    assert y.shape == (1, 2, 8, 9)
+    assert float(y.sum().asscalar()) == pytest.approx(14701.3203125, rel=1e-6)
+    assert float((y * y).sum().asscalar()) == pytest.approx(1884177.25, rel=1e-6)

@@ -282,6 +282,7 @@ def Deconvolution(
     dilate: Any = (),
     pad: Any = (),
     adj: Any = (),
+    target_shape: Any = (),
     num_filter: int = 0,
     num_group: int = 1,
     no_bias: bool = False,
@@ -290,7 +291,8 @@ def Deconvolution(
 ) -> NDArray:
     """The transpose of Convolution: `data` (N, C, *spatial) with `weight`
     (C, num_filter/num_group, *kernel) gives (N, num_filter, *out), where per axis
-    `out = (n - 1)*stride - 2*pad + dilate*(kernel-1) + 1 + adj` (`adj` < stride)."""
+    `out = (n - 1)*stride - 2*pad + dilate*(kernel-1) + 1 + adj` (`adj` < stride).
+    `target_shape` asks for an output size instead: `pad` and `adj` are then derived from it."""
     spatial = _spatial_count("Deconvolution", kernel, layout, weight.ndim)
     x = _channels_first("Deconvolution", data._data, spatial, layout)
     w = _filters_first("Deconvolution", weight._data, spatial, layout)
@@ -306,6 +308,15 @@ def Deconvolution(
     dilation = _ints(dilate, spatial, "dilate", 1)
     padding = _ints(pad, spatial, "pad", 0)
     extra = _ints(adj, spatial, "adj", 0)
+    if target_shape:
+        target = _ints(target_shape, spatial, "target_shape", 0)
+        excess = [
+            (n - 1) * s + d * (k - 1) + 1 - t
+            for n, s, d, k, t in zip(x.shape[2:], strides, dilation, kernel, target)
+        ]
+        if any(e < 0 for e in excess):
+            raise EngineError(f"Deconvolution: target_shape {target} is too large for the input")
+        padding, extra = tuple((e + 1) // 2 for e in excess), tuple(e % 2 for e in excess)
     if any(a >= s and a for a, s in zip(extra, strides)):
         raise EngineError(f"Deconvolution: adj {extra} must be smaller than stride {strides}")
     size = tuple(
