@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def _threads_from_argv() -> str:
@@ -111,10 +112,15 @@ def engine_step(
         net.add(dense(10, False))
     else:
         net.add(*(dense(units, relu) for _, units, relu in layers))
+    return gluon_step(net, (batch, layers[0][0]))
+
+
+def gluon_step(net: nn.Block, shape: tuple[int, ...]) -> Callable[[], None]:
+    """One SGD step of `net` on a fixed batch of `shape` with ten classes, as a user writes it."""
     net.initialize()
     rng = np.random.default_rng(0)
-    x = nd.array(rng.uniform(size=(batch, layers[0][0])))
-    labels = nd.array(rng.integers(0, 10, batch))
+    x = nd.array(rng.uniform(size=shape))
+    labels = nd.array(rng.integers(0, 10, shape[0]))
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LEARNING_RATE})
 
@@ -122,7 +128,7 @@ def engine_step(
         with autograd.record():
             value = loss(net(x), labels)
         value.backward()
-        trainer.step(batch)
+        trainer.step(shape[0])
 
     return step
 
@@ -150,10 +156,14 @@ def torch_step(layers: list[tuple[int, int, bool]], batch: int) -> Callable[[], 
         modules.append(torch.nn.Linear(i, o))
         if relu:
             modules.append(torch.nn.ReLU())
-    net = torch.nn.Sequential(*modules)
+    return torch_sgd_step(torch, torch.nn.Sequential(*modules), (batch, layers[0][0]))
+
+
+def torch_sgd_step(torch: Any, net: Any, shape: tuple[int, ...]) -> Callable[[], None]:
+    """The same SGD step in PyTorch eager."""
     optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
-    x = torch.rand(batch, layers[0][0])
-    labels = torch.randint(0, 10, (batch,))
+    x = torch.rand(*shape)
+    labels = torch.randint(0, 10, (shape[0],))
     loss = torch.nn.CrossEntropyLoss()
 
     def step() -> None:
@@ -171,20 +181,7 @@ def lenet_engine_step(batch: int) -> Callable[[], None]:
         nn.Conv2D(16, 5, activation="relu"), nn.MaxPool2D(),
         nn.Dense(120, activation="relu"), nn.Dense(84, activation="relu"), nn.Dense(10),
     )
-    net.initialize()
-    rng = np.random.default_rng(0)
-    x = nd.array(rng.uniform(size=(batch, 1, 28, 28)))
-    labels = nd.array(rng.integers(0, 10, batch))
-    loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LEARNING_RATE})
-
-    def step() -> None:
-        with autograd.record():
-            value = loss(net(x), labels)
-        value.backward()
-        trainer.step(batch)
-
-    return step
+    return gluon_step(net, (batch, 1, 28, 28))
 
 
 def lenet_torch_step(batch: int) -> Callable[[], None] | None:
@@ -197,17 +194,7 @@ def lenet_torch_step(batch: int) -> Callable[[], None] | None:
         t.Conv2d(1, 6, 5), t.ReLU(), t.MaxPool2d(2), t.Conv2d(6, 16, 5), t.ReLU(), t.MaxPool2d(2),
         t.Flatten(), t.Linear(256, 120), t.ReLU(), t.Linear(120, 84), t.ReLU(), t.Linear(84, 10),
     )
-    optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
-    x = torch.rand(batch, 1, 28, 28)
-    labels = torch.randint(0, 10, (batch,))
-    loss = t.CrossEntropyLoss()
-
-    def step() -> None:
-        optimizer.zero_grad()
-        loss(net(x), labels).backward()
-        optimizer.step()
-
-    return step
+    return torch_sgd_step(torch, net, (batch, 1, 28, 28))
 
 
 def steps_per_second(step: Callable[[], None], seconds: float) -> float:

@@ -221,6 +221,47 @@ def _filters_first(op: str, w: np.ndarray, spatial: int, layout: str | None) -> 
     return np.moveaxis(w, -1, 1) if layout is not None and layout[1] != "C" else w
 
 
+def _operands(
+    op: str, data: NDArray, weight: NDArray, bias: NDArray | None, kernel: Any, num_filter: int,
+    num_group: int, no_bias: bool, layout: str | None,
+) -> tuple[int, np.ndarray, np.ndarray, tuple[int, ...], Any]:
+    """The checked operands of a (de)convolution, channels first: spatial axes, input, weight,
+    kernel and bias (None without one)."""
+    spatial = _spatial_count(op, kernel, layout, weight.ndim)
+    x = _channels_first(op, data._data, spatial, layout)
+    w = _filters_first(op, weight._data, spatial, layout)
+    kernel = _ints(kernel or w.shape[2:], spatial, "kernel", 1)
+    _check_filters(op, x.shape[1], w, num_group)
+    if w.shape[2:] != kernel:
+        raise EngineError(f"{op}: weight of shape {w.shape} does not fit kernel {kernel}")
+    outputs = w.shape[0] if op == "Convolution" else w.shape[1] * num_group
+    if num_filter and num_filter != outputs:
+        raise EngineError(f"{op}: num_filter={num_filter} but the weight gives {outputs}")
+    return spatial, x, w, kernel, _bias_data(op, bias, no_bias, outputs)
+
+
+def _recorded(
+    op: str, y: np.ndarray, b: Any, layout: str | None, inputs: tuple, grads: Callable
+) -> NDArray:
+    """`y` plus the bias, in the caller's layout, on the tape; `grads(g, needs)` gives the
+    channels-first gradients of the input and the weight."""
+    spatial = y.ndim - 2
+    if b is not None:
+        y += _bias_view(b, spatial)
+    out = _wrap(_restore_layout(y, layout))
+
+    def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
+        g = _channels_first(op, g, spatial, layout)
+        gx, gw = grads(g, needs)
+        result = (
+            None if gx is None else _restore_layout(gx, layout),
+            None if gw is None else _restore_layout(gw, layout),
+        )
+        return result if b is None else result + (_sum_but_channels(g) if needs[2] else None,)
+
+    return _record(op, out, inputs if b is not None else inputs[:2], backward)
+
+
 def Convolution(
     data: NDArray,
     weight: NDArray,
@@ -240,37 +281,21 @@ def Convolution(
     Output spatial size per axis: `(n + 2*pad - dilate*(kernel-1) - 1) // stride + 1`.
     Wrong ranks, channel counts or a kernel larger than the padded input raise `EngineError`.
     """
-    spatial = _spatial_count("Convolution", kernel, layout, weight.ndim)
-    x = _channels_first("Convolution", data._data, spatial, layout)
-    w = _filters_first("Convolution", weight._data, spatial, layout)
-    kernel = _ints(kernel or w.shape[2:], spatial, "kernel", 1)
-    _check_filters("Convolution", x.shape[1], w, num_group)
-    if w.shape[2:] != kernel:
-        raise EngineError(f"Convolution: weight of shape {w.shape} does not fit kernel {kernel}")
-    if num_filter and num_filter != w.shape[0]:
-        raise EngineError(f"Convolution: num_filter={num_filter} but weight has {w.shape[0]}")
-    b = _bias_data("Convolution", bias, no_bias, w.shape[0])
+    spatial, x, w, kernel, b = _operands(
+        "Convolution", data, weight, bias, kernel, num_filter, num_group, no_bias, layout)
     padding = _ints(pad, spatial, "pad", 0)
     win = _Windows(x.shape[2:], kernel, _ints(stride, spatial, "stride", 1),
                    _ints(dilate, spatial, "dilate", 1), padding, padding)
     win.check("Convolution", data.shape)
     y, columns = _correlate(x, w, win, num_group)
-    if b is not None:
-        y += _bias_view(b, spatial)
-    out = _wrap(_restore_layout(y, layout))
 
-    def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
-        g = _channels_first("Convolution", g, spatial, layout)
-        gx = _correlate_transpose(g, w, win, num_group) if needs[0] else None
-        gw = _filter_grad(g, columns, w.shape, num_group) if needs[1] else None
-        grads = (
-            None if gx is None else _restore_layout(gx, layout),
-            None if gw is None else _restore_layout(gw, layout),
+    def grads(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
+        return (
+            _correlate_transpose(g, w, win, num_group) if needs[0] else None,
+            _filter_grad(g, columns, w.shape, num_group) if needs[1] else None,
         )
-        return grads if b is None else grads + (_sum_but_channels(g) if needs[2] else None,)
 
-    inputs = (data, weight) if b is None else (data, weight, bias)
-    return _record("Convolution", out, inputs, backward)
+    return _recorded("Convolution", y, b, layout, (data, weight, bias), grads)
 
 
 def Deconvolution(
@@ -293,17 +318,8 @@ def Deconvolution(
     (C, num_filter/num_group, *kernel) gives (N, num_filter, *out), where per axis
     `out = (n - 1)*stride - 2*pad + dilate*(kernel-1) + 1 + adj` (`adj` < stride).
     `target_shape` asks for an output size instead: `pad` and `adj` are then derived from it."""
-    spatial = _spatial_count("Deconvolution", kernel, layout, weight.ndim)
-    x = _channels_first("Deconvolution", data._data, spatial, layout)
-    w = _filters_first("Deconvolution", weight._data, spatial, layout)
-    kernel = _ints(kernel or w.shape[2:], spatial, "kernel", 1)
-    _check_filters("Deconvolution", x.shape[1], w, num_group)
-    if w.shape[2:] != kernel:
-        raise EngineError(f"Deconvolution: weight of shape {w.shape} does not fit kernel {kernel}")
-    channels = w.shape[1] * num_group
-    if num_filter and num_filter != channels:
-        raise EngineError(f"Deconvolution: num_filter={num_filter} but weight gives {channels}")
-    b = _bias_data("Deconvolution", bias, no_bias, channels)
+    spatial, x, w, kernel, b = _operands(
+        "Deconvolution", data, weight, bias, kernel, num_filter, num_group, no_bias, layout)
     strides = _ints(stride, spatial, "stride", 1)
     dilation = _ints(dilate, spatial, "dilate", 1)
     padding = _ints(pad, spatial, "pad", 0)
@@ -328,22 +344,15 @@ def Deconvolution(
     # The convolution whose input gradient this is: from `size` down to `x`'s spatial shape.
     win = _Windows(size, kernel, strides, dilation, padding, padding)
     y = _correlate_transpose(x, w, win, num_group)
-    if b is not None:
-        y += _bias_view(b, spatial)
-    out = _wrap(_restore_layout(y, layout))
 
-    def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
-        g = _channels_first("Deconvolution", g, spatial, layout)
+    def grads(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
         gx, columns = _correlate(g, w, win, num_group)
-        gw = _filter_grad(x, columns, w.shape, num_group) if needs[1] else None
-        grads = (
-            _restore_layout(gx, layout) if needs[0] else None,
-            None if gw is None else _restore_layout(gw, layout),
+        return (
+            gx if needs[0] else None,
+            _filter_grad(x, columns, w.shape, num_group) if needs[1] else None,
         )
-        return grads if b is None else grads + (_sum_but_channels(g) if needs[2] else None,)
 
-    inputs = (data, weight) if b is None else (data, weight, bias)
-    return _record("Deconvolution", out, inputs, backward)
+    return _recorded("Deconvolution", y, b, layout, (data, weight, bias), grads)
 
 
 # ---- pooling ----------------------------------------------------------------------------------

@@ -123,7 +123,50 @@ class BatchNorm(HybridBlock):
         return _tape.record1("BatchNorm", NDArray._wrap(out._data), out, backward)
 
 
-class LayerNorm(HybridBlock):
+def _scale_and_shift(
+    block: HybridBlock, shape: tuple[int, ...], center: bool, scale: bool,
+    beta_initializer: Any, gamma_initializer: Any,
+) -> tuple[Any, Any]:
+    """The `gamma` and `beta` parameters of a normalization, learnt when `scale` / `center`."""
+    gamma = block.params.get(
+        "gamma", grad_req="write" if scale else "null", shape=shape, init=gamma_initializer,
+        allow_deferred_init=True,
+    )
+    beta = block.params.get(
+        "beta", grad_req="write" if center else "null", shape=shape, init=beta_initializer,
+        allow_deferred_init=True,
+    )
+    return gamma, beta
+
+
+class _ChannelNorm(HybridBlock):
+    """LayerNorm's and InstanceNorm's shared half: a `gamma` and a `beta` per channel of axis
+    `axis` (learnt when `scale` / `center`), inferred at the first forward pass."""
+
+    def __init__(
+        self, axis: int, epsilon: float, center: bool, scale: bool, beta_initializer: Any,
+        gamma_initializer: Any, in_channels: int, **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
+        self._axis = axis
+        self._epsilon = epsilon
+        self.gamma, self.beta = _scale_and_shift(
+            self, (in_channels,), center, scale, beta_initializer, gamma_initializer)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({_kwargs_text(self._kwargs)}, "
+            f"in_channels={self.gamma.shape[0]})"
+        )
+
+    def infer_shape(self, x: Any, *args: Any) -> None:
+        channels = x.shape[self._axis]
+        self.gamma.shape = (channels,)
+        self.beta.shape = (channels,)
+
+
+class LayerNorm(_ChannelNorm):
     """Normalizes each sample over axis `axis`, then scales (`gamma`) and shifts (`beta`)."""
 
     def __init__(
@@ -138,29 +181,8 @@ class LayerNorm(HybridBlock):
         prefix: str | None = None,
         params: Any = None,
     ) -> None:
-        super().__init__(prefix=prefix, params=params)
-        self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
-        self._axis = axis
-        self._epsilon = epsilon
-        self.gamma = self.params.get(
-            "gamma", grad_req="write" if scale else "null", shape=(in_channels,),
-            init=gamma_initializer, allow_deferred_init=True,
-        )
-        self.beta = self.params.get(
-            "beta", grad_req="write" if center else "null", shape=(in_channels,),
-            init=beta_initializer, allow_deferred_init=True,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({_kwargs_text(self._kwargs)}, "
-            f"in_channels={self.gamma.shape[0]})"
-        )
-
-    def infer_shape(self, x: Any, *args: Any) -> None:
-        channels = x.shape[self._axis]
-        self.gamma.shape = (channels,)
-        self.beta.shape = (channels,)
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         in_channels, prefix=prefix, params=params)
 
     def hybrid_forward(self, F: Any, x: NDArray, gamma: NDArray, beta: NDArray) -> NDArray:
         along = _along(self._axis, x.ndim)
@@ -170,15 +192,7 @@ class LayerNorm(HybridBlock):
         return out * gamma.reshape(along) + beta.reshape(along)
 
 
-def _channel_param(block: HybridBlock, name: str, learnt: bool, shape: tuple[int, ...],
-                   initializer: Any, **kwargs: Any) -> Any:
-    """A scale or shift parameter: learnt (grad_req 'write') or left at its initial value."""
-    return block.params.get(
-        name, grad_req="write" if learnt else "null", shape=shape, init=initializer, **kwargs
-    )
-
-
-class InstanceNorm(HybridBlock):
+class InstanceNorm(_ChannelNorm):
     """Normalizes each sample's each channel (axis `axis`) over the other axes, then scales
     (`gamma`, only learnt when `scale`) and shifts (`beta`, learnt when `center`)."""
 
@@ -193,25 +207,8 @@ class InstanceNorm(HybridBlock):
         in_channels: int = 0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self._kwargs = {"eps": epsilon, "axis": axis, "center": center, "scale": scale}
-        self._axis = axis
-        self._epsilon = epsilon
-        self.gamma = _channel_param(self, "gamma", scale, (in_channels,), gamma_initializer,
-                                    allow_deferred_init=True)
-        self.beta = _channel_param(self, "beta", center, (in_channels,), beta_initializer,
-                                   allow_deferred_init=True)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({_kwargs_text(self._kwargs)}, "
-            f"in_channels={self.gamma.shape[0]})"
-        )
-
-    def infer_shape(self, x: Any, *args: Any) -> None:
-        channels = x.shape[self._axis]
-        self.gamma.shape = (channels,)
-        self.beta.shape = (channels,)
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         in_channels, **kwargs)
 
     def hybrid_forward(self, F: Any, x: NDArray, gamma: NDArray, beta: NDArray) -> NDArray:
         if self._axis in (1, 1 - x.ndim):
@@ -242,10 +239,8 @@ class GroupNorm(HybridBlock):
                         "scale": scale}
         self._num_groups = num_groups
         self._epsilon = epsilon
-        self.gamma = _channel_param(self, "gamma", scale, (num_groups,), gamma_initializer,
-                                    allow_deferred_init=True)
-        self.beta = _channel_param(self, "beta", center, (num_groups,), beta_initializer,
-                                   allow_deferred_init=True)
+        self.gamma, self.beta = _scale_and_shift(
+            self, (num_groups,), center, scale, beta_initializer, gamma_initializer)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({_kwargs_text(self._kwargs)})"
