@@ -208,3 +208,14 @@ def test_deconvolution_target_shape_chooses_padding_and_adj_as_mxnet_does():
     assert y.shape == (1, 2, 8, 9)
     assert float(y.sum().asscalar()) == pytest.approx(14701.3203125, rel=1e-6)
     assert float((y * y).sum().asscalar()) == pytest.approx(1884177.25, rel=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"kernel": (0, 3)}, r"kernel must be at least 1 on every axis, got \(0, 3\)"),
+    ({"kernel": (3, 3), "stride": 0}, r"stride must be at least 1"),
+    ({"kernel": (3, 3), "pad": (-1, 0)}, r"pad must be at least 0"),
+    ({"kernel": (3, 3), "dilate": (1, 1, 1)}, r"dilate must have 2 values"),
+])
+def test_convolution_refuses_impossible_window_arguments(kwargs, message):
+    with pytest.raises(EngineError, match=message):
+        nd.Convolution(nd.ones((1, 1, 5, 5)), nd.ones((1, 1, 3, 3)), num_filter=1, **kwargs)

@@ -31,14 +31,17 @@ _ALL2 = (slice(None), slice(None))  # every sample, every channel
 
 # ---- arguments --------------------------------------------------------------------------------
 def _ints(value: Any, count: int, name: str, default: int) -> tuple[int, ...]:
-    """`value` as `count` ints: an int is repeated, () or None means `default`."""
+    """`value` as `count` ints of at least `default`: an int is repeated, () or None means
+    `default` on every axis."""
     if value is None or value == ():
         return (default,) * count
     if isinstance(value, (int, np.integer)):
-        return (int(value),) * count
+        value = (int(value),) * count
     value = tuple(int(v) for v in value)
     if len(value) != count:
         raise EngineError(f"{name} must have {count} values, one per spatial axis, got {value}")
+    if any(v < default for v in value):
+        raise EngineError(f"{name} must be at least {default} on every axis, got {value}")
     return value
 
 

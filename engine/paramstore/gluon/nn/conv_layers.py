@@ -142,8 +142,9 @@ class _ConvTranspose(_Conv):
 
 
 def _conv_args(
-    name: str, count: int, kernel_size: Any, layout: str, output_padding: Any = None
+    count: int, kernel_size: Any, layout: str, output_padding: Any = None
 ) -> tuple[Any, Any]:
+    """The kernel size and output padding as Gluon keeps them, after its checks."""
     _check_layout(layout, count, "conv")
     kernel_size = _repeat(kernel_size, count)
     _require(
@@ -168,7 +169,7 @@ class Conv1D(_Conv):
                  activation: str | None = None, use_bias: bool = True,
                  weight_initializer: Any = None, bias_initializer: Any = "zeros",
                  in_channels: int = 0, **kwargs: Any) -> None:
-        kernel_size, _ = _conv_args("Conv1D", 1, kernel_size, layout)
+        kernel_size, _ = _conv_args(1, kernel_size, layout)
         super().__init__(channels, kernel_size, strides, padding, dilation, groups, layout,
                          in_channels, activation, use_bias, weight_initializer,
                          bias_initializer, **kwargs)
@@ -182,7 +183,7 @@ class Conv2D(_Conv):
                  layout: str = "NCHW", activation: str | None = None, use_bias: bool = True,
                  weight_initializer: Any = None, bias_initializer: Any = "zeros",
                  in_channels: int = 0, **kwargs: Any) -> None:
-        kernel_size, _ = _conv_args("Conv2D", 2, kernel_size, layout)
+        kernel_size, _ = _conv_args(2, kernel_size, layout)
         super().__init__(channels, kernel_size, strides, padding, dilation, groups, layout,
                          in_channels, activation, use_bias, weight_initializer,
                          bias_initializer, **kwargs)
@@ -196,7 +197,7 @@ class Conv3D(_Conv):
                  layout: str = "NCDHW", activation: str | None = None, use_bias: bool = True,
                  weight_initializer: Any = None, bias_initializer: Any = "zeros",
                  in_channels: int = 0, **kwargs: Any) -> None:
-        kernel_size, _ = _conv_args("Conv3D", 3, kernel_size, layout)
+        kernel_size, _ = _conv_args(3, kernel_size, layout)
         super().__init__(channels, kernel_size, strides, padding, dilation, groups, layout,
                          in_channels, activation, use_bias, weight_initializer,
                          bias_initializer, **kwargs)
@@ -210,7 +211,7 @@ class Conv1DTranspose(_ConvTranspose):
                  layout: str = "NCW", activation: str | None = None, use_bias: bool = True,
                  weight_initializer: Any = None, bias_initializer: Any = "zeros",
                  in_channels: int = 0, **kwargs: Any) -> None:
-        kernel_size, adj = _conv_args("Conv1DTranspose", 1, kernel_size, layout, output_padding)
+        kernel_size, adj = _conv_args(1, kernel_size, layout, output_padding)
         super().__init__(channels, kernel_size, strides, padding, dilation, groups, layout,
                          in_channels, activation, use_bias, weight_initializer,
                          bias_initializer, adj=adj, **kwargs)
@@ -225,7 +226,7 @@ class Conv2DTranspose(_ConvTranspose):
                  groups: int = 1, layout: str = "NCHW", activation: str | None = None,
                  use_bias: bool = True, weight_initializer: Any = None,
                  bias_initializer: Any = "zeros", in_channels: int = 0, **kwargs: Any) -> None:
-        kernel_size, adj = _conv_args("Conv2DTranspose", 2, kernel_size, layout, output_padding)
+        kernel_size, adj = _conv_args(2, kernel_size, layout, output_padding)
         super().__init__(channels, kernel_size, strides, padding, dilation, groups, layout,
                          in_channels, activation, use_bias, weight_initializer,
                          bias_initializer, adj=adj, **kwargs)
@@ -241,7 +242,7 @@ class Conv3DTranspose(_ConvTranspose):
                  activation: str | None = None, use_bias: bool = True,
                  weight_initializer: Any = None, bias_initializer: Any = "zeros",
                  in_channels: int = 0, **kwargs: Any) -> None:
-        kernel_size, adj = _conv_args("Conv3DTranspose", 3, kernel_size, layout, output_padding)
+        kernel_size, adj = _conv_args(3, kernel_size, layout, output_padding)
         super().__init__(channels, kernel_size, strides, padding, dilation, groups, layout,
                          in_channels, activation, use_bias, weight_initializer,
                          bias_initializer, adj=adj, **kwargs)
