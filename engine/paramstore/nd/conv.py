@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from paramstore._tape import STATE
 from paramstore._tape import record as _record
 from paramstore._tape import record1 as _record1
 from paramstore.base import EngineError
@@ -375,35 +376,43 @@ def _pool_counts(win: _Windows, include_pad: bool) -> np.ndarray:
     return counts
 
 
-def _pool_windows(x: np.ndarray, win: _Windows, pool_type: str) -> tuple[np.ndarray, Any]:
-    """Each window's maximum (with the number of its kernel offset, the first on ties) or sum.
+def _pool_windows(
+    x: np.ndarray, win: _Windows, pool_type: str, track: bool
+) -> tuple[np.ndarray, Any]:
+    """Each window's maximum or sum; with `track`, also which kernel offset held each maximum
+    (the first on ties), for the backward pass.
 
     Small windows are read one kernel offset at a time from strided views; large ones (global
     pooling) are copied out as columns and reduced along one axis.
     """
     fill = -np.inf if pool_type == "max" else 0.0
+    best = None
     if math.prod(win.kernel) > math.prod(win.out):
         columns = win.columns(x, fill).reshape(x.shape[:2] + (-1,) + win.out)
         if pool_type != "max":
             return columns.sum(axis=2), None
-        best = columns.argmax(axis=2)
-        y = np.take_along_axis(columns, best[:, :, None], axis=2)[:, :, 0]
+        if track:
+            best = columns.argmax(axis=2)
+            y = np.take_along_axis(columns, best[:, :, None], axis=2)[:, :, 0]
+        else:
+            y = columns.max(axis=2)
     else:
         padded = win.pad(x, fill)
         placements = win.placements()
         _, _, where = next(placements)
         y = padded[_ALL2 + where].copy()
-        count = math.prod(win.kernel)
-        best = np.zeros(y.shape, np.min_scalar_type(count)) if pool_type == "max" else None
+        if pool_type == "max" and track:
+            best = np.zeros(y.shape, np.min_scalar_type(math.prod(win.kernel)))
         for number, _, where in placements:
             part = padded[_ALL2 + where]
-            if best is None:
+            if pool_type != "max":
                 y += part
                 continue
-            # Strictly greater: the first maximum wins, as in Gluon.
-            np.copyto(best, number, where=part > y)
+            if best is not None:
+                # Strictly greater: the first maximum wins, as in Gluon.
+                np.copyto(best, number, where=part > y)
             np.maximum(y, part, out=y)
-    if best is not None:
+    if pool_type == "max":
         y[np.isneginf(y)] = 0  # a window wholly in the padding has no element: Gluon gives 0
     return y, best
 
@@ -454,7 +463,7 @@ def Pooling(
         win = _Windows(x.shape[2:], size, strides, (1,) * spatial, padding, after)
     win.check("Pooling", data.shape)
     n, c = x.shape[:2]
-    y, best = _pool_windows(x, win, pool_type)
+    y, best = _pool_windows(x, win, pool_type, STATE.recording and data._node is not None)
     counts = None
     if pool_type == "avg":
         counts = _pool_counts(win, count_include_pad).astype(x.dtype)
