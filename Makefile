@@ -21,8 +21,9 @@ test: $(STAMP)
 soak: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# PyTorch is never a dependency: `make bench TORCH_VENV=/path/to/venv` borrows it for the LeNet baseline.
 bench: $(STAMP)
-	$(PY) bench/engine.py
+	$(PY) bench/engine.py $(if $(TORCH_VENV),--torch-venv $(TORCH_VENV))
 
 bench-service: $(STAMP)
 	$(PY) bench/service.py
