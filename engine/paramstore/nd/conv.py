@@ -135,7 +135,7 @@ class _Windows:
         """col2im: add each kernel offset's part (*lead, *out, *trail) back onto the input's
         spatial shape, between the same leading and trailing axes."""
         # Windows that tile the input exactly write each element once: no zeros, no sums.
-        tiles = self.kernel == self.stride and all(
+        tiles = self.extent == self.stride and all(
             o * s == p for o, s, p in zip(self.out, self.stride, self.padded))
         total = (np.empty if tiles else np.zeros)(lead + self.padded + trail, dtype=dtype)
         before, after = (slice(None),) * len(lead), (slice(None),) * len(trail)
