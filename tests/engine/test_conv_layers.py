@@ -219,3 +219,14 @@ def test_deconvolution_target_shape_chooses_padding_and_adj_as_mxnet_does():
 def test_convolution_refuses_impossible_window_arguments(kwargs, message):
     with pytest.raises(EngineError, match=message):
         nd.Convolution(nd.ones((1, 1, 5, 5)), nd.ones((1, 1, 3, 3)), num_filter=1, **kwargs)
+
+
+def test_conv_activation_is_fused_unless_a_hook_watches_it():
+    conv = nn.Conv2D(3, 2, activation="sigmoid", in_channels=2)
+    conv.initialize()
+    x = nd.array(rng.standard_normal((1, 2, 4, 4)))
+    fused = conv(x).asnumpy()
+    seen = []
+    conv.act.register_forward_hook(lambda block, inputs, out: seen.append(out.shape))
+    np.testing.assert_allclose(conv(x).asnumpy(), fused, rtol=1e-6)
+    assert seen == [(1, 3, 3, 3)]

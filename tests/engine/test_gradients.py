@@ -128,6 +128,12 @@ CASES = [
      (rand(1, 4, 5, 4), rand(4, 2, 2, 3))),
     ("Convolution 3d", lambda x, w, b: nd.Convolution(x, w, b, kernel=(2, 2, 2), stride=2),
      (rand(1, 2, 3, 4, 3), rand(2, 2, 2, 2, 2), rand(2))),
+    ("Convolution fused relu",
+     lambda x, w, b: nd.Convolution(x, w, b, kernel=(2,), act_type="relu"),
+     (rand(2, 2, 5), rand(3, 2, 2), rand(3))),
+    ("Deconvolution fused tanh", lambda x, w: nd.Deconvolution(
+        x, w, kernel=(2, 2), stride=(2, 1), no_bias=True, act_type="tanh"),
+     (rand(1, 2, 2, 3), rand(2, 2, 2, 2))),
     ("Convolution NHWC", lambda x, w, b: nd.Convolution(x, w, b, kernel=(2, 2), layout="NHWC"),
      (rand(1, 3, 4, 2), rand(3, 2, 2, 2), rand(3))),
     ("Deconvolution", lambda x, w, b: nd.Deconvolution(

@@ -21,6 +21,7 @@ from paramstore._tape import record as _record
 from paramstore._tape import record1 as _record1
 from paramstore.base import EngineError
 from paramstore.nd.ndarray import NDArray
+from paramstore.nd.ops import _DENSE_ACTIVATIONS as _FUSED_ACTIVATIONS
 
 __all__ = ["Convolution", "Deconvolution", "Pooling", "pad"]
 
@@ -244,18 +245,37 @@ def _operands(
     return spatial, x, w, kernel, _bias_data(op, bias, no_bias, outputs)
 
 
+def _fused(act_type: str | None) -> Any:
+    """The (in-place forward, derivative from the output) pair of a fused activation."""
+    if act_type is None:
+        return None
+    try:
+        return _FUSED_ACTIVATIONS[act_type]
+    except KeyError:
+        raise EngineError(
+            f"unknown act_type {act_type!r}; choose one of {sorted(_FUSED_ACTIVATIONS)}"
+        ) from None
+
+
 def _recorded(
-    op: str, y: np.ndarray, b: Any, layout: str | None, inputs: tuple, grads: Callable
+    op: str, y: np.ndarray, b: Any, act_type: str | None, layout: str | None, inputs: tuple,
+    grads: Callable,
 ) -> NDArray:
-    """`y` plus the bias, in the caller's layout, on the tape; `grads(g, needs)` gives the
-    channels-first gradients of the input and the weight."""
+    """`act(y + bias)`, in the caller's layout, on the tape; `grads(g, needs)` gives the
+    channels-first gradients of the input and the weight. The activation is fused: one op,
+    computed in place, its derivative taken from the output."""
     spatial = y.ndim - 2
     if b is not None:
         y += _bias_view(b, spatial)
+    activation = _fused(act_type)
+    if activation is not None:
+        y = activation[0](y)
     out = _wrap(_restore_layout(y, layout))
 
     def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple:
         g = _channels_first(op, g, spatial, layout)
+        if activation is not None:
+            g = g * activation[1](y)
         gx, gw = grads(g, needs)
         result = (
             None if gx is None else _restore_layout(gx, layout),
@@ -278,12 +298,14 @@ def Convolution(
     num_group: int = 1,
     no_bias: bool = False,
     layout: str | None = None,
+    act_type: str | None = None,
     **ignored: Any,
 ) -> NDArray:
     """Cross-correlate `data` (N, C, *spatial) with `weight` (num_filter, C/num_group, *kernel).
 
     Output spatial size per axis: `(n + 2*pad - dilate*(kernel-1) - 1) // stride + 1`.
     Wrong ranks, channel counts or a kernel larger than the padded input raise `EngineError`.
+    `act_type` (relu, sigmoid, tanh, softrelu; not in MXNet) fuses an activation into the op.
     """
     spatial, x, w, kernel, b = _operands(
         "Convolution", data, weight, bias, kernel, num_filter, num_group, no_bias, layout)
@@ -299,7 +321,7 @@ def Convolution(
             _filter_grad(g, columns, w.shape, num_group) if needs[1] else None,
         )
 
-    return _recorded("Convolution", y, b, layout, (data, weight, bias), grads)
+    return _recorded("Convolution", y, b, act_type, layout, (data, weight, bias), grads)
 
 
 def Deconvolution(
@@ -316,12 +338,14 @@ def Deconvolution(
     num_group: int = 1,
     no_bias: bool = False,
     layout: str | None = None,
+    act_type: str | None = None,
     **ignored: Any,
 ) -> NDArray:
     """The transpose of Convolution: `data` (N, C, *spatial) with `weight`
     (C, num_filter/num_group, *kernel) gives (N, num_filter, *out), where per axis
     `out = (n - 1)*stride - 2*pad + dilate*(kernel-1) + 1 + adj` (`adj` < stride).
-    `target_shape` asks for an output size instead: `pad` and `adj` are then derived from it."""
+    `target_shape` asks for an output size instead: `pad` and `adj` are then derived from it.
+    `act_type` fuses an activation, as in Convolution."""
     spatial, x, w, kernel, b = _operands(
         "Deconvolution", data, weight, bias, kernel, num_filter, num_group, no_bias, layout)
     strides = _ints(stride, spatial, "stride", 1)
@@ -356,7 +380,7 @@ def Deconvolution(
             _filter_grad(x, columns, w.shape, num_group) if needs[1] else None,
         )
 
-    return _recorded("Deconvolution", y, b, layout, (data, weight, bias), grads)
+    return _recorded("Deconvolution", y, b, act_type, layout, (data, weight, bias), grads)
 
 
 # ---- pooling ----------------------------------------------------------------------------------

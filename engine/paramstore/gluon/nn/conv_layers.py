@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 _SPATIAL_NAMES = {1: "W", 2: "HW", 3: "DHW"}
+_FUSED = ("relu", "sigmoid", "tanh", "softrelu")  # activations nd.Convolution can fuse
 
 
 def _require(condition: bool, message: str) -> None:
@@ -111,8 +112,14 @@ class _Conv(HybridBlock):
 
     def hybrid_forward(self, F: Any, x: Any, weight: Any, bias: Any = None) -> Any:
         _check_rank(type(self).__name__, x, self._layout)
-        out = getattr(F, self._op_name)(x, weight, bias, **self._kwargs)
-        return self.act(out) if self.act is not None else out
+        op = getattr(F, self._op_name)
+        act = self.act
+        if act is None:
+            return op(x, weight, bias, **self._kwargs)
+        if act._act_type in _FUSED and not (act._forward_hooks or act._forward_pre_hooks):
+            # One op instead of two: the activation runs in place, its gradient from the output.
+            return op(x, weight, bias, act_type=act._act_type, **self._kwargs)
+        return act(op(x, weight, bias, **self._kwargs))
 
     def __repr__(self) -> str:
         k = self._kwargs
