@@ -29,6 +29,7 @@ _wrap = NDArray._wrap
 _LAYOUTS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 _POOL_TYPES = ("max", "avg", "sum")
 _ALL2 = (slice(None), slice(None))  # every sample, every channel
+FUSED_ACTIVATIONS = frozenset(_FUSED_ACTIVATIONS)  # what `act_type` may name
 
 
 # ---- arguments --------------------------------------------------------------------------------

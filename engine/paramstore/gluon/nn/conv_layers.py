@@ -14,6 +14,7 @@ from typing import Any
 from paramstore.base import EngineError
 from paramstore.gluon.block import HybridBlock
 from paramstore.gluon.nn.basic_layers import Activation
+from paramstore.nd.conv import FUSED_ACTIVATIONS
 
 __all__ = [
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
@@ -23,7 +24,6 @@ __all__ = [
 ]
 
 _SPATIAL_NAMES = {1: "W", 2: "HW", 3: "DHW"}
-_FUSED = ("relu", "sigmoid", "tanh", "softrelu")  # activations nd.Convolution can fuse
 
 
 def _require(condition: bool, message: str) -> None:
@@ -116,7 +116,8 @@ class _Conv(HybridBlock):
         act = self.act
         if act is None:
             return op(x, weight, bias, **self._kwargs)
-        if act._act_type in _FUSED and not (act._forward_hooks or act._forward_pre_hooks):
+        watched = act._forward_hooks or act._forward_pre_hooks
+        if act._act_type in FUSED_ACTIVATIONS and not watched:
             # One op instead of two: the activation runs in place, its gradient from the output.
             return op(x, weight, bias, act_type=act._act_type, **self._kwargs)
         return act(op(x, weight, bias, **self._kwargs))
