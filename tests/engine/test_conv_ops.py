@@ -44,48 +44,45 @@ convolutions = st.fixed_dictionaries({
 })
 
 
-def shapes(case):
+def convolve(case):
+    """A random input and weight for `case`, the Convolution arguments, and its output."""
     spatial, groups = case["spatial"], case["groups"]
     extent = case["dilate"] * (case["kernel"] - 1) + 1
     size = max(extent - 2 * case["pad"], 1) + 2
-    x_shape = (2, 2 * groups) + (size,) * spatial
-    w_shape = (2 * groups, 2) + (case["kernel"],) * spatial
+    x = rng.standard_normal((2, 2 * groups) + (size,) * spatial)
+    w = rng.standard_normal((2 * groups, 2) + (case["kernel"],) * spatial)
     args = {key: (case[key],) * spatial for key in ("kernel", "stride", "pad", "dilate")}
-    return x_shape, w_shape, args
+    args["num_group"] = groups
+    out = nd.Convolution(nd.array(x, dtype=np.float64), nd.array(w, dtype=np.float64),
+                         no_bias=True, **args)
+    return x, w, args, out.asnumpy()
 
 
 @given(convolutions)
 @settings(max_examples=25, deadline=None)
 def test_convolution_is_the_windowed_sum_of_its_definition(case):
-    x_shape, w_shape, args = shapes(case)
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    out = nd.Convolution(nd.array(x, dtype=np.float64), nd.array(w, dtype=np.float64),
-                         no_bias=True, num_group=case["groups"], **args)
+    x, w, args, out = convolve(case)
     expected = direct_convolution(x, w, args["stride"], args["pad"], args["dilate"],
                                   case["groups"])
-    np.testing.assert_allclose(out.asnumpy(), expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
 
 
 @given(convolutions)
 @settings(max_examples=25, deadline=None)
 def test_deconvolution_is_the_adjoint_of_convolution(case):
     """<conv(x), y> == <x, deconv(y)> with the same weight: one is the other's transpose."""
-    x_shape, w_shape, args = shapes(case)
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    y_nd = nd.Convolution(nd.array(x, dtype=np.float64), nd.array(w, dtype=np.float64),
-                          no_bias=True, num_group=case["groups"], **args)
-    y = rng.standard_normal(y_nd.shape)
+    x, w, args, out = convolve(case)
+    y = rng.standard_normal(out.shape)
     # The rows and columns a strided convolution never reaches come back through adj.
     adj = tuple(
         (s + 2 * p - d * (k - 1) - 1) % st
-        for s, p, d, k, st in zip(x_shape[2:], args["pad"], args["dilate"], args["kernel"],
+        for s, p, d, k, st in zip(x.shape[2:], args["pad"], args["dilate"], args["kernel"],
                                   args["stride"])
     )
     back = nd.Deconvolution(nd.array(y, dtype=np.float64), nd.array(w, dtype=np.float64),
-                            no_bias=True, num_group=case["groups"], adj=adj, **args)
+                            no_bias=True, adj=adj, **args).asnumpy()
     assert back.shape == x.shape
-    np.testing.assert_allclose(np.sum(y_nd.asnumpy() * y), np.sum(x * back.asnumpy()),
-                               rtol=1e-10)
+    np.testing.assert_allclose(np.sum(out * y), np.sum(x * back), rtol=1e-10)
 
 
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(0, 1), st.booleans())
