@@ -10,7 +10,7 @@ slows all of them; the best of the rounds is reported. NumPy's BLAS and PyTorch 
 number of threads (`--threads`, default 1). PyTorch is measured when it can be imported, from
 this environment or from the venv named by `--torch-venv`:
 
-    python bench/engine.py [--rounds 5] [--threads 1] [--torch-venv /path/to/venv]
+    python bench/engine.py [--rounds 9] [--threads 1] [--torch-venv /path/to/venv]
 """
 
 from __future__ import annotations
@@ -244,8 +244,8 @@ def compare_lenet(batch: int, rounds: int, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=1.0, help="per side per round")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=float, default=0.5, help="per side per round")
     parser.add_argument("--threads", default="1", help="BLAS and PyTorch threads")
     parser.add_argument("--torch-venv", help="a venv with PyTorch, when this one has none")
     parser.add_argument("--only", choices=["mlp", "nested", "lenet"], help="one workload")
