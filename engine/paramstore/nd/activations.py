@@ -7,7 +7,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.special import erf
 
 from paramstore._tape import record as _record
 from paramstore.base import EngineError
@@ -40,7 +39,10 @@ def _forward(act_type: str, x: np.ndarray, slope: Any) -> tuple[np.ndarray, np.n
         value, derivative = _negative_part(x, _SELU_ALPHA)
         return (_SELU_SCALE * np.where(positive, x, value),
                 _SELU_SCALE * np.where(positive, 1, derivative))
-    # gelu: x * Phi(x), with Phi the standard normal's distribution function.
+    # gelu: x * Phi(x), with Phi the standard normal's distribution function. SciPy loads
+    # here, on first use: importing it costs a second, which every process would pay.
+    from scipy.special import erf
+
     phi = 0.5 * (1 + erf(x * _SQRT_HALF))
     return x * phi, phi + x * np.exp(-0.5 * x * x) * _INV_SQRT_2PI
 
