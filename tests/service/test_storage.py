@@ -276,3 +276,20 @@ def test_deleting_a_snapshot_removes_its_record_and_data(make_backend):
     with pytest.raises(SnapshotNotFound):
         catalog.delete_snapshot("s", first.id)
     assert [key.rsplit("/", 1)[1] for key in make_backend().list("stores/s")] == ["created"]
+
+
+def test_a_damaged_commit_record_is_skipped_and_its_data_kept_for_inspection(make_backend):
+    catalog = Catalog(make_backend())
+    catalog.create_store("s")
+    catalog.take_snapshot("s", lambda: Contents(store_with(1.0).state()))
+    second = catalog.take_snapshot("s", lambda: Contents(store_with(2.0).state()))
+    backend = make_backend()
+    (record,) = [key for key in backend.list("stores/s") if key.endswith(f"/{second.id}.json")]
+    backend.delete(record)
+    backend.create(record, b"{not json")
+    reopened = Catalog(make_backend())
+    assert value_of(reopened.open_store("s")) == 1.0
+    assert [info.id for info in reopened.snapshots("s")] == ["00000001"]
+    assert any(f"/data/{second.id}." in key for key in backend.list("stores/s"))
+    third = reopened.take_snapshot("s", lambda: Contents(store_with(3.0).state()))
+    assert int(third.id) > int(second.id)  # a damaged record's id is never reused

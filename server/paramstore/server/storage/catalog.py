@@ -181,22 +181,21 @@ class Catalog:
     def _load_records(self, files: _StoreFiles) -> None:
         self.backend.remove_partial_writes(files.prefix)
         keys = self._list(files.prefix)
-        referenced = set()
+        recorded = set()  # ids with a record, damaged or not: their data stays for inspection
         for key in keys:
             if key.startswith(f"{files.prefix}/snapshots/") and key.endswith(".json"):
+                recorded.add(_id_of(key))
                 try:
                     record = _parse_record(files.name, self.backend.read(key))
                 except (ValueError, KeyError, TypeError, StoreError) as error:
                     _log.warning("store %s: commit record %s is damaged, skipped: %s",
-                                 files.name, key, error)
+                                 files.name, self.backend.location(key), error)
                     continue
                 files.records[record.info.id] = record
-                referenced.update(filter(None, (record.parameters, record.optimizer)))
         files.records = dict(sorted(files.records.items(), key=lambda item: int(item[0])))
-        ids = [int(snapshot_id) for snapshot_id in files.records]
-        files.next_id = max(ids, default=0) + 1
+        files.next_id = max((int(id_) for id_ in recorded if id_.isdigit()), default=0) + 1
         for key in keys:
-            if key.startswith(f"{files.prefix}/data/") and key not in referenced:
+            if key.startswith(f"{files.prefix}/data/") and _id_of(key) not in recorded:
                 self.backend.delete(key)  # written, never committed
 
     def _newest_contents(self, files: _StoreFiles) -> Contents:
@@ -575,6 +574,11 @@ def _refusals() -> Iterator[None]:
 
 def _damaged(snapshot_id: str, error: object) -> InvalidArgument:
     return InvalidArgument(f"snapshot {snapshot_id!r} is damaged: {error}")
+
+
+def _id_of(key: str) -> str:
+    """The snapshot id a record or data key belongs to (`.../<id>.json`, `.../<id>.<...>`)."""
+    return key.rsplit("/", 1)[1].split(".", 1)[0]
 
 
 def _created_record(name: str) -> bytes:
