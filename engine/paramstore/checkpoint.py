@@ -66,6 +66,7 @@ _NAME_OF_DTYPE: dict[np.dtype, str] = {dtype: dtype.name for dtype in _DTYPES.va
 _LABELS = frozenset(_NAME_OF_DTYPE.values())
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 _VERIFY_BLOCK = 64 << 20  # mapped bytes checksummed before their pages are given back
+_OVERLAP_BYTES = 16 << 20  # from this size on, checksums are computed while the file is written
 
 
 class CheckpointError(ValueError):
@@ -156,6 +157,9 @@ def write(
     if checksums_in_header:
         checksums = _checksums(stored)
         serialize({**header_metadata, CHECKSUMS_KEY: _json(checksums)})
+    elif sum(array.nbytes for array in stored.values()) < _OVERLAP_BYTES:
+        checksums = _checksums(stored)  # quicker than a thread's hand-over
+        serialize(header_metadata)
     else:
         with ThreadPoolExecutor(max_workers=1) as pool:  # the library lets go of the GIL
             writing = pool.submit(serialize, header_metadata)
@@ -241,7 +245,8 @@ def checksums_of(loaded: Checkpoint) -> dict[str, int]:
 
 
 def _checksums(stored: Mapping[str, np.ndarray]) -> dict[str, int]:
-    return {name: crc32c.crc32c(_bytes_of(array)) for name, array in stored.items()}
+    # The arrays are C-contiguous: crc32c reads their buffers as they are.
+    return {name: crc32c.crc32c(array) for name, array in stored.items()}
 
 
 def _json(value: Any) -> str:
