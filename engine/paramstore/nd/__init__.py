@@ -3,6 +3,38 @@
 from paramstore.nd import random
 from paramstore.nd.activations import LeakyReLU
 from paramstore.nd.conv import Convolution, Deconvolution, Pooling, pad
+from paramstore.nd.array_ops import (
+    argsort,
+    broadcast_axes,
+    broadcast_axis,
+    broadcast_equal,
+    broadcast_greater,
+    broadcast_greater_equal,
+    broadcast_lesser,
+    broadcast_lesser_equal,
+    broadcast_like,
+    broadcast_maximum,
+    broadcast_minimum,
+    broadcast_not_equal,
+    broadcast_power,
+    broadcast_to,
+    equal,
+    greater,
+    greater_equal,
+    lesser,
+    lesser_equal,
+    not_equal,
+    repeat,
+    slice,
+    slice_axis,
+    slice_like,
+    sort,
+    split,
+    squeeze,
+    take,
+    tile,
+    topk,
+)
 from paramstore.nd.ndarray import (
     NDArray,
     arange,
@@ -30,7 +62,6 @@ from paramstore.nd.ops import (
     broadcast_div,
     broadcast_mul,
     broadcast_sub,
-    broadcast_to,
     clip,
     concat,
     dense,
@@ -73,6 +104,7 @@ from paramstore.nd.ops import (
     transpose,
     where,
 )
+from paramstore.nd.random import normal, uniform
 
 __all__ = [
     "abs", "Activation", "add", "arange", "argmax", "array", "broadcast_add", "broadcast_div",
@@ -89,4 +121,12 @@ __all__ = [
 __all__ += [
     "Convolution", "Deconvolution", "GroupNorm", "InstanceNorm", "LeakyReLU", "pad", "Pooling",
     "softsign",
+]
+__all__ += [
+    "argsort", "broadcast_axes", "broadcast_axis", "broadcast_equal", "broadcast_greater",
+    "broadcast_greater_equal", "broadcast_lesser", "broadcast_lesser_equal", "broadcast_like",
+    "broadcast_maximum", "broadcast_minimum", "broadcast_not_equal", "broadcast_power", "equal",
+    "greater", "greater_equal", "lesser", "lesser_equal", "normal", "not_equal", "repeat",
+    "slice", "slice_axis", "slice_like", "sort", "split", "squeeze", "take", "tile", "topk",
+    "uniform",
 ]

@@ -300,8 +300,8 @@ class NDArray:
     def min(self, axis: Any = None, keepdims: bool = False) -> NDArray:
         return ops.min(self, axis=axis, keepdims=keepdims)
 
-    def norm(self) -> NDArray:
-        return ops.norm(self)
+    def norm(self, ord: int = 2, axis: Any = None, keepdims: bool = False) -> NDArray:
+        return ops.norm(self, ord=ord, axis=axis, keepdims=keepdims)
 
     def argmax(self, axis: Any = None, keepdims: bool = False) -> NDArray:
         return ops.argmax(self, axis=axis, keepdims=keepdims)

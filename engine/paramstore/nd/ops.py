@@ -15,6 +15,7 @@ from paramstore._tape import STATE
 from paramstore._tape import record as _record
 from paramstore._tape import record1 as _record1
 from paramstore._tape import record2 as _record2
+from paramstore.base import EngineError
 from paramstore.nd.ndarray import NDArray
 
 _wrap = NDArray._wrap
@@ -25,6 +26,12 @@ def _as_array(value: Any, like: np.ndarray | None = None) -> NDArray:
         return value
     dtype = like.dtype if like is not None else np.float32
     return _wrap(np.asarray(value, dtype=dtype))
+
+
+def _shape_error(op: str, *arrays: np.ndarray) -> EngineError:
+    """The engine's error for operands whose shapes do not fit together (never NumPy's)."""
+    shapes = " and ".join(str(np.shape(array)) for array in arrays)
+    return EngineError(f"{op}: operands of shapes {shapes} do not fit together")
 
 
 def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -46,7 +53,10 @@ def _binary(name: str, forward: Any, grads: Any) -> Any:
         a = _as_array(lhs, rhs._data if isinstance(rhs, NDArray) else None)
         b = _as_array(rhs, a._data)
         x, y = a._data, b._data
-        out = _wrap(forward(x, y))
+        try:
+            out = _wrap(forward(x, y))
+        except ValueError:
+            raise _shape_error(name, x, y) from None
         if (a._node is None and b._node is None) or not STATE.recording:
             return out
 
@@ -209,9 +219,11 @@ min = _extreme("min", np.min)
 
 
 def norm(data: NDArray, ord: int = 2, axis: Any = None, keepdims: bool = False) -> NDArray:
-    """The L2 norm (of everything by default)."""
+    """The L2 (or, with `ord=1`, L1) norm over `axis` (everything by default)."""
+    if ord == 1:
+        return sum(abs(data), axis=axis, keepdims=keepdims)
     if ord != 2:
-        raise ValueError(f"only ord=2 is supported, got {ord}")
+        raise ValueError(f"norm: ord must be 1 or 2, got {ord}")
     return sqrt(sum(square(data), axis=axis, keepdims=keepdims))
 
 
@@ -258,15 +270,12 @@ def expand_dims(data: NDArray, axis: int) -> NDArray:
     return _record1("expand_dims", out, data, lambda g, n: (g.reshape(x.shape),))
 
 
-def broadcast_to(data: NDArray, shape: Any) -> NDArray:
-    x = data._data
-    out = _wrap(np.broadcast_to(x, _target_shape(x.shape, shape)).copy())
-    return _record1("broadcast_to", out, data, lambda g, n: (_unbroadcast(g, x.shape),))
-
-
 def concat(*data: NDArray, dim: int = 1) -> NDArray:
     arrays = [a._data for a in data]
-    out = _wrap(np.concatenate(arrays, axis=dim))
+    try:
+        out = _wrap(np.concatenate(arrays, axis=dim))
+    except ValueError:
+        raise _shape_error("concat", *arrays) from None
     bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1]
     return _record("concat", out, data, lambda g, n: tuple(np.split(g, bounds, axis=dim)))
 
@@ -290,7 +299,10 @@ def dot(
     a, b = lhs._data, rhs._data
     x = a.T if transpose_a else a
     y = b.T if transpose_b else b
-    out = _wrap(np.dot(x, y))
+    try:
+        out = _wrap(np.dot(x, y))
+    except ValueError:
+        raise _shape_error("dot", x, y) from None
     if not STATE.recording:
         return out
 
@@ -499,7 +511,10 @@ def Embedding(data: NDArray, weight: NDArray, input_dim: int = 0, output_dim: in
 
 
 def where(condition: NDArray, x: NDArray, y: NDArray) -> NDArray:
+    """`x` where `condition` is non-zero, else `y`; a 1-D condition picks whole rows."""
     mask = condition._data != 0
+    if mask.ndim == 1 and x.ndim > 1:
+        mask = mask.reshape(mask.shape + (1,) * (x.ndim - 1))
     out = _wrap(np.where(mask, x._data, y._data))
     return _record("where", out, (condition, x, y), lambda g, n: (None, g * mask, g * ~mask))
 

@@ -24,20 +24,32 @@ def _out(values: np.ndarray, dtype: Any, out: NDArray | None) -> NDArray:
     return NDArray._wrap(values)
 
 
+def _draw(sample: Any, a: Any, b: Any, shape: Any, dtype: Any, out: NDArray | None) -> NDArray:
+    """`sample(a, b, size)` for scalar parameters, or per element of NDArray parameters."""
+    if not isinstance(a, NDArray):
+        return _out(sample(a, b, _shape(shape)), dtype, out)
+    extra = () if shape is None else _shape(shape)
+    first, second = a._data, b._data if isinstance(b, NDArray) else np.asarray(b)
+    trailing = (1,) * len(extra)
+    values = sample(first.reshape(first.shape + trailing),
+                    second.reshape(second.shape + trailing), first.shape + extra)
+    return _out(values, dtype or first.dtype, out)
+
+
 def uniform(
     low: float = 0.0, high: float = 1.0, shape: Any = None, dtype: Any = None,
     ctx: Any = None, out: NDArray | None = None, **kwargs: Any,
 ) -> NDArray:
-    """Draws from U[low, high)."""
-    return _out(_random.generator().uniform(low, high, _shape(shape)), dtype, out)
+    """Draws from U[low, high); NDArray bounds give `shape` draws per element."""
+    return _draw(_random.generator().uniform, low, high, shape, dtype, out)
 
 
 def normal(
     loc: float = 0.0, scale: float = 1.0, shape: Any = None, dtype: Any = None,
     ctx: Any = None, out: NDArray | None = None, **kwargs: Any,
 ) -> NDArray:
-    """Draws from N(loc, scale**2)."""
-    return _out(_random.generator().normal(loc, scale, _shape(shape)), dtype, out)
+    """Draws from N(loc, scale**2); NDArray parameters give `shape` draws per element."""
+    return _draw(_random.generator().normal, loc, scale, shape, dtype, out)
 
 
 def randint(
@@ -47,3 +59,14 @@ def randint(
     """Integers drawn uniformly from [low, high); int32 unless `dtype` says otherwise."""
     values = _random.generator().integers(low, high, _shape(shape))
     return _out(values, dtype or np.int32, out)
+
+
+def randn(*shape: int, loc: float = 0.0, scale: float = 1.0, dtype: Any = None,
+          ctx: Any = None, **kwargs: Any) -> NDArray:
+    """Draws from N(loc, scale**2) of the shape given as positional integers."""
+    return normal(loc, scale, shape or None, dtype, ctx, **kwargs)
+
+
+def shuffle(data: NDArray, **kwargs: Any) -> NDArray:
+    """A copy of `data` with its first axis in random order."""
+    return NDArray._wrap(_random.generator().permutation(data._data))

@@ -1,0 +1,70 @@
+"""Record MXNet 1.9.1's answers to the cases of this folder, for the tests to compare with.
+
+Run with the side venv that has MXNet (never a project dependency):
+
+    /work/oracle-venv/bin/python tests/engine/oracle/record.py
+
+It rewrites `arrays.json` beside this file: for each case, every output's shape, dtype and
+values, and the gradient of `sum(head * output)` for each differentiated input, with the head
+weights of `head_for`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import mxnet as mx
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from oracle import array_cases  # noqa: E402
+from oracle.heads import head_for  # noqa: E402
+
+
+def as_list(out: object) -> list:
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def described(array: mx.nd.NDArray) -> dict:
+    values = array.asnumpy()
+    return {"shape": list(values.shape), "dtype": values.dtype.name,
+            "values": values.reshape(-1).tolist()}
+
+
+def record_array_case(f, inputs: list, differentiated: list) -> dict:
+    arrays = [mx.nd.array(x, dtype=x.dtype) for x in inputs]
+    for i in differentiated:
+        arrays[i].attach_grad()
+    with mx.autograd.record():
+        outs = as_list(f(mx.nd, *arrays))
+    entry: dict = {"outputs": [described(out) for out in outs]}
+    if differentiated:
+        heads = [mx.nd.array(head_for(out.shape)) for out in outs]
+        floats = [(out, head) for out, head in zip(outs, heads) if out.dtype == np.float32]
+        mx.autograd.backward([o for o, _ in floats], [h for _, h in floats])
+        entry["grads"] = {str(i): arrays[i].grad.asnumpy().reshape(-1).tolist()
+                          for i in differentiated}
+    return entry
+
+
+def raises(f, inputs: list) -> bool:
+    try:
+        f(mx.nd, *[mx.nd.array(x, dtype=x.dtype) for x in inputs]).wait_to_read()
+    except mx.base.MXNetError:
+        return True
+    return False
+
+
+def main() -> None:
+    arrays = {name: record_array_case(f, inputs, wrt)
+              for name, f, inputs, wrt in array_cases.CASES}
+    arrays["errors"] = {name: raises(f, inputs) for name, f, inputs in array_cases.ERROR_CASES}
+    (HERE / "arrays.json").write_text(json.dumps(arrays, indent=0, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
