@@ -20,15 +20,18 @@ import json
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import numpy as np
 
 from paramstore import checkpoint
+from paramstore import lr_scheduler as lr_scheduler_module
 
 __all__ = [
-    "SGD", "Adam", "Optimizer", "create", "create_from_json", "load_states", "register",
+    "FTML", "LAMB", "NAG", "SGD", "SGLD", "AdaDelta", "AdaGrad", "Adam", "Adamax", "Ftrl",
+    "Optimizer", "RMSProp", "Signum", "create", "create_from_json", "load_states", "register",
     "save_states",
 ]
 
@@ -63,17 +66,33 @@ class Optimizer:
         wd: float = 0.0,
         clip_gradient: float | None = None,
         learning_rate: float | None = None,
+        lr_scheduler: lr_scheduler_module.LRScheduler | list | None = None,
         begin_num_update: int = 0,
+        multi_precision: bool = False,
         param_dict: Mapping[Key, Any] | None = None,
         lr_mult: Mapping[Key, float] | None = None,
         wd_mult: Mapping[Key, float] | None = None,
+        param_idx2name: Mapping[int, str] | None = None,
+        sym: Any = None,
     ) -> None:
         self.rescale_grad = _real("rescale_grad", rescale_grad)
         self.wd = _real("wd", wd)
         if clip_gradient is not None and _real("clip_gradient", clip_gradient) < 0:
             raise ValueError(f"clip_gradient must be None or >= 0, got {clip_gradient!r}")
         self.clip_gradient = None if clip_gradient is None else float(clip_gradient)
-        self.lr = 0.01 if learning_rate is None else _real("learning_rate", learning_rate)
+        if isinstance(lr_scheduler, (list, tuple)):  # as `dumps()` wrote it
+            lr_scheduler = lr_scheduler_module.create_from_config(lr_scheduler)
+        self.lr_scheduler = lr_scheduler
+        if lr_scheduler is None and learning_rate is None:
+            learning_rate = 0.01
+        self.lr = None if learning_rate is None else _real("learning_rate", learning_rate)
+        if lr_scheduler is not None and self.lr is not None and lr_scheduler.base_lr != self.lr:
+            # Gluon's rule: an optimizer's own learning rate wins over its scheduler's.
+            warnings.warn("learning rate from ``lr_scheduler`` has been overwritten by "
+                          "``learning_rate`` in optimizer.", UserWarning, stacklevel=2)
+            lr_scheduler.base_lr = self.lr
+        self.multi_precision = bool(multi_precision)
+        self.idx2name = dict(param_idx2name or {})
         self.begin_num_update = int(begin_num_update)
         self.num_update = self.begin_num_update
         self.param_dict: dict[Key, Any] = dict(param_dict or {})
@@ -82,13 +101,24 @@ class Optimizer:
         self._states: dict[Key, tuple[np.ndarray, ...]] = {}
         self._counts: dict[Key, int] = {}
         self._scratch: dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]] = {}
+        self._masters: dict[Key, np.ndarray] = {}  # float32 copies of float16 weights
 
     # ---- hyper-parameters --------------------------------------------------------------------
     @property
     def learning_rate(self) -> float:
-        return self.lr
+        """The learning rate of the next update: the scheduler's, when there is one."""
+        if self.lr_scheduler is not None:
+            return self.lr_scheduler(self.num_update)
+        return self.lr  # type: ignore[return-value]
 
     def set_learning_rate(self, lr: float) -> None:
+        """Use `lr` from now on; raises `UserWarning` when a scheduler sets the rate."""
+        if self.lr_scheduler is not None:
+            raise UserWarning(
+                "LRScheduler of the optimizer has already been defined. Note that "
+                "set_learning_rate can mutate the value of the learning rate of the optimizer "
+                "only when the LRScheduler of the optimizer is undefined."
+            )
         self.lr = _real("learning_rate", lr)
 
     def set_lr_mult(self, args_lr_mult: Mapping[Key, float]) -> None:
@@ -101,12 +131,17 @@ class Optimizer:
 
     def _hyper_parameters(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this optimizer (subclasses add theirs)."""
-        return {
+        parameters = {
             "learning_rate": self.lr,
             "wd": self.wd,
             "rescale_grad": self.rescale_grad,
             "clip_gradient": self.clip_gradient,
         }
+        if self.multi_precision:
+            parameters["multi_precision"] = True
+        if self.lr_scheduler is not None:
+            parameters["lr_scheduler"] = self.lr_scheduler.config()
+        return parameters
 
     def dumps(self) -> str:
         """JSON `[registered name, constructor kwargs]`, the form `create_from_json` reads back.
@@ -138,19 +173,44 @@ class Optimizer:
             raise ValueError(
                 f"gradient of shape {grad.shape} for the weight {key!r} of shape {weight.shape}"
             )
+        if self.multi_precision and weight.dtype == np.float16:
+            # The update runs on a float32 copy kept across steps; the weight gets its rounding.
+            master = self._masters.get(key)
+            if master is None:
+                master = self._masters[key] = weight.astype(np.float32)
+            self.update(key, master, grad.astype(np.float32))
+            np.copyto(weight, master, casting="unsafe")
+            return
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = self.create_state(weight)
+        count = self._update_count(key)
+        self._apply(weight, grad, state, self._get_lr(key), self._get_wd(key), count)
+
+    def _update_count(self, key: Key) -> int:
+        """Count one more update of `key`; return its count (Gluon's name, for subclasses)."""
         count = self._counts[key] = self._counts.get(key, self.begin_num_update) + 1
         if count > self.num_update:
             self.num_update = count
+        return count
+
+    def _get_lr(self, key: Key) -> float:
+        """The learning rate of `key`'s update: scheduled or set, times its multiplier."""
+        lr = self.lr_scheduler(self.num_update) if self.lr_scheduler is not None else self.lr
         holder = self.param_dict.get(key)
-        if holder is not None:
-            lr, wd = self.lr * holder.lr_mult, self.wd * holder.wd_mult
-        else:
-            lr = self.lr * self.lr_mult.get(key, 1.0)
-            wd = self.wd * self.wd_mult.get(key, 1.0)
-        self._apply(weight, grad, state, lr, wd, count)
+        return lr * (holder.lr_mult if holder is not None else self._multiplier(self.lr_mult, key))
+
+    def _get_wd(self, key: Key) -> float:
+        """The weight decay of `key`'s update, times its multiplier."""
+        holder = self.param_dict.get(key)
+        mult = holder.wd_mult if holder is not None else self._multiplier(self.wd_mult, key)
+        return self.wd * mult
+
+    def _multiplier(self, values: dict[Key, float], key: Key) -> float:
+        if key in values:
+            return values[key]
+        name = self.idx2name.get(key) if isinstance(key, int) else None
+        return values.get(name, 1.0) if name is not None else 1.0
 
     def _apply(
         self,
@@ -178,12 +238,26 @@ class Optimizer:
         if self.clip_gradient:
             np.clip(values, -self.clip_gradient, self.clip_gradient, out=values)
 
+    def _gradient(self, grad: np.ndarray, weight: np.ndarray, wd: float,
+                  decay_clipped: bool) -> np.ndarray:
+        """A new `clip(rescale_grad * grad) + wd * weight`, or with `decay_clipped`
+        `clip(rescale_grad * grad + wd * weight)`: Gluon's optimizers differ in this."""
+        g = grad * self.rescale_grad
+        if decay_clipped:
+            g += wd * weight
+            self._clip(g)
+        else:
+            self._clip(g)
+            g += wd * weight
+        return g
+
     # ---- state as plain arrays ----------------------------------------------------------------
     def get_states(self) -> dict[str, np.ndarray]:
         """Every per-key state as flat `{name: array copy}`, ready for a safetensors file.
 
-        Names are `num_update`, `<key>/count` and `<key>/<state name>`; an integer key is
-        written in decimal (and a key made only of digits is read back as an integer).
+        Names are `num_update`, `<key>/count`, `<key>/<state name>` and, with
+        `multi_precision`, `<key>/weight32` (the float32 copy of a float16 weight); an integer
+        key is written in decimal (and a key made only of digits is read back as an integer).
         """
         states: dict[str, np.ndarray] = {"num_update": np.array(self.num_update, dtype=np.int64)}
         for key, count in self._counts.items():
@@ -192,6 +266,8 @@ class Optimizer:
         for key, arrays in self._states.items():
             for name, array in zip(names, arrays):
                 states[f"{key}/{name}"] = array.copy()
+        for key, master in self._masters.items():
+            states[f"{key}/{_MASTER}"] = master.copy()
         return states
 
     def set_states(self, states: Mapping[str, np.ndarray]) -> None:
@@ -202,6 +278,7 @@ class Optimizer:
         """
         names = self.state_names()
         counts: dict[Key, int] = {}
+        masters: dict[Key, np.ndarray] = {}
         arrays: dict[Key, dict[str, np.ndarray]] = {}
         num_update = self.begin_num_update
         for entry, value in states.items():
@@ -210,13 +287,15 @@ class Optimizer:
                 continue
             raw_key, _, name = entry.rpartition("/")
             key: Key = int(raw_key) if raw_key.isdigit() else raw_key
-            if not raw_key or (name != "count" and name not in names):
+            if not raw_key or (name not in ("count", _MASTER) and name not in names):
                 raise ValueError(
                     f"{type(self).__name__} keeps no state named {entry!r}; "
                     f"expected num_update, <key>/count or <key>/<one of {list(names)}>"
                 )
             if name == "count":
                 counts[key] = int(np.asarray(value))
+            elif name == _MASTER:
+                masters[key] = np.array(value, dtype=np.float32)
             else:
                 arrays.setdefault(key, {})[name] = np.array(value, copy=True)
         for key, found in arrays.items():
@@ -224,10 +303,12 @@ class Optimizer:
                 missing = sorted(set(names) - set(found))
                 raise ValueError(f"state of {key!r} is missing {missing}")
         self._counts = counts
+        self._masters = masters
         self._states = {key: tuple(found[name] for name in names) for key, found in arrays.items()}
         self.num_update = num_update
 
 
+_MASTER = "weight32"
 _REGISTRY: dict[str, type[Optimizer]] = {}
 _OptimizerClass = TypeVar("_OptimizerClass", bound=type[Optimizer])
 
@@ -449,3 +530,17 @@ class Adam(Optimizer):
         step = np.multiply(mean, lr, out=step)
         weight -= np.divide(step, denominator, out=step)
 
+
+# Gluon's other optimizers, registered on import; they live beside this module to keep it small.
+from paramstore._optimizers import (  # noqa: E402
+    FTML,
+    LAMB,
+    NAG,
+    SGLD,
+    AdaDelta,
+    AdaGrad,
+    Adamax,
+    Ftrl,
+    RMSProp,
+    Signum,
+)

@@ -4,9 +4,10 @@ Run with the side venv that has MXNet (never a project dependency):
 
     /work/oracle-venv/bin/python tests/engine/oracle/record.py
 
-It rewrites `arrays.json` beside this file: for each case, every output's shape, dtype and
-values, and the gradient of `sum(head * output)` for each differentiated input, with the head
-weights of `head_for`.
+It rewrites beside this file `arrays.json` (for each case of `array_cases.py`, every output's
+shape, dtype and values, and the gradient of `sum(head * output)` for each differentiated input,
+with the head weights of `head_for`) and `training.json` (the cases of `training_cases.py`:
+scheduled learning rates and the weights after each optimizer step).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from oracle import array_cases  # noqa: E402
+from oracle import array_cases, training_cases  # noqa: E402
 from oracle.heads import head_for  # noqa: E402
 
 
@@ -59,7 +60,39 @@ def raises(f, inputs: list) -> bool:
     return False
 
 
+def scheduler(spec: tuple) -> mx.lr_scheduler.LRScheduler:
+    name, kwargs = spec
+    return getattr(mx.lr_scheduler, name)(**kwargs)
+
+
+def record_schedule(name: str, kwargs: dict) -> list:
+    schedule = scheduler((name, kwargs))
+    return [schedule(update) for update in range(training_cases.UPDATES)]
+
+
+def record_steps(name: str, kwargs: dict, dtype: str) -> list:
+    kwargs = dict(kwargs)
+    if "lr_scheduler" in kwargs:
+        kwargs["lr_scheduler"] = scheduler(kwargs["lr_scheduler"])
+    optimizer = mx.optimizer.create(name, **kwargs)
+    weight = mx.nd.array(training_cases.WEIGHT, dtype=dtype)
+    state = optimizer.create_state_multi_precision(0, weight)
+    steps = []
+    for grad in training_cases.GRADIENTS:
+        # A fresh gradient each time: some of Gluon's rules scale it in place.
+        optimizer.update_multi_precision(0, weight, mx.nd.array(grad, dtype=dtype), state)
+        steps.append(weight.asnumpy().astype(np.float64).reshape(-1).tolist())
+    return steps
+
+
 def main() -> None:
+    training = {
+        "schedules": {case: record_schedule(name, kwargs)
+                      for case, name, kwargs in training_cases.SCHEDULES},
+        "optimizers": {case: record_steps(name, kwargs, dtype)
+                       for case, name, kwargs, dtype in training_cases.OPTIMIZERS},
+    }
+    (HERE / "training.json").write_text(json.dumps(training, indent=0, sort_keys=True) + "\n")
     arrays = {name: record_array_case(f, inputs, wrt)
               for name, f, inputs, wrt in array_cases.CASES}
     arrays["errors"] = {name: raises(f, inputs) for name, f, inputs in array_cases.ERROR_CASES}
