@@ -16,6 +16,7 @@ Learning rate and weight decay of a key are multiplied by its parameter's `lr_mu
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import numbers
@@ -57,8 +58,33 @@ class Optimizer:
     """The base of every optimizer: learning rate, weight decay, gradient rescaling and clipping.
 
     Subclasses name their per-key state arrays in `state_names(...)`, create them in
-    `create_state` and move the weight in `_apply`. Not thread-safe: callers serialize updates.
+    `create_state` and move the weight in `_apply`. A subclass written for Gluon works too:
+    its `create_state(index, weight)` and `update(index, weight, grad, state)` receive NDArrays
+    that write through to the weight, and may call `_update_count`, `_get_lr` and `_get_wd`
+    (such states are not part of `get_states`). Not thread-safe: callers serialize updates.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        custom = cls.__dict__.get("update")
+        if custom is not None and len(inspect.signature(custom).parameters) == 5:
+            cls._gluon_update = custom  # type: ignore[attr-defined]
+            cls.update = Optimizer._update_ndarrays  # type: ignore[method-assign]
+
+    def _update_ndarrays(self, key: Key, weight: np.ndarray, grad: np.ndarray) -> None:
+        """`update` for a subclass written for Gluon: its own rule, on NDArray views."""
+        from paramstore.nd.ndarray import NDArray
+
+        w, g = NDArray._wrap(weight), NDArray._wrap(grad)
+        if key not in self._states:
+            create = type(self).create_state
+            takes_index = len(inspect.signature(create).parameters) == 3
+            self._states[key] = create(self, key, w) if takes_index else None  # type: ignore
+        self._gluon_update(key, w, g, self._states[key])  # type: ignore[attr-defined]
+
+    @property
+    def _index_update_count(self) -> dict[Key, int]:
+        return self._counts
 
     def __init__(
         self,
@@ -263,7 +289,7 @@ class Optimizer:
         for key, count in self._counts.items():
             states[f"{key}/count"] = np.array(count, dtype=np.int64)
         names = self.state_names()
-        for key, arrays in self._states.items():
+        for key, arrays in self._states.items() if names else ():
             for name, array in zip(names, arrays):
                 states[f"{key}/{name}"] = array.copy()
         for key, master in self._masters.items():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from oracle.training_cases import GRADIENTS, OPTIMIZERS, WEIGHT
 
-from paramstore import lr_scheduler, optimizer
+from paramstore import autograd, gluon, lr_scheduler, nd, optimizer
 
 RECORDED = json.loads((pathlib.Path(__file__).parent / "oracle" / "training.json").read_text())
 
@@ -93,3 +93,32 @@ def test_multi_precision_keeps_a_float32_copy_in_its_states():
     assert states["w/weight32"].dtype == np.float32
     assert states["w/weight32"].tolist() == pytest.approx([0.9999] * 3, rel=1e-6)
     assert weight.tolist() == [1.0] * 3  # float16 cannot hold 0.9999; the copy keeps it
+
+
+def test_an_optimizer_written_for_gluon_trains_through_the_trainer():
+    @optimizer.register
+    class HeavyBall(optimizer.Optimizer):
+        def __init__(self, momentum=0.5, **kwargs):
+            super().__init__(**kwargs)
+            self.momentum = momentum
+
+        def create_state(self, index, weight):
+            return nd.zeros(weight.shape)
+
+        def update(self, index, weight, grad, state):
+            self._update_count(index)
+            lr, wd = self._get_lr(index), self._get_wd(index)
+            state[:] = self.momentum * state + grad * self.rescale_grad + wd * weight
+            weight[:] -= lr * state
+
+    w = gluon.Parameter("w", shape=(2,), init="ones")
+    w.initialize()
+    trainer = gluon.Trainer([w], "heavyball", {"learning_rate": 0.1, "wd": 0.5})
+    for _ in range(2):
+        with autograd.record():
+            loss = (w.data() * 2).sum()
+        loss.backward()
+        trainer.step(1)
+    # step 1: v = 2 + 0.5 = 2.5, w = 0.75; step 2: v = 1.25 + 2 + 0.375 = 3.625, w = 0.3875
+    np.testing.assert_allclose(w.data().asnumpy(), [0.3875, 0.3875], rtol=1e-6)
+    assert trainer.optimizer.num_update == 2
