@@ -49,7 +49,7 @@ def test_gradients_are_gluons(name, f, inputs, wrt):
     for i in wrt:
         np.testing.assert_allclose(
             arrays[i].grad.asnumpy().reshape(-1), RECORDED[name]["grads"][str(i)], rtol=1e-6,
-            err_msg=f"gradient of input {i}",
+            atol=1e-6, err_msg=f"gradient of input {i}",  # Gluon sums some in float32
         )
 
 

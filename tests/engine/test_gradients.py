@@ -15,7 +15,7 @@ from oracle.array_cases import CASES as ARRAY_CASES
 
 from paramstore import autograd, nd
 from paramstore.base import EngineError
-from paramstore.nd import activations, array_ops, conv, normalization, ops
+from paramstore.nd import activations, array_ops, conv, ctc, normalization, ops
 
 rng = np.random.default_rng(42)
 
@@ -197,10 +197,10 @@ NOT_DIFFERENTIABLE = {"argmax", "one_hot", "argsort", "broadcast_equal", "broadc
                       "broadcast_lesser_equal"}
 ALIASES = {"broadcast_add", "broadcast_sub", "broadcast_mul", "broadcast_div", "elemwise_add",
            "elemwise_sub", "elemwise_mul", "elemwise_div", "Flatten", "broadcast_axes", "equal",
-           "not_equal", "greater", "greater_equal", "lesser", "lesser_equal"}
+           "not_equal", "greater", "greater_equal", "lesser", "lesser_equal", "CTCLoss"}
 
 
-@pytest.mark.parametrize("module", [ops, conv, activations, normalization, array_ops])
+@pytest.mark.parametrize("module", [ops, conv, activations, normalization, array_ops, ctc])
 def test_every_operator_in_ops_has_a_gradient_check(module):
     public = {
         name for name, value in vars(module).items()

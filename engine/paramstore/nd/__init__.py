@@ -35,6 +35,7 @@ from paramstore.nd.array_ops import (
     tile,
     topk,
 )
+from paramstore.nd.ctc import CTCLoss, ctc_loss
 from paramstore.nd.ndarray import (
     NDArray,
     arange,
@@ -123,7 +124,8 @@ __all__ += [
     "softsign",
 ]
 __all__ += [
-    "argsort", "broadcast_axes", "broadcast_axis", "broadcast_equal", "broadcast_greater",
+    "argsort", "CTCLoss", "ctc_loss", "broadcast_axes", "broadcast_axis", "broadcast_equal",
+    "broadcast_greater",
     "broadcast_greater_equal", "broadcast_lesser", "broadcast_lesser_equal", "broadcast_like",
     "broadcast_maximum", "broadcast_minimum", "broadcast_not_equal", "broadcast_power", "equal",
     "greater", "greater_equal", "lesser", "lesser_equal", "normal", "not_equal", "repeat",

@@ -103,6 +103,12 @@ CASES = [
     ("broadcast_greater_equal", lambda nd, a, b: nd.broadcast_greater_equal(a, b), [X34, X14],
      []),
     ("broadcast_lesser", lambda nd, a, b: nd.broadcast_lesser(a, b), [X34, X14], []),
+    ("ctc_loss", lambda nd, x, y: nd.ctc_loss(x, y), [values(4, 2, 3), indices(1, 2, 2, 0)
+                                                         .reshape(2, 2)], [0]),
+    ("ctc_loss blank last with lengths",
+     lambda nd, x, y, xl, yl: nd.ctc_loss(x, y, xl, yl, use_data_lengths=True,
+                                          use_label_lengths=True, blank_label="last"),
+     [values(5, 2, 4), indices(0, 2, 1, 1).reshape(2, 2), indices(5, 3), indices(2, 1)], [0]),
 ]
 
 # Calls MXNet refuses (its MXNetError): paramstore must raise its EngineError, never NumPy's.

@@ -6,7 +6,8 @@ Run with the side venv that has MXNet (never a project dependency):
 
 It rewrites beside this file `arrays.json` (for each case of `array_cases.py`, every output's
 shape, dtype and values, and the gradient of `sum(head * output)` for each differentiated input,
-with the head weights of `head_for`) and `training.json` (the cases of `training_cases.py`:
+with the head weights of `head_for`), `losses.json` (the same for `loss_cases.py`) and
+`training.json` (the cases of `training_cases.py`:
 scheduled learning rates and the weights after each optimizer step).
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from oracle import array_cases, training_cases  # noqa: E402
+from oracle import array_cases, loss_cases, training_cases  # noqa: E402
 from oracle.heads import head_for  # noqa: E402
 
 
@@ -36,12 +37,13 @@ def described(array: mx.nd.NDArray) -> dict:
             "values": values.reshape(-1).tolist()}
 
 
-def record_array_case(f, inputs: list, differentiated: list) -> dict:
+def record_array_case(f, inputs: list, differentiated: list, module=mx.nd) -> dict:
     arrays = [mx.nd.array(x, dtype=x.dtype) for x in inputs]
     for i in differentiated:
         arrays[i].attach_grad()
-    with mx.autograd.record():
-        outs = as_list(f(mx.nd, *arrays))
+    # Cases without gradients run unrecorded: some of Gluon's losses write in place.
+    with mx.autograd.record() if differentiated else mx.autograd.pause():
+        outs = as_list(f(module, *arrays))
     entry: dict = {"outputs": [described(out) for out in outs]}
     if differentiated:
         heads = [mx.nd.array(head_for(out.shape)) for out in outs]
@@ -96,6 +98,9 @@ def main() -> None:
     arrays = {name: record_array_case(f, inputs, wrt)
               for name, f, inputs, wrt in array_cases.CASES}
     arrays["errors"] = {name: raises(f, inputs) for name, f, inputs in array_cases.ERROR_CASES}
+    losses = {name: record_array_case(f, inputs, wrt, mx.gluon.loss)
+              for name, f, inputs, wrt in loss_cases.CASES}
+    (HERE / "losses.json").write_text(json.dumps(losses, indent=0, sort_keys=True) + "\n")
     (HERE / "arrays.json").write_text(json.dumps(arrays, indent=0, sort_keys=True) + "\n")
 
 
