@@ -280,6 +280,40 @@ class Block:
             self, filename, ctx, allow_missing, ignore_extra, cast_dtype, dtype_source
         )
 
+    def save(self, prefix: str) -> None:
+        """Write `<prefix>-model.json` (the blocks' names and children) and
+        `<prefix>-model.params` (as `save_parameters`), for `load` on a model built alike."""
+        from paramstore.gluon import saving
+
+        saving.save_model(self, prefix)
+
+    def load(self, prefix: str) -> None:
+        """Load what `save(prefix)` wrote: blocks and parameter keys take their saved names,
+        then the parameters load. Raises `ValueError` for a model built differently."""
+        from paramstore.gluon import saving
+
+        saving.load_model(self, prefix)
+
+    def save_params(self, filename: str) -> None:
+        """[Deprecated] Write the parameters by name without the block's prefix."""
+        warnings.warn(
+            "save_params is deprecated. Please use save_parameters. Note that if you want load "
+            "from SymbolBlock later, please use export instead. For details, see "
+            "https://mxnet.apache.org/tutorials/gluon/save_load_params.html", stacklevel=2)
+        try:
+            self.collect_params().save(filename, strip_prefix=self.prefix)
+        except ValueError as error:
+            raise ValueError(f"{error}\nsave_params is deprecated. Using save_parameters may "
+                             "resolve this error.") from None
+
+    def load_params(
+        self, filename: str, ctx: Context | list[Context] | None = None,
+        allow_missing: bool = False, ignore_extra: bool = False,
+    ) -> None:
+        """[Deprecated] `load_parameters` under its old name."""
+        warnings.warn("load_params is deprecated. Please use load_parameters.", stacklevel=2)
+        self.load_parameters(filename, ctx, allow_missing, ignore_extra)
+
     # ---- running -----------------------------------------------------------------------------
     def register_forward_pre_hook(self, hook: Callable) -> HookHandle:
         """Call `hook(block, inputs)` before every forward."""

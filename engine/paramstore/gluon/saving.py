@@ -14,12 +14,13 @@ context first and writes only when everything agrees, so a failed load changes n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from paramstore import checkpoint
+from paramstore import _files, checkpoint
 from paramstore.context import Context
 from paramstore.gluon.parameter import NAMING_HELP, Parameter, ParameterDict, brief_list
 from paramstore.nd.ndarray import NDArray
@@ -27,7 +28,10 @@ from paramstore.nd.ndarray import NDArray
 if TYPE_CHECKING:
     from paramstore.gluon.block import Block
 
-__all__ = ["load_named", "load_named_file", "load_structural", "save_named", "save_structural"]
+__all__ = [
+    "load_model", "load_named", "load_named_file", "load_structural", "save_model", "save_named",
+    "save_structural",
+]
 
 
 def _tensors(named: Iterable[tuple[str, Parameter]]) -> dict[str, np.ndarray]:
@@ -198,3 +202,70 @@ def load_named(
             )
         loads.append(_prepare(planned, params[name], data, ctx, cast_dtype, dtype_source))
     _apply_all(loads)
+
+
+# ---- a model's structure and parameters (`Block.save` / `Block.load`) -------------------------
+def _model_files(prefix: str) -> tuple[str, str]:
+    return f"{prefix}-model.json", f"{prefix}-model.params"
+
+
+def _structure(block: Block, index: list[int], into: dict[str, Any]) -> None:
+    """Gluon's description of `block`: keyed by class name and visiting order, with the names
+    its parent used for each child."""
+    from paramstore.gluon.block import HybridBlock
+
+    children: dict[str, str] = {}
+    entry: dict[str, Any] = {"orig_name": block.name}
+    if isinstance(block, HybridBlock):
+        entry["hybridized"] = False  # no symbolic graph to keep: blocks run imperatively
+    entry["children"] = children
+    into[f"{type(block).__name__.lower()}{index[0]}"] = entry
+    for key, child in block._children.items():
+        index[0] += 1
+        children[child.name] = key
+        _structure(child, index, entry)
+
+
+def save_model(block: Block, prefix: str) -> None:
+    """`Block.save`: `<prefix>-model.json` (the structure) and `<prefix>-model.params`."""
+    structure: dict[str, Any] = {}
+    _structure(block, [0], structure)
+    text = json.dumps(structure)
+    structure_file, params_file = _model_files(prefix)
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w") as file:
+            file.write(text)
+
+    _files.replace(structure_file, write)
+    save_structural(block, params_file, deduplicate=False)
+
+
+def _rename(block: Block, index: list[int], structure: dict[str, Any]) -> None:
+    key = f"{type(block).__name__.lower()}{index[0]}"
+    try:
+        saved = structure[key]
+    except KeyError:
+        raise ValueError(
+            f"the saved model has no block {key!r}: it was built differently from this one"
+        ) from None
+    block._name = saved["orig_name"]
+    params = block.params
+    renamed = {f"{block.name}_{name[len(params.prefix):]}": param
+               for name, param in params._params.items()}
+    params._params.clear()
+    params._params.update(renamed)
+    for child in block._children.values():
+        index[0] += 1
+        _rename(child, index, saved)
+    block._children = {saved["children"][child.name]: child for child in block._children.values()}
+
+
+def load_model(block: Block, prefix: str) -> None:
+    """`Block.load`: give the blocks and parameter keys the names they were saved with, then
+    load the parameters. The model must be built as it was when saved (Gluon's rule)."""
+    structure_file, params_file = _model_files(prefix)
+    with open(structure_file) as file:
+        structure = json.load(file)
+    _rename(block, [0], structure)
+    load_structural(block, params_file, None, False, False, False, "current")

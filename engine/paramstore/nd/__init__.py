@@ -36,6 +36,7 @@ from paramstore.nd.array_ops import (
     topk,
 )
 from paramstore.nd.ctc import CTCLoss, ctc_loss
+from paramstore.nd.files import load, reset_arrays, save
 from paramstore.nd.ndarray import (
     NDArray,
     arange,
@@ -124,11 +125,10 @@ __all__ += [
     "softsign",
 ]
 __all__ += [
-    "argsort", "CTCLoss", "ctc_loss", "broadcast_axes", "broadcast_axis", "broadcast_equal",
-    "broadcast_greater",
+    "argsort", "broadcast_axes", "broadcast_axis", "broadcast_equal", "broadcast_greater",
     "broadcast_greater_equal", "broadcast_lesser", "broadcast_lesser_equal", "broadcast_like",
-    "broadcast_maximum", "broadcast_minimum", "broadcast_not_equal", "broadcast_power", "equal",
-    "greater", "greater_equal", "lesser", "lesser_equal", "normal", "not_equal", "repeat",
-    "slice", "slice_axis", "slice_like", "sort", "split", "squeeze", "take", "tile", "topk",
-    "uniform",
+    "broadcast_maximum", "broadcast_minimum", "broadcast_not_equal", "broadcast_power", "ctc_loss",
+    "CTCLoss", "equal", "greater", "greater_equal", "lesser", "lesser_equal", "load", "normal",
+    "not_equal", "repeat", "reset_arrays", "save", "slice", "slice_axis", "slice_like", "sort",
+    "split", "squeeze", "take", "tile", "topk", "uniform",
 ]

@@ -4,11 +4,15 @@ Run with the side venv that has MXNet (never a project dependency):
 
     /work/oracle-venv/bin/python tests/engine/oracle/record.py
 
-It rewrites beside this file `arrays.json` (for each case of `array_cases.py`, every output's
-shape, dtype and values, and the gradient of `sum(head * output)` for each differentiated input,
-with the head weights of `head_for`), `losses.json` (the same for `loss_cases.py`) and
-`training.json` (the cases of `training_cases.py`:
-scheduled learning rates and the weights after each optimizer step).
+It rewrites, beside this file:
+
+- `arrays.json`: for each case of `array_cases.py`, every output's shape, dtype and values, and
+  the gradient of `sum(head * output)` for each differentiated input (heads from `head_for`);
+- `losses.json`: the same for `loss_cases.py`;
+- `training.json`: the schedules' learning rates and each optimizer's weights after each step,
+  for `training_cases.py`;
+- `files.json`: what `Block.save` and `save_parameters` write for the models of
+  `file_cases.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import tempfile
 
 import mxnet as mx
 import numpy as np
@@ -23,7 +28,7 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from oracle import array_cases, loss_cases, training_cases  # noqa: E402
+from oracle import array_cases, file_cases, loss_cases, training_cases  # noqa: E402
 from oracle.heads import head_for  # noqa: E402
 
 
@@ -87,6 +92,29 @@ def record_steps(name: str, kwargs: dict, dtype: str) -> list:
     return steps
 
 
+def record_files(folder: pathlib.Path) -> dict:
+    files = {}
+    for name, build in file_cases.BUILDERS.items():
+        with mx.name.NameManager():
+            net = build(mx.gluon.nn)
+        net.save(str(folder / name))
+        net.save_parameters(str(folder / "plain.params"))
+        net.save_parameters(str(folder / "deduplicated.params"), deduplicate=True)
+        try:
+            net.save_params(str(folder / "legacy.params"))
+            legacy = sorted(mx.nd.load(str(folder / "legacy.params")))
+        except (ValueError, AttributeError):  # Gluon's handler itself fails on Python 3
+            legacy = "refused"
+        files[name] = {
+            "model.json": json.loads((folder / f"{name}-model.json").read_text()),
+            "save_parameters keys": sorted(mx.nd.load(str(folder / "plain.params"))),
+            "deduplicated keys": sorted(mx.nd.load(str(folder / "deduplicated.params"))),
+            "save_params keys": legacy,
+            "collect_params": sorted(net.collect_params().keys()),
+        }
+    return files
+
+
 def main() -> None:
     training = {
         "schedules": {case: record_schedule(name, kwargs)
@@ -101,6 +129,9 @@ def main() -> None:
     losses = {name: record_array_case(f, inputs, wrt, mx.gluon.loss)
               for name, f, inputs, wrt in loss_cases.CASES}
     (HERE / "losses.json").write_text(json.dumps(losses, indent=0, sort_keys=True) + "\n")
+    with tempfile.TemporaryDirectory() as folder:
+        files = record_files(pathlib.Path(folder))
+    (HERE / "files.json").write_text(json.dumps(files, indent=0, sort_keys=True) + "\n")
     (HERE / "arrays.json").write_text(json.dumps(arrays, indent=0, sort_keys=True) + "\n")
 
 
