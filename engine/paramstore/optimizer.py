@@ -210,8 +210,16 @@ class Optimizer:
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = self.create_state(weight)
-        count = self._update_count(key)
-        self._apply(weight, grad, state, self._get_lr(key), self._get_wd(key), count)
+        # `_update_count`, `_get_lr` and `_get_wd` inlined: this runs per parameter per step.
+        count = self._counts[key] = self._counts.get(key, self.begin_num_update) + 1
+        if count > self.num_update:
+            self.num_update = count
+        holder = self.param_dict.get(key)
+        if holder is not None and self.lr_scheduler is None:
+            lr, wd = self.lr * holder.lr_mult, self.wd * holder.wd_mult
+        else:
+            lr, wd = self._get_lr(key), self._get_wd(key)
+        self._apply(weight, grad, state, lr, wd, count)
 
     def _update_count(self, key: Key) -> int:
         """Count one more update of `key`; return its count (Gluon's name, for subclasses)."""

@@ -8,7 +8,7 @@
     print(net.collect_params())
 """
 
-from paramstore.gluon import loss, nn
+from paramstore.gluon import loss, nn, utils
 from paramstore.gluon.block import Block, HybridBlock
 from paramstore.gluon.parameter import (
     Constant,
@@ -20,5 +20,5 @@ from paramstore.gluon.trainer import Trainer
 
 __all__ = [
     "Block", "Constant", "DeferredInitializationError", "HybridBlock", "Parameter",
-    "ParameterDict", "Trainer", "loss", "nn",
+    "ParameterDict", "Trainer", "loss", "nn", "utils",
 ]

@@ -330,6 +330,12 @@ class Block:
             for hook in list(self._forward_pre_hooks.values()):
                 hook(self, args)
         out = self.forward(*args)
+        # Outputs are on the first input's context, so the next block reads the same copies.
+        ctx = getattr(args[0], "_ctx", None) if args else None
+        if ctx is not None:
+            for array in out if isinstance(out, (list, tuple)) else (out,):
+                if isinstance(array, nd.NDArray):
+                    array._ctx = ctx
         if self._forward_hooks:
             for hook in list(self._forward_hooks.values()):
                 hook(self, args, out)
@@ -351,13 +357,15 @@ class HybridBlock(Block):
     """
 
     def forward(self, x: Any, *args: Any) -> Any:
+        # An input placed on a context (not the default) reads the parameters' copies there.
+        ctx = getattr(x, "_ctx", None)
         try:
-            params = {key: param.data() for key, param in self._reg_params.items()}
+            params = {key: param.data(ctx) for key, param in self._reg_params.items()}
         except DeferredInitializationError:
             self.infer_shape(x, *args)
             for param in self._params.values():
                 param._finish_deferred_init()
-            params = {key: param.data() for key, param in self._reg_params.items()}
+            params = {key: param.data(ctx) for key, param in self._reg_params.items()}
         return self.hybrid_forward(nd, x, *args, **params)
 
     def hybrid_forward(self, F: Any, x: Any, *args: Any, **kwargs: Any) -> Any:

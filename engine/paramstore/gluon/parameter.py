@@ -24,7 +24,7 @@ from paramstore import init as initializer
 from paramstore._tape import Leaf
 from paramstore.base import EngineError
 from paramstore.context import Context, cpu, current_context
-from paramstore.nd.ndarray import NDArray, array
+from paramstore.nd.ndarray import NDArray, _placed, array
 
 __all__ = ["Constant", "DeferredInitializationError", "Parameter", "ParameterDict", "brief_list"]
 
@@ -227,7 +227,7 @@ class Parameter:
         """One fresh copy of `data` per context, with zero gradients."""
         self._ctx_list = list(contexts)
         self._arrays = [
-            NDArray._wrap(np.array(data, dtype=np.dtype(self._dtype))) for _ in contexts
+            _placed(np.array(data, dtype=np.dtype(self._dtype)), context) for context in contexts
         ]
         self._single = self._arrays[0] if len(self._arrays) == 1 else None
         self._attach_grads()
@@ -244,7 +244,7 @@ class Parameter:
         for arr in self._arrays:
             leaf = Leaf(np.zeros_like(arr._data), self._grad_req)
             arr._node = leaf
-            self._grads.append(NDArray._wrap(leaf.grad))
+            self._grads.append(_placed(leaf.grad, arr.context))
 
     def _drop_data(self) -> None:
         self._single = None

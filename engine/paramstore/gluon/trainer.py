@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from paramstore import optimizer as opt
 from paramstore.gluon.parameter import Parameter
 
@@ -18,7 +20,7 @@ _STALE = (
     "step with ignore_stale_grad=True to suppress this warning and skip updating of Parameters "
     "with stale gradient"
 )
-_LOCAL_KVSTORES = ("device", "local", None)
+_LOCAL_KVSTORES = ("device", "local", "local_allreduce_cpu", "local_allreduce_device", None)
 
 
 def _parameter_list(params: Any) -> list[Parameter]:
@@ -87,9 +89,13 @@ class Trainer:
                 )
             self._kvstore = None
             self._update_on_kvstore = None
+            # Gluon's local store runs the updates of parameters kept on several contexts
+            # unless told otherwise: then allreduce_grads/update are refused as for a store.
+            self._local_store_updates = kvstore is not None and update_on_kvstore is not False
         else:
             self._kvstore = kvstore
             self._update_on_kvstore = True if update_on_kvstore is None else update_on_kvstore
+            self._local_store_updates = False
         self._kv_initialized = False
         self._sent_optimizer: str | None = None
 
@@ -134,7 +140,7 @@ class Trainer:
         if self._kvstore is not None and self._update_on_kvstore:
             self._send_optimizer()
             for param in chosen:
-                self._kvstore.pushpull(param.name, param.grad(), out=param.data())
+                self._kvstore.pushpull(param.name, param.list_grad(), out=param.list_data())
             self._mark_used(chosen)
             return
         self._reduce(chosen)
@@ -147,40 +153,67 @@ class Trainer:
         """
         self._init_kvstore()
         self._refuse_when_updating_on_kvstore("allreduce_grads()")
-        self._reduce([p for p in self._params if p.grad_req != "null"])
+        chosen = [p for p in self._params if p.grad_req != "null"]
+        self._reduce(chosen)
+        if self._kvstore is None:
+            for param in chosen:
+                grads = param.list_grad()
+                if len(grads) > 1:
+                    summed = np.sum([grad._data for grad in grads], axis=0)
+                    for grad in grads:
+                        grad._data[...] = summed
 
     def update(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
         """The update half of `step`, after `allreduce_grads`; same errors as `step`."""
         self._init_kvstore()
         self._refuse_when_updating_on_kvstore("update()")
         self._optimizer.rescale_grad = self._scale / batch_size
-        self._apply(self._fresh_parameters(ignore_stale_grad))
+        self._apply(self._fresh_parameters(ignore_stale_grad), reduced=True)
 
     def _fresh_parameters(self, ignore_stale_grad: bool) -> list[Parameter]:
         """The parameters to update, checked before anything changes."""
         # Every deferred parameter raises before any stale gradient is reported.
-        updated = [(param, param.data()) for param in self._params if param.grad_req != "null"]
+        updated = [(param, param.list_data() if param._single is None else param._single)
+                   for param in self._params if param.grad_req != "null"]
         chosen = []
         for param, data in updated:
-            leaf = data._node
+            if isinstance(data, list):
+                leaf = next((d._node for d in data if d._node is not None and d._node.fresh), None)
+            else:
+                leaf = data._node
             if leaf is not None and leaf.fresh:
                 chosen.append(param)
             elif not ignore_stale_grad:
                 raise UserWarning(_STALE.format(name=param.name, context=param.list_ctx()[0]))
         return chosen
 
-    def _apply(self, chosen: list[Parameter]) -> None:
+    def _apply(self, chosen: list[Parameter], reduced: bool = False) -> None:
+        """Update each parameter; with several copies, from their gradients' sum (or, when
+        `reduced` by `allreduce_grads`, from the first copy's), written to every copy."""
         index = self._index
         update = self._optimizer.update
         for param in chosen:
-            leaf = param.data()._node
-            update(index[id(param)], param.data()._data, leaf.grad)
-            leaf.fresh = False
+            single = param._single
+            if single is not None:
+                update(index[id(param)], single._data, single._node.grad)
+                single._node.fresh = False
+                continue
+            copies = param.list_data()
+            first = copies[0]
+            # Several contexts: one update from the gradients summed over the copies (Gluon's
+            # local KVStore), written to every copy.
+            grad = first._node.grad if reduced else np.sum(
+                [data._node.grad for data in copies], axis=0, dtype=first.dtype)
+            update(index[id(param)], first._data, grad)
+            for data in copies:
+                np.copyto(data._data, first._data)
+                data._node.fresh = False
 
     @staticmethod
     def _mark_used(chosen: list[Parameter]) -> None:
         for param in chosen:
-            param.data()._node.fresh = False
+            for data in param.list_data():
+                data._node.fresh = False
 
     # ---- the KVStore -------------------------------------------------------------------------
     def _init_kvstore(self) -> None:
@@ -203,13 +236,14 @@ class Trainer:
             self._sent_optimizer = text
 
     def _reduce(self, chosen: Sequence[Parameter]) -> None:
-        if self._kvstore is None:
-            return
-        for param in chosen:
-            self._kvstore.pushpull(param.name, param.grad(), out=param.grad())
+        if self._kvstore is not None:
+            for param in chosen:
+                self._kvstore.pushpull(param.name, param.list_grad(), out=param.list_grad())
 
     def _refuse_when_updating_on_kvstore(self, what: str) -> None:
-        if self._kvstore is not None and self._update_on_kvstore:
+        several_contexts = self._kvstore is None and self._local_store_updates and any(
+            len(param.list_ctx()) > 1 for param in self._params)
+        if (self._kvstore is not None and self._update_on_kvstore) or several_contexts:
             raise AssertionError(
                 f"{what} when parameters are updated on kvstore is not supported. Try setting "
                 "`update_on_kvstore` to False when creating trainer."

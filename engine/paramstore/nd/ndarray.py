@@ -25,19 +25,22 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 
 
 class NDArray:
-    __slots__ = ("_data", "_node", "__weakref__")
+    # `_ctx` is None on the default context, cpu(0), and names any other.
+    __slots__ = ("_data", "_node", "_ctx", "__weakref__")
     __array_ufunc__ = None  # numpy defers to our reflected operators: np_array + nd_array
     __hash__ = object.__hash__
 
     def __init__(self, data: Any, dtype: Any = None) -> None:
         self._data = np.asarray(data, dtype=dtype)
         self._node: Node | None = None
+        self._ctx: Context | None = None
 
     @staticmethod
     def _wrap(data: np.ndarray) -> NDArray:
         out = object.__new__(NDArray)
         out._data = data
         out._node = None
+        out._ctx = None
         return out
 
     # ---- description -------------------------------------------------------------------------
@@ -59,7 +62,7 @@ class NDArray:
 
     @property
     def context(self) -> Context:
-        return _CPU0
+        return self._ctx or _CPU0
 
     ctx = context
 
@@ -118,10 +121,13 @@ class NDArray:
         if isinstance(other, NDArray):
             np.copyto(other._data, self._data, casting="unsafe")
             return other
-        return self.copy()
+        return _placed(self._data.copy(), other)
 
     def as_in_context(self, context: Context) -> NDArray:
-        return self
+        """This array when it is on `context`, else a copy placed there."""
+        if context == self.context:
+            return self
+        return _placed(self._data.copy(), context)
 
     as_in_ctx = as_in_context
 
@@ -328,6 +334,14 @@ class NDArray:
         return NDArray._wrap(np.ones_like(self._data))
 
 
+def _placed(data: np.ndarray, ctx: Context | None) -> NDArray:
+    """An array of `data` on `ctx` (the default context when None)."""
+    out = NDArray._wrap(data)
+    if ctx is not None and ctx != _CPU0:
+        out._ctx = ctx
+    return out
+
+
 def _raw(value: Any) -> Any:
     return value._data if isinstance(value, NDArray) else value
 
@@ -365,12 +379,12 @@ def array(source: Any, ctx: Context | None = None, dtype: Any = None) -> NDArray
         data = source._data.astype(dtype if dtype is not None else source._data.dtype)
     else:
         data = np.array(source, dtype=dtype if dtype is not None else DEFAULT_DTYPE)
-    return NDArray._wrap(data)
+    return _placed(data, ctx)
 
 
 def _creation(fill: Any) -> Any:
     def create(shape: Any, ctx: Context | None = None, dtype: Any = None, **kwargs: Any) -> NDArray:
-        return NDArray._wrap(fill(shape, dtype=dtype or DEFAULT_DTYPE))
+        return _placed(fill(shape, dtype=dtype or DEFAULT_DTYPE), ctx)
 
     return create
 
@@ -381,7 +395,7 @@ empty = _creation(np.zeros)
 
 
 def full(shape: Any, val: float, ctx: Context | None = None, dtype: Any = None) -> NDArray:
-    return NDArray._wrap(np.full(shape, val, dtype=dtype or DEFAULT_DTYPE))
+    return _placed(np.full(shape, val, dtype=dtype or DEFAULT_DTYPE), ctx)
 
 
 def arange(
@@ -393,7 +407,7 @@ def arange(
     dtype: Any = None,
 ) -> NDArray:
     values = np.arange(start, stop, step, dtype=dtype or DEFAULT_DTYPE)
-    return NDArray._wrap(np.repeat(values, repeat) if repeat != 1 else values)
+    return _placed(np.repeat(values, repeat) if repeat != 1 else values, ctx)
 
 
 def zeros_like(like: NDArray) -> NDArray:

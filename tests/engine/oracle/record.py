@@ -11,6 +11,7 @@ It rewrites, beside this file:
 - `losses.json`: the same for `loss_cases.py`;
 - `training.json`: the schedules' learning rates and each optimizer's weights after each step,
   for `training_cases.py`;
+- `contexts.json`: data-parallel training on two contexts (`context_cases.py`);
 - `files.json`: what `Block.save` and `save_parameters` write for the models of
   `file_cases.py`.
 """
@@ -28,7 +29,13 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from oracle import array_cases, file_cases, loss_cases, training_cases  # noqa: E402
+from oracle import (  # noqa: E402
+    array_cases,
+    context_cases,
+    file_cases,
+    loss_cases,
+    training_cases,
+)
 from oracle.heads import head_for  # noqa: E402
 
 
@@ -132,6 +139,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         files = record_files(pathlib.Path(folder))
     (HERE / "files.json").write_text(json.dumps(files, indent=0, sort_keys=True) + "\n")
+    contexts = {name: context_cases.train(mx, *run) for name, run in context_cases.RUNS.items()}
+    (HERE / "contexts.json").write_text(json.dumps(contexts, indent=0, sort_keys=True) + "\n")
     (HERE / "arrays.json").write_text(json.dumps(arrays, indent=0, sort_keys=True) + "\n")
 
 

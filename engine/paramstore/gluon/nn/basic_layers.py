@@ -157,13 +157,14 @@ class Dense(HybridBlock):
         return f"{type(self).__name__}({in_units or None} -> {units}, {act})"
 
     def forward(self, x: Any) -> Any:
-        # The hot path: initialized, on one context, no hook on the activation to honour.
+        # The hot path: initialized, on one context, an input on the default context, no hook
+        # on the activation to honour.
         weight = self.weight._single
         bias = self.bias
         act = self.act
         if weight is None or (bias is not None and bias._single is None) or (
             act is not None and (act._forward_hooks or act._forward_pre_hooks)
-        ):
+        ) or getattr(x, "_ctx", None) is not None:
             return super().forward(x)
         return nd.dense(
             x, weight, None if bias is None else bias._single,
