@@ -10,6 +10,7 @@ in-process one, and the optimizer reaches it as data (`dumps()` JSON), as it wou
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 from paramstore.nd.ndarray import NDArray
 from paramstore.optimizer import Key, Optimizer, create_from_json, load_states, save_states
 
-__all__ = ["KVStoreBase", "LocalKVStore", "as_list", "buffer_of", "create"]
+__all__ = ["LOCAL_TYPES", "KVStoreBase", "LocalKVStore", "as_list", "buffer_of", "create"]
 
 
 def as_list(value: Any) -> list:
@@ -32,7 +33,39 @@ def buffer_of(value: Any) -> np.ndarray:
 
 
 class KVStoreBase:
-    """What every KVStore shares: key/value pairing and `pushpull` built on push and pull."""
+    """What every KVStore shares: key/value pairing and `pushpull` built on push and pull.
+
+    A store of one's own subclasses this and registers with `@KVStoreBase.register`; then
+    `create(name)` and `gluon.Trainer(..., kvstore=name)` build it by its lower-cased class
+    name. Gluon's minimal store defines `broadcast`, `pushpull` and `is_capable`.
+    """
+
+    kv_registry: dict[str, type[KVStoreBase]] = {}
+    OPTIMIZER = "optimizer"
+
+    @staticmethod
+    def register(klass: type[KVStoreBase]) -> type[KVStoreBase]:
+        """Class decorator: make `klass` creatable by its lower-cased name (warns on a
+        replacement). Raises `TypeError` for a class that is not a `KVStoreBase`."""
+        if not (isinstance(klass, type) and issubclass(klass, KVStoreBase)):
+            raise TypeError(f"Can only register subclass of KVStoreBase, got {klass!r}")
+        name = klass.__name__.lower()
+        previous = KVStoreBase.kv_registry.get(name)
+        if previous is not None:
+            warnings.warn(
+                f"WARNING: New kvstore {klass.__module__}.{klass.__name__} is overriding "
+                f"existing kvstore {previous.__module__}.{previous.__name__}", stacklevel=2)
+        KVStoreBase.kv_registry[name] = klass
+        return klass
+
+    def is_capable(self, capability: str) -> bool:
+        """Whether the store can do `capability`: 'optimizer' when it has `set_optimizer`."""
+        return capability == self.OPTIMIZER and callable(getattr(self, "set_optimizer", None))
+
+    def broadcast(self, key: Key | Sequence[Key], value: Any, out: Any, priority: int = 0) -> None:
+        """Initialize each key with `value` and copy the store's value into `out`."""
+        self.init(key, value)  # type: ignore[attr-defined]
+        self.pull(key, out=out)
 
     def push(self, key: Key | Sequence[Key], value: Any, priority: int = 0) -> None:
         raise NotImplementedError
@@ -135,14 +168,29 @@ class LocalKVStore(KVStoreBase):
         return self._optimizer
 
 
-def create(name: str = "local") -> LocalKVStore:
-    """A KVStore by type: 'local' or 'device' (the same in-process store on a CPU).
+# Gluon's single-machine types; on a CPU they are one in-process store.
+LOCAL_TYPES = ("local", "device", "local_allreduce_cpu", "local_allreduce_device")
 
-    Raises `ValueError` for other types; distributed stores come from `paramstore.client`.
+
+def create(name: str = "local") -> KVStoreBase:
+    """A KVStore by type: a registered store's lower-cased class name, or one of
+    `LOCAL_TYPES` (the same in-process store on a CPU).
+
+    Raises `TypeError` for a name that is not a string, `ValueError` for other types;
+    distributed stores come from `paramstore.client`.
     """
-    if name not in ("local", "device"):
+    if not isinstance(name, str):
+        raise TypeError("name must be a string")
+    name = name.lower()
+    registered = KVStoreBase.kv_registry.get(name)
+    if registered is not None:
+        return registered()
+    if name not in LOCAL_TYPES:
         raise ValueError(
-            f"Unknown KVStore type {name!r}: 'local' and 'device' are built in; "
-            "connect to a paramstore server for a distributed one"
+            f"Unknown KVStore type {name!r}: {', '.join(LOCAL_TYPES)} are built in, and "
+            "stores registered with KVStoreBase.register; connect to a paramstore server for "
+            "a distributed one"
         )
-    return LocalKVStore()
+    store = LocalKVStore()
+    store.type = name
+    return store

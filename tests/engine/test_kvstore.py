@@ -121,3 +121,60 @@ def test_optimizer_states_round_trip_through_a_file(tmp_path):
     out = nd.zeros(1)
     fresh.pull("w", out=out)
     assert out.asnumpy().tolist() == pytest.approx([-2.9])
+
+
+# ---- Gluon's store types and stores of one's own ---------------------------------------------
+@pytest.mark.parametrize("name", ["local", "device", "local_allreduce_cpu",
+                                  "local_allreduce_device", "LOCAL"])
+def test_every_single_machine_type_is_the_in_process_store(name):
+    kv = kvstore.create(name)
+    assert isinstance(kv, kvstore.LocalKVStore) and kv.type == name.lower()
+    assert kv.is_capable(kvstore.KVStoreBase.OPTIMIZER)
+
+
+def test_create_refuses_a_name_that_is_not_a_string():
+    with pytest.raises(TypeError, match="name must be a string"):
+        kvstore.create(3)
+
+
+def test_register_refuses_a_class_that_is_not_a_kvstore():
+    with pytest.raises(TypeError, match="Can only register subclass of KVStoreBase"):
+        kvstore.KVStoreBase.register(dict)
+
+
+def test_a_registered_store_written_for_gluon_serves_the_trainer():
+    from paramstore import autograd, gluon
+
+    @kvstore.KVStoreBase.register
+    class SummingStore(kvstore.KVStoreBase):
+        """Gluon's minimal store: broadcast, pushpull (sum only), no optimizer."""
+
+        calls = []
+
+        def broadcast(self, key, value, out, priority=0):
+            self.calls.append(("broadcast", key))
+            for target in kvstore.as_list(out):
+                target[:] = value
+
+        def pushpull(self, key, value, out=None, priority=0):
+            self.calls.append(("pushpull", key))
+            total = sum(v.asnumpy() for v in kvstore.as_list(value))
+            for target in kvstore.as_list(out if out is not None else value):
+                target[:] = total
+
+        def is_capable(self, capability):
+            return False
+
+    assert isinstance(kvstore.create("summingstore"), SummingStore)
+    w = gluon.Parameter("w", shape=(2,), init="ones")
+    w.initialize()
+    trainer = gluon.Trainer([w], "sgd", {"learning_rate": 0.5}, kvstore="SummingStore")
+    with autograd.record():
+        loss = (w.data() * 3).sum()
+    loss.backward()
+    trainer.step(1)
+    assert w.data().asnumpy().tolist() == [-0.5, -0.5]  # the store summed, the trainer updated
+    assert SummingStore.calls == [("broadcast", "w"), ("pushpull", "w")]
+    with pytest.warns(UserWarning, match="is overriding existing kvstore"):
+        kvstore.KVStoreBase.register(SummingStore)
+    del kvstore.KVStoreBase.kv_registry["summingstore"]

@@ -84,7 +84,7 @@ def test_an_optimizer_instance_with_optimizer_params_is_refused(lin):
 
 
 def test_an_unknown_kvstore_type_is_refused(lin):
-    with pytest.raises(ValueError, match="kvstore must be 'device', 'local', None or a KVStore"):
+    with pytest.raises(ValueError, match="kvstore must be 'device', 'local', None, a registered"):
         gluon.Trainer(lin.collect_params(), "sgd", kvstore="dist_sync")
 
 

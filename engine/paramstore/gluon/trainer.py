@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from paramstore import kvstore as kvs
 from paramstore import optimizer as opt
 from paramstore.gluon.parameter import Parameter
 
@@ -20,7 +21,6 @@ _STALE = (
     "step with ignore_stale_grad=True to suppress this warning and skip updating of Parameters "
     "with stale gradient"
 )
-_LOCAL_KVSTORES = ("device", "local", "local_allreduce_cpu", "local_allreduce_device", None)
 
 
 def _parameter_list(params: Any) -> list[Parameter]:
@@ -82,10 +82,13 @@ class Trainer:
             param.list_ctx()  # raises for a parameter that was never initialized
         self._init_optimizer(optimizer, dict(optimizer_params or {}))
         self._scale = self._optimizer.rescale_grad
+        if isinstance(kvstore, str) and kvstore.lower() in kvs.KVStoreBase.kv_registry:
+            kvstore = kvs.create(kvstore)
         if isinstance(kvstore, str) or kvstore is None:
-            if kvstore not in _LOCAL_KVSTORES:
+            if kvstore is not None and kvstore not in kvs.LOCAL_TYPES:
                 raise ValueError(
-                    f"kvstore must be 'device', 'local', None or a KVStore object, got {kvstore!r}"
+                    f"kvstore must be 'device', 'local', None, a registered KVStore name or a "
+                    f"KVStore object, got {kvstore!r}"
                 )
             self._kvstore = None
             self._update_on_kvstore = None
@@ -94,7 +97,10 @@ class Trainer:
             self._local_store_updates = kvstore is not None and update_on_kvstore is not False
         else:
             self._kvstore = kvstore
-            self._update_on_kvstore = True if update_on_kvstore is None else update_on_kvstore
+            if update_on_kvstore is None:
+                capable = getattr(kvstore, "is_capable", None)
+                update_on_kvstore = capable(kvs.KVStoreBase.OPTIMIZER) if capable else True
+            self._update_on_kvstore = update_on_kvstore
             self._local_store_updates = False
         self._kv_initialized = False
         self._sent_optimizer: str | None = None
@@ -219,10 +225,14 @@ class Trainer:
     def _init_kvstore(self) -> None:
         if self._kvstore is None or self._kv_initialized:
             return
+        broadcast = getattr(self._kvstore, "broadcast", None)
         for param in self._params:
-            data = param.data()
-            self._kvstore.init(param.name, data)
-            self._kvstore.pull(param.name, out=data)
+            copies = param.list_data()
+            if broadcast is not None:
+                broadcast(param.name, copies[0], out=copies)
+            else:
+                self._kvstore.init(param.name, copies[0])
+                self._kvstore.pull(param.name, out=copies)
         self._kv_initialized = True
 
     def _send_optimizer(self) -> None:
