@@ -40,7 +40,7 @@ STATE = _State()
 class Node:
     """An op's place on the tape: its inputs' nodes and how to send its gradient back."""
 
-    __slots__ = ("op", "inputs", "needs", "backward", "shape", "seq")
+    __slots__ = ("op", "inputs", "needs", "backward", "shape", "seq", "graph_backward")
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class Node:
         needs: tuple[bool, ...],
         backward: Backward | None,
         shape: tuple[int, ...],
+        graph_backward: Callable | None = None,
     ) -> None:
         self.op = op
         self.inputs = inputs
@@ -56,6 +57,9 @@ class Node:
         self.backward = backward
         self.shape = shape
         self.seq = next(_sequence)  # creation order is a topological order of the graph
+        # The same backward written with recorded NDArray ops (out_grad -> input grads), for
+        # higher-order gradients; only ops with a second derivative have one.
+        self.graph_backward = graph_backward
 
 
 class Leaf(Node):
@@ -81,21 +85,25 @@ def _freed(grad: np.ndarray, needs: tuple[bool, ...]) -> Sequence[Any]:
 
 
 # Recording is on the hot path of every op, so one- and two-input ops have their own recorders.
-def record1(op: str, out: Any, x: Any, backward: Backward) -> Any:
+def record1(
+    op: str, out: Any, x: Any, backward: Backward, graph_backward: Callable | None = None
+) -> Any:
     """Put `out` (computed from `x`) on the tape when recording and `x` is on it."""
     node = x._node
     if node is not None and STATE.recording:
-        out._node = Node(op, (node,), _ONE, backward, out._data.shape)
+        out._node = Node(op, (node,), _ONE, backward, out._data.shape, graph_backward)
     return out
 
 
-def record2(op: str, out: Any, a: Any, b: Any, backward: Backward) -> Any:
+def record2(
+    op: str, out: Any, a: Any, b: Any, backward: Backward, graph_backward: Callable | None = None
+) -> Any:
     """Put `out` (computed from `a` and `b`) on the tape when recording and an input is on it."""
     first, second = a._node, b._node
     if (first is not None or second is not None) and STATE.recording:
         needs = _BOTH if first is not None and second is not None else (
             _FIRST if first is not None else _SECOND)
-        out._node = Node(op, (first, second), needs, backward, out._data.shape)
+        out._node = Node(op, (first, second), needs, backward, out._data.shape, graph_backward)
     return out
 
 
@@ -109,7 +117,7 @@ def record(op: str, out: Any, inputs: tuple[Any, ...], backward: Backward) -> An
     return out
 
 
-def _ops_newest_first(heads: list[Node]) -> list[Node]:
+def ops_newest_first(heads: list[Node]) -> list[Node]:
     """The op nodes reachable from the heads, newest first: each before all of its inputs."""
     seen: set[Node] = set()
     stack = [node for node in heads if node.backward is not None]
@@ -124,17 +132,28 @@ def _ops_newest_first(heads: list[Node]) -> list[Node]:
     return sorted(seen, key=_by_creation, reverse=True)
 
 
+def check_not_freed(heads: list[Node]) -> None:
+    for node in heads:
+        if node.backward is _freed:
+            raise EngineError(NOT_IN_GRAPH)
+
+
+def free(order: list[Node]) -> None:
+    """Release the backward functions (and the arrays they hold) of a walked graph."""
+    for node in order:
+        node.backward = _freed
+        node.graph_backward = None
+
+
 def run_backward(
     heads: list[Node], head_grads: list[np.ndarray], retain_graph: bool
 ) -> dict[Node, np.ndarray]:
     """Walk the graph once in reverse, adding gradients; return each reached leaf's gradient."""
-    for node in heads:
-        if node.backward is _freed:
-            raise EngineError(NOT_IN_GRAPH)
+    check_not_freed(heads)
     grads: dict[Node, np.ndarray] = {}
     for node, grad in zip(heads, head_grads):
         grads[node] = grads[node] + grad if node in grads else grad
-    order = _ops_newest_first(heads)
+    order = ops_newest_first(heads)
     for node in order:
         grad = grads.pop(node, None)
         if grad is None:
@@ -151,8 +170,7 @@ def run_backward(
             previous = grads.get(parent)
             grads[parent] = parent_grad if previous is None else previous + parent_grad
     if not retain_graph:
-        for node in order:
-            node.backward = _freed
+        free(order)
     return grads  # what is left: the leaves' gradients
 
 

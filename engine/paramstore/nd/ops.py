@@ -7,6 +7,7 @@ gradient and `needs` (which inputs want a gradient) and returns one gradient per
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,31 @@ def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad
 
 
-# ---- elementwise binary, with broadcasting ----------------------------------------------------
+# ---- elementwise ops, each derivative written once ----------------------------------------------
+# A derivative is written with `F`, a namespace of the functions it needs: NumPy's for the first
+# order (`_NUMPY`, on the arrays), this module's own ops for higher orders (`_ND`, on NDArrays,
+# recorded), so the same line serves `backward` and `autograd.grad(..., create_graph=True)`.
+def _log_of_positive(x: Any) -> Any:
+    return np.log(np.where(x > 0, x, 1))
+
+
+_NUMPY = SimpleNamespace(
+    sign=np.sign, abs=np.abs, square=np.square, power=np.power, sigmoid=None,
+    log_of_positive=None,
+)
+
+
+def _unbroadcast_nd(grad: NDArray, shape: tuple[int, ...]) -> NDArray:
+    """`_unbroadcast` with recorded ops, for higher-order gradients."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = sum(grad, axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    return sum(grad, axis=axes, keepdims=True) if axes else grad
+
+
 def _binary(name: str, forward: Any, grads: Any) -> Any:
     def op(lhs: Any, rhs: Any) -> NDArray:
         a = _as_array(lhs, rhs._data if isinstance(rhs, NDArray) else None)
@@ -61,57 +86,64 @@ def _binary(name: str, forward: Any, grads: Any) -> Any:
             return out
 
         def backward(g: np.ndarray, needs: tuple[bool, ...]) -> tuple[Any, Any]:
-            gx, gy = grads(g, x, y, out._data, needs)
+            gx, gy = grads(_NUMPY, g, x, y, out._data, needs)
             return (
                 _unbroadcast(gx, x.shape) if gx is not None else None,
                 _unbroadcast(gy, y.shape) if gy is not None else None,
             )
 
-        return _record2(name, out, a, b, backward)
+        def graph_backward(g: NDArray, needs: tuple[bool, ...]) -> tuple[Any, Any]:
+            gx, gy = grads(_ND, g, a, b, out, needs)
+            return (
+                _unbroadcast_nd(gx, x.shape) if gx is not None and needs[0] else None,
+                _unbroadcast_nd(gy, y.shape) if gy is not None and needs[1] else None,
+            )
+
+        return _record2(name, out, a, b, backward, graph_backward)
 
     op.__name__ = name
     op.__doc__ = f"Elementwise {name} with broadcasting."
     return op
 
 
-add = _binary("add", np.add, lambda g, x, y, o, n: (g, g))
-subtract = _binary("subtract", np.subtract, lambda g, x, y, o, n: (g, -g))
+add = _binary("add", np.add, lambda F, g, x, y, o, n: (g, g))
+subtract = _binary("subtract", np.subtract, lambda F, g, x, y, o, n: (g, -g))
 multiply = _binary(
     "multiply",
     np.multiply,
-    lambda g, x, y, o, n: (g * y if n[0] else None, g * x if n[1] else None),
+    lambda F, g, x, y, o, n: (g * y if n[0] else None, g * x if n[1] else None),
 )
 divide = _binary(
     "divide",
     np.true_divide,
-    lambda g, x, y, o, n: (g / y if n[0] else None, -g * o / y if n[1] else None),
+    lambda F, g, x, y, o, n: (g / y if n[0] else None, -g * o / y if n[1] else None),
 )
 power = _binary(
     "power",
     np.power,
-    lambda g, x, y, o, n: (
-        g * y * np.power(x, y - 1) if n[0] else None,
-        g * o * np.log(np.where(x > 0, x, 1)) if n[1] else None,
+    lambda F, g, x, y, o, n: (
+        g * y * F.power(x, y - 1) if n[0] else None,
+        g * o * F.log_of_positive(x) if n[1] else None,
     ),
 )
 maximum = _binary(
-    "maximum", np.maximum, lambda g, x, y, o, n: (g * (x >= y), g * (x < y))
+    "maximum", np.maximum, lambda F, g, x, y, o, n: (g * (x >= y), g * (x < y))
 )
 minimum = _binary(
-    "minimum", np.minimum, lambda g, x, y, o, n: (g * (x <= y), g * (x > y))
+    "minimum", np.minimum, lambda F, g, x, y, o, n: (g * (x <= y), g * (x > y))
 )
 broadcast_add, broadcast_sub, broadcast_mul, broadcast_div = add, subtract, multiply, divide
 elemwise_add, elemwise_sub, elemwise_mul, elemwise_div = add, subtract, multiply, divide
 
 
-# ---- elementwise unary ------------------------------------------------------------------------
 def _unary(name: str, forward: Any, grad: Any) -> Any:
     def op(data: NDArray) -> NDArray:
         x = data._data
         out = _wrap(forward(x))
         if data._node is None or not STATE.recording:
             return out
-        return _record1(name, out, data, lambda g, needs: (grad(g, x, out._data),))
+        return _record1(name, out, data, lambda g, needs: (grad(_NUMPY, g, x, out._data),),
+                        lambda g, needs: (grad(_ND, g, data, out),))
 
     op.__name__ = name
     op.__doc__ = f"Elementwise {name}."
@@ -126,19 +158,21 @@ def _softrelu(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0, x).astype(x.dtype, copy=False)
 
 
-negative = _unary("negative", np.negative, lambda g, x, o: -g)
-abs = _unary("abs", np.abs, lambda g, x, o: g * np.sign(x))
-exp = _unary("exp", np.exp, lambda g, x, o: g * o)
-log = _unary("log", np.log, lambda g, x, o: g / x)
-sqrt = _unary("sqrt", np.sqrt, lambda g, x, o: g / (2 * o))
-square = _unary("square", np.square, lambda g, x, o: 2 * g * x)
-relu = _unary("relu", lambda x: np.maximum(x, 0), lambda g, x, o: g * (x > 0))
-sigmoid = _unary("sigmoid", _sigmoid, lambda g, x, o: g * o * (1 - o))
-tanh = _unary("tanh", np.tanh, lambda g, x, o: g * (1 - o * o))
-softrelu = _unary("softrelu", _softrelu, lambda g, x, o: g * _sigmoid(x))
-sign = _unary("sign", np.sign, lambda g, x, o: np.zeros_like(g))
+_NUMPY.sigmoid, _NUMPY.log_of_positive = _sigmoid, _log_of_positive
+
+negative = _unary("negative", np.negative, lambda F, g, x, o: -g)
+abs = _unary("abs", np.abs, lambda F, g, x, o: g * F.sign(x))
+exp = _unary("exp", np.exp, lambda F, g, x, o: g * o)
+log = _unary("log", np.log, lambda F, g, x, o: g / x)
+sqrt = _unary("sqrt", np.sqrt, lambda F, g, x, o: g / (2 * o))
+square = _unary("square", np.square, lambda F, g, x, o: 2 * g * x)
+relu = _unary("relu", lambda x: np.maximum(x, 0), lambda F, g, x, o: g * (x > 0))
+sigmoid = _unary("sigmoid", _sigmoid, lambda F, g, x, o: g * o * (1 - o))
+tanh = _unary("tanh", np.tanh, lambda F, g, x, o: g * (1 - o * o))
+softrelu = _unary("softrelu", _softrelu, lambda F, g, x, o: g * F.sigmoid(x))
+sign = _unary("sign", np.sign, lambda F, g, x, o: g * 0)
 softsign = _unary(
-    "softsign", lambda x: x / (1 + np.abs(x)), lambda g, x, o: g / np.square(1 + np.abs(x))
+    "softsign", lambda x: x / (1 + np.abs(x)), lambda F, g, x, o: g / F.square(1 + F.abs(x))
 )
 
 _ACTIVATIONS = {
@@ -181,11 +215,18 @@ def _expand(g: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]) -> np.
     return np.broadcast_to(g.reshape(kept), shape)
 
 
+def _expand_nd(g: NDArray, data: NDArray, axes: tuple[int, ...]) -> NDArray:
+    """`_expand` with recorded ops, for higher-order gradients."""
+    kept = tuple(1 if i in axes else n for i, n in enumerate(data.shape))
+    return multiply(reshape(g, kept), _wrap(np.ones(data.shape, data._data.dtype)))
+
+
 def sum(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
     x = data._data
     axes = _axes(axis, x.ndim)
     out = _wrap(_reduced(np.sum(x, axis=axes, keepdims=keepdims), axis))
-    return _record1("sum", out, data, lambda g, n: (_expand(g, x.shape, axes).copy(),))
+    return _record1("sum", out, data, lambda g, n: (_expand(g, x.shape, axes).copy(),),
+                    lambda g, n: (_expand_nd(g, data, axes),))
 
 
 def mean(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
@@ -193,7 +234,8 @@ def mean(data: NDArray, axis: Any = None, keepdims: bool = False) -> NDArray:
     axes = _axes(axis, x.ndim)
     count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
     out = _wrap(_reduced(np.mean(x, axis=axes, keepdims=keepdims), axis))
-    return _record1("mean", out, data, lambda g, n: (_expand(g / count, x.shape, axes).copy(),))
+    return _record1("mean", out, data, lambda g, n: (_expand(g / count, x.shape, axes).copy(),),
+                    lambda g, n: (_expand_nd(g / count, data, axes),))
 
 
 def _extreme(name: str, reduce: Any) -> Any:
@@ -519,3 +561,12 @@ def where(condition: NDArray, x: NDArray, y: NDArray) -> NDArray:
     return _record("where", out, (condition, x, y), lambda g, n: (None, g * mask, g * ~mask))
 
 
+def _log_of_positive_nd(x: NDArray) -> NDArray:
+    return log(where(x > 0, x, x * 0 + 1))
+
+
+# The functions higher-order derivatives use: this module's recorded ops.
+_ND = SimpleNamespace(
+    sign=sign, abs=abs, square=square, power=power, sigmoid=sigmoid,
+    log_of_positive=_log_of_positive_nd,
+)

@@ -11,6 +11,7 @@ It rewrites, beside this file:
 - `losses.json`: the same for `loss_cases.py`;
 - `training.json`: the schedules' learning rates and each optimizer's weights after each step,
   for `training_cases.py`;
+- `autograd.json`: first and (weighted) second derivatives of `autograd_cases.py`;
 - `contexts.json`: data-parallel training on two contexts (`context_cases.py`);
 - `files.json`: what `Block.save` and `save_parameters` write for the models of
   `file_cases.py`.
@@ -31,6 +32,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from oracle import (  # noqa: E402
     array_cases,
+    autograd_cases,
     context_cases,
     file_cases,
     loss_cases,
@@ -122,6 +124,22 @@ def record_files(folder: pathlib.Path) -> dict:
     return files
 
 
+def record_second_order(f, x_values: np.ndarray) -> dict:
+    x = mx.nd.array(x_values)
+    x.attach_grad()
+    try:
+        with mx.autograd.record():
+            y = f(mx.nd, x)
+            (dx,) = mx.autograd.grad(y, [x], head_grads=mx.nd.ones_like(y), create_graph=True,
+                                     retain_graph=True)
+            weighted = (dx * mx.nd.array(head_for(dx.shape))).sum()
+        weighted.backward()
+    except mx.base.MXNetError as error:
+        return {"unsupported": str(error).splitlines()[-1][:200]}
+    return {"dx": dx.asnumpy().reshape(-1).tolist(),
+            "d2x": x.grad.asnumpy().reshape(-1).tolist()}
+
+
 def main() -> None:
     training = {
         "schedules": {case: record_schedule(name, kwargs)
@@ -139,6 +157,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         files = record_files(pathlib.Path(folder))
     (HERE / "files.json").write_text(json.dumps(files, indent=0, sort_keys=True) + "\n")
+    second = {name: record_second_order(f, x) for name, f, x in autograd_cases.CASES}
+    (HERE / "autograd.json").write_text(json.dumps(second, indent=0, sort_keys=True) + "\n")
     contexts = {name: context_cases.train(mx, *run) for name, run in context_cases.RUNS.items()}
     (HERE / "contexts.json").write_text(json.dumps(contexts, indent=0, sort_keys=True) + "\n")
     (HERE / "arrays.json").write_text(json.dumps(arrays, indent=0, sort_keys=True) + "\n")
