@@ -109,6 +109,12 @@ class Parameter:
         self.lr_mult = lr_mult
         self.wd_mult = wd_mult
         self.init = init
+        for label, value in (("grad_stype", grad_stype), ("stype", stype)):
+            if value not in _STORAGE_TYPES:
+                raise AssertionError(
+                    f"{label} for Parameter '{name}' must be one of 'default', 'row_sparse', "
+                    f"or 'csr', but got '{value}'"
+                )
         self._stype = stype
         self._grad_stype = grad_stype
         self.grad_req = grad_req
@@ -434,6 +440,9 @@ class Parameter:
         else:
             self._set_arrays(load.data, load.contexts)
         self._deferred_init = ()
+
+
+_STORAGE_TYPES = ("default", "row_sparse", "csr")
 
 
 def _context_list(ctx: Context | list[Context] | None) -> list[Context]:
