@@ -19,27 +19,28 @@ from paramstore.optimizer import Optimizer, _real, register
 State = tuple[np.ndarray, ...]
 
 
-def _with(parent: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {**parent, **extra}
+class _Momentum(Optimizer):
+    """An optimizer whose one state, a momentum, exists only when `momentum` is not 0."""
+
+    momentum: float
+
+    def state_names(self) -> tuple[str, ...]:
+        return ("momentum",) if self.momentum != 0.0 else ()
 
 
 @register
-class NAG(Optimizer):
+class NAG(_Momentum):
     """Nesterov accelerated gradient, with `g' = clip(g) + wd w` and a velocity `m`:
     `m <- momentum m`, `w <- w + momentum m - (1 + momentum) lr g'`, then
     `m <- m - lr (clip(g) + wd w)` with the weight just updated, as Gluon's in-place kernel
     computes it. Without momentum a plain SGD step.
     """
 
+    _HYPER = ("momentum",)
+
     def __init__(self, momentum: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.momentum = _real("momentum", momentum)
-
-    def _hyper_parameters(self) -> dict[str, Any]:
-        return _with(super()._hyper_parameters(), momentum=self.momentum)
-
-    def state_names(self) -> tuple[str, ...]:
-        return ("momentum",) if self.momentum != 0.0 else ()
 
     def _apply(self, weight: np.ndarray, grad: np.ndarray, state: State, lr: float, wd: float,
                count: int) -> None:
@@ -54,24 +55,20 @@ class NAG(Optimizer):
 
 
 @register
-class Signum(Optimizer):
+class Signum(_Momentum):
     """The sign of the gradient (signSGD) or of its momentum (Signum).
 
     Without momentum `w <- (1 - lr wd) w - lr sign(g)`; with it
     `m <- momentum m - (1 - momentum)(wd w + clip(g))`, `w <- (1 - lr wd_lh) w + lr sign(m)`.
     """
 
+    _HYPER = ("momentum", "wd_lh")
+
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.9, wd_lh: float = 0.0,
                  **kwargs: Any) -> None:
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.momentum = _real("momentum", momentum)
         self.wd_lh = _real("wd_lh", wd_lh)
-
-    def _hyper_parameters(self) -> dict[str, Any]:
-        return _with(super()._hyper_parameters(), momentum=self.momentum, wd_lh=self.wd_lh)
-
-    def state_names(self) -> tuple[str, ...]:
-        return ("momentum",) if self.momentum != 0.0 else ()
 
     def _apply(self, weight: np.ndarray, grad: np.ndarray, state: State, lr: float, wd: float,
                count: int) -> None:
@@ -94,18 +91,14 @@ class FTML(Optimizer):
     `z <- beta1 z + (1 - beta1) g' - (d_t - beta1 d_{t-1}) w`, `w <- -z / d_t`.
     """
 
+    _HYPER = ("beta1", "beta2", "epsilon")
+    _STATES = ("d", "v", "z")
+
     def __init__(self, beta1: float = 0.6, beta2: float = 0.999, epsilon: float = 1e-8,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.beta1, self.beta2 = _real("beta1", beta1), _real("beta2", beta2)
         self.epsilon = _real("epsilon", epsilon)
-
-    def _hyper_parameters(self) -> dict[str, Any]:
-        return _with(super()._hyper_parameters(), beta1=self.beta1, beta2=self.beta2,
-                     epsilon=self.epsilon)
-
-    def state_names(self) -> tuple[str, ...]:
-        return ("d", "v", "z")
 
     def _apply(self, weight: np.ndarray, grad: np.ndarray, state: State, lr: float, wd: float,
                count: int) -> None:
@@ -128,6 +121,9 @@ class LAMB(Optimizer):
     `[lower_bound, upper_bound]` when given; a zero norm gives a ratio of 1).
     """
 
+    _HYPER = ("beta1", "beta2", "epsilon", "lower_bound", "upper_bound", "bias_correction")
+    _STATES = ("mean", "var")
+
     def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  epsilon: float = 1e-6, lower_bound: float | None = None,
                  upper_bound: float | None = None, bias_correction: bool = True,
@@ -137,14 +133,6 @@ class LAMB(Optimizer):
         self.epsilon = _real("epsilon", epsilon)
         self.lower_bound, self.upper_bound = lower_bound, upper_bound
         self.bias_correction = bool(bias_correction)
-
-    def _hyper_parameters(self) -> dict[str, Any]:
-        return _with(super()._hyper_parameters(), beta1=self.beta1, beta2=self.beta2,
-                     epsilon=self.epsilon, lower_bound=self.lower_bound,
-                     upper_bound=self.upper_bound, bias_correction=self.bias_correction)
-
-    def state_names(self) -> tuple[str, ...]:
-        return ("mean", "var")
 
     def _apply(self, weight: np.ndarray, grad: np.ndarray, state: State, lr: float, wd: float,
                count: int) -> None:
@@ -188,16 +176,13 @@ class Adamax(Optimizer):
     `u <- max(beta2 u, |g'|)`, `w <- w - lr / (1 - beta1^t) m / u`.
     """
 
+    _HYPER = ("beta1", "beta2")
+    _STATES = ("mean", "var")
+
     def __init__(self, learning_rate: float = 0.002, beta1: float = 0.9, beta2: float = 0.999,
                  **kwargs: Any) -> None:
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.beta1, self.beta2 = _real("beta1", beta1), _real("beta2", beta2)
-
-    def _hyper_parameters(self) -> dict[str, Any]:
-        return _with(super()._hyper_parameters(), beta1=self.beta1, beta2=self.beta2)
-
-    def state_names(self) -> tuple[str, ...]:
-        return ("mean", "var")
 
     def _apply(self, weight: np.ndarray, grad: np.ndarray, state: State, lr: float, wd: float,
                count: int) -> None:
@@ -216,15 +201,12 @@ class AdaDelta(Optimizer):
     `w <- w - delta - wd w`.
     """
 
+    _HYPER = ("rho", "epsilon")
+    _STATES = ("acc_g", "acc_delta")
+
     def __init__(self, rho: float = 0.90, epsilon: float = 1e-5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rho, self.epsilon = _real("rho", rho), _real("epsilon", epsilon)
-
-    def _hyper_parameters(self) -> dict[str, Any]:
-        return _with(super()._hyper_parameters(), rho=self.rho, epsilon=self.epsilon)
-
-    def state_names(self) -> tuple[str, ...]:
-        return ("acc_g", "acc_delta")
 
     def _apply(self, weight: np.ndarray, grad: np.ndarray, state: State, lr: float, wd: float,
                count: int) -> None:
@@ -242,15 +224,14 @@ class AdaDelta(Optimizer):
 class AdaGrad(Optimizer):
     """AdaGrad: `h <- h + clip(g)^2`, `w <- w - lr (clip(g) / sqrt(h + eps) + wd w)`."""
 
+    _STATES = ("history",)
+
     def __init__(self, eps: float = 1e-7, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.float_stable_eps = _real("eps", eps)
 
     def _hyper_parameters(self) -> dict[str, Any]:
-        return _with(super()._hyper_parameters(), eps=self.float_stable_eps)
-
-    def state_names(self) -> tuple[str, ...]:
-        return ("history",)
+        return {**super()._hyper_parameters(), "eps": self.float_stable_eps}
 
     def _apply(self, weight: np.ndarray, grad: np.ndarray, state: State, lr: float, wd: float,
                count: int) -> None:
@@ -269,6 +250,8 @@ class RMSProp(Optimizer):
     `w <- w + delta`. With `clip_weights` the weight is then clipped to `±clip_weights`.
     """
 
+    _HYPER = ("gamma1", "gamma2", "epsilon", "centered", "clip_weights")
+
     def __init__(self, learning_rate: float = 0.001, gamma1: float = 0.9, gamma2: float = 0.9,
                  epsilon: float = 1e-8, centered: bool = False,
                  clip_weights: float | None = None, **kwargs: Any) -> None:
@@ -277,11 +260,6 @@ class RMSProp(Optimizer):
         self.epsilon = _real("epsilon", epsilon)
         self.centered = bool(centered)
         self.clip_weights = None if clip_weights is None else _real("clip_weights", clip_weights)
-
-    def _hyper_parameters(self) -> dict[str, Any]:
-        return _with(super()._hyper_parameters(), gamma1=self.gamma1, gamma2=self.gamma2,
-                     epsilon=self.epsilon, centered=self.centered,
-                     clip_weights=self.clip_weights)
 
     def state_names(self) -> tuple[str, ...]:
         return ("n", "g", "delta") if self.centered else ("n",)
@@ -312,18 +290,15 @@ class Ftrl(Optimizer):
     `w <- (sign(z) lamda1 - z) / ((beta + sqrt(n)) / lr + wd)` where `|z| > lamda1`, else 0.
     """
 
+    _HYPER = ("lamda1", "beta")
+    _STATES = ("z", "n")
+
     def __init__(self, lamda1: float = 0.01, learning_rate: float = 0.1, beta: float = 1,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # As in Gluon, the rate is set after the base class, so a scheduler keeps its own.
         self.lr = _real("learning_rate", learning_rate)
         self.lamda1, self.beta = _real("lamda1", lamda1), _real("beta", beta)
-
-    def _hyper_parameters(self) -> dict[str, Any]:
-        return _with(super()._hyper_parameters(), lamda1=self.lamda1, beta=self.beta)
-
-    def state_names(self) -> tuple[str, ...]:
-        return ("z", "n")
 
     def _apply(self, weight: np.ndarray, grad: np.ndarray, state: State, lr: float, wd: float,
                count: int) -> None:

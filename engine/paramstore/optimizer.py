@@ -155,8 +155,12 @@ class Optimizer:
         """Multiply the weight decay of the given keys by these values."""
         self.wd_mult = _multipliers("wd_mult", args_wd_mult)
 
+    # Constructor arguments kept as attributes of the same name, rebuilt by `dumps` JSON.
+    _HYPER: tuple[str, ...] = ()
+
     def _hyper_parameters(self) -> dict[str, Any]:
-        """The constructor arguments that rebuild this optimizer (subclasses add theirs)."""
+        """The constructor arguments that rebuild this optimizer (subclasses add theirs, or
+        name them in `_HYPER`)."""
         parameters = {
             "learning_rate": self.lr,
             "wd": self.wd,
@@ -167,6 +171,7 @@ class Optimizer:
             parameters["multi_precision"] = True
         if self.lr_scheduler is not None:
             parameters["lr_scheduler"] = self.lr_scheduler.config()
+        parameters.update((name, getattr(self, name)) for name in self._HYPER)
         return parameters
 
     def dumps(self) -> str:
@@ -182,9 +187,12 @@ class Optimizer:
         return json.dumps([type(self).__name__.lower(), kwargs])
 
     # ---- updates -----------------------------------------------------------------------------
+    # Names of the per-key state arrays, when they do not depend on the hyper-parameters.
+    _STATES: tuple[str, ...] = ()
+
     def state_names(self) -> tuple[str, ...]:
         """Names of the per-key state arrays, in the order `create_state` returns them."""
-        return ()
+        return self._STATES
 
     def create_state(self, weight: np.ndarray) -> tuple[np.ndarray, ...]:
         """Fresh per-key state for `weight` (zeros shaped like it)."""
