@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from paramstore import autograd, cpu, gluon, init, nd
+from paramstore.base import EngineError
 from paramstore.gluon import DeferredInitializationError, nn
 
 pytestmark = pytest.mark.usefixtures("fresh_names")
@@ -74,7 +75,7 @@ def test_first_forward_initializes_layer_by_layer(net):
 def test_a_different_width_after_initialization_fails_in_the_operator(net):
     net.initialize()
     net(nd.ones((2, 20)))
-    with pytest.raises(ValueError):
+    with pytest.raises(EngineError, match="FullyConnected: operands of shapes"):
         net(nd.ones((2, 7)))
 
 

@@ -286,7 +286,12 @@ def _target_shape(shape: tuple[int, ...], spec: Any) -> tuple[int, ...]:
 
 def reshape(data: NDArray, shape: Any) -> NDArray:
     x = data._data
-    out = _wrap(x.reshape(_target_shape(x.shape, shape)))
+    target = _target_shape(x.shape, shape)
+    try:
+        out = _wrap(x.reshape(target))
+    except ValueError:
+        raise EngineError(f"reshape: cannot reshape an array of shape {x.shape} into "
+                          f"{target}") from None
     return _record1("reshape", out, data, lambda g, n: (g.reshape(x.shape),))
 
 
@@ -323,7 +328,10 @@ def concat(*data: NDArray, dim: int = 1) -> NDArray:
 
 
 def stack(*data: NDArray, axis: int = 0) -> NDArray:
-    out = _wrap(np.stack([a._data for a in data], axis=axis))
+    try:
+        out = _wrap(np.stack([a._data for a in data], axis=axis))
+    except ValueError:
+        raise _shape_error("stack", *[a._data for a in data]) from None
     count = len(data)
     return _record(
         "stack",
@@ -397,7 +405,10 @@ def dense(
     """
     x_full, w = data._data, weight._data
     x = x_full.reshape(x_full.shape[0], -1) if flatten and x_full.ndim != 2 else x_full
-    y = np.dot(x, w.T)
+    try:
+        y = np.dot(x, w.T)
+    except ValueError:
+        raise _shape_error("FullyConnected", x, w) from None
     if bias is not None:
         y += bias._data
     activation_grad = None
@@ -555,7 +566,10 @@ def Embedding(data: NDArray, weight: NDArray, input_dim: int = 0, output_dim: in
 def where(condition: NDArray, x: NDArray, y: NDArray) -> NDArray:
     """`x` where `condition` is non-zero, else `y`; a 1-D condition picks whole rows."""
     mask = condition._data != 0
-    if mask.ndim == 1 and x.ndim > 1:
+    rows = mask.ndim == 1 and x.ndim > 1 and mask.shape[0] == x.shape[0]
+    if x.shape != y.shape or (mask.shape != x.shape and not rows):
+        raise _shape_error("where", mask, x._data, y._data)
+    if rows:
         mask = mask.reshape(mask.shape + (1,) * (x.ndim - 1))
     out = _wrap(np.where(mask, x._data, y._data))
     return _record("where", out, (condition, x, y), lambda g, n: (None, g * mask, g * ~mask))

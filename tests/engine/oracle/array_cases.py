@@ -130,4 +130,10 @@ ERROR_CASES = [
     ("add incompatible", lambda nd, a, b: nd.add(a, b), [X34, values(2, 4)]),
     ("concat mismatched", lambda nd, a, b: nd.concat(a, b, dim=0), [X34, values(1, 3)]),
     ("dot mismatched", lambda nd, a, b: nd.dot(a, b), [X34, values(3, 4)]),
+    ("reshape to a wrong size", lambda nd, x: x.reshape((5, 3)), [X34]),
+    ("FullyConnected mismatched", lambda nd, x, w, b: nd.FullyConnected(x, w, b, num_hidden=2),
+     [X34, values(2, 5), values(2)]),
+    ("where mismatched", lambda nd, c, x: nd.where(c, x, x), [values(2, 2), X34]),
+    ("where broadcast condition", lambda nd, c, x: nd.where(c, x, x), [values(1, 4), X34]),
+    ("stack mismatched", lambda nd, a, b: nd.stack(a, b), [X34, values(3, 3)]),
 ]
