@@ -99,3 +99,22 @@ def test_a_scheduled_optimizer_travels_as_data():
             opt.update("w", weight, np.full(2, 0.5, np.float32))
     assert weights[0].tolist() == weights[1].tolist()
     assert isinstance(rebuilt.lr_scheduler, lr_scheduler.PolyScheduler)
+
+
+def test_a_store_side_optimizer_follows_the_same_schedule():
+    from paramstore import kvstore
+
+    def trained(store):
+        w = gluon.Parameter("w", shape=(1,), init="zeros")
+        w.initialize()
+        schedule = lr_scheduler.FactorScheduler(step=1, factor=0.5, base_lr=1.0)
+        trainer = gluon.Trainer([w], "sgd", {"lr_scheduler": schedule}, kvstore=store)
+        for _ in range(3):
+            with autograd.record():
+                loss = w.data().sum()
+            loss.backward()
+            trainer.step(1)
+        return w.data().asnumpy().tolist()
+
+    # updates 1..3 run at 1, 0.5, 0.25 whether the store or the trainer applies them
+    assert trained(kvstore.create("local")) == trained("device") == [-1.75]
