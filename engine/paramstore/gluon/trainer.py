@@ -54,12 +54,15 @@ class Trainer:
     `optimizer_params` (`ValueError` for an unknown name, `TypeError` for a wrong keyword), or
     an `Optimizer` instance.
 
-    `kvstore` is 'device', 'local' or None (updates run here), or a KVStore object (`init`,
-    `push`, `pull`, `pushpull`, `set_optimizer`). With an object, parameters are keyed by their
-    **names**: the first step `init`s each key with the parameter's data and pulls the store's
-    value back (so every worker starts alike). With `update_on_kvstore` (the default for an
-    object) gradients are pushed, the store runs the optimizer and the new weights are pulled;
-    with `update_on_kvstore=False` the store only sums gradients and the update runs here.
+    `kvstore` is one of `kvstore.LOCAL_TYPES` ('device', 'local', ...) or None (updates run
+    here; a parameter on several contexts is updated once from its copies' summed gradients
+    and the result written to every copy), the name of a store registered with
+    `KVStoreBase.register`, or a KVStore object (`broadcast` or `init`/`pull`, `pushpull`,
+    `set_optimizer`). With a store, parameters are keyed by their **names**: the first step
+    `broadcast`s each key from the parameter's data (so every worker starts alike). With
+    `update_on_kvstore` (the default for a store capable of it) gradients are pushed, the store
+    runs the optimizer and the new weights are pulled; with `update_on_kvstore=False` the store
+    only sums gradients and the update runs here.
     """
 
     def __init__(
