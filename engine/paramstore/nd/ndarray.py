@@ -62,7 +62,7 @@ class NDArray:
 
     @property
     def context(self) -> Context:
-        return self._ctx or _CPU0
+        return getattr(self, "_ctx", None) or _CPU0
 
     ctx = context
 
