@@ -56,3 +56,11 @@ def test_seed_repeats_every_sampler():
                 paramstore.random.uniform(shape=(2,)).asnumpy().tolist()]
 
     assert draws() == draws()
+
+
+def test_draws_are_placed_on_the_context_asked_for():
+    from paramstore import cpu
+
+    assert nd.random.uniform(shape=(2,), ctx=cpu(1)).context == cpu(1)
+    assert nd.random.randn(2, ctx=cpu(1)).context == cpu(1)
+    assert nd.random.randint(0, 3, shape=(2,)).context == cpu(0)
