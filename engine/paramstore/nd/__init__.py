@@ -2,7 +2,6 @@
 
 from paramstore.nd import random
 from paramstore.nd.activations import LeakyReLU
-from paramstore.nd.conv import Convolution, Deconvolution, Pooling, pad
 from paramstore.nd.array_ops import (
     argsort,
     broadcast_axes,
@@ -35,6 +34,7 @@ from paramstore.nd.array_ops import (
     tile,
     topk,
 )
+from paramstore.nd.conv import Convolution, Deconvolution, Pooling, pad
 from paramstore.nd.ctc import CTCLoss, ctc_loss
 from paramstore.nd.files import load, reset_arrays, save
 from paramstore.nd.ndarray import (
