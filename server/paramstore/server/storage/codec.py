@@ -1,8 +1,9 @@
 """A store's state as a safetensors checkpoint, and back.
 
 Besides the codec's own keys, `__metadata__` holds under `paramstore.*` the store's name, prefix,
-version, the step and time, and every parameter's listing (dtype label, kind, ties, and the shape
-of parameters that hold no data). Other keys are the caller's. A file from elsewhere (no listing)
+version, the step and time, and every parameter's listing in store order (dtype label, kind, ties,
+and the shape of parameters that hold no data; a bare name for a Parameter holding data whose
+label is its dtype's name). Other keys are the caller's. A file from elsewhere (no listing)
 reads as its tensors in file order.
 """
 
@@ -60,7 +61,12 @@ def encode(
     return tensors, aliases, file_metadata
 
 
-def _listing_entry(info: ParameterInfo, *, has_data: bool) -> dict[str, Any]:
+def _listing_entry(info: ParameterInfo, *, has_data: bool) -> str | dict[str, Any]:
+    """The parameter's entry; the common case (a Parameter holding data, printed with its
+    dtype's own name) is its name alone, which keeps the header of a large store small."""
+    if has_data and not info.alias_of and info.kind == "Parameter" \
+            and info.dtype_label == info.dtype:
+        return info.name
     entry: dict[str, Any] = {"name": info.name, "label": info.dtype_label, "kind": info.kind}
     if info.alias_of:
         entry["alias_of"] = info.alias_of
@@ -118,11 +124,13 @@ def _parsed_listing(raw: str) -> list[dict[str, Any]]:
         listing = json.loads(raw)
     except json.JSONDecodeError as error:
         raise InvalidArgument(f"{PARAMETERS_KEY} is not valid JSON: {error}") from None
-    if not isinstance(listing, list) or not all(
-        isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in listing
-    ):
-        raise InvalidArgument(f"{PARAMETERS_KEY} must be a list of objects with a name")
-    return listing
+    if not isinstance(listing, list):
+        raise InvalidArgument(f"{PARAMETERS_KEY} must be a list")
+    entries = [{"name": entry} if isinstance(entry, str) else entry for entry in listing]
+    if not all(isinstance(entry, dict) and isinstance(entry.get("name"), str)
+               for entry in entries):
+        raise InvalidArgument(f"{PARAMETERS_KEY} must list names, or objects with a name")
+    return entries
 
 
 def user_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
