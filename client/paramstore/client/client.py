@@ -15,18 +15,16 @@ from paramstore.client.errors import AlreadyExists, ParamstoreError, from_rpc_er
 from paramstore.client.kvstore import RemoteKVStore
 from paramstore.client.models import SnapshotInfo, snapshot_info
 from paramstore.client.store import RemoteStore
-from paramstore.proto import chunks
+from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
 
-_SERVICE = "paramstore.v1.ParamStore"
-# Reads are idempotent: gRPC retries them on UNAVAILABLE with exponential backoff (a server
+# Reads change nothing: gRPC retries them on UNAVAILABLE with exponential backoff (a server
 # restarting, a connection not yet up). Writes are never retried behind the caller's back.
-_RETRIED_METHODS = ("GetStore", "ListStores", "CollectParams", "Pull", "ListTies",
-                    "ListSnapshots", "ExportSnapshot")
 _SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
-        "name": [{"service": _SERVICE, "method": method} for method in _RETRIED_METHODS],
+        "name": [{"service": wire.SERVICE, "method": method}
+                 for method in sorted(wire.READ_METHODS)],
         "retryPolicy": {
             "maxAttempts": 5,
             "initialBackoff": "0.1s",
@@ -82,21 +80,8 @@ class Client:
             )
         self._stub = pb_grpc.ParamStoreStub(self._channel)
         # The tensor streams carry chunks serialized without protobuf's copies.
-        self._tensor_methods = {
-            method: self._channel.stream_unary(
-                f"/{_SERVICE}/{method}", request_serializer=chunks.serialize,
-                response_deserializer=pb.PushResponse.FromString,
-            )
-            for method in ("Push", "SetData", "InitKeys")
-        }
-        self._tensor_methods["PushPull"] = self._channel.stream_stream(
-            f"/{_SERVICE}/PushPull", request_serializer=chunks.serialize,
-            response_deserializer=chunks.deserializer(pb.PullResponse),
-        )
-        self._tensor_methods["Pull"] = self._channel.unary_stream(
-            f"/{_SERVICE}/Pull", request_serializer=pb.PullRequest.SerializeToString,
-            response_deserializer=chunks.deserializer(pb.PullResponse),
-        )
+        self._tensor_methods = {method: self._tensor_method(method) for method in
+                                {*wire.PUSH_METHODS, *wire.PULL_METHODS}}
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.address = address
         self.timeout = timeout
@@ -174,6 +159,20 @@ class Client:
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
+
+    def _tensor_method(self, method: str) -> Any:
+        pushes, pulls = method in wire.PUSH_METHODS, method in wire.PULL_METHODS
+        make = {
+            (True, False): self._channel.stream_unary,
+            (True, True): self._channel.stream_stream,
+            (False, True): self._channel.unary_stream,
+        }[(pushes, pulls)]
+        return make(
+            wire.path(method),
+            request_serializer=chunks.serialize if pushes else pb.PullRequest.SerializeToString,
+            response_deserializer=chunks.deserializer(pb.PullResponse) if pulls
+            else pb.PushResponse.FromString,
+        )
 
     def _method(self, name: str) -> Any:
         return self._tensor_methods.get(name) or getattr(self._stub, name)

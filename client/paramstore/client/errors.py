@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 
-ERROR_KEY = "paramstore-error"  # trailing metadata naming the server's error kind
+from paramstore.proto.wire import ERROR_KEY
 
 
 class ParamstoreError(Exception):

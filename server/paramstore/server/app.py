@@ -16,9 +16,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from paramstore.proto import chunks
+from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2, paramstore_pb2_grpc
-from paramstore.server.auth import Token, TokenCheck, read_tokens
+from paramstore.server.admission import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CALLS,
+    DEFAULT_MAX_CALLS_PER_CALLER,
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    Admission,
+    CallLimits,
+    InflightBytes,
+)
+from paramstore.server.auth import Token, TokenCheck, caller_naming, read_tokens
 from paramstore.server.errors import StoreError
 from paramstore.server.limits import Limits
 from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
@@ -39,11 +48,13 @@ class ParamStoreServer:
     """A bound, not yet started server: `start()`, `stop(grace)`, `wait_for_termination()`."""
 
     def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer,
-                 registry: StoreRegistry, metrics: MetricsEndpoint | None = None) -> None:
+                 registry: StoreRegistry, metrics: MetricsEndpoint | None = None,
+                 admission: Admission | None = None) -> None:
         self.grpc_server = server
         self.health = health_servicer
         self.registry = registry
         self.metrics = metrics  # the `/metrics` endpoint, when the server has one
+        self.admission = admission
 
     def start(self) -> None:
         self.grpc_server.start()
@@ -56,7 +67,10 @@ class ParamStoreServer:
         self.health.enter_graceful_shutdown()
         if self.metrics is not None:
             self.metrics.close()
-        return self.grpc_server.stop(grace)
+        stopped = self.grpc_server.stop(grace)
+        if self.admission is not None:
+            self.admission.close()
+        return stopped
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         """Block until the server stops or `timeout` passes; True when it timed out."""
@@ -73,13 +87,14 @@ def create_server(
     tls: tuple[bytes, bytes] | None = None,
     tls_client_ca: bytes | None = None,
     keep: int = 0,
-    max_workers: int = 32,
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
     max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
     snapshot_every: int = 0,
     metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
     limits: Limits | None = None,
+    calls: CallLimits | None = None,
 ) -> tuple[ParamStoreServer, int]:
     """Build a server on `address` (port 0 picks a free one) and return it with its port.
 
@@ -92,19 +107,31 @@ def create_server(
     (PEM), mutual TLS.
     `limits`: bounds on stores, parameters and names (`paramstore.server.limits`; tensors are
     bounded by `max_tensor_bytes`). `keep`: snapshots kept per store (0: all).
-    `metrics_port`: serve Prometheus metrics at
-    `http://HOST:PORT/metrics` on the address's host (0: a free port). Raises `RuntimeError`
-    when the address cannot be bound, `OSError` when the metrics port cannot.
+    `calls`: bounds on calls in flight, per caller and in total, on how long a call may wait
+    on its client and on the bytes requests in flight may hold (`paramstore.server.admission`).
+    `metrics_port`: serve Prometheus metrics at `http://metrics_host:PORT/metrics` (0: a free
+    port; the host is loopback unless told otherwise). Raises `RuntimeError` when the address
+    cannot be bound (or is in use by another server), `OSError` when the metrics port cannot.
     """
+    calls = calls or CallLimits()
     registry = StoreRegistry(data_dir, keep=keep, max_tensor_bytes=max_tensor_bytes,
                              s3_endpoint=s3_endpoint, s3_timeout=s3_timeout)
     tokens = [Token(token)] if isinstance(token, str) else list(token or ())
-    interceptors = [TokenCheck(tokens)] if tokens else []
-    # The metrics interceptor goes first (outermost), so that refused calls are counted too.
+    admission = Admission(calls, caller_naming(tokens))
+    # Outermost first: metrics count every call, refused ones too; admission bounds and
+    # watches every call, before its token is even checked.
+    interceptors: list[grpc.ServerInterceptor] = [admission]
+    if tokens:
+        interceptors.append(TokenCheck(tokens))
     metrics = ServerMetrics(registry) if metrics_port is not None else None
+    if metrics is not None:
+        interceptors.insert(0, metrics.interceptor())
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="paramstore"),
-        interceptors=[metrics.interceptor(), *interceptors] if metrics else interceptors,
+        # Enough threads for every admitted call: a stalled call can hold only its own.
+        futures.ThreadPoolExecutor(max_workers=calls.threads, thread_name_prefix="paramstore"),
+        interceptors=interceptors,
+        # gRPC lets a second server bind a port in use and splits the clients between them.
+        options=[("grpc.so_reuseport", 0)],
     )
     # Training: a sync step waits `worker_timeout` s for missing workers; `snapshot_every` N
     # steps the store and its optimizer state are snapshotted (0: never).
@@ -113,7 +140,7 @@ def create_server(
     )
     _add_servicer(
         ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
-                           limits=limits),
+                           limits=limits, inflight=InflightBytes(calls.max_inflight_bytes)),
         server,
     )
     health_servicer = health.HealthServicer()
@@ -123,20 +150,25 @@ def create_server(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
+    credentials = None
     if tls is not None:
         credentials = grpc.ssl_server_credentials(
             [(tls[1], tls[0])], root_certificates=tls_client_ca,
             require_client_auth=tls_client_ca is not None,
         )
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        port = (server.add_secure_port(address, credentials) if credentials is not None
+                else server.add_insecure_port(address))
+    except RuntimeError:  # newer gRPC raises where older ones returned 0
+        port = 0
     if port == 0:
-        raise RuntimeError(f"cannot listen on {address}")
+        admission.close()
+        raise RuntimeError(f"cannot listen on {address}: the address is in use (another "
+                           "server?) or not an address of this machine")
     endpoint = None
     if metrics is not None and metrics_port is not None:
-        endpoint = metrics.serve_http(address.rsplit(":", 1)[0].strip("[]"), metrics_port)
-    return ParamStoreServer(server, health_servicer, registry, endpoint), port
+        endpoint = metrics.serve_http(metrics_host, metrics_port)
+    return ParamStoreServer(server, health_servicer, registry, endpoint, admission), port
 
 
 def _add_servicer(servicer: ParamStoreServicer, server: grpc.Server) -> None:
@@ -145,22 +177,20 @@ def _add_servicer(servicer: ParamStoreServicer, server: grpc.Server) -> None:
     captured = _HandlerCapture()
     paramstore_pb2_grpc.add_ParamStoreServicer_to_server(servicer, captured)
     handlers = dict(captured.handlers)
-    for method in ("Push", "SetData", "InitKeys"):
-        handlers[method] = grpc.stream_unary_rpc_method_handler(
+    for method in {*wire.PUSH_METHODS, *wire.PULL_METHODS}:
+        pushes, pulls = method in wire.PUSH_METHODS, method in wire.PULL_METHODS
+        make = {
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+        }[(pushes, pulls)]
+        handlers[method] = make(
             getattr(servicer, method),
-            request_deserializer=chunks.deserializer(paramstore_pb2.PushRequest),
-            response_serializer=paramstore_pb2.PushResponse.SerializeToString,
+            request_deserializer=chunks.deserializer(paramstore_pb2.PushRequest) if pushes
+            else paramstore_pb2.PullRequest.FromString,
+            response_serializer=chunks.serialize if pulls
+            else paramstore_pb2.PushResponse.SerializeToString,
         )
-    handlers["PushPull"] = grpc.stream_stream_rpc_method_handler(
-        servicer.PushPull,
-        request_deserializer=chunks.deserializer(paramstore_pb2.PushRequest),
-        response_serializer=chunks.serialize,
-    )
-    handlers["Pull"] = grpc.unary_stream_rpc_method_handler(
-        servicer.Pull,
-        request_deserializer=paramstore_pb2.PullRequest.FromString,
-        response_serializer=chunks.serialize,
-    )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
@@ -232,9 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seconds a sync training step waits for missing workers before "
                              f"it is aborted (default {DEFAULT_WORKER_TIMEOUT:g})")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
-                        help="serve Prometheus metrics at http://HOST:PORT/metrics on the "
-                             "--address host (0: a free port; default: no metrics)")
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics "
+                             "(0: a free port; default: no metrics)")
+    parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                        help="interface of the metrics endpoint (default 127.0.0.1: this "
+                             "machine only; the metrics name every store and its size)")
     _add_limit_flags(parser)
+    _add_call_flags(parser)
     args = parser.parse_args(argv)
     if args.snapshot_every < 0 or args.worker_timeout <= 0:
         parser.error("--snapshot-every must be 0 or positive, --worker-timeout positive")
@@ -255,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               tls_client_ca=client_ca, keep=args.keep, limits=_limits(args),
               max_tensor_bytes=args.max_tensor_bytes, max_import_bytes=args.max_import_bytes,
               worker_timeout=args.worker_timeout, snapshot_every=args.snapshot_every,
-              metrics_port=args.metrics_port)
+              metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+              calls=_call_limits(args))
     except (OSError, RuntimeError, ValueError, StoreError) as error:
         _log.error("paramstore serve: %s", error)
         return 1
@@ -281,6 +316,30 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
                         metavar="BYTES",
                         help="bytes of an imported snapshot file "
                              f"(default {DEFAULT_MAX_IMPORT_BYTES})")
+
+
+def _add_call_flags(parser: argparse.ArgumentParser) -> None:
+    calls = parser.add_argument_group(
+        "calls in flight (a caller is a token, or a peer address when the server has none)")
+    calls.add_argument("--max-calls", type=int, default=DEFAULT_MAX_CALLS, metavar="N",
+                       help=f"calls in flight in total, health checks aside "
+                            f"(default {DEFAULT_MAX_CALLS})")
+    calls.add_argument("--max-calls-per-caller", type=int, default=DEFAULT_MAX_CALLS_PER_CALLER,
+                       metavar="N", help="calls in flight per caller "
+                                         f"(default {DEFAULT_MAX_CALLS_PER_CALLER})")
+    calls.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT,
+                       metavar="SECONDS",
+                       help="cancel a call that waits this long on its client, for a request "
+                            "or to take a reply (default "
+                            f"{DEFAULT_IDLE_TIMEOUT:g})")
+    calls.add_argument("--max-inflight-bytes", type=int, default=DEFAULT_MAX_INFLIGHT_BYTES,
+                       metavar="BYTES", help="bytes that requests being received may hold "
+                                             f"together (default {DEFAULT_MAX_INFLIGHT_BYTES})")
+
+
+def _call_limits(args: argparse.Namespace) -> CallLimits:
+    return CallLimits(max_calls=args.max_calls, max_calls_per_caller=args.max_calls_per_caller,
+                      idle_timeout=args.idle_timeout, max_inflight_bytes=args.max_inflight_bytes)
 
 
 def _limits(args: argparse.Namespace) -> Limits:

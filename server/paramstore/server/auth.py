@@ -24,16 +24,12 @@ from typing import Any
 
 import grpc
 
+from paramstore.proto.wire import ERROR_KEY, READ_METHODS
+
 _log = logging.getLogger("paramstore.server")
 
 READ_ONLY_MARK = "read-only"
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
-ERROR_KEY = "paramstore-error"  # the trailing-metadata key the SDK maps to its error classes
-# The calls that only read: everything a read-only token may do.
-READ_METHODS = frozenset({
-    "GetStore", "ListStores", "CollectParams", "Pull", "ListTies", "ListSnapshots",
-    "ExportSnapshot", "GetOptimizerStates",
-})
 
 
 @dataclass(frozen=True)
@@ -123,3 +119,26 @@ def refusal(handler: grpc.RpcMethodHandler, method: str, code: grpc.StatusCode, 
     behaviour = refuse_streaming if handler.response_streaming else refuse
     return make(behaviour, request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
+
+
+def caller_naming(tokens: Iterable[Token]) -> Callable[[dict[str, Any], str], str]:
+    """A function naming the caller of a call from its metadata and peer, for per-caller
+    bounds: its token when it sends a known one, else its peer's address without the port
+    (a client cannot make itself many callers by opening many connections)."""
+    names = {f"Bearer {token.secret}": f"token #{number}"
+             for number, token in enumerate(tokens, start=1)}
+
+    def caller_of(metadata: dict[str, Any], peer: str) -> str:
+        sent = metadata.get("authorization")
+        name = names.get(sent) if isinstance(sent, str) else None
+        return name or f"peer {peer_host(peer)}"
+
+    return caller_of
+
+
+def peer_host(peer: str) -> str:
+    """`ipv4:10.0.0.7:5123` -> `ipv4:10.0.0.7`; `ipv6:[::1]:5123` -> `ipv6:[::1]`; others as
+    they are (`unix:/path`)."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rsplit(":", 1)[0]
+    return peer

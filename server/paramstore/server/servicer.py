@@ -20,7 +20,9 @@ import numpy as np
 from paramstore.proto import chunks
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
-from paramstore.server import validation
+from paramstore.proto.wire import ERROR_KEY
+from paramstore.server import failures, validation
+from paramstore.server.admission import DEFAULT_MAX_INFLIGHT_BYTES, InflightBytes, Take
 from paramstore.server.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -42,7 +44,6 @@ _log = logging.getLogger("paramstore.server")
 
 CHUNK_BYTES = chunks.CHUNK_BYTES
 PAGE_SIZE = 1000  # parameters per CollectParams message
-ERROR_KEY = "paramstore-error"
 
 STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -67,10 +68,18 @@ class _Call:
         self.started = time.perf_counter()
 
     def fail(self, context: grpc.ServicerContext, error: StoreError) -> None:
-        code = STATUS_OF[type(error)]
+        kind = next(cls for cls in type(error).__mro__ if cls in STATUS_OF or cls is StoreError)
+        code = STATUS_OF.get(kind, grpc.StatusCode.FAILED_PRECONDITION)
         self.status = code.name
-        context.set_trailing_metadata(((ERROR_KEY, type(error).__name__),))
+        context.set_trailing_metadata(((ERROR_KEY, kind.__name__),))
         context.abort(code, str(error))
+
+    def crash(self, context: grpc.ServicerContext, error: Exception) -> None:
+        """Answer a failure the domain did not expect (`failures.unexpected`)."""
+        answer = failures.unexpected(self.method, error)
+        self.status = answer.code.name
+        context.set_trailing_metadata(((ERROR_KEY, answer.kind),))
+        context.abort(answer.code, answer.message)
 
     def log(self) -> None:
         _log.info(
@@ -88,12 +97,13 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             return body()
         except StoreError as error:
             call.fail(context, error)
-        except Exception:
-            if call.status == "OK":  # not an abort of ours, which grpc raises as an exception
-                call.status = "INTERNAL" if context.is_active() else "CANCELLED"
-                if call.status == "INTERNAL":
-                    _log.exception("%s failed", call.method)
-            raise
+        except Exception as error:
+            if call.status != "OK":  # an abort of ours, which grpc raises as an exception
+                raise
+            if not context.is_active():  # the client went away or the call was cancelled
+                call.status = "CANCELLED"
+                raise
+            call.crash(context, error)
 
     if inspect.isgeneratorfunction(method):
 
@@ -136,8 +146,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         max_import_bytes: int = 1 << 40,
         training: TrainingCoordinator | None = None,
         limits: Limits | None = None,
+        inflight: InflightBytes | None = None,
     ) -> None:
         self.registry = registry
+        self.inflight = inflight or InflightBytes(DEFAULT_MAX_INFLIGHT_BYTES)
         self.max_import_bytes = max_import_bytes
         self.limits = limits or Limits()
         self.training = training or TrainingCoordinator(registry)
@@ -180,16 +192,18 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def Push(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:
-        begin, items = self._receive(requests, call)
-        state = self.registry.get(begin.store).push(
-            begin.prefix, items, expected_version=begin.expected_version
-        )
+        with self.inflight.account() as take:
+            begin, items = self._receive(requests, call, take)
+            state = self.registry.get(begin.store).push(
+                begin.prefix, items, expected_version=begin.expected_version
+            )
         return pb.PushResponse(version=state.version, data_bytes=_received_bytes(items))
 
     @_rpc
     def SetData(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:
-        begin, items = self._receive(requests, call)
-        state = self.registry.get(begin.store).set_data(items)
+        with self.inflight.account() as take:
+            begin, items = self._receive(requests, call, take)
+            state = self.registry.get(begin.store).set_data(items)
         return pb.PushResponse(version=state.version, data_bytes=_received_bytes(items))
 
     @_rpc
@@ -335,8 +349,9 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def InitKeys(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:
-        begin, items = self._receive(requests, call)
-        state = self.training.session(begin.store).init_keys(begin.prefix, items)
+        with self.inflight.account() as take:
+            begin, items = self._receive(requests, call, take)
+            state = self.training.session(begin.store).init_keys(begin.prefix, items)
         return pb.PushResponse(version=state.version, data_bytes=_received_bytes(items))
 
     @_rpc
@@ -376,8 +391,9 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def PushPull(
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
     ) -> Iterator[pb.PullResponse]:
-        begin, items = self._receive(requests, call)
-        values = self.training.session(begin.store).push_pull(begin.rank, items)
+        with self.inflight.account() as take:
+            begin, items = self._receive(requests, call, take)
+            values = self.training.session(begin.store).push_pull(begin.rank, items)
         total = sum(value.nbytes for _, value in values)
         yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total))
         for name, value in values:
@@ -395,7 +411,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     # ---- helpers -----------------------------------------------------------------------------
 
     def _receive(
-        self, requests: Iterable[pb.PushRequest], call: _Call
+        self, requests: Iterable[pb.PushRequest], call: _Call, take: Take
     ) -> tuple[pb.PushBegin, list[Incoming]]:
         """Read a whole push stream: its PushBegin and each parameter with its bytes."""
         requests = iter(requests)
@@ -419,7 +435,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                         f"the push stream has more parameters than the {begin.parameter_count} "
                         "its PushBegin announced"
                     )
-                current = self._declared(request.parameter, budget)
+                current = self._declared(request.parameter, budget, take)
             elif kind == "chunk":
                 if current is None:
                     raise InvalidArgument("a chunk came before any parameter")
@@ -443,7 +459,9 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                          if other is not store)
         return self.limits.budget(store.state(), others)
 
-    def _declared(self, spec: pb.ParameterSpec, budget: Budget) -> tuple[ParameterInfo, _Buffer]:
+    def _declared(
+        self, spec: pb.ParameterSpec, budget: Budget, take: Take
+    ) -> tuple[ParameterInfo, _Buffer]:
         shape = None if spec.shape_unknown else list(spec.shape)
         info = validated_info(
             spec.name, shape, spec.dtype, spec.dtype_label, spec.kind, spec.alias_of,
@@ -456,7 +474,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             )
         budget.admit(info)
         size = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
-        return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None)
+        return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None, take)
 
 
 # gRPC reports a client that abandons its request stream first as a stream that ended, and a
@@ -465,9 +483,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 class _Buffer:
     """Receives chunks into one preallocated buffer of the announced size."""
 
-    def __init__(self, what: str, size: int | None) -> None:
+    def __init__(self, what: str, size: int | None, take: Take) -> None:
         self.what = what
         self.size = size
+        if size is not None:
+            take(size, what)
         self.data = None if size is None else np.empty(size, dtype=np.uint8)
         self.filled = 0
 
