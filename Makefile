@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench bench-service lint proto soak clean
+.PHONY: serve test bench bench-service bench-attack lint proto soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ bench: $(STAMP)
 
 bench-service: $(STAMP)
 	$(PY) bench/service.py
+
+bench-attack: $(STAMP)
+	$(PY) bench/attack.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -100,3 +100,32 @@ def test_serve_on_an_address_in_use_exits_with_a_message(server, tmp_path):
     )
     assert result.returncode == 1
     assert "address is in use" in result.stderr
+
+
+def test_serve_writes_its_bound_address_to_the_port_file(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    port_file = tmp_path / "port"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "paramstore.server", "--address", "127.0.0.1:0",
+         "--data-dir", str(tmp_path / "data"), "--port-file", str(port_file)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        address = port_file.read_text().strip()
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", address) and not address.endswith(":0")
+        with grpc.insecure_channel(address) as channel:
+            listing = channel.unary_unary(
+                wire.path("ListStores"),
+                request_serializer=pb.ListStoresRequest.SerializeToString,
+                response_deserializer=pb.ListStoresResponse.FromString)
+            assert list(listing(pb.ListStoresRequest(), timeout=10).stores) == []
+    finally:
+        process.terminate()
+        process.wait()

@@ -207,13 +207,18 @@ class _HandlerCapture:
         self.handlers = handlers
 
 
-def serve(address: str = DEFAULT_ADDRESS, **options: Any) -> None:
+def serve(address: str = DEFAULT_ADDRESS, *, port_file: Path | None = None,
+          **options: Any) -> None:
     """Run a server until SIGTERM or SIGINT, then drain calls in flight and return.
 
-    `options` are `create_server`'s."""
+    `port_file`: once serving, write the bound `host:port` there (replacing the file whole),
+    so that whoever started the server with port 0 knows where it listens. `options` are
+    `create_server`'s."""
     server, port = create_server(address, **options)
     server.start()
     host = address.rsplit(":", 1)[0]
+    if port_file is not None:
+        _write_replacing(port_file, f"{host}:{port}\n")
     _log.info("paramstore serving on %s:%d (data in %s)", host, port,
               server.registry.catalog.backend.location())
     if server.metrics is not None:
@@ -231,6 +236,14 @@ def serve(address: str = DEFAULT_ADDRESS, **options: Any) -> None:
     _log.info("paramstore stopped")
 
 
+def _write_replacing(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it: a reader sees no file
+    or the whole one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`paramstore serve` flags; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="paramstore serve", description=serve.__doc__)
@@ -245,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--s3-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="seconds an S3 request may stall before it fails with UNAVAILABLE "
                              "(default 30)")
+    parser.add_argument("--port-file", type=Path, metavar="FILE",
+                        help="once serving, write the bound host:port to FILE (for --address "
+                             "HOST:0)")
     parser.add_argument("--token-file", type=Path,
                         help="file of bearer tokens, one per line: 'TOKEN' or 'TOKEN read-only'")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key)")
@@ -283,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         token = read_tokens(args.token_file) if args.token_file else None
         tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert else None
         client_ca = args.tls_client_ca.read_bytes() if args.tls_client_ca else None
-        serve(args.address, data_dir=args.data_dir, s3_endpoint=args.s3_endpoint,
-              s3_timeout=args.s3_timeout,
+        serve(args.address, port_file=args.port_file, data_dir=args.data_dir,
+              s3_endpoint=args.s3_endpoint, s3_timeout=args.s3_timeout,
               token=token, tls=tls,
               tls_client_ca=client_ca, keep=args.keep, limits=_limits(args),
               max_tensor_bytes=args.max_tensor_bytes, max_import_bytes=args.max_import_bytes,
