@@ -115,7 +115,8 @@ def create_server(
     """
     calls = calls or CallLimits()
     registry = StoreRegistry(data_dir, keep=keep, max_tensor_bytes=max_tensor_bytes,
-                             s3_endpoint=s3_endpoint, s3_timeout=s3_timeout)
+                             s3_endpoint=s3_endpoint, s3_timeout=s3_timeout,
+                             limits=limits)
     tokens = [Token(token)] if isinstance(token, str) else list(token or ())
     admission = Admission(calls, caller_naming(tokens))
     # Outermost first: metrics count every call, refused ones too; admission bounds and
@@ -140,7 +141,7 @@ def create_server(
     )
     _add_servicer(
         ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
-                           limits=limits, inflight=InflightBytes(calls.max_inflight_bytes)),
+                           inflight=InflightBytes(calls.max_inflight_bytes)),
         server,
     )
     health_servicer = health.HealthServicer()

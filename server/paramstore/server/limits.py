@@ -37,6 +37,13 @@ class Limits:
         bytes of every other store (only needed with `max_total_bytes`)."""
         return Budget(self, state, other_stores_bytes)
 
+    def check_whole(self, state: StoreState, other_stores_bytes: int) -> None:
+        """Check a store's whole contents, as an import or a restore brings them, against every
+        bound. Raises `ResourceExhausted`."""
+        budget = Budget(self, StoreState(), other_stores_bytes)
+        for info in state.parameters.values():
+            budget.admit(info)
+
     @property
     def bounds_total(self) -> bool:
         return self.max_total_bytes != UNLIMITED

@@ -8,6 +8,7 @@ lock. No lock is held while a client's stream is read or written: requests are r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -22,11 +23,13 @@ from paramstore.server.errors import (
     StoreNotFound,
 )
 from paramstore.server.initialization import initialize
+from paramstore.server.limits import Budget, Limits, capacity_bytes
 from paramstore.server.storage import (
     Catalog,
     Contents,
     PendingSnapshot,
     SnapshotInfo,
+    codec,
     open_backend,
 )
 from paramstore.server.storage.codec import NO_STEP
@@ -49,11 +52,13 @@ class StoreRegistry:
         max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
         s3_endpoint: str | None = None,
         s3_timeout: float = 30.0,
+        limits: Limits | None = None,
     ) -> None:
         """`data_dir`: a local folder or `s3://BUCKET[/PREFIX]` (see `storage.open_backend`)."""
         backend = open_backend(data_dir, s3_endpoint=s3_endpoint, s3_timeout=s3_timeout)
         self.catalog = Catalog(backend, keep=keep, max_tensor_bytes=max_tensor_bytes)
         self.max_tensor_bytes = max_tensor_bytes
+        self.limits = limits or Limits()
         self._lock = threading.Lock()
         self._stores: dict[str, Store] = {}
         for name in self.catalog.store_names():
@@ -105,6 +110,22 @@ class StoreRegistry:
         with self._lock:
             self._stores.pop(name, None)
 
+    def exists(self, name: str) -> bool:
+        """Whether a store `name` exists. Raises `InvalidArgument` (name)."""
+        validation.store_name(name)
+        return name in self._stores
+
+    # ---- limits --------------------------------------------------------------------------------
+
+    def budget(self, store: Store) -> Budget:
+        """The room `limits` leave for one request to `store` (`Budget.admit` each parameter)."""
+        return self.limits.budget(store.state(), self._other_stores_bytes(store.name))
+
+    def _other_stores_bytes(self, name: str) -> int:
+        if not self.limits.bounds_total:
+            return 0
+        return sum(capacity_bytes(store.state()) for store in self.list() if store.name != name)
+
     # ---- parameters --------------------------------------------------------------------------
 
     def initialize(
@@ -134,6 +155,28 @@ class StoreRegistry:
         except (ValueError, TypeError) as error:
             raise InvalidArgument(f"not an optimizer states file: {error}") from None
 
+    # ---- ties --------------------------------------------------------------------------------
+
+    def tie(self, name: str, alias: str, target: str) -> StoreState:
+        """Make `alias` a second name of `target` (`Store.tie`), within the limits (a new
+        name counts as a parameter). Raises `InvalidArgument`, `ResourceExhausted`, ..."""
+        validation.parameter_name(alias)
+        validation.parameter_name(target)
+        store = self.get(name)
+        root = store.state().info(target)
+        self.budget(store).admit(dataclasses.replace(root, name=alias,
+                                                     alias_of=root.alias_of or target))
+        return store.tie(alias, target)
+
+    def untie(self, name: str, alias: str) -> StoreState:
+        """Give `alias` its own tensor again (`Store.untie`): the copy counts against the byte
+        limits. Raises `ParameterNotFound`, `ResourceExhausted`."""
+        store = self.get(name)
+        info = store.state().parameters.get(alias)
+        if info is not None and info.alias_of:
+            self.budget(store).admit(dataclasses.replace(info, alias_of=None))
+        return store.untie(alias)
+
     # ---- snapshots ---------------------------------------------------------------------------
 
     def snapshot(
@@ -162,6 +205,7 @@ class StoreRegistry:
         `SnapshotNotFound`, `InvalidArgument` (damaged file); the store is unchanged then."""
         store = self.get(name)
         contents = self.catalog.read_snapshot(name, snapshot_id)
+        self.limits.check_whole(contents.state, self._other_stores_bytes(name))
         return store.replace(contents.state, contents.optimizer)
 
     def delete_snapshot(self, name: str, snapshot_id: str) -> None:
@@ -182,7 +226,21 @@ class StoreRegistry:
         validation.store_name(name)
         if name in self._stores:
             raise AlreadyExists(f"store {name!r} already exists; import under a new name")
-        info, contents = self.catalog.import_store(name, produce)
+        info, contents = self.catalog.import_store(name, produce,
+                                                   check=self._import_check(name))
         with self._lock:
             self._stores[name] = Store(name, contents.state)
         return info
+
+    def _import_check(self, name: str) -> Callable[[StoreState, Mapping[str, str]], None]:
+        """What an imported file must pass before it is committed: its version, step, prefix
+        and metadata as a client's would be, and every limit, counting the whole store."""
+
+        def check(state: StoreState, metadata: Mapping[str, str]) -> None:
+            validation.prefix(state.prefix)
+            validation.version(state.version)
+            validation.snapshot_step(codec.snapshot_step(metadata), NO_STEP)
+            validation.metadata(codec.user_metadata(metadata))
+            self.limits.check_whole(state, self._other_stores_bytes(name))
+
+        return check

@@ -34,7 +34,7 @@ from paramstore.server.errors import (
     StoreError,
     StoreNotFound,
 )
-from paramstore.server.limits import Budget, Limits, capacity_bytes
+from paramstore.server.limits import Budget
 from paramstore.server.registry import StoreRegistry
 from paramstore.server.storage import SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
@@ -145,13 +145,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         *,
         max_import_bytes: int = 1 << 40,
         training: TrainingCoordinator | None = None,
-        limits: Limits | None = None,
         inflight: InflightBytes | None = None,
     ) -> None:
         self.registry = registry
         self.inflight = inflight or InflightBytes(DEFAULT_MAX_INFLIGHT_BYTES)
         self.max_import_bytes = max_import_bytes
-        self.limits = limits or Limits()
         self.training = training or TrainingCoordinator(registry)
 
     # ---- stores ------------------------------------------------------------------------------
@@ -242,14 +240,12 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def Tie(self, request: pb.TieRequest, context: Any, call: _Call) -> Any:
-        validation.parameter_name(request.alias)
-        validation.parameter_name(request.target)
-        state = self.registry.get(request.store).tie(request.alias, request.target)
+        state = self.registry.tie(request.store, request.alias, request.target)
         return pb.TieResponse(version=state.version)
 
     @_rpc
     def Untie(self, request: pb.UntieRequest, context: Any, call: _Call) -> Any:
-        state = self.registry.get(request.store).untie(request.alias)
+        state = self.registry.untie(request.store, request.alias)
         return pb.UntieResponse(version=state.version)
 
     @_rpc
@@ -306,11 +302,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                 f"the file has {begin.size_bytes} bytes, more than the server's "
                 f"{self.max_import_bytes}-byte import limit"
             )
-        try:
-            self.registry.get(begin.store)
-        except StoreNotFound:
-            pass
-        else:
+        if self.registry.exists(begin.store):
             raise AlreadyExists(f"store {begin.store!r} already exists; import under a new name")
 
         def receive(path: str) -> None:
@@ -420,9 +412,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             raise InvalidArgument("a push stream must start with PushBegin")
         begin = first.begin
         call.store = begin.store
+        validation.prefix(begin.prefix)
+        validation.version(begin.expected_version)
         # Fails before receiving data for a missing store; the budget refuses a parameter
         # over a limit before its buffer is allocated.
-        budget = self._budget(self.registry.get(begin.store))
+        budget = self.registry.budget(self.registry.get(begin.store))
         items: list[Incoming] = []
         current: tuple[ParameterInfo, _Buffer] | None = None
         for request in requests:
@@ -451,13 +445,6 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                 "parameters its PushBegin announced; nothing was written"
             )
         return begin, items
-
-    def _budget(self, store: Any) -> Budget:
-        others = 0
-        if self.limits.bounds_total:
-            others = sum(capacity_bytes(other.state()) for other in self.registry.list()
-                         if other is not store)
-        return self.limits.budget(store.state(), others)
 
     def _declared(
         self, spec: pb.ParameterSpec, budget: Budget, take: Take

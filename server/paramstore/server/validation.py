@@ -18,7 +18,10 @@ MAX_STORE_NAME_LENGTH = 128
 MAX_DIMENSIONS = checkpoint.MAX_DIMENSIONS
 MAX_LABEL_LENGTH = 200
 MAX_SELECT_LENGTH = 4096
-MAX_METADATA_BYTES = 1 << 20
+MAX_METADATA_BYTES = 64 << 10  # a snapshot's metadata: listings carry it for every snapshot
+MAX_METADATA_KEY_LENGTH = 256
+MAX_PREFIX_LENGTH = 1024
+MAX_VERSION = 2**63 - 1  # versions and steps fit an int64 with room to count on
 DTYPES = frozenset(
     ["bool", "uint8", "int8", "uint16", "int16", "float16", "uint32", "int32", "float32",
      "uint64", "int64", "float64"]
@@ -27,6 +30,7 @@ KINDS = frozenset(["Parameter", "Constant"])
 # Store names and snapshot ids become file and folder names: a conservative alphabet, no
 # leading dot (hidden files, "." and ".."), so no path separators, NUL or traversal.
 _FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def store_name(name: str) -> str:
@@ -103,8 +107,32 @@ def kind(name: str, text: str) -> str:
     return text
 
 
+def printable(what: str, text: str) -> str:
+    """Return `text` if it holds no control characters (C0, DEL, C1): nothing that a terminal
+    would take for an escape sequence when a listing prints it."""
+    if _CONTROL.search(text):
+        raise InvalidArgument(f"{what} {text[:40]!r} holds control characters")
+    return text
+
+
+def prefix(text: str) -> str:
+    """Return a store prefix if it is printable and at most `MAX_PREFIX_LENGTH` characters."""
+    if len(text) > MAX_PREFIX_LENGTH:
+        raise InvalidArgument(f"prefix {text[:40]!r}... has {len(text)} characters, more than "
+                              f"{MAX_PREFIX_LENGTH}")
+    return printable("prefix", text)
+
+
+def version(number: int) -> int:
+    """Return a store version if it lies in [0, 2**63)."""
+    if not 0 <= number <= MAX_VERSION:
+        raise InvalidArgument(f"version {number} is outside [0, 2**63)")
+    return number
+
+
 def metadata(entries: dict[str, str]) -> dict[str, str]:
-    """Return snapshot metadata if its keys are free (not `paramstore.*`) and its size bounded."""
+    """Return snapshot metadata if its keys are free (not `paramstore.*`), keys and values
+    printable and its size bounded."""
     total = 0
     for key, value in entries.items():
         if not key or key.startswith("paramstore.") or key == "__metadata__":
@@ -112,6 +140,11 @@ def metadata(entries: dict[str, str]) -> dict[str, str]:
                 f"metadata key {key!r} is reserved; use a non-empty key not starting with "
                 "'paramstore.'"
             )
+        if len(key) > MAX_METADATA_KEY_LENGTH:
+            raise InvalidArgument(f"metadata key {key[:40]!r}... is longer than "
+                                  f"{MAX_METADATA_KEY_LENGTH} characters")
+        printable("metadata key", key)
+        printable(f"metadata value of {key!r}", value)
         total += len(key.encode()) + len(value.encode())
     if total > MAX_METADATA_BYTES:
         raise InvalidArgument(f"metadata holds {total} bytes, more than {MAX_METADATA_BYTES}")

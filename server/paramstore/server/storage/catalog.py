@@ -435,11 +435,13 @@ class Catalog:
     # ---- imports -----------------------------------------------------------------------------
 
     def import_store(
-        self, name: str, produce: Callable[[str], None]
+        self, name: str, produce: Callable[[str], None],
+        check: Callable[[StoreState, Mapping[str, str]], None] | None = None,
     ) -> tuple[SnapshotInfo, Contents]:
         """Create store `name` from the safetensors file `produce(local_path)` writes, as its
         first snapshot: staged, verified, and committed by the store's `created` record, so
-        that a failure or crash leaves nothing. Raises `AlreadyExists`, `InvalidArgument`,
+        that a failure or crash leaves nothing. `check(state, metadata)` may refuse the file
+        (by raising) before anything is committed. Raises `AlreadyExists`, `InvalidArgument`,
         `ResourceExhausted`, `StorageUnavailable`."""
         files = self._reserve(name)
         try:
@@ -455,6 +457,8 @@ class Catalog:
                 raise InvalidArgument(f"not a valid safetensors file: {error}") from None
             checksums = checkpoint.checksums_of(loaded)
             state = codec.decode(loaded, self.max_tensor_bytes)
+            if check is not None:
+                check(state, loaded.metadata)
             reached("import.verified")
             info = SnapshotInfo(
                 name, snapshot_id, codec.snapshot_step(loaded.metadata), time.time_ns(),
