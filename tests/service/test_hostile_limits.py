@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paramstore.client.errors import InvalidArgument, ResourceExhausted
+from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server.limits import Limits
 
 pytest_plugins = ("server_fixtures",)  # `make_server`
@@ -129,3 +130,36 @@ def test_snapshot_steps_and_metadata_are_taken_or_refused_never_stored_broken(
             assert 0 <= info.step < 2**63 or info.step == -1
             assert not CONTROL.search(info.metadata.get("note", ""))
         assert "s" in client.list_stores()
+
+
+def test_snapshot_listings_larger_than_a_message_come_in_pages(server):
+    big = {f"key{number}": "x" * 4000 for number in range(15)}  # 60 KiB per snapshot
+    with server.connect() as client:
+        store = client.create_store("s")
+        taken = [store.snapshot(step=step, metadata=big).id for step in range(80)]  # ~4.8 MiB
+        listed = store.snapshots()
+        assert [info.id for info in listed] == taken
+        assert all(info.metadata == big for info in listed)
+
+
+def test_tie_listings_larger_than_a_message_come_in_pages(server):
+    with server.connect() as client:
+        store = client.create_store("s")
+        store.push({"a": np.zeros(2, np.float32)})
+        channel_stub = store.client._method("Push")
+        aliases = [f"{number:05d}" + "t" * 1000 for number in range(5000)]  # ~5 MiB of names
+        requests = [pb.PushRequest(begin=pb.PushBegin(store="s", parameter_count=len(aliases)))]
+        requests += [pb.PushRequest(parameter=pb.ParameterSpec(
+            name=alias, alias_of="a", dtype="float32", dtype_label="float32", kind="Parameter",
+            shape=[2])) for alias in aliases]
+        channel_stub(iter(message.SerializeToString() for message in requests))
+        assert store.ties() == {alias: "a" for alias in aliases}
+        assert len(store.collect_params()) == len(aliases) + 1
+
+
+def test_a_pull_naming_a_parameter_twice_is_refused(server):
+    with server.connect() as client:
+        store = client.create_store("s")
+        store.push({"a": np.ones(1 << 18, np.float32)})
+        with pytest.raises(InvalidArgument, match="more than once"):
+            list(client.stream("Pull", pb.PullRequest(store="s", names=["a"] * 1000)))

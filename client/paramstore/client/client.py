@@ -101,8 +101,8 @@ class Client:
 
     def list_stores(self) -> list[str]:
         """The names of every store, sorted."""
-        reply = self.call("ListStores", pb.ListStoresRequest())
-        return [store.name for store in reply.stores]
+        return [store.name for reply in self.pages("ListStores", pb.ListStoresRequest())
+                for store in reply.stores]
 
     def delete_store(self, name: str) -> None:
         """Delete a store and its snapshots. Raises `StoreNotFound`."""
@@ -150,6 +150,15 @@ class Client:
             return self._method(method)(request, metadata=self._metadata, timeout=self.timeout)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
+
+    def pages(self, method: str, request: Any) -> Iterator[Any]:
+        """Every reply of a paged listing: the request again with each `next_page_token`."""
+        while True:
+            reply = self.call(method, request)
+            yield reply
+            if not reply.next_page_token:
+                return
+            request.page_token = reply.next_page_token
 
     def stream(self, method: str, request: Any) -> Iterator[Any]:
         """Run a server-streaming RPC, yielding its replies."""

@@ -116,8 +116,8 @@ class RemoteStore:
 
     def ties(self) -> dict[str, str]:
         """alias -> target, for every tie in the store."""
-        reply = self.client.call("ListTies", pb.ListTiesRequest(store=self.name))
-        return dict(sorted(reply.ties.items()))
+        replies = self.client.pages("ListTies", pb.ListTiesRequest(store=self.name))
+        return dict(sorted(tie for reply in replies for tie in reply.ties.items()))
 
     # ---- snapshots ---------------------------------------------------------------------------
 
@@ -138,8 +138,8 @@ class RemoteStore:
 
     def snapshots(self) -> list[SnapshotInfo]:
         """The store's snapshots, oldest first."""
-        reply = self.client.call("ListSnapshots", pb.ListSnapshotsRequest(store=self.name))
-        return [snapshot_info(info) for info in reply.snapshots]
+        replies = self.client.pages("ListSnapshots", pb.ListSnapshotsRequest(store=self.name))
+        return [snapshot_info(info) for reply in replies for info in reply.snapshots]
 
     def restore(self, snapshot_id: str) -> None:
         """Replace the store's parameters, prefix and ties with a snapshot's.

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from paramstore import optimizer as opt
 from paramstore.server import validation
@@ -33,11 +34,20 @@ from paramstore.server.storage import (
     open_backend,
 )
 from paramstore.server.storage.codec import NO_STEP
-from paramstore.server.stores import Store, StoreState
+from paramstore.server.stores import ParameterInfo, Store, StoreState
 
 _log = logging.getLogger("paramstore.server")
 
 DEFAULT_MAX_TENSOR_BYTES = 16 << 30
+
+
+class PullPlan(NamedTuple):
+    """A pull: the state it reads, each parameter with whether its data is sent, and the
+    bytes of data sent in all."""
+
+    state: StoreState
+    parameters: list[tuple[ParameterInfo, bool]]
+    data_bytes: int
 
 
 class StoreRegistry:
@@ -134,6 +144,29 @@ class StoreRegistry:
         """Run an initializer on the store's selected parameters (see `initialization`)."""
         matches: Callable[[str], bool] = validation.select(select)
         return initialize(self.get(name), initializer, matches, force_reinit=force_reinit)
+
+    def pull(self, name: str, names: list[str], select: str) -> PullPlan:
+        """What a pull of `names` (or, without names, of the `select` regex) sends, from one
+        state. A tied tensor travels once: a name whose tensor was sent already comes without
+        data. Raises `ParameterNotFound`, `InvalidArgument` (a name given twice, a regex)."""
+        state = self.get(name).state()
+        if names:
+            if len(set(names)) != len(names):
+                twice = next(each for each in names if names.count(each) > 1)
+                raise InvalidArgument(f"the pull names {twice!r} more than once")
+            infos = [state.info(each) for each in names]
+        else:
+            infos = state.select(validation.select(select))
+        sent: set[str] = set()
+        parameters = []
+        for info in infos:
+            source = info.alias_of or info.name
+            sends = state.array(info.name) is not None and source not in sent
+            if sends:
+                sent.add(source)
+            parameters.append((info, sends))
+        total = sum(state.array(info.name).nbytes for info, sends in parameters if sends)
+        return PullPlan(state, parameters, total)
 
     # ---- the optimizer of a training store ------------------------------------------------------
 

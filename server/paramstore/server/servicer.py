@@ -12,7 +12,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -43,7 +43,10 @@ from paramstore.server.training import TrainingAborted, TrainingCoordinator
 _log = logging.getLogger("paramstore.server")
 
 CHUNK_BYTES = chunks.CHUNK_BYTES
-PAGE_SIZE = 1000  # parameters per CollectParams message
+# Serialized bytes of one listing reply or CollectParams message: whatever the names and
+# metadata, far under gRPC's default 4 MiB message limit.
+REPLY_BYTES = 1 << 20
+Entry = TypeVar("Entry")
 
 STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -165,8 +168,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def ListStores(self, request: pb.ListStoresRequest, context: Any, call: _Call) -> Any:
-        stores = [_store_info(store.name, store.state()) for store in self.registry.list()]
-        return pb.ListStoresResponse(stores=stores)
+        stores = [(store.name, _store_info(store.name, store.state()))
+                  for store in self.registry.list()]
+        page, token = _page(stores, request.page_token, lambda info: info.ByteSize())
+        return pb.ListStoresResponse(stores=page, next_page_token=token)
 
     @_rpc
     def DeleteStore(self, request: pb.DeleteStoreRequest, context: Any, call: _Call) -> Any:
@@ -181,12 +186,16 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     ) -> Iterator[pb.CollectParamsResponse]:
         matches = validation.select(request.select)
         state = self.registry.get(request.store).state()
-        selected = [_spec(info, state) for info in state.select(matches)]
-        yield pb.CollectParamsResponse(
-            prefix=state.prefix, version=state.version, parameters=selected[:PAGE_SIZE]
-        )
-        for start in range(PAGE_SIZE, len(selected), PAGE_SIZE):
-            yield pb.CollectParamsResponse(parameters=selected[start:start + PAGE_SIZE])
+        reply = pb.CollectParamsResponse(prefix=state.prefix, version=state.version)
+        used = reply.ByteSize()
+        for info in state.select(matches):
+            spec = _spec(info, state)
+            used += spec.ByteSize() + 8
+            if reply.parameters and used > REPLY_BYTES:
+                yield reply
+                reply, used = pb.CollectParamsResponse(), spec.ByteSize() + 8
+            reply.parameters.append(spec)
+        yield reply
 
     @_rpc
     def Push(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:
@@ -208,24 +217,13 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def Pull(
         self, request: pb.PullRequest, context: Any, call: _Call
     ) -> Iterator[pb.PullResponse]:
-        state = self.registry.get(request.store).state()
-        if request.names:
-            infos = [state.info(name) for name in request.names]
-        else:
-            infos = state.select(validation.select(request.select))
-        # A tied tensor travels once: an alias whose target was sent comes without data.
-        sources = {}
-        for info in infos:
-            if state.array(info.name) is not None:
-                sources.setdefault(info.alias_of or info.name, info.name)
-        total = sum(state.array(name).nbytes for name in sources.values())
-        yield pb.PullResponse(
-            begin=pb.PullBegin(prefix=state.prefix, version=state.version, data_bytes=total)
-        )
-        senders = set(sources.values())
-        for info in infos:
-            yield pb.PullResponse(parameter=_spec(info, state, has_data=info.name in senders))
-            if info.name in senders:
+        plan = self.registry.pull(request.store, list(request.names), request.select)
+        state = plan.state
+        yield pb.PullResponse(begin=pb.PullBegin(
+            prefix=state.prefix, version=state.version, data_bytes=plan.data_bytes))
+        for info, sends_data in plan.parameters:
+            yield pb.PullResponse(parameter=_spec(info, state, has_data=sends_data))
+            if sends_data:
                 yield from _chunks(state.array(info.name))
 
     @_rpc
@@ -250,7 +248,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def ListTies(self, request: pb.ListTiesRequest, context: Any, call: _Call) -> Any:
-        return pb.ListTiesResponse(ties=self.registry.get(request.store).state().ties())
+        ties = sorted(self.registry.get(request.store).state().ties().items())
+        page, token = _page([(alias, (alias, target)) for alias, target in ties],
+                            request.page_token, lambda tie: len(tie[0]) + len(tie[1]) + 16)
+        return pb.ListTiesResponse(ties=dict(page), next_page_token=token)
 
     # ---- snapshots ---------------------------------------------------------------------------
 
@@ -263,8 +264,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def ListSnapshots(self, request: pb.ListSnapshotsRequest, context: Any, call: _Call) -> Any:
-        infos = self.registry.snapshots(request.store)
-        return pb.ListSnapshotsResponse(snapshots=[_snapshot_info(info) for info in infos])
+        infos = [(info.id, _snapshot_info(info)) for info in self.registry.snapshots(request.store)]
+        # Snapshot ids are numbers: longer ones come later.
+        page, token = _page(infos, request.page_token, lambda info: info.ByteSize(),
+                            order=lambda key: (len(key), key))
+        return pb.ListSnapshotsResponse(snapshots=page, next_page_token=token)
 
     @_rpc
     def RestoreSnapshot(
@@ -501,6 +505,24 @@ def _incoming(info: ParameterInfo, buffer: _Buffer) -> Incoming:
         return Incoming(info)
     dtype = np.dtype(info.dtype).newbyteorder("<")
     return Incoming(info, data.view(dtype).reshape(info.shape or ()))
+
+
+def _page(entries: list[tuple[str, Entry]], token: str, size_of: Callable[[Entry], int],
+          order: Callable[[str], Any] = str) -> tuple[list[Entry], str]:
+    """The page of `entries` (sorted by `order` of their keys) after the key `token`, as many
+    as fit in `REPLY_BYTES`, and the token of the next page ("" after the last). An entry
+    removed between pages shifts nothing: the next page starts after the token's place."""
+    keys = [key for key, _ in entries]
+    start = next((index for index, key in enumerate(keys) if order(key) > order(token)),
+                 len(keys)) if token else 0
+    page: list[Entry] = []
+    used = 0
+    for _, entry in entries[start:]:
+        used += size_of(entry) + 8
+        if page and used > REPLY_BYTES:
+            return page, keys[start + len(page) - 1]
+        page.append(entry)
+    return page, ""
 
 
 def _received_bytes(items: list[Incoming]) -> int:

@@ -53,14 +53,18 @@ class GetStoreRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListStoresRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_token",)
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_token: str
+    def __init__(self, page_token: _Optional[str] = ...) -> None: ...
 
 class ListStoresResponse(_message.Message):
-    __slots__ = ("stores",)
+    __slots__ = ("stores", "next_page_token")
     STORES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     stores: _containers.RepeatedCompositeFieldContainer[StoreInfo]
-    def __init__(self, stores: _Optional[_Iterable[_Union[StoreInfo, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, stores: _Optional[_Iterable[_Union[StoreInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteStoreRequest(_message.Message):
     __slots__ = ("name",)
@@ -203,13 +207,15 @@ class UntieResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class ListTiesRequest(_message.Message):
-    __slots__ = ("store",)
+    __slots__ = ("store", "page_token")
     STORE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     store: str
-    def __init__(self, store: _Optional[str] = ...) -> None: ...
+    page_token: str
+    def __init__(self, store: _Optional[str] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListTiesResponse(_message.Message):
-    __slots__ = ("ties",)
+    __slots__ = ("ties", "next_page_token")
     class TiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -218,8 +224,10 @@ class ListTiesResponse(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ties: _containers.ScalarMap[str, str]
-    def __init__(self, ties: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, ties: _Optional[_Mapping[str, str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SnapshotInfo(_message.Message):
     __slots__ = ("store", "id", "step", "created_unix_nanos", "metadata", "size_bytes", "version")
@@ -264,16 +272,20 @@ class TakeSnapshotRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., step: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListSnapshotsRequest(_message.Message):
-    __slots__ = ("store",)
+    __slots__ = ("store", "page_token")
     STORE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     store: str
-    def __init__(self, store: _Optional[str] = ...) -> None: ...
+    page_token: str
+    def __init__(self, store: _Optional[str] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListSnapshotsResponse(_message.Message):
-    __slots__ = ("snapshots",)
+    __slots__ = ("snapshots", "next_page_token")
     SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     snapshots: _containers.RepeatedCompositeFieldContainer[SnapshotInfo]
-    def __init__(self, snapshots: _Optional[_Iterable[_Union[SnapshotInfo, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[SnapshotInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RestoreSnapshotRequest(_message.Message):
     __slots__ = ("store", "id")
