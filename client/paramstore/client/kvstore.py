@@ -16,6 +16,8 @@ the gradients and applies the optimizer once. Pass the batch size of all workers
 
 from __future__ import annotations
 
+import atexit
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -58,6 +60,15 @@ class RemoteKVStore(KVStoreBase):
         self._fresh: dict[Key, np.ndarray] = {}  # values returned by the last push of a key
         self.bytes_sent = 0
         self.bytes_received = 0
+        # The rank is kept while heartbeats come; a process that dies stops sending them and
+        # its rank is freed one lease later. Leaving at exit frees it at once.
+        self._closed = threading.Event()
+        self._heartbeats = threading.Thread(
+            target=self._beat, args=(max(reply.lease_seconds, 0.3) / 3,),
+            name=f"paramstore-heartbeat-{store}", daemon=True,
+        )
+        self._heartbeats.start()
+        atexit.register(self.close)
 
     @property
     def rank(self) -> int:
@@ -144,13 +155,28 @@ class RemoteKVStore(KVStoreBase):
         self._client.call("Barrier", pb.BarrierRequest(store=self.store, rank=self._rank))
 
     def close(self) -> None:
-        """Give the rank back so that another worker can take it."""
+        """Give the rank back so that another worker can take it (also done at exit and by
+        the `with` statement; closing twice is harmless)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        atexit.unregister(self.close)
         try:
             self._client.call("LeaveTraining", pb.LeaveTrainingRequest(
                 store=self.store, rank=self._rank,
             ))
-        except ParamstoreError:
-            pass  # a server gone or restarted holds no rank of ours
+        except (ParamstoreError, ValueError):
+            pass  # a server gone or restarted, or a client closed, holds no rank of ours
+
+    def _beat(self, interval: float) -> None:
+        request = pb.HeartbeatRequest(store=self.store, rank=self._rank)
+        while not self._closed.wait(interval):
+            try:
+                self._client.call("Heartbeat", request)
+            except ParamstoreError:
+                pass  # a lapsed rank shows up on the next training call, with its reason
+            except ValueError:  # grpc's "closed channel": the client was closed first
+                return
 
     def __enter__(self) -> RemoteKVStore:
         return self

@@ -33,7 +33,11 @@ from paramstore.server.limits import Limits
 from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
 from paramstore.server.servicer import ParamStoreServicer
-from paramstore.server.training import DEFAULT_WORKER_TIMEOUT, TrainingCoordinator
+from paramstore.server.training import (
+    DEFAULT_WORKER_LEASE,
+    DEFAULT_WORKER_TIMEOUT,
+    TrainingCoordinator,
+)
 
 _log = logging.getLogger("paramstore.server")
 
@@ -90,6 +94,7 @@ def create_server(
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
     max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+    worker_lease: float = DEFAULT_WORKER_LEASE,
     snapshot_every: int = 0,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
@@ -137,7 +142,8 @@ def create_server(
     # Training: a sync step waits `worker_timeout` s for missing workers; `snapshot_every` N
     # steps the store and its optimizer state are snapshotted (0: never).
     training = TrainingCoordinator(
-        registry, worker_timeout=worker_timeout, snapshot_every=snapshot_every
+        registry, worker_timeout=worker_timeout, snapshot_every=snapshot_every,
+        lease=worker_lease,
     )
     _add_servicer(
         ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
@@ -278,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         metavar="SECONDS",
                         help="seconds a sync training step waits for missing workers before "
                              f"it is aborted (default {DEFAULT_WORKER_TIMEOUT:g})")
+    parser.add_argument("--worker-lease", type=float, default=DEFAULT_WORKER_LEASE,
+                        metavar="SECONDS",
+                        help="seconds a training worker keeps its rank without a heartbeat; "
+                             "a worker that died frees it then "
+                             f"(default {DEFAULT_WORKER_LEASE:g})")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
                         help="serve Prometheus metrics at http://HOST:PORT/metrics "
                              "(0: a free port; default: no metrics)")
@@ -287,8 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_limit_flags(parser)
     _add_call_flags(parser)
     args = parser.parse_args(argv)
-    if args.snapshot_every < 0 or args.worker_timeout <= 0:
-        parser.error("--snapshot-every must be 0 or positive, --worker-timeout positive")
+    if args.snapshot_every < 0 or not 0 < args.worker_timeout < float("inf") \
+            or not 0 < args.worker_lease < float("inf"):
+        parser.error("--snapshot-every must be 0 or positive, --worker-timeout and "
+                     "--worker-lease positive numbers of seconds")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
@@ -305,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               token=token, tls=tls,
               tls_client_ca=client_ca, keep=args.keep, limits=_limits(args),
               max_tensor_bytes=args.max_tensor_bytes, max_import_bytes=args.max_import_bytes,
-              worker_timeout=args.worker_timeout, snapshot_every=args.snapshot_every,
+              worker_timeout=args.worker_timeout, worker_lease=args.worker_lease,
+              snapshot_every=args.snapshot_every,
               metrics_port=args.metrics_port, metrics_host=args.metrics_host,
               calls=_call_limits(args))
     except (OSError, RuntimeError, ValueError, StoreError) as error:

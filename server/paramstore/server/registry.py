@@ -69,6 +69,8 @@ class StoreRegistry:
         self.catalog = Catalog(backend, keep=keep, max_tensor_bytes=max_tensor_bytes)
         self.max_tensor_bytes = max_tensor_bytes
         self.limits = limits or Limits()
+        # Called with a store's name once it is deleted (a training session ends with it).
+        self.on_delete: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
         self._stores: dict[str, Store] = {}
         for name in self.catalog.store_names():
@@ -119,6 +121,8 @@ class StoreRegistry:
         self.catalog.delete_store(name)
         with self._lock:
             self._stores.pop(name, None)
+        for hook in self.on_delete:
+            hook(name)
 
     def exists(self, name: str) -> bool:
         """Whether a store `name` exists. Raises `InvalidArgument` (name)."""

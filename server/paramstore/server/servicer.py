@@ -335,13 +335,19 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             request.store, request.mode, request.num_workers, request.timeout_seconds
         )
         return pb.JoinTrainingResponse(
-            rank=rank, num_workers=session.num_workers, mode=session.mode, step=session.step
+            rank=rank, num_workers=session.num_workers, mode=session.mode, step=session.step,
+            lease_seconds=session.lease,
         )
 
     @_rpc
     def LeaveTraining(self, request: pb.LeaveTrainingRequest, context: Any, call: _Call) -> Any:
         self.training.session(request.store).leave(request.rank)
         return pb.LeaveTrainingResponse()
+
+    @_rpc
+    def Heartbeat(self, request: pb.HeartbeatRequest, context: Any, call: _Call) -> Any:
+        self.training.session(request.store).heartbeat(request.rank)
+        return pb.HeartbeatResponse()
 
     @_rpc
     def InitKeys(self, requests: Iterable[pb.PushRequest], context: Any, call: _Call) -> Any:

@@ -16,6 +16,7 @@ steps, a snapshot is captured at the step's end and written off the training pat
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +35,9 @@ _log = logging.getLogger("paramstore.server")
 
 MODES = ("sync", "async")
 DEFAULT_WORKER_TIMEOUT = 60.0
+DEFAULT_WORKER_LEASE = 10.0  # seconds a rank is kept without a heartbeat or a training call
+MAX_WORKERS = 4096
+MAX_TIMEOUT = 86400.0  # a day: longer is a mistake, not a plan
 _BARRIER_KEY = "\0barrier"  # not a valid parameter name: cannot clash with a key
 
 
@@ -64,12 +68,16 @@ class TrainingSession:
         timeout: float,
         snapshot_every: int,
         snapshots: ThreadPoolExecutor,
+        lease: float = DEFAULT_WORKER_LEASE,
     ) -> None:
         self.registry = registry
         self.store = store
         self.mode = mode
         self.num_workers = num_workers
         self.timeout = timeout
+        self.lease = lease
+        self._renewed: dict[int, float] = {}  # rank -> when it last showed it is alive
+        self._ended: str | None = None
         self.snapshot_every = snapshot_every
         self._snapshots = snapshots
         self._cond = threading.Condition()
@@ -92,23 +100,87 @@ class TrainingSession:
     # ---- workers -----------------------------------------------------------------------------
 
     def join(self) -> int:
-        """A rank for a new worker: the lowest one no live worker holds.
+        """A rank for a new worker: the lowest one no live worker holds. When every rank is
+        held, waits up to one lease for a dead worker's rank to lapse.
 
-        Raises `FailedPrecondition` when every rank is held."""
+        Raises `FailedPrecondition` when every rank is still held then."""
+        deadline = time.monotonic() + self.lease + 1.0
         with self._cond:
-            free = sorted(set(range(self.num_workers)) - self._live)
-            if not free:
-                raise FailedPrecondition(
-                    f"store {self.store!r} trains with {self.num_workers} workers and every rank "
-                    "is held by a live worker; wait for a step to time out on a dead one"
-                )
-            self._live.add(free[0])
-            self._joined_at[free[0]] = time.monotonic()
-            return free[0]
+            while True:
+                self._check_open()
+                self._expire()
+                free = sorted(set(range(self.num_workers)) - self._live)
+                if free:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise FailedPrecondition(
+                        f"store {self.store!r} trains with {self.num_workers} workers and every "
+                        "rank is held by a live worker (one that sent a heartbeat within "
+                        f"{self.lease:g} s)"
+                    )
+                self._cond.wait(min(remaining, 0.25))
+            rank = free[0]
+            self._live.add(rank)
+            self._joined_at[rank] = self._renewed[rank] = time.monotonic()
+            return rank
 
     def leave(self, rank: int) -> None:
+        """Give `rank` back. Raises `InvalidArgument` for a rank outside the session."""
         with self._cond:
+            self._check_range(rank)
             self._live.discard(rank)
+            self._renewed.pop(rank, None)
+            self._cond.notify_all()
+
+    def heartbeat(self, rank: int) -> None:
+        """Keep `rank` for another lease. Raises `InvalidArgument`, `FailedPrecondition`
+        (the rank lapsed or was never joined: join again)."""
+        with self._cond:
+            self._renew(rank)
+
+    def end(self, reason: str) -> None:
+        """End the session (its store was deleted): every waiting and later call fails."""
+        with self._cond:
+            self._ended = reason
+            for current in self._rounds.values():
+                current.error = current.error or reason
+            self._rounds.clear()
+            self._live.clear()
+            self._cond.notify_all()
+
+    def _check_open(self) -> None:
+        if self._ended is not None:
+            raise FailedPrecondition(self._ended)
+
+    def _check_range(self, rank: int) -> None:
+        if not 0 <= rank < self.num_workers:
+            raise InvalidArgument(
+                f"rank {rank} is outside store {self.store!r}'s session of {self.num_workers} "
+                f"workers (ranks 0 to {self.num_workers - 1})"
+            )
+
+    def _renew(self, rank: int) -> None:
+        """Check that `rank` is a live worker's and keep it for another lease (under the
+        condition's lock)."""
+        self._check_open()
+        self._check_range(rank)
+        self._expire()
+        if rank not in self._live:
+            raise FailedPrecondition(
+                f"rank {rank} is not a live worker of store {self.store!r} (it left, or sent "
+                f"no heartbeat for {self.lease:g} s): join again"
+            )
+        self._renewed[rank] = time.monotonic()
+
+    def _expire(self) -> None:
+        """Free the ranks whose workers showed no sign of life for a lease."""
+        lapsed = time.monotonic() - self.lease
+        for rank in [rank for rank in self._live if self._renewed.get(rank, 0.0) < lapsed]:
+            _log.warning("store %s: rank %d freed: no heartbeat for %g s", self.store, rank,
+                         self.lease)
+            self._live.discard(rank)
+            self._renewed.pop(rank, None)
 
     # ---- the optimizer -----------------------------------------------------------------------
 
@@ -141,10 +213,7 @@ class TrainingSession:
         Raises `FailedPrecondition` (rank not joined, shape or dtype differs, no data),
         `ParameterNotFound`, `TrainingAborted` (sync step missing workers after the timeout)."""
         with self._cond:
-            if rank not in self._live:
-                raise FailedPrecondition(
-                    f"rank {rank} is not a live worker of store {self.store!r}: join again"
-                )
+            self._renew(rank)
         results = []
         for item in items:
             target, gradient = self._checked(item)
@@ -157,7 +226,10 @@ class TrainingSession:
         return results
 
     def barrier(self, rank: int) -> None:
-        """Wait until every rank reached the barrier. Raises `TrainingAborted`."""
+        """Wait until every rank reached the barrier. Raises `TrainingAborted`,
+        `InvalidArgument` or `FailedPrecondition` for a rank that is not a live worker's."""
+        with self._cond:
+            self._renew(rank)
         self._gather(_BARRIER_KEY, rank, None, lambda key, contributions: None)
 
     def _checked(self, item: Incoming) -> tuple[str, np.ndarray]:
@@ -294,12 +366,15 @@ class TrainingCoordinator:
         *,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
         snapshot_every: int = 0,
+        lease: float = DEFAULT_WORKER_LEASE,
     ) -> None:
         self.registry = registry
         self.worker_timeout = worker_timeout
         self.snapshot_every = snapshot_every
+        self.lease = lease
         self._sessions: dict[str, TrainingSession] = {}
         self._lock = threading.Lock()
+        registry.on_delete.append(self.end)
         self._snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-every")
 
     def join(
@@ -311,17 +386,20 @@ class TrainingCoordinator:
         `FailedPrecondition` (another mode or worker count, or no free rank)."""
         if mode not in MODES:
             raise InvalidArgument(f"mode must be one of {list(MODES)}, got {mode!r}")
-        if num_workers < 1:
-            raise InvalidArgument(f"num_workers must be at least 1, got {num_workers}")
-        if timeout < 0:
-            raise InvalidArgument(f"timeout must be positive (or 0 for the default), got {timeout}")
+        if not 1 <= num_workers <= MAX_WORKERS:
+            raise InvalidArgument(f"num_workers must lie in [1, {MAX_WORKERS}], got {num_workers}")
+        if not (math.isfinite(timeout) and 0 <= timeout <= MAX_TIMEOUT):
+            raise InvalidArgument(
+                f"timeout must be 0 (the server's default) or a number of seconds up to "
+                f"{MAX_TIMEOUT:g}, got {timeout}"
+            )
         self.registry.get(store)
         with self._lock:
             session = self._sessions.get(store)
             if session is None:
                 session = self._sessions[store] = TrainingSession(
                     self.registry, store, mode, num_workers, timeout or self.worker_timeout,
-                    self.snapshot_every, self._snapshots,
+                    self.snapshot_every, self._snapshots, self.lease,
                 )
         if (session.mode, session.num_workers) != (mode, num_workers):
             raise FailedPrecondition(
@@ -339,6 +417,14 @@ class TrainingCoordinator:
                 f"store {store!r} is not being trained: join its training first"
             )
         return session
+
+    def end(self, store: str) -> None:
+        """End `store`'s session, if it has one: its store is gone, and a store created under
+        the same name starts training afresh."""
+        with self._lock:
+            session = self._sessions.pop(store, None)
+        if session is not None:
+            session.end(f"store {store!r} was deleted: its training ended")
 
     def close(self) -> None:
         """Finish the periodic snapshots being written."""

@@ -352,16 +352,18 @@ class JoinTrainingRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class JoinTrainingResponse(_message.Message):
-    __slots__ = ("rank", "num_workers", "mode", "step")
+    __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds")
     RANK_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     rank: int
     num_workers: int
     mode: str
     step: int
-    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+    lease_seconds: float
+    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., lease_seconds: _Optional[float] = ...) -> None: ...
 
 class LeaveTrainingRequest(_message.Message):
     __slots__ = ("store", "rank")
@@ -420,5 +422,17 @@ class SetOptimizerStatesRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class SetOptimizerStatesResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("store", "rank")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    rank: int
+    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

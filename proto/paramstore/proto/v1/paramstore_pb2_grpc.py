@@ -165,6 +165,11 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesResponse.FromString,
                 _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/paramstore.v1.ParamStore/Heartbeat',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
 
 
 class ParamStoreServicer:
@@ -399,6 +404,16 @@ class ParamStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Heartbeat(self, request, context):
+        """Keeps a worker's rank: a rank that neither calls Heartbeat nor makes a training call for
+        `lease_seconds` (JoinTrainingResponse) is freed for another worker, so a worker that
+        died without LeaveTraining does not hold its rank forever. INVALID_ARGUMENT (a rank
+        outside the session); FAILED_PRECONDITION (the rank was freed: join again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParamStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -531,6 +546,11 @@ def add_ParamStoreServicer_to_server(servicer, server):
                     servicer.SetOptimizerStates,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesResponse.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1236,6 +1256,33 @@ class ParamStore:
             '/paramstore.v1.ParamStore/SetOptimizerStates',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetOptimizerStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/Heartbeat',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatResponse.FromString,
             options,
             channel_credentials,
             insecure,
