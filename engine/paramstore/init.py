@@ -508,8 +508,17 @@ def _fused_rnn_layout(
     gates = _RNN_GATES[mode]
     directions = ("l", "r") if bidirectional else ("l",)
     h, n_dir = num_hidden, len(directions)
+    mismatch = ValueError(
+        f"Invalid parameters size for FusedRNNCell: {size} elements do not split into a "
+        f"{mode} of {num_layers} layer(s) with {num_hidden} hidden units"
+    )
+    if not (isinstance(h, int) and isinstance(num_layers, int) and h >= 1 and num_layers >= 1):
+        raise ValueError(f"FusedRNN needs num_hidden and num_layers of at least 1, got "
+                         f"{num_hidden!r} and {num_layers!r}")
     per_block = n_dir * h * len(gates)
     num_input = size // per_block - (num_layers - 1) * (h + n_dir * h + 2) - h - 2
+    if num_input <= 0:  # before the layout is built: its length grows with num_layers
+        raise mismatch
     layout: list[tuple[str, int, tuple[int, ...]]] = []
     offset = 0
 
@@ -517,6 +526,8 @@ def _fused_rnn_layout(
         nonlocal offset
         layout.append((name, offset, shape))
         offset += int(np.prod(shape))
+        if offset > size:
+            raise mismatch
 
     for layer in range(num_layers):
         layer_input = num_input if layer == 0 else n_dir * h
@@ -530,11 +541,8 @@ def _fused_rnn_layout(
             for connection in ("i2h", "h2h"):
                 for gate in gates:
                     add(f"{d}{layer}_{connection}{gate}_bias", (h,))
-    if num_input <= 0 or offset != size:
-        raise ValueError(
-            f"Invalid parameters size for FusedRNNCell: {size} elements do not split into a "
-            f"{mode} of {num_layers} layer(s) with {num_hidden} hidden units"
-        )
+    if offset != size:
+        raise mismatch
     return layout
 
 
