@@ -155,7 +155,7 @@ def test_import_creates_a_store_that_lists_like_the_exported_one(paramstore, pus
 
 
 def test_importing_a_malformed_file_fails_and_creates_no_store(paramstore, remote, tmp_path):
-    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x0a\x00\x00\x00\x00\x00\x00\x00{not json}")
     status, _, err = paramstore("import", tmp_path / "junk.safetensors", "junk")
     assert status == 1 and "INVALID_ARGUMENT" in err
     assert remote.list_stores() == []

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +28,7 @@ from paramstore.client.errors import ParamstoreError, Unavailable
 from paramstore.client.models import SnapshotInfo
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         parser.error("`serve` takes the server's own flags: paramstore serve --address ...")
     try:
+        if args.command in ("inspect", "import"):  # before anything opens it: a FIFO blocks
+            _safetensors_file(args.file)
         if args.command == "inspect":
             return _inspect(args.file)
         with _connect(args) as client:
@@ -56,12 +61,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error))
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # a bug of ours: still one line, never a traceback
+        return _fail(f"unexpected {type(error).__name__}: {error}")
 
 
 def _fail(message: str) -> int:
-    one_line = " ".join(message.split())
+    one_line = " ".join(printable(message).split())
     print(f"paramstore: error: {one_line}", file=sys.stderr)
     return 1
+
+
+def _echo(text: object) -> None:
+    """Print text that came from a server or a file: control characters (a terminal's escape
+    sequences) are shown escaped, never sent to the terminal."""
+    print("\n".join(printable(line) for line in str(text).split("\n")))
+
+
+def printable(text: str) -> str:
+    """`text` with each control character (C0, DEL, C1) written as `\\xNN`."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+def _safetensors_file(path: Path) -> None:
+    """Raise `CheckpointError` with a one-line reason unless `path` looks like a safetensors
+    file: a regular file whose first 8 bytes give the length of a JSON header it holds."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise checkpoint.CheckpointError(f"{path}: {error.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) \
+            else "a device or socket"
+        raise checkpoint.CheckpointError(f"{path} is {kind}, not a safetensors file")
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        start = file.read(9)
+    if len(start) < 9:
+        raise checkpoint.CheckpointError(
+            f"{path} has {size} bytes: too short for a safetensors file")
+    header = int.from_bytes(start[:8], "little")
+    if header > size - 8 or start[8:9] != b"{":
+        raise checkpoint.CheckpointError(
+            f"{path} is not a safetensors file: its first 8 bytes announce a {header}-byte "
+            f"header, and the file has {size} bytes" if header > size - 8 else
+            f"{path} is not a safetensors file: its header is not JSON")
 
 
 def _connect(args: argparse.Namespace) -> Client:
@@ -78,27 +121,27 @@ def _connect(args: argparse.Namespace) -> Client:
 
 def _stores(client: Client, args: argparse.Namespace) -> int:
     for name in client.list_stores():
-        print(name)
+        _echo(name)
     return 0
 
 
 def _params(client: Client, args: argparse.Namespace) -> int:
-    print(client.store(args.store).collect_params(args.select))
+    _echo(client.store(args.store).collect_params(args.select))
     return 0
 
 
 def _snapshot(client: Client, args: argparse.Namespace) -> int:
     metadata = {"note": args.note} if args.note is not None else None
     info = client.store(args.store).snapshot(step=args.step, metadata=metadata)
-    print(info.id)
+    _echo(info.id)
     return 0
 
 
 def _snapshots(client: Client, args: argparse.Namespace) -> int:
     infos = client.store(args.store).snapshots()
-    print(f"{'ID':<10}{'STEP':>8}  {'CREATED (UTC)':<20}{'SIZE':>12}  METADATA")
+    _echo(f"{'ID':<10}{'STEP':>8}  {'CREATED (UTC)':<20}{'SIZE':>12}  METADATA")
     for info in infos:
-        print(_snapshot_row(info))
+        _echo(_snapshot_row(info))
     return 0
 
 
@@ -122,20 +165,20 @@ def _size(count: int) -> str:
 
 def _restore(client: Client, args: argparse.Namespace) -> int:
     client.store(args.store).restore(args.id)
-    print(f"restored store {args.store!r} from snapshot {args.id}")
+    _echo(f"restored store {args.store!r} from snapshot {args.id}")
     return 0
 
 
 def _export(client: Client, args: argparse.Namespace) -> int:
     info = client.store(args.store).export_snapshot(args.id, args.file)
-    print(f"exported snapshot {info.id} of {args.store!r} to {args.file} "
+    _echo(f"exported snapshot {info.id} of {args.store!r} to {args.file} "
           f"({_size(info.size_bytes)})")
     return 0
 
 
 def _import(client: Client, args: argparse.Namespace) -> int:
     info = client.import_snapshot(args.file, store=args.store)
-    print(f"imported {args.file} as store {info.store!r} (snapshot {info.id})")
+    _echo(f"imported {args.file} as store {info.store!r} (snapshot {info.id})")
     return 0
 
 
@@ -150,17 +193,17 @@ def _inspect(path: Path) -> int:
         f"  {info.kind} {info.name} (shape={info.shape}, dtype={info.dtype_label})"
         for info in map(state.info, state.parameters)
     ]
-    print("\n".join([header, *lines, ")"]))
+    _echo("\n".join([header, *lines, ")"]))
     ties = state.ties()
     if ties:
         print("ties:")
         for alias, target in ties.items():
-            print(f"  {alias} -> {target}")
+            _echo(f"  {alias} -> {target}")
     # The listing above already shows what the parameters entry holds.
     if metadata:
         print("metadata:")
         for key, value in sorted(metadata.items()):
-            print(f"  {key}: {value}")
+            _echo(f"  {key}: {value}")
     return 0
 
 
