@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -75,23 +75,23 @@ def _scope(recording: bool | None, training: bool | None) -> Iterator[None]:
         STATE.recording, STATE.training = previous
 
 
-def record(train_mode: bool = True) -> contextmanager:  # type: ignore[valid-type]
+def record(train_mode: bool = True) -> AbstractContextManager[None]:
     """Record operations for backward; training mode as given (default on)."""
     keep_freed_memory()  # training repeats the same large allocations every step
     return _scope(True, train_mode)
 
 
-def pause(train_mode: bool = False) -> contextmanager:  # type: ignore[valid-type]
+def pause(train_mode: bool = False) -> AbstractContextManager[None]:
     """Stop recording inside the block; training mode as given (default off)."""
     return _scope(False, train_mode)
 
 
-def train_mode() -> contextmanager:  # type: ignore[valid-type]
+def train_mode() -> AbstractContextManager[None]:
     """Training behaviour (Dropout, BatchNorm) without changing recording."""
     return _scope(None, True)
 
 
-def predict_mode() -> contextmanager:  # type: ignore[valid-type]
+def predict_mode() -> AbstractContextManager[None]:
     """Inference behaviour without changing recording."""
     return _scope(None, False)
 

@@ -111,7 +111,7 @@ def _connect(args: argparse.Namespace) -> Client:
     cert, key = getattr(args, "tls_client_cert", None), getattr(args, "tls_client_key", None)
     if (cert is None) != (key is None):
         raise ParamstoreError("--tls-client-cert and --tls-client-key go together")
-    client_cert = (Path(cert).read_bytes(), Path(key).read_bytes()) if cert else None
+    client_cert = (Path(cert).read_bytes(), Path(key).read_bytes()) if cert and key else None
     return connect(args.address, token=args.token or None, tls=args.tls_ca or False,
                    client_cert=client_cert)
 

@@ -207,11 +207,10 @@ def _credentials(
     tls: bool | str | os.PathLike[str] | bytes, client_cert: tuple[bytes, bytes] | None
 ) -> grpc.ChannelCredentials:
     chain, key = client_cert if client_cert is not None else (None, None)
-    if tls is True:
-        roots = None
-    elif isinstance(tls, bytes):
+    roots: bytes | None = None  # True: the system's roots
+    if isinstance(tls, bytes):
         roots = tls
-    else:
+    elif not isinstance(tls, bool):
         try:
             roots = Path(tls).read_bytes()
         except OSError as error:

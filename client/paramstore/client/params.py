@@ -46,7 +46,7 @@ class RemoteParameter:
         Raises `ParameterNotFound` (deleted meanwhile), `FailedPrecondition` (no data yet)."""
         from paramstore.nd.ndarray import NDArray
 
-        return NDArray._wrap(self.store.pull_one(self.name).data)
+        return NDArray._wrap(self.store.pull_one(self.name))
 
     def set_data(self, data: Any) -> None:
         """Overwrite the parameter's value on the server (an NDArray or array of its shape).

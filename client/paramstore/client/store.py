@@ -185,13 +185,14 @@ class RemoteStore:
             raise ParamstoreError(f"asked for {len(names)} parameters, got {len(received)}")
         return received
 
-    def pull_one(self, name: str) -> transfer.Received:
+    def pull_one(self, name: str) -> np.ndarray:
+        """The value of parameter `name`. Raises `FailedPrecondition` when it has none."""
         (item,) = self._pull([name])
         if item.data is None:
             raise FailedPrecondition(
                 f"parameter {name!r} holds no data in store {self.name!r}: initialize it first"
             )
-        return item
+        return item.data
 
     def __repr__(self) -> str:
         return f"RemoteStore({self.name!r})"

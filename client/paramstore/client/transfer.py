@@ -116,7 +116,7 @@ def push_requests(
     for item in outgoing:
         yield pb.PushRequest(parameter=item.spec)
         if item.data is not None:
-            data = memoryview(item.data.reshape(-1).view(np.uint8))
+            data = item.data.reshape(-1).view(np.uint8).data
             for start in range(0, len(data), CHUNK_BYTES):
                 piece = data[start:start + CHUNK_BYTES]
                 bar.update(len(piece))

@@ -7,6 +7,7 @@ lock. No lock is held while a client's stream is read or written: requests are r
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import logging
@@ -109,7 +110,7 @@ class StoreRegistry:
                 f"{', '.join(sorted(self._stores)[:10]) or 'none'})"
             ) from None
 
-    def list(self) -> list[Store]:
+    def list(self) -> builtins.list[Store]:
         """Every store, sorted by name."""
         with self._lock:
             return [self._stores[name] for name in sorted(self._stores)]
@@ -144,12 +145,12 @@ class StoreRegistry:
 
     def initialize(
         self, name: str, initializer: str, select: str, *, force_reinit: bool
-    ) -> tuple[list[str], StoreState]:
+    ) -> tuple[builtins.list[str], StoreState]:
         """Run an initializer on the store's selected parameters (see `initialization`)."""
         matches: Callable[[str], bool] = validation.select(select)
         return initialize(self.get(name), initializer, matches, force_reinit=force_reinit)
 
-    def pull(self, name: str, names: list[str], select: str) -> PullPlan:
+    def pull(self, name: str, names: builtins.list[str], select: str) -> PullPlan:
         """What a pull of `names` (or, without names, of the `select` regex) sends, from one
         state. A tied tensor travels once: a name whose tensor was sent already comes without
         data. Raises `ParameterNotFound`, `InvalidArgument` (a name given twice, a regex)."""
@@ -169,7 +170,7 @@ class StoreRegistry:
             if sends:
                 sent.add(source)
             parameters.append((info, sends))
-        total = sum(state.array(info.name).nbytes for info, sends in parameters if sends)
+        total = sum(_nbytes(state, info.name) for info, sends in parameters if sends)
         return PullPlan(state, parameters, total)
 
     # ---- the optimizer of a training store ------------------------------------------------------
@@ -232,7 +233,7 @@ class StoreRegistry:
         store = self.get(name)
         return self.catalog.begin_snapshot(name, lambda: Contents(*store.capture()))
 
-    def snapshots(self, name: str) -> list[SnapshotInfo]:
+    def snapshots(self, name: str) -> builtins.list[SnapshotInfo]:
         """The store's snapshots, oldest first."""
         self.get(name)
         return self.catalog.snapshots(name)
@@ -281,3 +282,8 @@ class StoreRegistry:
             self.limits.check_whole(state, self._other_stores_bytes(name))
 
         return check
+
+
+def _nbytes(state: StoreState, name: str) -> int:
+    array = state.array(name)
+    return 0 if array is None else array.nbytes

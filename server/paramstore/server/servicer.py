@@ -224,7 +224,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         for info, sends_data in plan.parameters:
             yield pb.PullResponse(parameter=_spec(info, state, has_data=sends_data))
             if sends_data:
-                yield from _chunks(state.array(info.name))
+                yield from _chunks(state.data[info.alias_of or info.name])
 
     @_rpc
     def Initialize(self, request: pb.InitializeRequest, context: Any, call: _Call) -> Any:
@@ -459,7 +459,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def _declared(
         self, spec: pb.ParameterSpec, budget: Budget, take: Take
     ) -> tuple[ParameterInfo, _Buffer]:
-        shape = None if spec.shape_unknown else list(spec.shape)
+        shape = None if spec.shape_unknown else tuple(spec.shape)
         info = validated_info(
             spec.name, shape, spec.dtype, spec.dtype_label, spec.kind, spec.alias_of,
             self.registry.max_tensor_bytes,
@@ -535,10 +535,10 @@ def _received_bytes(items: list[Incoming]) -> int:
     return sum(item.data.nbytes for item in items if item.data is not None)
 
 
-def _chunks(array: np.ndarray) -> Iterator[bytes]:
+def _chunks(array: np.ndarray) -> Iterator[Any]:
     """The array's bytes as serialized `PullResponse{chunk}` messages (`chunks.serialize`
     passes them through)."""
-    data = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    data = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
     for start in range(0, len(data), CHUNK_BYTES):
         yield chunks.encode(data[start:start + CHUNK_BYTES])
 

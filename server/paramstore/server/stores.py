@@ -142,13 +142,14 @@ class Store:
                 if existing is not None:
                     existing = current.info(info.name)
                     info = _merged(existing, info, has_data=current.array(info.name) is not None)
-                    if item.data is None and current.array(info.name) is not None:
-                        data[info.name] = current.array(info.name)
+                    kept = current.array(info.name)
+                    if item.data is None and kept is not None:
+                        data[info.name] = kept
                 parameters[info.name] = dataclasses.replace(info, alias_of=None)
                 if item.data is not None:
                     data[info.name] = _frozen(item.data)
             for info in aliases:
-                _tie(parameters, data, info.name, info.alias_of)
+                _tie(parameters, data, info.name, info.alias_of or "")
             return self._commit(current, prefix, parameters, data)
 
     def set_data(self, items: Iterable[Incoming]) -> StoreState:

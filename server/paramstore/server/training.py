@@ -222,6 +222,8 @@ class TrainingSession:
             else:
                 with self._cond:
                     value = self._apply(target, {rank: gradient})
+            if value is None:  # every round of a key ends with its updated value
+                raise FailedPrecondition(f"key {item.info.name!r} has no value after its step")
             results.append((item.info.name, value))
         return results
 
@@ -320,7 +322,7 @@ class TrainingSession:
 
         state = store.update(change)
         self._count(key)
-        return state.array(key)
+        return state.data[key]
 
     def _count(self, key: str) -> None:
         self._updates[key] = self._updates.get(key, 0) + 1
