@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,25 +27,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from paramstore.client import connect
 from paramstore.proto import wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.server.process import start_serve
 
 ATTACKER, VICTIM = "attacker-token", "victim-token"
 
 
-def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(folder: Path) -> tuple[subprocess.Popen[str], str]:
     (folder / "tokens.txt").write_text(f"{ATTACKER}\n{VICTIM}\n")
-    port_file = folder / "port"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "paramstore.server", "--address", "127.0.0.1:0",
-         "--data-dir", str(folder / "data"), "--token-file", str(folder / "tokens.txt"),
-         "--port-file", str(port_file)],
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError("paramstore serve did not start")
-        time.sleep(0.05)
-    return process, port_file.read_text().strip()
+    return start_serve(folder / "data", "--token-file", str(folder / "tokens.txt"))
 
 
 def attack(address: str, stalled: int, released: threading.Event) -> grpc.Channel:

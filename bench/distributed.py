@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,8 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import numpy as np  # noqa: E402  (after the thread settings, which it reads on import)
+
+from paramstore.server.process import start_serve  # noqa: E402
 
 SIZES = (784, 1024, 1024, 10)
 
@@ -92,19 +93,6 @@ def run_worker(address: str, workers: int, steps: int, warmup: int, batch_size: 
     print(json.dumps({"rank": kv.rank, "steps_per_s": rate, "bytes_per_step": moved}))
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "paramstore.server", "--address", "127.0.0.1:0",
-         "--data-dir", str(data_dir)], stderr=subprocess.PIPE, text=True,
-    )
-    for line in process.stderr:  # type: ignore[union-attr]
-        if "serving on" in line:
-            # Keep draining its log (a line per call): a full pipe would block the server.
-            threading.Thread(target=process.stderr.read, daemon=True).start()
-            return process, line.rsplit("serving on ", 1)[1].split()[0]
-    raise RuntimeError("the server did not start")
-
-
 def measure_workers(address: str, workers: int, args: argparse.Namespace) -> dict[str, float]:
     command = [sys.executable, __file__, "--worker", address, "--workers", str(workers),
                "--steps", str(args.steps), "--warmup", str(args.warmup),
@@ -133,7 +121,7 @@ def main() -> None:
     print(f"{'setup':<28}{'steps/s':>10}{'vs local':>10}{'MiB moved/step/worker':>24}")
     print(f"{'single process (local)':<28}{local:>10.2f}{1.0:>10.2f}{0.0:>24.2f}")
     with tempfile.TemporaryDirectory() as scratch:
-        server, address = start_server(Path(scratch))
+        server, address = start_serve(Path(scratch))
         try:
             for workers in args.workers:
                 found = measure_workers(address, workers, args)

@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -38,6 +37,7 @@ import safetensors.numpy
 
 from paramstore.client import Client, RemoteStore, connect
 from paramstore.proto.chunks import CHUNK_BYTES
+from paramstore.server.process import start_serve
 
 TENSORS = 32
 LISTED_PARAMETERS = 10_000
@@ -98,22 +98,6 @@ class Baseline:
 
 
 # ---- processes ---------------------------------------------------------------------------------
-
-
-def start_paramstore(data_dir: Path | str, *flags: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "paramstore.server", "--address", "127.0.0.1:0",
-         "--data-dir", str(data_dir), "--keep", "1", *flags],
-        stderr=subprocess.PIPE, text=True,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        found = re.search(r"serving on ([\d.]+:\d+)", line)
-        if found:
-            # Its one log line per call must never fill the pipe: keep reading it.
-            threading.Thread(target=process.stderr.read, daemon=True).start()
-            return process, found.group(1)
-    raise RuntimeError("paramstore serve did not start")
 
 
 def start_baseline() -> tuple[subprocess.Popen[str], str]:
@@ -244,7 +228,7 @@ def main() -> None:
         return
 
     folder = Path(tempfile.mkdtemp(prefix="paramstore-bench-", dir=args.dir))
-    server, address = start_paramstore(folder / "data")
+    server, address = start_serve(folder / "data", "--keep", "1")
     baseline_server, baseline_address = start_baseline()
     try:
         with connect(address, progress=False) as client:

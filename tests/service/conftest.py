@@ -3,11 +3,8 @@ paramstore.server` subprocess for tests that kill it."""
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +17,7 @@ from server_process import wait_for_health
 
 from paramstore.client import Client, connect
 from paramstore.server import ParamStoreServer, create_server
+from paramstore.server.process import start_serve
 from paramstore.server.storage import Backend, LocalBackend
 
 
@@ -106,23 +104,9 @@ def spawn_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 
     def spawn(data_dir: Path | None = None, *flags: str) -> RunningServer:
         data_dir = data_dir or tmp_path / "data"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "paramstore.server", "--address", "127.0.0.1:0",
-             "--data-dir", str(data_dir), *flags],
-            stderr=subprocess.PIPE, text=True,
-        )
+        log: list[str] = []
+        process, address = start_serve(data_dir, *flags, log=log)
         processes.append(process)
-        log = []
-        for line in process.stderr:  # type: ignore[union-attr]
-            log.append(line)
-            found = re.search(r"serving on ([\d.]+:\d+)", line)
-            if found:
-                address = found.group(1)
-                break
-        else:
-            raise RuntimeError("the server did not start:\n" + "".join(log))
-        # Keep reading its log, so that a full pipe never blocks the server.
-        threading.Thread(target=log.extend, args=(process.stderr,), daemon=True).start()
         wait_until_serving(address)
         return RunningServer(address, data_dir, process=process, log=log)
 

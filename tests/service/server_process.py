@@ -7,11 +7,9 @@ on the same data, or reach it from the command line as a user would.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from paramstore.client import Client, connect
-
-START_TIMEOUT_SECONDS = 20.0
+from paramstore.server.process import START_TIMEOUT_SECONDS, start_serve
 
 
 def paramstore_command() -> list[str]:
@@ -52,26 +49,11 @@ class ServerProcess:
     log: list[str] = field(default_factory=list)
 
     def start(self) -> ServerProcess:
-        command = [*paramstore_command(), "serve", "--address", "127.0.0.1:0",
-                   "--data-dir", str(self.data_dir), *self.flags]
         self.log = []
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, **self.env})
-        self.address = self._address_from_log(self.process)
-        # Keep draining its log, so that a full pipe never blocks the server.
-        threading.Thread(target=self.log.extend, args=(self.process.stderr,), daemon=True).start()
+        self.process, self.address = start_serve(self.data_dir, *self.flags, log=self.log,
+                                                 env=self.env)
         _wait_until_serving(self.address, self.tls_ca)
         return self
-
-    def _address_from_log(self, process: subprocess.Popen[str]) -> str:
-        assert process.stderr is not None
-        for line in process.stderr:
-            self.log.append(line)
-            found = re.search(r"serving on ([\d.]+:\d+)", line)
-            if found:
-                return found.group(1)
-        process.wait()
-        raise RuntimeError("paramstore serve did not start:\n" + "".join(self.log))
 
     def kill(self) -> None:
         """SIGKILL: no draining, no clean-up, as a crash or an OOM kill would end it."""

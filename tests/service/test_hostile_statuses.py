@@ -6,6 +6,8 @@ server."""
 import errno
 import logging
 import re
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -17,6 +19,7 @@ from paramstore.client.errors import Internal, ResourceExhausted
 from paramstore.proto import wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server import create_server
+from paramstore.server.process import start_serve
 
 pytest_plugins = ("server_fixtures",)  # `make_server`, `server`
 
@@ -90,9 +93,6 @@ def test_a_second_server_on_an_address_in_use_fails_clearly(server):
 
 
 def test_serve_on_an_address_in_use_exits_with_a_message(server, tmp_path):
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-m", "paramstore.server", "--address", server.address,
          "--data-dir", str(tmp_path / "other")],
@@ -103,22 +103,8 @@ def test_serve_on_an_address_in_use_exits_with_a_message(server, tmp_path):
 
 
 def test_serve_writes_its_bound_address_to_the_port_file(tmp_path):
-    import subprocess
-    import sys
-    import time
-
-    port_file = tmp_path / "port"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "paramstore.server", "--address", "127.0.0.1:0",
-         "--data-dir", str(tmp_path / "data"), "--port-file", str(port_file)],
-        stderr=subprocess.DEVNULL,
-    )
+    process, address = start_serve(tmp_path / "data")
     try:
-        deadline = time.monotonic() + 30
-        while not port_file.exists():
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.05)
-        address = port_file.read_text().strip()
         assert re.fullmatch(r"127\.0\.0\.1:\d+", address) and not address.endswith(":0")
         with grpc.insecure_channel(address) as channel:
             listing = channel.unary_unary(
