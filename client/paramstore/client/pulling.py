@@ -16,6 +16,8 @@ pulled values for a moment).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -30,6 +32,7 @@ from paramstore.client.errors import (
     InvalidArgument,
     ParamstoreError,
 )
+from paramstore.proto import wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 # Names per Pull request are capped by their total length, far below gRPC's 4 MiB message.
@@ -143,31 +146,30 @@ class _Pull:
         self.saved: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its previous values)
 
     def read(self, names: list[str], replies: Iterable[pb.PullResponse]) -> int:
-        """Read one Pull stream for `names`, writing as it goes; returns its store version."""
-        replies = iter(replies)
-        first = next(replies, None)
-        if first is None or first.WhichOneof("item") != "begin":
-            raise ParamstoreError("the server's pull stream did not start with PullBegin")
-        self.keep_previous = first.begin.version != self.checked_version
+        """Read one Pull stream for `names` (`wire.read_pull`), writing as it goes; returns
+        its store version."""
         position = 0
-        current: _Target | None = None
-        with self.progress(first.begin.data_bytes) as bar:
-            for reply in replies:
-                if reply.WhichOneof("item") == "parameter":
-                    _check_complete(current)
-                    if position >= len(names):
-                        raise ParamstoreError("the server sent more parameters than asked for")
-                    current = self._start(names[position], reply.parameter)
-                    position += 1
-                elif reply.WhichOneof("item") == "chunk":
-                    if current is None:
-                        raise ParamstoreError("the server sent a chunk outside a parameter")
-                    _append(current, reply.chunk)
-                    bar.update(len(reply.chunk))
-        _check_complete(current)
+
+        def start(spec: pb.ParameterSpec) -> Callable[[bytes], None] | None:
+            nonlocal position
+            if position >= len(names):
+                raise ParamstoreError("the server sent more parameters than asked for")
+            target = self._start(names[position], spec)
+            position += 1
+            return None if target is None else functools.partial(_append, target)
+
+        with contextlib.ExitStack() as stack:
+            def begin(first: pb.PullBegin) -> Callable[[int], None]:
+                self.keep_previous = first.version != self.checked_version
+                return stack.enter_context(self.progress(first.data_bytes)).update
+
+            try:
+                version = wire.read_pull(replies, start, begin).version
+            except wire.StreamError as error:
+                raise ParamstoreError(str(error)) from None
         if position != len(names):
             raise ParamstoreError(f"asked for {len(names)} parameters, got {position}")
-        return first.begin.version
+        return version
 
     def _start(self, name: str, spec: pb.ParameterSpec) -> _Target | None:
         destination = self.params[name]
@@ -210,23 +212,14 @@ class _Pull:
         self.saved.clear()
 
 
-def _append(target: _Target | None, chunk: bytes) -> None:
-    if target is None:
-        raise ParamstoreError("the server sent data for a parameter declared without any")
+def _append(target: _Target, chunk: bytes) -> None:
+    """Write the next chunk of `target` (`wire.read_pull` checks that it fits)."""
     end = target.filled + len(chunk)
-    if end > _expected_bytes(target.spec):
-        raise ParamstoreError(f"the server sent more bytes than {target.name!r} holds")
     if target.flat is not None:
         target.flat[target.filled:end] = np.frombuffer(chunk, np.uint8)
     else:
         target.chunks.append(chunk)
     target.filled = end
-
-
-def _check_complete(target: _Target | None) -> None:
-    if target is not None and target.filled != _expected_bytes(target.spec):
-        raise ParamstoreError(f"the server sent {target.filled} of the "
-                              f"{_expected_bytes(target.spec)} bytes of {target.name!r}")
 
 
 def _settle(target: _Target) -> None:
@@ -246,10 +239,6 @@ def _value_of(target: _Target) -> np.ndarray:
         return target.arrays[0]  # type: ignore[index]
     data = np.frombuffer(b"".join(target.chunks), _dtype(target.spec))
     return data.reshape(_shape(target.spec)).copy()
-
-
-def _expected_bytes(spec: pb.ParameterSpec) -> int:
-    return _dtype(spec).itemsize * int(np.prod(_shape(spec), dtype=np.int64))
 
 
 def _shape(spec: pb.ParameterSpec) -> tuple[int, ...]:

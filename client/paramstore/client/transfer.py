@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from paramstore.client.errors import InvalidArgument, ParamstoreError
-from paramstore.proto import chunks
+from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 CHUNK_BYTES = chunks.CHUNK_BYTES
@@ -138,51 +138,44 @@ class Received:
 def receive(
     replies: Iterable[pb.PullResponse], description: str, progress: bool | None
 ) -> tuple[pb.PullBegin, list[Received]]:
-    """Read a whole pull stream; an alias sent without data gets its target's array."""
-    replies = iter(replies)
-    first = next(replies, None)
-    if first is None or first.WhichOneof("item") != "begin":
-        raise ParamstoreError("the server's pull stream did not start with PullBegin")
-    with progress_bar(first.begin.data_bytes, description, progress) as bar:
-        return first.begin, _received(replies, bar)
-
-
-def _received(replies: Iterator[pb.PullResponse], bar: Any) -> list[Received]:
+    """Read a whole pull stream (`wire.read_pull`); an alias sent without data gets its
+    target's array."""
     received: list[Received] = []
     arrays: dict[str, np.ndarray] = {}
-    buffer: np.ndarray | None = None
+
+    def start(spec: pb.ParameterSpec) -> Callable[[bytes], None] | None:
+        data = None
+        if spec.has_data:
+            data = np.empty(tuple(spec.shape), dtype=np.dtype(spec.dtype).newbyteorder("<"))
+            arrays[spec.alias_of or spec.name] = data
+        elif spec.alias_of:
+            data = arrays.get(spec.alias_of)
+        received.append(Received(spec, data))
+        return _filler(data) if spec.has_data and data is not None else None
+
+    with contextlib.ExitStack() as stack:
+        def bar(begin: pb.PullBegin) -> Callable[[int], None]:
+            return stack.enter_context(
+                progress_bar(begin.data_bytes, description, progress)).update
+
+        try:
+            begin = wire.read_pull(replies, start, bar)
+        except wire.StreamError as error:
+            raise ParamstoreError(str(error)) from None
+    return begin, received
+
+
+def _filler(array: np.ndarray) -> Callable[[bytes], None]:
+    """Writes consecutive chunks into `array`'s bytes (`wire.read_pull` checks their sizes)."""
+    flat = array.reshape(-1).view(np.uint8)
     filled = 0
-    for reply in replies:
-        kind = reply.WhichOneof("item")
-        if kind == "parameter":
-            _check_complete(received, buffer, filled)
-            spec = reply.parameter
-            data = None
-            if spec.has_data:
-                dtype = np.dtype(spec.dtype).newbyteorder("<")
-                data = np.empty(tuple(spec.shape), dtype=dtype)
-                arrays[spec.alias_of or spec.name] = data
-            elif spec.alias_of:
-                data = arrays.get(spec.alias_of)
-            received.append(Received(spec, data))
-            buffer = data.reshape(-1).view(np.uint8) if spec.has_data and data is not None \
-                else None
-            filled = 0
-        elif kind == "chunk":
-            if buffer is None or filled + len(reply.chunk) > buffer.size:
-                raise ParamstoreError("the server sent more bytes than the parameter holds")
-            buffer[filled:filled + len(reply.chunk)] = np.frombuffer(reply.chunk, np.uint8)
-            filled += len(reply.chunk)
-            bar.update(len(reply.chunk))
-    _check_complete(received, buffer, filled)
-    return received
 
+    def write(chunk: bytes) -> None:
+        nonlocal filled
+        flat[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        filled += len(chunk)
 
-def _check_complete(received: list[Received], buffer: np.ndarray | None, filled: int) -> None:
-    if buffer is not None and filled != buffer.size:
-        raise ParamstoreError(
-            f"the server sent {filled} of the {buffer.size} bytes of {received[-1].spec.name!r}"
-        )
+    return write
 
 
 class _NoBar:

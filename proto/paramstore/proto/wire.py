@@ -6,10 +6,17 @@
   retries them on UNAVAILABLE; no other call is ever retried behind a caller's back;
 - `PUSH_METHODS`, `PULL_METHODS`: the methods whose messages carry tensor chunks
   (`paramstore.proto.chunks`): pushes are client streams of `PushRequest`, pulls answer with
-  a stream of `PullResponse`.
+  a stream of `PullResponse`;
+- `read_pull`: the one reader of a pull stream, with its completeness checks.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
 
 SERVICE = "paramstore.v1.ParamStore"
 ERROR_KEY = "paramstore-error"
@@ -24,3 +31,55 @@ PULL_METHODS = ("Pull", "PushPull")  # replies: PullResponse chunks
 def path(method: str) -> str:
     """The method's full gRPC path, `/paramstore.v1.ParamStore/<method>`."""
     return f"/{SERVICE}/{method}"
+
+
+class StreamError(ValueError):
+    """A pull stream that breaks the contract (order of messages, byte counts)."""
+
+
+def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], None] | None],
+              on_begin: Callable[[Any], Callable[[int], None] | None] | None = None) -> Any:
+    """Read a pull stream (`Pull`, `PushPull`): PullBegin, then each ParameterSpec followed,
+    when `has_data`, by exactly its bytes in chunks. The one reader of that stream.
+
+    `start(spec)` is called for each parameter and returns where its chunks go (a function
+    of one chunk), or None to drop them. `on_begin(begin)` may return a function told every
+    chunk's size (a progress bar). Returns the PullBegin. Raises `StreamError` for a stream
+    out of order, a parameter given more or fewer bytes than its shape and dtype hold, or a
+    stream that ends half-way."""
+    replies = iter(replies)
+    first = next(replies, None)
+    if first is None or first.WhichOneof("item") != "begin":
+        raise StreamError("the server's pull stream did not start with PullBegin")
+    progress = on_begin(first.begin) if on_begin is not None else None
+    name, write, expected, filled = "", None, 0, 0
+    for reply in replies:
+        kind = reply.WhichOneof("item")
+        if kind == "parameter":
+            _check_filled(name, expected, filled)
+            spec = reply.parameter
+            name, write, filled = spec.name, start(spec), 0
+            expected = data_bytes(spec) if spec.has_data else 0
+        elif kind == "chunk":
+            filled += len(reply.chunk)
+            if not name or filled > expected:
+                raise StreamError(f"the server sent more bytes than {name or 'a parameter'!r} "
+                                  f"holds ({expected})")
+            if write is not None:
+                write(reply.chunk)
+            if progress is not None:
+                progress(len(reply.chunk))
+        else:
+            raise StreamError("the server's pull stream holds a second PullBegin")
+    _check_filled(name, expected, filled)
+    return first.begin
+
+
+def data_bytes(spec: Any) -> int:
+    """Bytes of data a ParameterSpec's shape and dtype hold."""
+    return int(np.dtype(spec.dtype).itemsize) * math.prod(int(dim) for dim in spec.shape)
+
+
+def _check_filled(name: str, expected: int, filled: int) -> None:
+    if filled != expected:
+        raise StreamError(f"the server sent {filled} of the {expected} bytes of {name!r}")
