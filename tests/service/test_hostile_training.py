@@ -85,7 +85,9 @@ def test_a_live_worker_keeps_its_rank_past_the_lease(make_server: Callable[..., 
     server = make_server(worker_lease=0.6)
     with server.connect() as client, client.kvstore("s", num_workers=1) as kv:
         time.sleep(1.5)  # heartbeats keep it
-        kv.barrier()
+        with pytest.raises(FailedPrecondition, match="every rank is held"):
+            client.kvstore("s", num_workers=1)  # waits one lease, in vain
+        kv.barrier()  # the rank is still this worker's
 
 
 def test_a_rank_outside_the_session_or_never_joined_is_refused(server: Any) -> None:

@@ -53,12 +53,14 @@ class ParamStoreServer:
 
     def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer,
                  registry: StoreRegistry, metrics: MetricsEndpoint | None = None,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None,
+                 training: TrainingCoordinator | None = None) -> None:
         self.grpc_server = server
         self.health = health_servicer
         self.registry = registry
         self.metrics = metrics  # the `/metrics` endpoint, when the server has one
         self.admission = admission
+        self.training = training
 
     def start(self) -> None:
         self.grpc_server.start()
@@ -67,13 +69,23 @@ class ParamStoreServer:
 
     def stop(self, grace: float | None = SHUTDOWN_GRACE_SECONDS) -> threading.Event:
         """Report NOT_SERVING, refuse new calls, let calls in flight finish within `grace`
-        seconds. Returns an event set once the server has stopped."""
+        seconds, then finish the periodic snapshots being written. Returns an event set once
+        all of that is done."""
         self.health.enter_graceful_shutdown()
         if self.metrics is not None:
             self.metrics.close()
-        stopped = self.grpc_server.stop(grace)
-        if self.admission is not None:
-            self.admission.close()
+        calls_done = self.grpc_server.stop(grace)
+        stopped = threading.Event()
+
+        def finish() -> None:
+            calls_done.wait()
+            if self.training is not None:
+                self.training.close()
+            if self.admission is not None:
+                self.admission.close()
+            stopped.set()
+
+        threading.Thread(target=finish, name="paramstore-stop", daemon=True).start()
         return stopped
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -175,7 +187,8 @@ def create_server(
     endpoint = None
     if metrics is not None and metrics_port is not None:
         endpoint = metrics.serve_http(metrics_host, metrics_port)
-    return ParamStoreServer(server, health_servicer, registry, endpoint, admission), port
+    return ParamStoreServer(server, health_servicer, registry, endpoint, admission,
+                            training), port
 
 
 def _add_servicer(servicer: ParamStoreServicer, server: grpc.Server) -> None:
@@ -231,15 +244,19 @@ def serve(address: str = DEFAULT_ADDRESS, *, port_file: Path | None = None,
     if server.metrics is not None:
         _log.info("paramstore metrics on http://%s:%d/metrics", host, server.metrics.port)
 
+    stopping: list[threading.Event] = []
+
     def shut_down(signum: int, frame: Any) -> None:
         _log.info("received %s: draining calls in flight", signal.Signals(signum).name)
-        server.stop(SHUTDOWN_GRACE_SECONDS)
+        stopping.append(server.stop(SHUTDOWN_GRACE_SECONDS))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, shut_down)
     # Waiting in slices keeps the main thread able to run the signal handlers.
     while server.wait_for_termination(timeout=0.5):  # True: timed out, still running
         pass
+    for stopped in stopping:  # periodic snapshots being written are finished, not cut
+        stopped.wait(SHUTDOWN_GRACE_SECONDS)
     _log.info("paramstore stopped")
 
 
