@@ -139,3 +139,10 @@ def wait_for_health(channel: grpc.Channel, timeout: float) -> None:
                     raise
             time.sleep(0.05)
 
+
+def wait_for_line(process: subprocess.Popen, start: str) -> None:
+    """Read a child process's stdout until a line starts with `start`."""
+    for line in process.stdout:  # type: ignore[union-attr]
+        if line.startswith(start):
+            return
+    raise AssertionError(f"the process ended without printing {start!r}")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from server_process import wait_for_line
 
 from paramstore.client.errors import (
     Aborted,
@@ -29,13 +30,6 @@ from paramstore.proto.v1 import paramstore_pb2 as pb
 pytest_plugins = ("server_fixtures",)  # `make_server`, `server`
 
 WORKER_SECONDS = 60
-
-
-def wait_for_line(process: subprocess.Popen, start: str) -> None:
-    for line in process.stdout:
-        if line.startswith(start):
-            return
-    raise AssertionError(f"the worker ended without printing {start!r}")
 
 
 def test_training_resumes_after_every_worker_is_killed(

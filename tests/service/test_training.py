@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from server_process import wait_for_line
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
@@ -134,13 +135,6 @@ def test_a_killed_worker_is_replaced_by_a_rejoining_one(
     for got, want in zip(parameters(np.load(tmp_path / "w0.npz")),
                          parameters(np.load(tmp_path / "w1.npz"))):
         np.testing.assert_array_equal(got, want)
-
-
-def wait_for_line(process: subprocess.Popen, start: str) -> None:
-    for line in process.stdout:
-        if line.startswith(start):
-            return
-    raise AssertionError(f"the worker ended without printing {start!r}")
 
 
 def test_training_resumes_exactly_after_a_server_restart(
