@@ -13,7 +13,7 @@ server interceptor that:
 - keeps health checks answering: they have slots of their own, and the thread pool is sized to
   hold every admitted call plus those slots (`CallLimits.threads`).
 
-The bytes that requests in flight may hold (push buffers, imported files) are bounded by
+The bytes that requests in flight may hold in memory (push buffers) are bounded by
 `InflightBytes`, which the servicer asks before it allocates a buffer.
 """
 

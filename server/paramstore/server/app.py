@@ -29,7 +29,7 @@ from paramstore.server.admission import (
 )
 from paramstore.server.auth import Token, TokenCheck, caller_naming, read_tokens
 from paramstore.server.errors import StoreError
-from paramstore.server.limits import Limits
+from paramstore.server.limits import DEFAULT_MAX_PARAMETERS, Limits, default_max_total_bytes
 from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
 from paramstore.server.servicer import ParamStoreServicer
@@ -44,7 +44,7 @@ _log = logging.getLogger("paramstore.server")
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_DATA_DIR = "./paramstore-data"
 SHUTDOWN_GRACE_SECONDS = 30.0
-DEFAULT_MAX_IMPORT_BYTES = 1 << 40
+DEFAULT_MAX_IMPORT_BYTES = 4 << 30  # an import is staged, then validated whole, before a commit
 SERVICE_NAME = paramstore_pb2.DESCRIPTOR.services_by_name["ParamStore"].full_name
 
 
@@ -348,11 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("limits (requests over them get RESOURCE_EXHAUSTED)")
     limits.add_argument("--max-store-bytes", type=int, default=0, metavar="BYTES",
-                        help="bytes per store (default 0: unlimited)")
-    limits.add_argument("--max-total-bytes", type=int, default=0, metavar="BYTES",
-                        help="bytes in all stores together (default 0: unlimited)")
-    limits.add_argument("--max-parameters", type=int, default=0, metavar="N",
-                        help="parameters per store (default 0: unlimited)")
+                        help="bytes per store (default 0: only the total bound)")
+    limits.add_argument("--max-total-bytes", type=int, default=default_max_total_bytes(),
+                        metavar="BYTES",
+                        help="bytes in all stores together (default: half this machine's "
+                             "memory; 0: unlimited)")
+    limits.add_argument("--max-parameters", type=int, default=DEFAULT_MAX_PARAMETERS,
+                        metavar="N", help="parameters per store "
+                                          f"(default {DEFAULT_MAX_PARAMETERS}; 0: unlimited)")
     limits.add_argument("--max-name-length", type=int, default=0, metavar="N",
                         help="characters of a parameter name (default 0: the protocol's 1024)")
     limits.add_argument("--max-rank", type=int, default=0, metavar="N",

@@ -11,7 +11,8 @@ pass and together overshoot a store or total bound by at most one request's size
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,16 +20,27 @@ from paramstore.server.errors import ResourceExhausted
 from paramstore.server.stores import ParameterInfo, StoreState
 
 UNLIMITED = 0
+DEFAULT_MAX_PARAMETERS = 1_000_000
+
+
+def default_max_total_bytes() -> int:
+    """Half of this machine's memory (16 GiB where it cannot be read): the stores live in
+    memory, and the server needs room for requests in flight and snapshots too."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
 
 
 @dataclass(frozen=True)
 class Limits:
     """Bounds per store and in total; 0 means unlimited. Tensor bytes are bounded by the
-    registry's `max_tensor_bytes`."""
+    registry's `max_tensor_bytes`. The defaults bound the total bytes (half the machine's
+    memory) and the parameters per store; names and ranks are bounded by the protocol."""
 
-    max_store_bytes: int = UNLIMITED
-    max_total_bytes: int = UNLIMITED
-    max_parameters: int = UNLIMITED  # per store, aliases included
+    max_store_bytes: int = UNLIMITED  # the total bound still applies
+    max_total_bytes: int = field(default_factory=default_max_total_bytes)
+    max_parameters: int = DEFAULT_MAX_PARAMETERS  # per store, aliases included
     max_name_length: int = UNLIMITED  # characters of a parameter name
     max_rank: int = UNLIMITED  # dimensions of a tensor
 

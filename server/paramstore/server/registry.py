@@ -70,6 +70,7 @@ class StoreRegistry:
         self.catalog = Catalog(backend, keep=keep, max_tensor_bytes=max_tensor_bytes)
         self.max_tensor_bytes = max_tensor_bytes
         self.limits = limits or Limits()
+        self._capacities: dict[str, tuple[StoreState, int]] = {}
         # Called with a store's name once it is deleted (a training session ends with it).
         self.on_delete: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
@@ -122,6 +123,7 @@ class StoreRegistry:
         self.catalog.delete_store(name)
         with self._lock:
             self._stores.pop(name, None)
+        self._capacities.pop(name, None)
         for hook in self.on_delete:
             hook(name)
 
@@ -139,7 +141,16 @@ class StoreRegistry:
     def _other_stores_bytes(self, name: str) -> int:
         if not self.limits.bounds_total:
             return 0
-        return sum(capacity_bytes(store.state()) for store in self.list() if store.name != name)
+        return sum(self._capacity(store) for store in self.list() if store.name != name)
+
+    def _capacity(self, store: Store) -> int:
+        """`capacity_bytes` of the store's state, computed once per state (states never
+        change: a write makes a new one)."""
+        state = store.state()
+        cached = self._capacities.get(store.name)
+        if cached is None or cached[0] is not state:
+            cached = self._capacities[store.name] = (state, capacity_bytes(state))
+        return cached[1]
 
     # ---- parameters --------------------------------------------------------------------------
 

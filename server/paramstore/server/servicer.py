@@ -146,7 +146,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self,
         registry: StoreRegistry,
         *,
-        max_import_bytes: int = 1 << 40,
+        max_import_bytes: int = 4 << 30,
         training: TrainingCoordinator | None = None,
         inflight: InflightBytes | None = None,
     ) -> None:
