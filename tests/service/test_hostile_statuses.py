@@ -115,3 +115,11 @@ def test_serve_writes_its_bound_address_to_the_port_file(tmp_path):
     finally:
         process.terminate()
         process.wait()
+
+
+def test_metrics_listen_on_loopback_even_when_the_server_listens_everywhere(tmp_path):
+    server, _ = create_server("0.0.0.0:0", data_dir=tmp_path / "data", metrics_port=0)
+    try:
+        assert server.metrics.host == "127.0.0.1"
+    finally:
+        server.stop(None).wait()

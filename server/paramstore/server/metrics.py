@@ -76,10 +76,11 @@ class ServerMetrics:
 
 
 class MetricsEndpoint:
-    """A running `/metrics` HTTP server: its `port`, and `close()`."""
+    """A running `/metrics` HTTP server: its `host` and `port`, and `close()`."""
 
     def __init__(self, httpd: Any) -> None:
         self._httpd = httpd
+        self.host: str = httpd.server_address[0]
         self.port: int = httpd.server_port
 
     def close(self) -> None:
