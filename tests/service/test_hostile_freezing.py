@@ -253,3 +253,62 @@ def test_bytes_in_flight_are_bounded(make_server):
         client.store("s").push({"y": np.ones(1 << 20, np.float32)})
         with pytest.raises(ResourceExhausted):
             client.store("s").push({"z": np.ones(2 << 20, np.float32)})
+
+
+def honest_writes_under_attack(server, seconds: float) -> None:
+    """Honest clients push and read back while an attacker keeps opening stalled calls of
+    every kind; every acknowledged write is then read back, and health kept answering."""
+    attacker = Attacker(server.address)
+    stop = threading.Event()
+    acknowledged: dict[str, float] = {}
+    failures: list[BaseException] = []
+
+    def attack():
+        while not stop.is_set():
+            attacker.stalled_push("small")
+            attacker.unread_pull("big")
+            attacker.silent_unary()
+            time.sleep(0.05)
+
+    def write(name: str):
+        try:
+            with server.connect(token=VICTIM, timeout=ANSWER_WITHIN) as client:
+                store = client.store("small")
+                value = 0.0
+                while not stop.is_set():
+                    value += 1
+                    store.push({name: np.full(16, value, np.float32)})
+                    acknowledged[name] = value
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            failures.append(error)
+
+    threads = [threading.Thread(target=attack)]
+    threads += [threading.Thread(target=write, args=(f"w{number}",)) for number in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert health_status(server.address) == health_pb2.HealthCheckResponse.SERVING
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        attacker.close()
+    assert not failures, failures
+    with server.connect(token=VICTIM) as client:
+        values = {name: np.zeros(16, np.float32) for name in acknowledged}
+        client.store("small").pull(values)
+    assert len(acknowledged) == 3 and all(value >= 1 for value in acknowledged.values())
+    for name, value in acknowledged.items():
+        np.testing.assert_array_equal(values[name], value, err_msg=name)
+
+
+def test_nothing_acknowledged_is_lost_under_attack(big_store):
+    honest_writes_under_attack(big_store, seconds=3)
+
+
+@pytest.mark.slow
+def test_a_minute_of_attack_loses_nothing_and_never_freezes(big_store):
+    honest_writes_under_attack(big_store, seconds=60)
