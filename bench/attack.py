@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -37,7 +38,8 @@ def start_server(folder: Path) -> tuple[subprocess.Popen[str], str]:
     return start_serve(folder / "data", "--token-file", str(folder / "tokens.txt"))
 
 
-def attack(address: str, stalled: int, released: threading.Event) -> grpc.Channel:
+def attack(address: str, stalled: int,
+           released: threading.Event) -> tuple[grpc.Channel, list[Any]]:
     """Open `stalled` calls of each stalling kind; they stay open until `released`."""
     channel = grpc.insecure_channel(address)
     metadata = (("authorization", f"Bearer {ATTACKER}"),)
@@ -62,11 +64,12 @@ def attack(address: str, stalled: int, released: threading.Event) -> grpc.Channe
     listing = channel.stream_unary(wire.path("ListStores"),
                                    request_serializer=pb.ListStoresRequest.SerializeToString,
                                    response_deserializer=pb.ListStoresResponse.FromString)
+    calls = []  # held: a call object that is garbage collected is cancelled
     for _ in range(stalled):
-        push.future(half_push(), metadata=metadata)
-        pull(pb.PullRequest(store="big"), metadata=metadata)
-        listing.future(silence(), metadata=metadata)
-    return channel
+        calls.append(push.future(half_push(), metadata=metadata))
+        calls.append(pull(pb.PullRequest(store="big"), metadata=metadata))
+        calls.append(listing.future(silence(), metadata=metadata))
+    return channel, calls
 
 
 def victim_latencies(address: str, samples: int) -> dict[str, float]:
@@ -102,10 +105,12 @@ def main() -> None:
             victim_latencies(address, 5)  # warm up
             baseline = victim_latencies(address, args.samples)
             released = threading.Event()
-            channel = attack(address, args.stalled, released)
+            channel, calls = attack(address, args.stalled, released)
             time.sleep(1.0)  # let the stalls settle in
             attacked = victim_latencies(address, args.samples)
             released.set()
+            for call in calls:
+                call.cancel()
             channel.close()
         finally:
             process.terminate()
