@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from paramstore.client.errors import Internal, ResourceExhausted
 from paramstore.proto import wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
-from paramstore.server import create_server
+from paramstore.server import create_server, failures
 from paramstore.server.process import start_serve
 
 pytest_plugins = ("server_fixtures",)  # `make_server`, `server`
@@ -36,7 +36,7 @@ def test_an_unexpected_failure_is_internal_with_an_error_id_in_the_log(
         def broken(*args, **kwargs):
             raise RuntimeError(f"cannot open {server.data_dir}/s/secret")
 
-        monkeypatch.setattr(server.server.registry.storage, "take", broken)
+        monkeypatch.setattr(server.server.registry.catalog, "finish_snapshot", broken)
         with caplog.at_level(logging.ERROR, logger="paramstore.server"), \
                 pytest.raises(Internal) as failed:
             store.snapshot()
@@ -57,8 +57,8 @@ def test_a_full_disk_is_resource_exhausted_and_writes_nothing(make_server, monke
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device", str(server.data_dir))
 
-        monkeypatch.setattr(server.server.registry.storage, "take", full)
-        with pytest.raises(ResourceExhausted, match="disk is full") as failed:
+        monkeypatch.setattr(server.server.registry.catalog.backend, "write", full)
+        with pytest.raises(ResourceExhausted, match="full") as failed:
             store.snapshot()
         assert str(server.data_dir) not in str(failed.value)
         monkeypatch.undo()
@@ -123,3 +123,11 @@ def test_metrics_listen_on_loopback_even_when_the_server_listens_everywhere(tmp_
         assert server.metrics.host == "127.0.0.1"
     finally:
         server.stop(None).wait()
+
+
+def test_a_full_disk_outside_storage_is_resource_exhausted_without_its_path():
+    answer = failures.unexpected("Push", OSError(errno.ENOSPC, "No space left", "/srv/secret"))
+    assert answer.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "/srv/secret" not in answer.message and "full" in answer.message
+    other = failures.unexpected("Push", KeyError("/srv/secret"))
+    assert other.code == grpc.StatusCode.INTERNAL and "/srv/secret" not in other.message
