@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -270,14 +270,15 @@ def topk(
 
 def sort(data: NDArray, axis: int | None = -1, is_ascend: bool = True) -> NDArray:
     """The values sorted along `axis` (flattened when None), smallest first unless not ascending."""
-    return topk(data, axis=axis, k=0, ret_typ="value", is_ascend=is_ascend)
+    return cast(NDArray, topk(data, axis=axis, k=0, ret_typ="value", is_ascend=is_ascend))
 
 
 def argsort(
     data: NDArray, axis: int | None = -1, is_ascend: bool = True, dtype: Any = "float32"
 ) -> NDArray:
     """The positions that sort `data` along `axis`, in `dtype` (float32 by default, as Gluon)."""
-    return topk(data, axis=axis, k=0, ret_typ="indices", is_ascend=is_ascend, dtype=dtype)
+    return cast(NDArray, topk(data, axis=axis, k=0, ret_typ="indices", is_ascend=is_ascend,
+                              dtype=dtype))
 
 
 # ---- broadcasting -----------------------------------------------------------------------------
