@@ -133,8 +133,10 @@ class Trainer:
         self._init_kvstore()
         if self._kvstore is not None and self._update_on_kvstore:
             self._send_optimizer()
-            for param in chosen:
-                self._kvstore.pushpull(param.name, param.grad(), out=param.data())
+            # One call for every key: a remote store moves them in one round trip.
+            if chosen:
+                self._kvstore.pushpull([p.name for p in chosen], [p.grad() for p in chosen],
+                                       out=[p.data() for p in chosen])
             self._mark_used(chosen)
             return
         self._reduce(chosen)
@@ -186,10 +188,10 @@ class Trainer:
     def _init_kvstore(self) -> None:
         if self._kvstore is None or self._kv_initialized:
             return
-        for param in self._params:
-            data = param.data()
-            self._kvstore.init(param.name, data)
-            self._kvstore.pull(param.name, out=data)
+        names = [param.name for param in self._params]
+        data = [param.data() for param in self._params]
+        self._kvstore.init(names, data)
+        self._kvstore.pull(names, out=data)
         self._kv_initialized = True
 
     def _send_optimizer(self) -> None:
@@ -203,10 +205,10 @@ class Trainer:
             self._sent_optimizer = text
 
     def _reduce(self, chosen: Sequence[Parameter]) -> None:
-        if self._kvstore is None:
+        if self._kvstore is None or not chosen:
             return
-        for param in chosen:
-            self._kvstore.pushpull(param.name, param.grad(), out=param.grad())
+        grads = [param.grad() for param in chosen]
+        self._kvstore.pushpull([param.name for param in chosen], grads, out=grads)
 
     def _refuse_when_updating_on_kvstore(self, what: str) -> None:
         if self._kvstore is not None and self._update_on_kvstore:
