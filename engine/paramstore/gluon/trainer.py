@@ -58,6 +58,8 @@ class Trainer:
     value back (so every worker starts alike). With `update_on_kvstore` (the default for an
     object) gradients are pushed, the store runs the optimizer and the new weights are pulled;
     with `update_on_kvstore=False` the store only sums gradients and the update runs here.
+    `compression_params` (`{'type': '2bit', 'threshold': t}`) reach the KVStore object's
+    `set_gradient_compression` on the first step; as in Gluon, a local Trainer ignores them.
     """
 
     def __init__(
@@ -69,11 +71,6 @@ class Trainer:
         compression_params: Any = None,
         update_on_kvstore: bool | None = None,
     ) -> None:
-        if compression_params is not None:
-            raise ValueError(
-                f"gradient compression is not supported, got compression_params="
-                f"{compression_params!r}"
-            )
         self._params = _parameter_list(params)
         self._index = {id(param): i for i, param in enumerate(self._params)}
         for param in self._params:
@@ -90,6 +87,7 @@ class Trainer:
         else:
             self._kvstore = kvstore
             self._update_on_kvstore = True if update_on_kvstore is None else update_on_kvstore
+        self._compression_params = compression_params
         self._kv_initialized = False
         self._sent_optimizer: str | None = None
 
@@ -188,6 +186,8 @@ class Trainer:
     def _init_kvstore(self) -> None:
         if self._kvstore is None or self._kv_initialized:
             return
+        if self._compression_params is not None:
+            self._kvstore.set_gradient_compression(self._compression_params)
         names = [param.name for param in self._params]
         data = [param.data() for param in self._params]
         self._kvstore.init(names, data)

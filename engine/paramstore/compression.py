@@ -1,0 +1,110 @@
+"""Gradient compression as MXNet's `kvstore.set_gradient_compression` defines it.
+
+2-bit compression quantizes each gradient element to -threshold, 0 or +threshold and keeps
+what was not sent, the residual, on the sender: the residual is added to the next gradient of
+the same key before quantizing. An element whose residual reaches +threshold sends +threshold
+(and the residual drops by it), one at -threshold or below sends -threshold, any other sends 0:
+one quantum per push, however large the residual. The codes travel four to a byte (2 bits
+each, first element in the high bits): 0b11 is +threshold, 0b10 is -threshold, 0b00 is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TwoBitCompression", "create"]
+
+TYPES = ("2bit",)
+DEFAULT_THRESHOLD = 0.5
+_POSITIVE, _NEGATIVE = 0b11, 0b10
+_SHIFTS = np.array([6, 4, 2, 0], dtype=np.uint8)
+
+
+class TwoBitCompression:
+    """2-bit quantization with one residual per key (the sender's side keeps them)."""
+
+    type = "2bit"
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
+        if not threshold > 0:
+            raise ValueError(f"threshold must be greater than 0, got {threshold}")
+        self.threshold = float(np.float32(threshold))
+        self._residuals: dict[Hashable, np.ndarray] = {}
+        # Every byte's four values, so decoding is one table lookup per byte.
+        codes = (np.arange(256, dtype=np.uint8)[:, None] >> _SHIFTS) & 0b11
+        values = np.zeros((256, 4), dtype=np.float32)
+        values[codes == _POSITIVE] = self.threshold
+        values[codes == _NEGATIVE] = -self.threshold
+        self._table = values
+
+    def params(self) -> dict[str, Any]:
+        return {"type": self.type, "threshold": self.threshold}
+
+    @staticmethod
+    def packed_bytes(size: int) -> int:
+        """Bytes of the codes of `size` elements."""
+        return (size + 3) // 4
+
+    def compress(self, key: Hashable, gradient: np.ndarray) -> np.ndarray:
+        """`gradient` plus `key`'s residual, quantized: the codes (uint8, `packed_bytes`
+        long). The residual keeps the remainder. Raises `ValueError` for a gradient that is not
+        floating point, or whose shape differs from the key's earlier ones."""
+        gradient = np.asarray(gradient)
+        if gradient.dtype.kind != "f":
+            raise ValueError(f"2-bit compression needs a floating-point gradient, got "
+                             f"{gradient.dtype} for key {key!r}")
+        residual = self._residuals.get(key)
+        if residual is None:
+            residual = self._residuals[key] = np.zeros(gradient.shape, dtype=np.float32)
+        elif residual.shape != gradient.shape:
+            raise ValueError(f"gradient of key {key!r} has shape {gradient.shape}, earlier "
+                             f"ones {residual.shape}")
+        flat = residual.reshape(-1)
+        np.add(flat, gradient.reshape(-1), out=flat, casting="unsafe")
+        positive = flat >= self.threshold
+        negative = flat <= -self.threshold
+        np.subtract(flat, np.float32(self.threshold), out=flat, where=positive)
+        np.add(flat, np.float32(self.threshold), out=flat, where=negative)
+        codes = np.zeros(4 * self.packed_bytes(flat.size), dtype=np.uint8)
+        codes[:flat.size][positive] = _POSITIVE
+        codes[:flat.size][negative] = _NEGATIVE
+        quads = codes.reshape(-1, 4)
+        return (quads[:, 0] << 6) | (quads[:, 1] << 4) | (quads[:, 2] << 2) | quads[:, 3]
+
+    def decompress(self, codes: np.ndarray, shape: tuple[int, ...],
+                   dtype: Any = np.float32) -> np.ndarray:
+        """The values that `codes` stand for, as an array of `shape`. Raises `ValueError`
+        when the codes are not `packed_bytes` long for that shape."""
+        size = int(np.prod(shape))
+        codes = np.asarray(codes, dtype=np.uint8).reshape(-1)
+        if codes.size != self.packed_bytes(size):
+            raise ValueError(f"{codes.size} bytes of 2-bit codes cannot hold {size} values "
+                             f"(they take {self.packed_bytes(size)})")
+        values = self._table[codes].reshape(-1)[:size]
+        return values.reshape(shape).astype(dtype, copy=False)
+
+
+def create(params: Mapping[str, Any]) -> TwoBitCompression:
+    """The compression `params` ask for: `{'type': '2bit', 'threshold': t}` (t defaults to
+    0.5). Raises `TypeError` for params that are not a dict, `ValueError` for a missing or
+    unknown type or a threshold that is not a number greater than 0."""
+    if not isinstance(params, Mapping):
+        raise TypeError(f"compression params must be a dict such as "
+                        f"{{'type': '2bit', 'threshold': 0.5}}, got {params!r}")
+    unknown = set(params) - {"type", "threshold"}
+    if unknown:
+        raise ValueError(f"unknown gradient compression parameters {sorted(unknown)}")
+    if "type" not in params:
+        raise ValueError("gradient compression params need a 'type', e.g. '2bit'")
+    if params["type"] not in TYPES:
+        raise ValueError(f"Unknown type for gradient compression {params['type']!r}; "
+                         f"supported: {list(TYPES)}")
+    threshold = params.get("threshold", DEFAULT_THRESHOLD)
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number, got {threshold!r}") from None
+    return TwoBitCompression(threshold)
