@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from paramstore import compression
 from paramstore.proto import chunks
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
@@ -376,7 +377,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def PushPull(
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
     ) -> Iterator[pb.PullResponse]:
-        begin, items = self._receive(requests, call)
+        begin, items = self._receive(requests, call, compressed=True)
         values = self.training.session(begin.store).push_pull(begin.rank, items)
         total = sum(value.nbytes for _, value in values)
         yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total))
@@ -395,9 +396,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     # ---- helpers -----------------------------------------------------------------------------
 
     def _receive(
-        self, requests: Iterable[pb.PushRequest], call: _Call
+        self, requests: Iterable[pb.PushRequest], call: _Call, compressed: bool = False
     ) -> tuple[pb.PushBegin, list[Incoming]]:
-        """Read a whole push stream: its PushBegin and each parameter with its bytes."""
+        """Read a whole push stream: its PushBegin and each parameter with its bytes (decoded
+        when the stream is `compressed`, which only a stream that may be allows)."""
         requests = iter(requests)
         first = next(requests, None)
         if first is None or first.WhichOneof("item") != "begin":
@@ -407,19 +409,20 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         # Fails before receiving data for a missing store; the budget refuses a parameter
         # over a limit before its buffer is allocated.
         budget = self._budget(self.registry.get(begin.store))
+        codec = _codec(begin, compressed)
         items: list[Incoming] = []
         current: tuple[ParameterInfo, _Buffer] | None = None
         for request in requests:
             kind = request.WhichOneof("item")
             if kind == "parameter":
                 if current is not None:
-                    items.append(_incoming(*current))
+                    items.append(_incoming(*current, codec))
                 if len(items) + 1 > begin.parameter_count:
                     raise InvalidArgument(
                         f"the push stream has more parameters than the {begin.parameter_count} "
                         "its PushBegin announced"
                     )
-                current = self._declared(request.parameter, budget)
+                current = self._declared(request.parameter, budget, codec)
             elif kind == "chunk":
                 if current is None:
                     raise InvalidArgument("a chunk came before any parameter")
@@ -427,7 +430,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             else:
                 raise InvalidArgument("PushBegin may only come first")
         if current is not None:
-            items.append(_incoming(*current))
+            items.append(_incoming(*current, codec))
         if len(items) != begin.parameter_count:
             # Also what a client that went away mid-stream looks like: nothing is written.
             raise InvalidArgument(
@@ -443,7 +446,9 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                          if other is not store)
         return self.limits.budget(store.state(), others)
 
-    def _declared(self, spec: pb.ParameterSpec, budget: Budget) -> tuple[ParameterInfo, _Buffer]:
+    def _declared(
+        self, spec: pb.ParameterSpec, budget: Budget, codec: compression.TwoBitCompression | None
+    ) -> tuple[ParameterInfo, _Buffer]:
         shape = None if spec.shape_unknown else list(spec.shape)
         info = validated_info(
             spec.name, shape, spec.dtype, spec.dtype_label, spec.kind, spec.alias_of,
@@ -456,6 +461,13 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             )
         budget.admit(info)
         size = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
+        if codec is not None:
+            if np.dtype(info.dtype).kind != "f":
+                raise InvalidArgument(
+                    f"parameter {info.name!r} is {info.dtype}: compressed gradients need a "
+                    "floating-point dtype"
+                )
+            size = codec.packed_bytes(int(np.prod(info.shape or ())))
         return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None)
 
 
@@ -488,10 +500,28 @@ class _Buffer:
         return self.data
 
 
-def _incoming(info: ParameterInfo, buffer: _Buffer) -> Incoming:
+def _codec(begin: pb.PushBegin, allowed: bool) -> compression.TwoBitCompression | None:
+    """The gradient compression a push stream announces (None for raw bytes)."""
+    if not begin.HasField("compression"):
+        return None
+    if not allowed:
+        raise InvalidArgument("gradient compression applies to PushPull streams only")
+    try:
+        return compression.create(
+            {"type": begin.compression.type, "threshold": begin.compression.threshold}
+        )
+    except ValueError as error:
+        raise InvalidArgument(f"bad gradient compression: {error}") from None
+
+
+def _incoming(
+    info: ParameterInfo, buffer: _Buffer, codec: compression.TwoBitCompression | None = None
+) -> Incoming:
     data = buffer.complete()
     if data is None:
         return Incoming(info)
+    if codec is not None:
+        return Incoming(info, codec.decompress(data, tuple(info.shape or ()), info.dtype))
     dtype = np.dtype(info.dtype).newbyteorder("<")
     return Incoming(info, data.view(dtype).reshape(info.shape or ()))
 
