@@ -234,7 +234,7 @@ class TrainingSession:
 
         Without an optimizer the sum becomes the value (a gradient all-reduce)."""
         arrays = [contributions[rank] for rank in sorted(contributions)]
-        total = np.array(arrays[0], copy=True)
+        total = arrays[0]  # a buffer received for this round alone: summed into in place
         for array in arrays[1:]:
             total += array
         store = self.registry.get(self.store)
