@@ -7,9 +7,11 @@ domain is called and written from immutable states after it, so no lock is held 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
+import mmap
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -18,7 +20,7 @@ import grpc
 import numpy as np
 
 from paramstore import compression
-from paramstore.proto import chunks
+from paramstore.proto import chunks, shared_memory
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
 from paramstore.server import validation
@@ -325,8 +327,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         rank, session = self.training.join(
             request.store, request.mode, request.num_workers, request.timeout_seconds
         )
+        probe = request.shared_memory_probe
         return pb.JoinTrainingResponse(
-            rank=rank, num_workers=session.num_workers, mode=session.mode, step=session.step
+            rank=rank, num_workers=session.num_workers, mode=session.mode, step=session.step,
+            shared_memory_probe=shared_memory.read_probe(probe) if probe else b"",
         )
 
     @_rpc
@@ -377,16 +381,25 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def PushPull(
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
     ) -> Iterator[pb.PullResponse]:
-        begin, items = self._receive(requests, call, compressed=True)
-        values = self.training.session(begin.store).push_pull(begin.rank, items)
-        total = sum(value.nbytes for _, value in values)
-        yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total))
-        for name, value in values:
-            yield pb.PullResponse(parameter=pb.ParameterSpec(
-                name=name, shape=value.shape, dtype=value.dtype.name, dtype_label=value.dtype.name,
-                kind="Parameter", has_data=True,
-            ))
-            yield from _chunks(value)
+        requests = iter(requests)
+        begin = self._begin(requests, call)
+        with _segment(begin.shared_memory) as segment:
+            items = self._items(requests, begin, _codec(begin, allowed=True), segment)
+            values = self.training.session(begin.store).push_pull(begin.rank, items)
+            if segment is not None:
+                offset = 0
+                for _, value in values:  # each value over its gradient's region
+                    offset = _write_region(segment, offset, value)
+            total = 0 if segment is not None else sum(value.nbytes for _, value in values)
+            yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total,
+                                                     shared_memory=segment is not None))
+            for name, value in values:
+                yield pb.PullResponse(parameter=pb.ParameterSpec(
+                    name=name, shape=value.shape, dtype=value.dtype.name,
+                    dtype_label=value.dtype.name, kind="Parameter", has_data=True,
+                ))
+                if segment is None:
+                    yield from _chunks(value)
 
     @_rpc
     def Barrier(self, request: pb.BarrierRequest, context: Any, call: _Call) -> Any:
@@ -396,22 +409,37 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     # ---- helpers -----------------------------------------------------------------------------
 
     def _receive(
-        self, requests: Iterable[pb.PushRequest], call: _Call, compressed: bool = False
+        self, requests: Iterable[pb.PushRequest], call: _Call
     ) -> tuple[pb.PushBegin, list[Incoming]]:
-        """Read a whole push stream: its PushBegin and each parameter with its bytes (decoded
-        when the stream is `compressed`, which only a stream that may be allows)."""
+        """Read a whole push stream: its PushBegin and each parameter with its bytes."""
         requests = iter(requests)
+        begin = self._begin(requests, call)
+        if begin.shared_memory:
+            raise InvalidArgument("shared memory applies to PushPull streams only")
+        return begin, self._items(requests, begin, _codec(begin, allowed=False), None)
+
+    def _begin(self, requests: Iterator[pb.PushRequest], call: _Call) -> pb.PushBegin:
         first = next(requests, None)
         if first is None or first.WhichOneof("item") != "begin":
             raise InvalidArgument("a push stream must start with PushBegin")
-        begin = first.begin
-        call.store = begin.store
+        call.store = first.begin.store
+        return first.begin
+
+    def _items(
+        self,
+        requests: Iterator[pb.PushRequest],
+        begin: pb.PushBegin,
+        codec: compression.TwoBitCompression | None,
+        segment: mmap.mmap | None,
+    ) -> list[Incoming]:
+        """Each parameter of a push stream with its bytes, from the chunks or from `segment`
+        (decoded with `codec` when the gradients are compressed)."""
         # Fails before receiving data for a missing store; the budget refuses a parameter
         # over a limit before its buffer is allocated.
         budget = self._budget(self.registry.get(begin.store))
-        codec = _codec(begin, compressed)
         items: list[Incoming] = []
         current: tuple[ParameterInfo, _Buffer] | None = None
+        offset = 0
         for request in requests:
             kind = request.WhichOneof("item")
             if kind == "parameter":
@@ -423,9 +451,14 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                         "its PushBegin announced"
                     )
                 current = self._declared(request.parameter, budget, codec)
+                if segment is not None:
+                    offset = _read_region(segment, offset, *current)
             elif kind == "chunk":
                 if current is None:
                     raise InvalidArgument("a chunk came before any parameter")
+                if segment is not None:
+                    raise InvalidArgument("no chunk may follow a parameter whose data is in "
+                                          "shared memory")
                 current[1].append(request.chunk)
             else:
                 raise InvalidArgument("PushBegin may only come first")
@@ -437,7 +470,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                 f"the push stream ended after {len(items)} of the {begin.parameter_count} "
                 "parameters its PushBegin announced; nothing was written"
             )
-        return begin, items
+        return items
 
     def _budget(self, store: Any) -> Budget:
         others = 0
@@ -498,6 +531,44 @@ class _Buffer:
                 f"{self.what} received {self.filled} of its {self.data.size} bytes"
             )
         return self.data
+
+
+@contextlib.contextmanager
+def _segment(name: str) -> Iterator[mmap.mmap | None]:
+    """The worker's shared-memory segment `name`, mapped for the call (None without one)."""
+    if not name:
+        yield None
+        return
+    try:
+        mapped = shared_memory.open_mapped(name)
+    except (OSError, ValueError) as error:
+        raise InvalidArgument(
+            f"cannot open shared-memory segment {name!r} ({error}); a worker on another host "
+            "sends its data in chunks"
+        ) from None
+    with mapped:
+        yield mapped
+
+
+def _read_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: _Buffer) -> int:
+    """Fill `buffer` from the region at `offset`; the offset of the next region."""
+    raw = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
+    end = offset + shared_memory.region_bytes(raw)
+    if offset + raw > len(segment):  # the new value is written back over the region
+        raise InvalidArgument(
+            f"the shared-memory segment holds {len(segment)} bytes, too few for parameter "
+            f"{info.name!r} at offset {offset}"
+        )
+    if buffer.size is not None:
+        buffer.append(np.frombuffer(segment, np.uint8, buffer.size, offset))
+    return end
+
+
+def _write_region(segment: mmap.mmap, offset: int, value: np.ndarray) -> int:
+    """Write `value` over the region at `offset`; the offset of the next region."""
+    data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
+    np.frombuffer(segment, np.uint8, data.size, offset)[:] = data
+    return offset + shared_memory.region_bytes(data.size)
 
 
 def _codec(begin: pb.PushBegin, allowed: bool) -> compression.TwoBitCompression | None:

@@ -91,20 +91,22 @@ class CollectParamsResponse(_message.Message):
     def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
 
 class PushBegin(_message.Message):
-    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count", "compression")
+    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count", "compression", "shared_memory")
     STORE_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     store: str
     prefix: str
     expected_version: int
     rank: int
     parameter_count: int
     compression: GradientCompression
-    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ..., compression: _Optional[_Union[GradientCompression, _Mapping]] = ...) -> None: ...
+    shared_memory: str
+    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ..., compression: _Optional[_Union[GradientCompression, _Mapping]] = ..., shared_memory: _Optional[str] = ...) -> None: ...
 
 class GradientCompression(_message.Message):
     __slots__ = ("type", "threshold")
@@ -143,14 +145,16 @@ class PullRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., select: _Optional[str] = ...) -> None: ...
 
 class PullBegin(_message.Message):
-    __slots__ = ("prefix", "version", "data_bytes")
+    __slots__ = ("prefix", "version", "data_bytes", "shared_memory")
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     prefix: str
     version: int
     data_bytes: int
-    def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., data_bytes: _Optional[int] = ...) -> None: ...
+    shared_memory: bool
+    def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., data_bytes: _Optional[int] = ..., shared_memory: _Optional[bool] = ...) -> None: ...
 
 class PullResponse(_message.Message):
     __slots__ = ("begin", "parameter", "chunk")
@@ -338,28 +342,32 @@ class ImportSnapshotRequest(_message.Message):
     def __init__(self, begin: _Optional[_Union[ImportBegin, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class JoinTrainingRequest(_message.Message):
-    __slots__ = ("store", "mode", "num_workers", "timeout_seconds")
+    __slots__ = ("store", "mode", "num_workers", "timeout_seconds", "shared_memory_probe")
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
     store: str
     mode: str
     num_workers: int
     timeout_seconds: float
-    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    shared_memory_probe: str
+    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ...) -> None: ...
 
 class JoinTrainingResponse(_message.Message):
-    __slots__ = ("rank", "num_workers", "mode", "step")
+    __slots__ = ("rank", "num_workers", "mode", "step", "shared_memory_probe")
     RANK_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
     rank: int
     num_workers: int
     mode: str
     step: int
-    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+    shared_memory_probe: bytes
+    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., shared_memory_probe: _Optional[bytes] = ...) -> None: ...
 
 class LeaveTrainingRequest(_message.Message):
     __slots__ = ("store", "rank")
