@@ -7,7 +7,6 @@ domain is called and written from immutable states after it, so no lock is held 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import logging
@@ -23,6 +22,7 @@ from paramstore import compression
 from paramstore.proto import chunks, shared_memory
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
+from paramstore.server import shared_memory as segments
 from paramstore.server import validation
 from paramstore.server.errors import (
     AlreadyExists,
@@ -144,6 +144,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self.max_import_bytes = max_import_bytes
         self.limits = limits or Limits()
         self.training = training or TrainingCoordinator(registry)
+        self._segments = segments.Segments()
 
     # ---- stores ------------------------------------------------------------------------------
 
@@ -383,23 +384,25 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     ) -> Iterator[pb.PullResponse]:
         requests = iter(requests)
         begin = self._begin(requests, call)
-        with _segment(begin.shared_memory) as segment:
-            items = self._items(requests, begin, _codec(begin, allowed=True), segment)
-            values = self.training.session(begin.store).push_pull(begin.rank, items)
-            if segment is not None:
-                offset = 0
-                for _, value in values:  # each value over its gradient's region
-                    offset = _write_region(segment, offset, value)
-            total = 0 if segment is not None else sum(value.nbytes for _, value in values)
-            yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total,
-                                                     shared_memory=segment is not None))
-            for name, value in values:
-                yield pb.PullResponse(parameter=pb.ParameterSpec(
-                    name=name, shape=value.shape, dtype=value.dtype.name,
-                    dtype_label=value.dtype.name, kind="Parameter", has_data=True,
-                ))
-                if segment is None:
-                    yield from _chunks(value)
+        segment = self._segments.get(begin.shared_memory) if begin.shared_memory else None
+        items = self._items(requests, begin, _codec(begin, allowed=True), segment)
+        values = self.training.session(begin.store).push_pull(begin.rank, items)
+        if segment is not None:
+            offset = 0
+            for name, value in values:  # each value over its gradient's region
+                data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
+                segments.region(segment, offset, data.size, f"parameter {name!r}")[:] = data
+                offset += shared_memory.region_bytes(data.size)
+        total = 0 if segment is not None else sum(value.nbytes for _, value in values)
+        yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total,
+                                                 shared_memory=segment is not None))
+        for name, value in values:
+            yield pb.PullResponse(parameter=pb.ParameterSpec(
+                name=name, shape=value.shape, dtype=value.dtype.name,
+                dtype_label=value.dtype.name, kind="Parameter", has_data=True,
+            ))
+            if segment is None:
+                yield from _chunks(value)
 
     @_rpc
     def Barrier(self, request: pb.BarrierRequest, context: Any, call: _Call) -> Any:
@@ -450,9 +453,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                         f"the push stream has more parameters than the {begin.parameter_count} "
                         "its PushBegin announced"
                     )
-                current = self._declared(request.parameter, budget, codec)
+                current = self._declared(request.parameter, budget, codec,
+                                         allocate=segment is None)
                 if segment is not None:
-                    offset = _read_region(segment, offset, *current)
+                    offset = _adopt_region(segment, offset, *current)
             elif kind == "chunk":
                 if current is None:
                     raise InvalidArgument("a chunk came before any parameter")
@@ -480,7 +484,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         return self.limits.budget(store.state(), others)
 
     def _declared(
-        self, spec: pb.ParameterSpec, budget: Budget, codec: compression.TwoBitCompression | None
+        self, spec: pb.ParameterSpec, budget: Budget,
+        codec: compression.TwoBitCompression | None, allocate: bool = True,
     ) -> tuple[ParameterInfo, _Buffer]:
         shape = None if spec.shape_unknown else list(spec.shape)
         info = validated_info(
@@ -501,7 +506,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                     "floating-point dtype"
                 )
             size = codec.packed_bytes(int(np.prod(info.shape or ())))
-        return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None)
+        return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None,
+                             allocate)
 
 
 # gRPC reports a client that abandons its request stream first as a stream that ended, and a
@@ -510,11 +516,15 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 class _Buffer:
     """Receives chunks into one preallocated buffer of the announced size."""
 
-    def __init__(self, what: str, size: int | None) -> None:
+    def __init__(self, what: str, size: int | None, allocate: bool = True) -> None:
         self.what = what
         self.size = size
-        self.data = None if size is None else np.empty(size, dtype=np.uint8)
+        self.data = None if size is None or not allocate else np.empty(size, dtype=np.uint8)
         self.filled = 0
+
+    def adopt(self, data: np.ndarray) -> None:
+        """Take `data` (exactly `size` bytes, received elsewhere) as the whole buffer."""
+        self.data, self.filled = data, data.size
 
     def append(self, chunk: bytes | memoryview) -> None:
         if self.data is None:
@@ -533,42 +543,15 @@ class _Buffer:
         return self.data
 
 
-@contextlib.contextmanager
-def _segment(name: str) -> Iterator[mmap.mmap | None]:
-    """The worker's shared-memory segment `name`, mapped for the call (None without one)."""
-    if not name:
-        yield None
-        return
-    try:
-        mapped = shared_memory.open_mapped(name)
-    except (OSError, ValueError) as error:
-        raise InvalidArgument(
-            f"cannot open shared-memory segment {name!r} ({error}); a worker on another host "
-            "sends its data in chunks"
-        ) from None
-    with mapped:
-        yield mapped
-
-
-def _read_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: _Buffer) -> int:
-    """Fill `buffer` from the region at `offset`; the offset of the next region."""
+def _adopt_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: _Buffer) -> int:
+    """Give `buffer` its bytes from the region at `offset` (a view: the round reads them there)
+    and return the offset of the next region."""
     raw = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
-    end = offset + shared_memory.region_bytes(raw)
-    if offset + raw > len(segment):  # the new value is written back over the region
-        raise InvalidArgument(
-            f"the shared-memory segment holds {len(segment)} bytes, too few for parameter "
-            f"{info.name!r} at offset {offset}"
-        )
+    # The region must hold the raw value too: the new value is written back over it.
+    data = segments.region(segment, offset, raw, f"parameter {info.name!r}")
     if buffer.size is not None:
-        buffer.append(np.frombuffer(segment, np.uint8, buffer.size, offset))
-    return end
-
-
-def _write_region(segment: mmap.mmap, offset: int, value: np.ndarray) -> int:
-    """Write `value` over the region at `offset`; the offset of the next region."""
-    data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
-    np.frombuffer(segment, np.uint8, data.size, offset)[:] = data
-    return offset + shared_memory.region_bytes(data.size)
+        buffer.adopt(data[:buffer.size])
+    return offset + shared_memory.region_bytes(raw)
 
 
 def _codec(begin: pb.PushBegin, allowed: bool) -> compression.TwoBitCompression | None:

@@ -234,14 +234,16 @@ class TrainingSession:
 
         Without an optimizer the sum becomes the value (a gradient all-reduce)."""
         arrays = [contributions[rank] for rank in sorted(contributions)]
-        total = arrays[0]  # a buffer received for this round alone: summed into in place
+        # Each contribution was received for this round alone (a buffer, or the worker's region
+        # of shared memory): the sum goes into the first in place.
+        total = arrays[0]
         for array in arrays[1:]:
             total += array
         store = self.registry.get(self.store)
 
         def change(state: StoreState) -> dict[str, np.ndarray]:
-            if self.optimizer is None:
-                return {key: total}
+            if self.optimizer is None:  # the store keeps its own copy: `total` may be a view
+                return {key: np.array(total, copy=True)}
             weight = np.array(state.array(key), copy=True)
             self.optimizer.update(key, weight, total)
             return {key: weight}
