@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from training_runs import train_tied_mlp
 
-from paramstore import autograd, gluon, kvstore, nd
-from paramstore import random as ps_random
+from paramstore import kvstore, nd
 from paramstore.client.errors import InvalidArgument
-from paramstore.client.train_demo import global_batch, tied_mlp
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 RECORDED = json.loads(
@@ -53,33 +52,16 @@ def test_sync_workers_pull_what_mxnet_dist_sync_pulls(make_server: Callable[...,
         np.testing.assert_array_equal(np.array(pulled[rank], dtype=np.float32), expected)
 
 
-def _train(kv: Any, compression: dict[str, Any] | None = None,
-           steps: int = 4) -> list[np.ndarray]:
-    ps_random.seed(0)
-    net = tied_mlp()
-    net.initialize()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5, "momentum": 0.9},
-                            kvstore=kv, compression_params=compression)
-    for step in range(steps):
-        features, labels = global_batch(step, 8)
-        with autograd.record():
-            loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(nd.array(features)),
-                                                         nd.array(labels))
-        loss.backward()
-        trainer.step(8)
-    return [param.data().asnumpy() for param in net.collect_params().values()]
-
-
 def test_a_compressed_worker_ends_where_the_in_process_kvstore_ends(
     make_server: Callable[..., Any],
 ) -> None:
     two_bit = {"type": "2bit", "threshold": 0.05}
     with make_server().connect() as client:
         kv = client.kvstore("mlp", mode="sync", num_workers=1)
-        remote = _train(kv, two_bit)
+        remote = train_tied_mlp(kv, two_bit)
         plain = client.kvstore("plain", mode="sync", num_workers=1)
-        _train(plain)
-    local = _train(kvstore.create(), two_bit)
+        train_tied_mlp(plain)
+    local = train_tied_mlp(kvstore.create(), two_bit)
     for got, want in zip(remote, local):
         np.testing.assert_array_equal(got, want)
     # The init sends float32 values, then each step a 16th of the plain gradients' bytes.

@@ -8,29 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from training_runs import train_tied_mlp
 
-from paramstore import autograd, gluon, nd
-from paramstore import random as ps_random
+from paramstore import nd
 from paramstore.client.errors import InvalidArgument
-from paramstore.client.train_demo import global_batch, tied_mlp
 from paramstore.proto import shared_memory as segments
 from paramstore.proto.v1 import paramstore_pb2 as pb
-
-
-def _train(kv: Any, compression: dict[str, Any] | None = None) -> list[np.ndarray]:
-    ps_random.seed(0)
-    net = tied_mlp()
-    net.initialize()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5, "momentum": 0.9},
-                            kvstore=kv, compression_params=compression)
-    for step in range(4):
-        features, labels = global_batch(step, 8)
-        with autograd.record():
-            loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(nd.array(features)),
-                                                         nd.array(labels))
-        loss.backward()
-        trainer.step(8)
-    return [param.data().asnumpy() for param in net.collect_params().values()]
 
 
 @pytest.mark.parametrize("compression", [None, {"type": "2bit", "threshold": 0.05}])
@@ -41,8 +24,8 @@ def test_a_worker_on_the_servers_host_ends_where_the_socket_path_ends(
         shared = client.kvstore("shared", mode="sync", num_workers=1)
         socket = client.kvstore("socket", mode="sync", num_workers=1, shared_memory=False)
         assert (shared.shared_memory, socket.shared_memory) == (True, False)
-        through_memory = _train(shared, compression)
-        through_socket = _train(socket, compression)
+        through_memory = train_tied_mlp(shared, compression)
+        through_socket = train_tied_mlp(socket, compression)
         shared.close()
     for got, want in zip(through_memory, through_socket):
         np.testing.assert_array_equal(got, want)
