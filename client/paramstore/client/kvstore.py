@@ -133,7 +133,7 @@ class RemoteKVStore(KVStoreBase):
         self._compress_on_wire(begin)
         bare = [transfer.Outgoing(item.spec, None) for item in outgoing]
         replies = iter(self._client.stream(
-            "PushPull", transfer.push_requests(begin, bare, transfer._NoBar())
+            "PushPull", transfer.push_requests(begin, bare, transfer._NoBar(), batches=False)
         ))
         first = next(replies, None)
         if first is None or not first.begin.shared_memory:
@@ -176,7 +176,7 @@ class RemoteKVStore(KVStoreBase):
         pairs = self._keys_and_values(key, out)
         missing = [str(k) for k, _ in pairs if str(k) not in self._fresh]
         if missing:
-            request = pb.PullRequest(store=self.store, names=missing)
+            request = pb.PullRequest(store=self.store, names=missing, batches=True)
             _, received = transfer.receive(
                 self._client.stream("Pull", request), f"pull {self.store}", False
             )
@@ -248,7 +248,9 @@ class RemoteKVStore(KVStoreBase):
         begin = pb.PushBegin(store=self.store, rank=self._rank)
         if training:
             self._compress_on_wire(begin)
-        return transfer.push_requests(begin, outgoing, transfer._NoBar())
+        # Compressed parameters' bytes are codes, not what their specs declare: no batches.
+        batches = not (training and self._compression is not None)
+        return transfer.push_requests(begin, outgoing, transfer._NoBar(), batches)
 
     def _compress_on_wire(self, begin: pb.PushBegin) -> None:
         if self._compression is not None:

@@ -30,6 +30,7 @@ from paramstore.client.errors import (
     InvalidArgument,
     ParamstoreError,
 )
+from paramstore.proto import chunks
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 # Names per Pull request are capped by their total length, far below gRPC's 4 MiB message.
@@ -152,7 +153,7 @@ class _Pull:
         position = 0
         current: _Target | None = None
         with self.progress(first.begin.data_bytes) as bar:
-            for reply in replies:
+            for reply in chunks.expand(replies):
                 if reply.WhichOneof("item") == "parameter":
                     _check_complete(current)
                     if position >= len(names):

@@ -215,10 +215,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             begin=pb.PullBegin(prefix=state.prefix, version=state.version, data_bytes=total)
         )
         senders = set(sources.values())
-        for info in infos:
-            yield pb.PullResponse(parameter=_spec(info, state, has_data=info.name in senders))
-            if info.name in senders:
-                yield from _chunks(state.array(info.name))
+        yield from chunks.parameter_messages(pb.PullResponse, (
+            (_spec(info, state, has_data=info.name in senders),
+             state.array(info.name) if info.name in senders else None)
+            for info in infos
+        ), batches=request.batches)
 
     @_rpc
     def Initialize(self, request: pb.InitializeRequest, context: Any, call: _Call) -> Any:
@@ -396,13 +397,12 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         total = 0 if segment is not None else sum(value.nbytes for _, value in values)
         yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total,
                                                  shared_memory=segment is not None))
-        for name, value in values:
-            yield pb.PullResponse(parameter=pb.ParameterSpec(
-                name=name, shape=value.shape, dtype=value.dtype.name,
-                dtype_label=value.dtype.name, kind="Parameter", has_data=True,
-            ))
-            if segment is None:
-                yield from _chunks(value)
+        yield from chunks.parameter_messages(pb.PullResponse, (
+            (pb.ParameterSpec(name=name, shape=value.shape, dtype=value.dtype.name,
+                              dtype_label=value.dtype.name, kind="Parameter", has_data=True),
+             None if segment is not None else value)
+            for name, value in values
+        ), batches=False)
 
     @_rpc
     def Barrier(self, request: pb.BarrierRequest, context: Any, call: _Call) -> Any:
@@ -443,7 +443,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         items: list[Incoming] = []
         current: tuple[ParameterInfo, _Buffer] | None = None
         offset = 0
-        for request in requests:
+        # A compressed stream's chunks are codes that batches cannot describe.
+        for request in (requests if codec is not None else chunks.expand(requests)):
             kind = request.WhichOneof("item")
             if kind == "parameter":
                 if current is not None:
@@ -582,14 +583,6 @@ def _incoming(
 
 def _received_bytes(items: list[Incoming]) -> int:
     return sum(item.data.nbytes for item in items if item.data is not None)
-
-
-def _chunks(array: np.ndarray) -> Iterator[bytes]:
-    """The array's bytes as serialized `PullResponse{chunk}` messages (`chunks.serialize`
-    passes them through)."""
-    data = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
-    for start in range(0, len(data), CHUNK_BYTES):
-        yield chunks.encode(data[start:start + CHUNK_BYTES])
 
 
 def _spec(info: ParameterInfo, state: StoreState, *, has_data: bool | None = None) -> Any:

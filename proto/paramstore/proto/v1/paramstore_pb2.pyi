@@ -117,14 +117,24 @@ class GradientCompression(_message.Message):
     def __init__(self, type: _Optional[str] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class PushRequest(_message.Message):
-    __slots__ = ("begin", "parameter", "chunk")
+    __slots__ = ("begin", "parameter", "chunk", "batch")
     BEGIN_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     begin: PushBegin
     parameter: ParameterSpec
     chunk: bytes
-    def __init__(self, begin: _Optional[_Union[PushBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    batch: ParameterBatch
+    def __init__(self, begin: _Optional[_Union[PushBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ..., batch: _Optional[_Union[ParameterBatch, _Mapping]] = ...) -> None: ...
+
+class ParameterBatch(_message.Message):
+    __slots__ = ("parameters", "data")
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
+    data: bytes
+    def __init__(self, parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PushResponse(_message.Message):
     __slots__ = ("version", "data_bytes")
@@ -135,14 +145,16 @@ class PushResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ..., data_bytes: _Optional[int] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("store", "names", "select")
+    __slots__ = ("store", "names", "select", "batches")
     STORE_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
     SELECT_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     store: str
     names: _containers.RepeatedScalarFieldContainer[str]
     select: str
-    def __init__(self, store: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., select: _Optional[str] = ...) -> None: ...
+    batches: bool
+    def __init__(self, store: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., select: _Optional[str] = ..., batches: _Optional[bool] = ...) -> None: ...
 
 class PullBegin(_message.Message):
     __slots__ = ("prefix", "version", "data_bytes", "shared_memory")
@@ -157,14 +169,16 @@ class PullBegin(_message.Message):
     def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., data_bytes: _Optional[int] = ..., shared_memory: _Optional[bool] = ...) -> None: ...
 
 class PullResponse(_message.Message):
-    __slots__ = ("begin", "parameter", "chunk")
+    __slots__ = ("begin", "parameter", "chunk", "batch")
     BEGIN_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     begin: PullBegin
     parameter: ParameterSpec
     chunk: bytes
-    def __init__(self, begin: _Optional[_Union[PullBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    batch: ParameterBatch
+    def __init__(self, begin: _Optional[_Union[PullBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ..., batch: _Optional[_Union[ParameterBatch, _Mapping]] = ...) -> None: ...
 
 class InitializeRequest(_message.Message):
     __slots__ = ("store", "initializer", "select", "force_reinit")
