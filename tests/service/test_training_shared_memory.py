@@ -3,6 +3,7 @@ shared memory, end where the socket path ends, and bad segments are refused."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -107,3 +108,14 @@ def test_shared_memory_on_a_plain_push_is_refused(joined: Any) -> None:
     requests = _requests(segments.new_name())
     with pytest.raises(InvalidArgument, match="PushPull streams only"):
         joined.call("Push", iter(requests))
+
+
+def test_a_store_dropped_without_close_frees_its_segment(client: Any) -> None:
+    kv = client.kvstore("mlp", mode="sync", num_workers=1)
+    kv.init("w", nd.ones(3))
+    kv.pushpull("w", nd.ones(3), out=nd.zeros(3))
+    name = kv._segment.name
+    del kv
+    gc.collect()
+    with pytest.raises(OSError):
+        segments.open_mapped(name)

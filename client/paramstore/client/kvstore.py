@@ -21,6 +21,7 @@ the worker keeps the residuals, the server sums what the codes stand for.
 from __future__ import annotations
 
 import secrets
+import weakref
 from collections.abc import Iterator, Sequence
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
@@ -154,6 +155,8 @@ class RemoteKVStore(KVStoreBase):
         if self._segment is None or self._segment.size < size:
             self._release_segment()
             self._segment = segments.create(size)
+            # A store dropped without close() still frees its segment's name.
+            self._forget = weakref.finalize(self, _unlink, self._segment.name)
         return self._segment
 
     def _keep_fresh_values(self) -> None:
@@ -165,6 +168,7 @@ class RemoteKVStore(KVStoreBase):
     def _release_segment(self) -> None:
         self._keep_fresh_values()
         if self._segment is not None:
+            self._forget.detach()
             self._segment.close()
             self._segment.unlink()
             self._segment = None
@@ -270,6 +274,13 @@ def _probe() -> SharedMemory | None:
         return None
     probe.buf[:segments.PROBE_BYTES] = secrets.token_bytes(segments.PROBE_BYTES)
     return probe
+
+
+def _unlink(name: str) -> None:
+    try:
+        SharedMemory(name=name).unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _raw_bytes(spec: pb.ParameterSpec) -> int:
