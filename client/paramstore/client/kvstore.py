@@ -32,6 +32,7 @@ from paramstore import _files
 from paramstore.client import transfer
 from paramstore.client.errors import ParamstoreError
 from paramstore.kvstore import KVStoreBase, as_list, buffer_of
+from paramstore.proto import chunks
 from paramstore.proto import shared_memory as segments
 from paramstore.proto.chunks import CHUNK_BYTES
 from paramstore.proto.v1 import paramstore_pb2 as pb
@@ -134,13 +135,15 @@ class RemoteKVStore(KVStoreBase):
         self._compress_on_wire(begin)
         bare = [transfer.Outgoing(item.spec, None) for item in outgoing]
         replies = iter(self._client.stream(
-            "PushPull", transfer.push_requests(begin, bare, transfer._NoBar(), batches=False)
+            "PushPull", transfer.push_requests(begin, bare, transfer._NoBar())
         ))
         first = next(replies, None)
         if first is None or not first.begin.shared_memory:
             raise ParamstoreError("the server did not answer through shared memory")
         received, offset = [], 0
-        for reply in replies:
+        for reply in chunks.expand(replies, data_inline=False):
+            if reply.WhichOneof("item") != "parameter":
+                raise ParamstoreError("the server sent data outside its shared-memory segment")
             spec = reply.parameter
             dtype = np.dtype(spec.dtype).newbyteorder("<")
             count = int(np.prod(tuple(spec.shape)))

@@ -111,8 +111,7 @@ def push_requests(
     """The push stream: PushBegin, then each parameter's spec and chunks (pre-serialized),
     small parameters in batches (see `paramstore.proto.chunks`). PushBegin announces the
     parameter count, so the server can tell a finished stream from one cut short. Without
-    `batches` every parameter goes as its own spec (as the shared-memory path needs: its specs
-    declare data that no message carries)."""
+    `batches` every parameter goes as its own spec and chunks."""
     begin.parameter_count = len(outgoing)
     yield pb.PushRequest(begin=begin)
     yield from chunks.parameter_messages(

@@ -93,9 +93,11 @@ class RawParameter:
         return "parameter"
 
 
-def expand(messages: Iterable[Any]) -> Iterator[Any]:
+def expand(messages: Iterable[Any], data_inline: bool = True) -> Iterator[Any]:
     """`messages` with each `batch` spread into its specs, each followed (when it has data) by
-    one chunk: a view of the batch's bytes. Other messages pass through."""
+    one chunk: a view of the batch's bytes. Other messages pass through. Without
+    `data_inline` (a shared-memory PushPull: the data is in the segment) batches hold specs
+    only."""
     for message in messages:
         if message.WhichOneof("item") != "batch":
             yield message
@@ -104,7 +106,7 @@ def expand(messages: Iterable[Any]) -> Iterator[Any]:
         offset = 0
         for spec in message.batch.parameters:
             yield RawParameter(spec)
-            if spec.has_data:
+            if spec.has_data and data_inline:
                 size = spec_bytes(spec)
                 yield RawChunk(data[offset:offset + size])
                 offset += size

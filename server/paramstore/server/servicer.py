@@ -402,7 +402,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                               dtype_label=value.dtype.name, kind="Parameter", has_data=True),
              None if segment is not None else value)
             for name, value in values
-        ), batches=False)
+        ), batches=segment is not None)
 
     @_rpc
     def Barrier(self, request: pb.BarrierRequest, context: Any, call: _Call) -> Any:
@@ -443,8 +443,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         items: list[Incoming] = []
         current: tuple[ParameterInfo, _Buffer] | None = None
         offset = 0
-        # A compressed stream's chunks are codes that batches cannot describe.
-        for request in (requests if codec is not None else chunks.expand(requests)):
+        if segment is not None:  # batches of specs only: the data is in the segment
+            stream = chunks.expand(requests, data_inline=False)
+        else:  # a compressed stream's chunks are codes, which batches cannot describe
+            stream = requests if codec is not None else chunks.expand(requests)
+        for request in stream:
             kind = request.WhichOneof("item")
             if kind == "parameter":
                 if current is not None:
