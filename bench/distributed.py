@@ -9,7 +9,7 @@ sent + weights received) and how a step splits between computing (forward and ba
 waiting on communication (`trainer.step`); the table shows the slowest worker (the step rate of
 the job). Workers on the server's host move their data through shared memory; the runs
 repeat with 2-bit gradient compression (`--threshold`) and over the socket
-(`shared_memory=False`: the path of workers on other hosts).
+(`shared_memory=False`: the path of workers on other hosts), there also with float16 gradients.
 
 `--compare-mxnet PYTHON` runs MXNet 1.9.1 `dist_sync` (ps-lite, one server) and
 `--compare-torch PYTHON` PyTorch DDP (gloo) on the same workload with those interpreters, in the
@@ -141,7 +141,8 @@ def paramstore_worker(args: argparse.Namespace) -> dict[str, float]:
     from paramstore.client import connect
 
     compression = json.loads(args.compression) if args.compression else None
-    store = f"bench-{args.workers[0]}-{'2bit' if compression else 'plain'}-{args.socket}"
+    kind = compression["type"] if compression else "plain"
+    store = f"bench-{args.workers[0]}-{kind}-{args.socket}"
     with connect(args.address) as client:
         kv = client.kvstore(store, mode="sync", num_workers=args.workers[0], timeout=120,
                             shared_memory=not args.socket)
@@ -334,8 +335,9 @@ def main() -> None:
             return
 
     two_bit = json.dumps({"type": "2bit", "threshold": args.threshold})
+    fp16 = json.dumps({"type": "fp16"})
     ours = {"": ("", False), ", 2bit": (two_bit, False), ", socket": ("", True),
-            ", socket 2bit": (two_bit, True)}
+            ", socket 2bit": (two_bit, True), ", socket fp16": (fp16, True)}
     found: dict[tuple[str, int, str], dict[str, float]] = {}  # (framework, workers, setup)
 
     def keep(key: tuple[str, int, str], figures: dict[str, float]) -> None:

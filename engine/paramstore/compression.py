@@ -6,6 +6,10 @@ the same key before quantizing. An element whose residual reaches +threshold sen
 (and the residual drops by it), one at -threshold or below sends -threshold, any other sends 0:
 one quantum per push, however large the residual. The codes travel four to a byte (2 bits
 each, first element in the high bits): 0b11 is +threshold, 0b10 is -threshold, 0b00 is 0.
+
+`{'type': 'fp16'}`, which MXNet 1.x does not have, sends each gradient rounded to float16 (half
+the bytes of float32; beyond float16's range of 65504 an element becomes infinite), with no
+residual and no threshold.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TwoBitCompression", "create"]
+__all__ = ["Codec", "Float16Compression", "TwoBitCompression", "create", "from_wire"]
 
-TYPES = ("2bit",)
+TYPES = ("2bit", "fp16")
 DEFAULT_THRESHOLD = 0.5
 _POSITIVE, _NEGATIVE = 0b11, 0b10
 _SHIFTS = np.array([6, 4, 2, 0], dtype=np.uint8)
@@ -89,10 +93,57 @@ class TwoBitCompression:
         return values.reshape(shape).astype(dtype, copy=False)
 
 
-def create(params: Mapping[str, Any]) -> TwoBitCompression:
+class Float16Compression:
+    """Gradients rounded to float16 (no state: nothing is kept between pushes)."""
+
+    type = "fp16"
+    _WIRE = np.dtype("<f2")
+
+    def params(self) -> dict[str, Any]:
+        return {"type": self.type}
+
+    @staticmethod
+    def packed_bytes(size: int) -> int:
+        return 2 * size
+
+    def compress(self, key: Hashable, gradient: np.ndarray) -> np.ndarray:
+        """`gradient` as little-endian float16 bytes. Raises `ValueError` for a gradient that
+        is not floating point."""
+        gradient = np.asarray(gradient)
+        if gradient.dtype.kind != "f":
+            raise ValueError(f"fp16 compression needs a floating-point gradient, got "
+                             f"{gradient.dtype} for key {key!r}")
+        with np.errstate(over="ignore"):  # documented: beyond 65504 is infinite
+            return gradient.astype(self._WIRE).reshape(-1).view(np.uint8)
+
+    def decompress(self, codes: np.ndarray, shape: tuple[int, ...],
+                   dtype: Any = np.float32) -> np.ndarray:
+        """The float16 values of `codes` as an array of `shape` and `dtype`. Raises
+        `ValueError` when the bytes do not hold that many values."""
+        size = int(np.prod(shape))
+        codes = np.asarray(codes, dtype=np.uint8).reshape(-1)
+        if codes.size != self.packed_bytes(size):
+            raise ValueError(f"{codes.size} bytes of float16 cannot hold {size} values "
+                             f"(they take {self.packed_bytes(size)})")
+        return codes.view(self._WIRE).astype(dtype).reshape(shape)
+
+
+Codec = TwoBitCompression | Float16Compression
+
+
+def from_wire(type_name: str, threshold: float) -> Codec:
+    """The compression a `GradientCompression` message names (fp16 ignores the threshold).
+    Raises `ValueError` as `create` does."""
+    if type_name == Float16Compression.type:
+        return Float16Compression()
+    return create({"type": type_name, "threshold": threshold})
+
+
+def create(params: Mapping[str, Any]) -> Codec:
     """The compression `params` ask for: `{'type': '2bit', 'threshold': t}` (t defaults to
-    0.5). Raises `TypeError` for params that are not a dict, `ValueError` for a missing or
-    unknown type or a threshold that is not a number greater than 0."""
+    0.5) or `{'type': 'fp16'}`. Raises `TypeError` for params that are not a dict,
+    `ValueError` for a missing or unknown type, a threshold that is not a number greater than
+    0, or a threshold given to fp16."""
     if not isinstance(params, Mapping):
         raise TypeError(f"compression params must be a dict such as "
                         f"{{'type': '2bit', 'threshold': 0.5}}, got {params!r}")
@@ -104,6 +155,10 @@ def create(params: Mapping[str, Any]) -> TwoBitCompression:
     if params["type"] not in TYPES:
         raise ValueError(f"Unknown type for gradient compression {params['type']!r}; "
                          f"supported: {list(TYPES)}")
+    if params["type"] == Float16Compression.type:
+        if "threshold" in params:
+            raise ValueError("fp16 compression takes no threshold")
+        return Float16Compression()
     threshold = params.get("threshold", DEFAULT_THRESHOLD)
     try:
         threshold = float(threshold)

@@ -37,7 +37,7 @@ class KVStoreBase:
     """What every KVStore shares: key/value pairing, `pushpull` built on push and pull, and
     the gradient compression setting."""
 
-    _compression: compression.TwoBitCompression | None = None
+    _compression: compression.Codec | None = None
 
     def set_gradient_compression(self, compression_params: Any) -> None:
         """Quantize every gradient pushed from now on, e.g. `{'type': '2bit', 'threshold':

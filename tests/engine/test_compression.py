@@ -93,3 +93,30 @@ def test_trainer_hands_compression_params_to_its_kvstore():
 def test_a_local_trainer_ignores_compression_params_as_gluon_does():
     assert _one_sgd_step("device", {"type": "2bit", "threshold": 0.5}) \
         == pytest.approx([-0.3, -0.6, 0.6, -1.2])
+
+
+def test_fp16_sends_each_gradient_rounded_to_float16_and_keeps_nothing():
+    codec = compression.create({"type": "fp16"})
+    gradient = np.array([0.1, -3.0e-5, 70000.0, 1.0], dtype=np.float32)
+    codes = codec.compress("w", gradient)
+    assert codes.size == 8
+    expected = np.array([np.float16(0.1), np.float16(-3.0e-5), np.inf, 1.0], np.float32)
+    assert codec.decompress(codes, (4,)).tolist() == expected.tolist()
+    assert codec.decompress(codec.compress("w", gradient), (4,)).tolist() == expected.tolist()
+
+
+def test_local_kvstore_with_fp16_stores_the_sum_of_the_rounded_parts():
+    kv = kvstore.create()
+    kv.set_gradient_compression({"type": "fp16"})
+    kv.init("w", nd.zeros(2))
+    parts = [np.array([0.1, 1e-4], np.float32), np.array([0.2, 3.0], np.float32)]
+    kv.push("w", [nd.array(part) for part in parts])
+    out = nd.zeros(2)
+    kv.pull("w", out=out)
+    expected = sum(part.astype(np.float16).astype(np.float32) for part in parts)
+    np.testing.assert_array_equal(out.asnumpy(), expected)
+
+
+def test_fp16_takes_no_threshold():
+    with pytest.raises(ValueError, match="fp16 compression takes no threshold"):
+        compression.create({"type": "fp16", "threshold": 0.5})

@@ -52,20 +52,22 @@ def test_sync_workers_pull_what_mxnet_dist_sync_pulls(make_server: Callable[...,
         np.testing.assert_array_equal(np.array(pulled[rank], dtype=np.float32), expected)
 
 
+@pytest.mark.parametrize("compression, share", [
+    ({"type": "2bit", "threshold": 0.05}, 1 / 3),  # float32 init, then a 16th a step
+    ({"type": "fp16"}, 0.7),  # float32 init, then half a step
+])
 def test_a_compressed_worker_ends_where_the_in_process_kvstore_ends(
-    make_server: Callable[..., Any],
+    make_server: Callable[..., Any], compression: dict[str, Any], share: float,
 ) -> None:
-    two_bit = {"type": "2bit", "threshold": 0.05}
     with make_server().connect() as client:
-        kv = client.kvstore("mlp", mode="sync", num_workers=1)
-        remote = train_tied_mlp(kv, two_bit)
-        plain = client.kvstore("plain", mode="sync", num_workers=1)
+        kv = client.kvstore("mlp", mode="sync", num_workers=1, shared_memory=False)
+        remote = train_tied_mlp(kv, compression)
+        plain = client.kvstore("plain", mode="sync", num_workers=1, shared_memory=False)
         train_tied_mlp(plain)
-    local = train_tied_mlp(kvstore.create(), two_bit)
+    local = train_tied_mlp(kvstore.create(), compression)
     for got, want in zip(remote, local):
         np.testing.assert_array_equal(got, want)
-    # The init sends float32 values, then each step a 16th of the plain gradients' bytes.
-    assert kv.bytes_sent < plain.bytes_sent / 3
+    assert kv.bytes_sent < plain.bytes_sent * share
 
 
 def _push_pull(client: Any, compression: pb.GradientCompression, method: str = "PushPull",

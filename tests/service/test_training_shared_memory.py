@@ -17,7 +17,8 @@ from paramstore.proto import shared_memory as segments
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 
-@pytest.mark.parametrize("compression", [None, {"type": "2bit", "threshold": 0.05}])
+@pytest.mark.parametrize("compression", [None, {"type": "2bit", "threshold": 0.05},
+                                         {"type": "fp16"}])
 def test_a_worker_on_the_servers_host_ends_where_the_socket_path_ends(
     make_server: Callable[..., Any], compression: dict[str, Any] | None,
 ) -> None:

@@ -432,7 +432,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self,
         requests: Iterator[pb.PushRequest],
         begin: pb.PushBegin,
-        codec: compression.TwoBitCompression | None,
+        codec: compression.Codec | None,
         segment: mmap.mmap | None,
     ) -> list[Incoming]:
         """Each parameter of a push stream with its bytes, from the chunks or from `segment`
@@ -489,7 +489,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     def _declared(
         self, spec: pb.ParameterSpec, budget: Budget,
-        codec: compression.TwoBitCompression | None, allocate: bool = True,
+        codec: compression.Codec | None, allocate: bool = True,
     ) -> tuple[ParameterInfo, _Buffer]:
         shape = None if spec.shape_unknown else list(spec.shape)
         info = validated_info(
@@ -558,22 +558,20 @@ def _adopt_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: 
     return offset + shared_memory.region_bytes(raw)
 
 
-def _codec(begin: pb.PushBegin, allowed: bool) -> compression.TwoBitCompression | None:
+def _codec(begin: pb.PushBegin, allowed: bool) -> compression.Codec | None:
     """The gradient compression a push stream announces (None for raw bytes)."""
     if not begin.HasField("compression"):
         return None
     if not allowed:
         raise InvalidArgument("gradient compression applies to PushPull streams only")
     try:
-        return compression.create(
-            {"type": begin.compression.type, "threshold": begin.compression.threshold}
-        )
+        return compression.from_wire(begin.compression.type, begin.compression.threshold)
     except ValueError as error:
         raise InvalidArgument(f"bad gradient compression: {error}") from None
 
 
 def _incoming(
-    info: ParameterInfo, buffer: _Buffer, codec: compression.TwoBitCompression | None = None
+    info: ParameterInfo, buffer: _Buffer, codec: compression.Codec | None = None
 ) -> Incoming:
     data = buffer.complete()
     if data is None:
