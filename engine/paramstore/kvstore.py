@@ -6,6 +6,7 @@ parameter server), otherwise the pushed sum replaces the value. `pull` copies th
 `gluon.Trainer(..., kvstore=kv)` drives any object with this interface; `LocalKVStore` is the
 in-process one, and the optimizer reaches it as data (`dumps()` JSON), as it would a server.
 `priority` arguments are accepted for Gluon code that passes them; updates run in call order.
+`set_gradient_compression` quantizes pushed gradients as MXNet does (`paramstore.compression`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from paramstore import compression
 from paramstore.nd.ndarray import NDArray
 from paramstore.optimizer import Key, Optimizer, create_from_json, load_states, save_states
 
@@ -33,7 +35,8 @@ def buffer_of(value: Any) -> np.ndarray:
 
 
 class KVStoreBase:
-    """What every KVStore shares: key/value pairing and `pushpull` built on push and pull.
+    """What every KVStore shares: key/value pairing, `pushpull` built on push and pull, and
+    the gradient compression setting.
 
     A store of one's own subclasses this and registers with `@KVStoreBase.register`; then
     `create(name)` and `gluon.Trainer(..., kvstore=name)` build it by its lower-cased class
@@ -42,6 +45,7 @@ class KVStoreBase:
 
     kv_registry: dict[str, type[KVStoreBase]] = {}
     OPTIMIZER = "optimizer"
+    _compression: compression.Codec | None = None
 
     @staticmethod
     def register(klass: type[KVStoreBase]) -> type[KVStoreBase]:
@@ -66,6 +70,13 @@ class KVStoreBase:
         """Initialize each key with `value` and copy the store's value into `out`."""
         self.init(key, value)  # type: ignore[attr-defined]
         self.pull(key, out=out)
+
+    def set_gradient_compression(self, compression_params: Any) -> None:
+        """Quantize every gradient pushed from now on, e.g. `{'type': '2bit', 'threshold':
+        0.5}`: each element sends -threshold, 0 or +threshold and the rest waits, per key, for
+        the next push. Raises `TypeError`/`ValueError` for params `compression.create` refuses.
+        """
+        self._compression = compression.create(compression_params)
 
     def push(self, key: Key | Sequence[Key], value: Any, priority: int = 0) -> None:
         raise NotImplementedError
@@ -97,6 +108,7 @@ class LocalKVStore(KVStoreBase):
     type = "local"
     rank = 0
     num_workers = 1
+    takes_key_lists = True  # push, pull, pushpull and broadcast take lists of keys
 
     def __init__(self) -> None:
         self._values: dict[Key, np.ndarray] = {}
@@ -128,6 +140,11 @@ class LocalKVStore(KVStoreBase):
                     raise ValueError(
                         f"pushed shape {part.shape} for key {one_key!r} of shape {stored.shape}"
                     )
+            if self._compression is not None:
+                # As on several devices: each part is quantized alone, with its own residual.
+                codec = self._compression
+                parts = [codec.decompress(codec.compress((one_key, i), part), part.shape,
+                                          stored.dtype) for i, part in enumerate(parts)]
             merged = parts[0] if len(parts) == 1 else np.sum(parts, axis=0, dtype=stored.dtype)
             if self._optimizer is not None:
                 self._optimizer.update(one_key, stored, merged)

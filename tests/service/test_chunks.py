@@ -37,3 +37,47 @@ def test_serialize_passes_encoded_chunks_through():
     encoded = chunks.encode(np.arange(4, dtype=np.uint8).data)
     assert chunks.serialize(encoded) is encoded
     assert chunks.serialize(pb.PullBegin(version=3)) == pb.PullBegin(version=3).SerializeToString()
+
+
+def _spec(name, size):
+    return pb.ParameterSpec(name=name, shape=[size], dtype="float32", dtype_label="float32",
+                            kind="Parameter", has_data=True)
+
+
+def _read_back(messages):
+    """Serialize and deserialize as the wire would, then expand the batches."""
+    deserialize = chunks.deserializer(pb.PullResponse)
+    wire = [m if isinstance(m, bytes) else m.SerializeToString() for m in messages]
+    return list(chunks.expand(deserialize(m) for m in wire))
+
+
+@given(st.lists(st.integers(min_value=0, max_value=70_000), max_size=40))
+def test_batched_parameters_read_back_as_specs_and_their_bytes(sizes):
+    items = [(_spec(f"p{i}", size), np.arange(size, dtype=np.float32) + i)
+             for i, size in enumerate(sizes)]
+    messages = list(chunks.parameter_messages(pb.PullResponse, items))
+    assert all(isinstance(m, bytes) or m.ByteSize() < 2 * chunks.CHUNK_BYTES for m in messages)
+    back = _read_back(messages)
+    got, current = {}, None
+    for message in back:
+        if message.WhichOneof("item") == "parameter":
+            current = message.parameter.name
+            got[current] = b""
+        else:
+            got[current] += bytes(message.chunk)
+    assert list(got) == [spec.name for spec, _ in items]
+    for spec, data in items:
+        assert got[spec.name] == data.tobytes()
+
+
+def test_many_small_parameters_take_few_messages():
+    items = [(_spec(f"p{i}", 4), np.zeros(4, np.float32)) for i in range(10_000)]
+    messages = list(chunks.parameter_messages(pb.PushRequest, items))
+    assert len(messages) < 20
+    assert len(list(chunks.parameter_messages(pb.PushRequest, items, batches=False))) == 20_000
+
+
+def test_bytes_a_batch_cannot_place_come_out_as_a_stray_chunk():
+    batch = pb.PullResponse(batch=pb.ParameterBatch(parameters=[_spec("w", 1)], data=b"\0" * 6))
+    kinds = [m.WhichOneof("item") for m in chunks.expand([batch])]
+    assert kinds == ["parameter", "chunk", "chunk"]

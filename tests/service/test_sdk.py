@@ -453,3 +453,13 @@ def test_the_server_logs_one_line_per_call(spawn_server):
     assert any(
         "store=ghost method=GetStore status=NOT_FOUND" in line for line in server.log
     ), server.log
+
+
+def test_ten_thousand_small_parameters_round_trip(client):
+    params = {f"block{i // 100}_dense{i % 100}_weight": np.full(4, i, np.float32)
+              for i in range(10_000)}
+    store = client.create_store("many")
+    store.push(params)
+    pulled = {name: np.zeros(4, np.float32) for name in params}
+    store.pull(pulled)
+    assert all(np.array_equal(pulled[name], params[name]) for name in params)

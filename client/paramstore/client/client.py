@@ -126,13 +126,16 @@ class Client:
         return snapshot_info(self.call("ImportSnapshot", requests()))
 
     def kvstore(
-        self, store: str, mode: str = "sync", num_workers: int = 1, timeout: float = 0.0
+        self, store: str, mode: str = "sync", num_workers: int = 1, timeout: float = 0.0,
+        shared_memory: bool = True,
     ) -> RemoteKVStore:
         """Join `store`'s distributed training as one worker: a KVStore for `gluon.Trainer`.
 
         The store is created when it does not exist. `mode` "sync" (gradients of all
         `num_workers` summed, one update per step) or "async" (each push applied on arrival);
         `timeout`: seconds a sync step waits for missing workers (0: the server's default).
+        A worker on the server's host moves its gradients and weights through shared memory
+        instead of the socket, unless `shared_memory` is False.
         Raises `InvalidArgument`, `FailedPrecondition` (the store trains in another mode or
         with another worker count, or every rank is taken).
         """
@@ -140,7 +143,7 @@ class Client:
             self.create_store(store)
         except AlreadyExists:
             pass
-        return RemoteKVStore(self, store, mode, num_workers, timeout)
+        return RemoteKVStore(self, store, mode, num_workers, timeout, shared_memory)
 
     # ---- plumbing ----------------------------------------------------------------------------
 

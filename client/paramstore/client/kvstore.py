@@ -12,13 +12,20 @@ trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}, kvs
 In sync mode every worker's `push` of a key waits until all workers pushed it; the server sums
 the gradients and applies the optimizer once. Pass the batch size of all workers together to
 `trainer.step` so that the summed gradient is averaged as one process would average it.
+
+`set_gradient_compression({'type': '2bit', 'threshold': t})` (or the Trainer's
+`compression_params`) sends each gradient as 2-bit codes, 16 times fewer bytes than float32:
+the worker keeps the residuals, the server sums what the codes stand for.
 """
 
 from __future__ import annotations
 
 import atexit
+import secrets
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
+from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
@@ -27,6 +34,8 @@ from paramstore import _files
 from paramstore.client import transfer
 from paramstore.client.errors import ParamstoreError
 from paramstore.kvstore import KVStoreBase, as_list, buffer_of
+from paramstore.proto import chunks
+from paramstore.proto import shared_memory as segments
 from paramstore.proto.chunks import CHUNK_BYTES
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
@@ -43,21 +52,38 @@ def _sum(values: Any) -> np.ndarray:
 class RemoteKVStore(KVStoreBase):
     """A worker of a store's distributed training (made by `Client.kvstore`).
 
-    `bytes_sent` and `bytes_received` count the tensor bytes moved so far.
+    `bytes_sent` and `bytes_received` count the tensor bytes moved so far. `shared_memory` is
+    True when the worker runs on the server's host and its pushes move their data through a
+    shared-memory segment rather than the socket (pass `shared_memory=False` to always use the
+    socket).
     """
 
+    takes_key_lists = True  # a list of keys moves in one round trip
+
     def __init__(
-        self, client: Any, store: str, mode: str, num_workers: int, timeout: float = 0.0
+        self, client: Any, store: str, mode: str, num_workers: int, timeout: float = 0.0,
+        shared_memory: bool = True,
     ) -> None:
         self._client = client
         self.store = store
-        reply = client.call("JoinTraining", pb.JoinTrainingRequest(
-            store=store, mode=mode, num_workers=num_workers, timeout_seconds=timeout,
-        ))
+        probe = _probe() if shared_memory else None
+        try:
+            reply = client.call("JoinTraining", pb.JoinTrainingRequest(
+                store=store, mode=mode, num_workers=num_workers, timeout_seconds=timeout,
+                shared_memory_probe=probe.name if probe else "",
+            ))
+        finally:
+            if probe is not None:
+                secret = bytes(probe.buf[:segments.PROBE_BYTES])
+                probe.close()
+                probe.unlink()
+        self.shared_memory = probe is not None and reply.shared_memory_probe == secret
+        self._segment: SharedMemory | None = None
         self._rank = reply.rank
         self._num_workers = reply.num_workers
         self.type = f"dist_{reply.mode}"
         self._fresh: dict[Key, np.ndarray] = {}  # values returned by the last push of a key
+        self._in_segment: set[Key] = set()  # fresh values that are views of the segment
         self.bytes_sent = 0
         self.bytes_received = 0
         # The rank is kept while heartbeats come; a process that dies stops sending them and
@@ -90,13 +116,78 @@ class RemoteKVStore(KVStoreBase):
 
         Sync mode: returns once every worker pushed and the server updated. Raises `Aborted`
         naming the missing ranks when workers did not push within the timeout."""
-        outgoing = [transfer.Outgoing(_spec(k, _sum(v)), _wire(_sum(v)))
-                    for k, v in self._keys_and_values(key, value)]
-        replies = self._client.stream("PushPull", self._requests(outgoing))
-        _, received = transfer.receive(replies, f"pushpull {self.store}", False)
+        outgoing = []
+        for one_key, one_value in self._keys_and_values(key, value):
+            gradient = _sum(one_value)
+            data = _wire(gradient) if self._compression is None \
+                else self._compression.compress(str(one_key), gradient)
+            outgoing.append(transfer.Outgoing(_spec(one_key, gradient), data))
+        if self.shared_memory:
+            received = self._push_pull_shared(outgoing)
+        else:
+            replies = self._client.stream("PushPull", self._requests(outgoing, training=True))
+            received = transfer.receive(replies, f"pushpull {self.store}", False)[1]
         for item in received:
             self._fresh[item.spec.name] = item.data
             self.bytes_received += item.data.nbytes
+
+    def _push_pull_shared(self, outgoing: list[transfer.Outgoing]) -> list[transfer.Received]:
+        """PushPull with the data in the segment: each gradient goes in its region and the
+        new value comes back over it. The values returned are views of the segment, valid
+        until the next push."""
+        self._keep_fresh_values()
+        regions = [segments.region_bytes(_raw_bytes(item.spec)) for item in outgoing]
+        segment = self._segment_of(sum(regions))
+        offset = 0
+        for item, size in zip(outgoing, regions):
+            data = item.data.reshape(-1).view(np.uint8)
+            np.frombuffer(segment.buf, np.uint8, data.size, offset)[:] = data
+            offset += size
+        self.bytes_sent += transfer.outgoing_bytes(outgoing)
+        begin = pb.PushBegin(store=self.store, rank=self._rank, shared_memory=segment.name)
+        self._compress_on_wire(begin)
+        bare = [transfer.Outgoing(item.spec, None) for item in outgoing]
+        replies = iter(self._client.stream(
+            "PushPull", transfer.push_requests(begin, bare, transfer._NoBar())
+        ))
+        first = next(replies, None)
+        if first is None or not first.begin.shared_memory:
+            raise ParamstoreError("the server did not answer through shared memory")
+        received, offset = [], 0
+        for reply in chunks.expand(replies, data_inline=False):
+            if reply.WhichOneof("item") != "parameter":
+                raise ParamstoreError("the server sent data outside its shared-memory segment")
+            spec = reply.parameter
+            dtype = np.dtype(spec.dtype).newbyteorder("<")
+            count = int(np.prod(tuple(spec.shape)))
+            value = np.frombuffer(segment.buf, dtype, count, offset).reshape(tuple(spec.shape))
+            received.append(transfer.Received(spec, value))
+            self._in_segment.add(spec.name)
+            offset += segments.region_bytes(value.nbytes)
+        return received
+
+    def _segment_of(self, size: int) -> SharedMemory:
+        """The worker's segment, replaced by a larger one when it holds fewer than `size`."""
+        if self._segment is None or self._segment.size < size:
+            self._release_segment()
+            self._segment = segments.create(size)
+            # A store dropped without close() still frees its segment's name.
+            self._forget = weakref.finalize(self, _unlink, self._segment.name)
+        return self._segment
+
+    def _keep_fresh_values(self) -> None:
+        # Values not pulled yet would be overwritten by the next push: copy them out.
+        for key in self._in_segment & self._fresh.keys():
+            self._fresh[key] = np.array(self._fresh[key])
+        self._in_segment.clear()
+
+    def _release_segment(self) -> None:
+        self._keep_fresh_values()
+        if self._segment is not None:
+            self._forget.detach()
+            self._segment.close()
+            self._segment.unlink()
+            self._segment = None
 
     def pull(self, key: Key | Sequence[Key], out: Any = None, priority: int = 0) -> None:
         """Copy each key's value into `out` (an NDArray, or a list to fill alike)."""
@@ -105,7 +196,7 @@ class RemoteKVStore(KVStoreBase):
         pairs = self._keys_and_values(key, out)
         missing = [str(k) for k, _ in pairs if str(k) not in self._fresh]
         if missing:
-            request = pb.PullRequest(store=self.store, names=missing)
+            request = pb.PullRequest(store=self.store, names=missing, batches=True)
             _, received = transfer.receive(
                 self._client.stream("Pull", request), f"pull {self.store}", False
             )
@@ -114,6 +205,7 @@ class RemoteKVStore(KVStoreBase):
                 self.bytes_received += item.data.nbytes
         for one_key, one_out in pairs:
             value = self._fresh.pop(str(one_key))
+            self._in_segment.discard(str(one_key))
             for target in as_list(one_out):
                 np.copyto(buffer_of(target), value, casting="unsafe")
 
@@ -161,6 +253,7 @@ class RemoteKVStore(KVStoreBase):
             return
         self._closed.set()
         atexit.unregister(self.close)
+        self._release_segment()
         try:
             self._client.call("LeaveTraining", pb.LeaveTrainingRequest(
                 store=self.store, rank=self._rank,
@@ -184,14 +277,45 @@ class RemoteKVStore(KVStoreBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _requests(self, outgoing: list[transfer.Outgoing]) -> Iterator[Any]:
+    def _requests(self, outgoing: list[transfer.Outgoing], training: bool = False
+                  ) -> Iterator[Any]:
         self.bytes_sent += transfer.outgoing_bytes(outgoing)
         begin = pb.PushBegin(store=self.store, rank=self._rank)
-        return transfer.push_requests(begin, outgoing, transfer._NoBar())
+        if training:
+            self._compress_on_wire(begin)
+        # Compressed parameters' bytes are codes, not what their specs declare: no batches.
+        batches = not (training and self._compression is not None)
+        return transfer.push_requests(begin, outgoing, transfer._NoBar(), batches)
+
+    def _compress_on_wire(self, begin: pb.PushBegin) -> None:
+        if self._compression is not None:
+            begin.compression.CopyFrom(pb.GradientCompression(**self._compression.params()))
 
     def __repr__(self) -> str:
         return (f"RemoteKVStore(store={self.store!r}, type={self.type!r}, rank={self._rank}, "
                 f"num_workers={self._num_workers})")
+
+
+def _probe() -> SharedMemory | None:
+    """A segment of random bytes for the server to read back, or None where there is no shared
+    memory to make."""
+    try:
+        probe = segments.create(segments.PROBE_BYTES)
+    except OSError:
+        return None
+    probe.buf[:segments.PROBE_BYTES] = secrets.token_bytes(segments.PROBE_BYTES)
+    return probe
+
+
+def _unlink(name: str) -> None:
+    try:
+        SharedMemory(name=name).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _raw_bytes(spec: pb.ParameterSpec) -> int:
+    return int(np.prod(tuple(spec.shape))) * np.dtype(spec.dtype).itemsize
 
 
 def _wire(array: np.ndarray) -> np.ndarray:

@@ -55,7 +55,8 @@ class RemoteStore:
         `FailedPrecondition` names the first that differs, and nothing is filled then.
         """
         def open_stream(names: list[str]) -> Any:
-            return self.client.stream("Pull", pb.PullRequest(store=self.name, names=names))
+            return self.client.stream("Pull", pb.PullRequest(store=self.name, names=names,
+                                                                batches=True))
 
         def open_listing(select: str) -> Any:
             request = pb.CollectParamsRequest(store=self.name, select=select)
@@ -178,7 +179,7 @@ class RemoteStore:
         return reply.version
 
     def _pull(self, names: list[str]) -> list[transfer.Received]:
-        request = pb.PullRequest(store=self.name, names=names)
+        request = pb.PullRequest(store=self.name, names=names, batches=True)
         replies = self.client.stream("Pull", request)
         _, received = transfer.receive(replies, f"pull {self.name}", self.client.progress)
         if len(received) != len(names):

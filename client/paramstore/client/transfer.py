@@ -106,21 +106,18 @@ def local_data(param: Any) -> np.ndarray | None:
 
 
 def push_requests(
-    begin: pb.PushBegin, outgoing: list[Outgoing], bar: Any
+    begin: pb.PushBegin, outgoing: list[Outgoing], bar: Any, batches: bool = True
 ) -> Iterator[pb.PushRequest | bytes]:
-    """The push stream: PushBegin, then each parameter's spec and chunks (pre-serialized,
-    see `paramstore.proto.chunks`). PushBegin announces the parameter count, so the server
-    can tell a finished stream from one cut short."""
+    """The push stream: PushBegin, then each parameter's spec and chunks (pre-serialized),
+    small parameters in batches (see `paramstore.proto.chunks`). PushBegin announces the
+    parameter count, so the server can tell a finished stream from one cut short. Without
+    `batches` every parameter goes as its own spec and chunks."""
     begin.parameter_count = len(outgoing)
     yield pb.PushRequest(begin=begin)
-    for item in outgoing:
-        yield pb.PushRequest(parameter=item.spec)
-        if item.data is not None:
-            data = item.data.reshape(-1).view(np.uint8).data
-            for start in range(0, len(data), CHUNK_BYTES):
-                piece = data[start:start + CHUNK_BYTES]
-                bar.update(len(piece))
-                yield chunks.encode(piece)  # a serialized PushRequest{chunk}
+    yield from chunks.parameter_messages(
+        pb.PushRequest, ((item.spec, item.data) for item in outgoing), batches,
+        sent=bar.update,
+    )
 
 
 def outgoing_bytes(outgoing: Iterable[Outgoing]) -> int:

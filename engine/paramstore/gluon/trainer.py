@@ -63,6 +63,8 @@ class Trainer:
     `update_on_kvstore` (the default for a store capable of it) gradients are pushed, the store
     runs the optimizer and the new weights are pulled; with `update_on_kvstore=False` the store
     only sums gradients and the update runs here.
+    `compression_params` (`{'type': '2bit', 'threshold': t}`) reach the KVStore object's
+    `set_gradient_compression` on the first step; as in Gluon, a local Trainer ignores them.
     """
 
     def __init__(
@@ -74,11 +76,6 @@ class Trainer:
         compression_params: Any = None,
         update_on_kvstore: bool | None = None,
     ) -> None:
-        if compression_params is not None:
-            raise ValueError(
-                f"gradient compression is not supported, got compression_params="
-                f"{compression_params!r}"
-            )
         self._params = _parameter_list(params)
         self._index = {id(param): i for i, param in enumerate(self._params)}
         for param in self._params:
@@ -105,6 +102,7 @@ class Trainer:
                 update_on_kvstore = capable(kvs.KVStoreBase.OPTIMIZER) if capable else True
             self._update_on_kvstore = update_on_kvstore
             self._local_store_updates = False
+        self._compression_params = compression_params
         self._kv_initialized = False
         self._sent_optimizer: str | None = None
 
@@ -148,8 +146,8 @@ class Trainer:
         self._init_kvstore()
         if self._kvstore is not None and self._update_on_kvstore:
             self._send_optimizer()
-            for param in chosen:
-                self._kvstore.pushpull(param.name, param.list_grad(), out=param.list_data())
+            self._per_keys("pushpull", [p.name for p in chosen],
+                           [p.list_grad() for p in chosen], [p.list_data() for p in chosen])
             self._mark_used(chosen)
             return
         self._reduce(chosen)
@@ -228,14 +226,16 @@ class Trainer:
     def _init_kvstore(self) -> None:
         if self._kvstore is None or self._kv_initialized:
             return
-        broadcast = getattr(self._kvstore, "broadcast", None)
-        for param in self._params:
-            copies = param.list_data()
-            if broadcast is not None:
-                broadcast(param.name, copies[0], out=copies)
-            else:
-                self._kvstore.init(param.name, copies[0])
-                self._kvstore.pull(param.name, out=copies)
+        if self._compression_params is not None:
+            self._kvstore.set_gradient_compression(self._compression_params)
+        names = [param.name for param in self._params]
+        copies = [param.list_data() for param in self._params]
+        firsts = [param_copies[0] for param_copies in copies]
+        if hasattr(self._kvstore, "broadcast"):
+            self._per_keys("broadcast", names, firsts, copies)
+        else:
+            self._kvstore.init(names, firsts)
+            self._kvstore.pull(names, out=copies)
         self._kv_initialized = True
 
     def _send_optimizer(self) -> None:
@@ -249,9 +249,23 @@ class Trainer:
             self._sent_optimizer = text
 
     def _reduce(self, chosen: Sequence[Parameter]) -> None:
-        if self._kvstore is not None:
-            for param in chosen:
-                self._kvstore.pushpull(param.name, param.list_grad(), out=param.list_grad())
+        if self._kvstore is None:
+            return
+        grads = [param.list_grad() for param in chosen]
+        self._per_keys("pushpull", [param.name for param in chosen], grads, grads)
+
+    def _per_keys(self, method: str, names: list[str], values: list[Any], out: list[Any]) -> None:
+        """`method` (pushpull, broadcast) for every key: in one call where the store takes lists
+        of keys (one round trip to a remote store), else one call per key, as Gluon makes them
+        to a store of one's own."""
+        if not names:
+            return
+        call = getattr(self._kvstore, method)
+        if getattr(self._kvstore, "takes_key_lists", False):
+            call(names, values, out=out)
+            return
+        for name, value, target in zip(names, values, out):
+            call(name, value, out=target)
 
     def _refuse_when_updating_on_kvstore(self, what: str) -> None:
         several_contexts = self._kvstore is None and self._local_store_updates and any(

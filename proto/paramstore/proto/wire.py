@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from paramstore.proto import chunks
+
 SERVICE = "paramstore.v1.ParamStore"
 ERROR_KEY = "paramstore-error"
 READ_METHODS = frozenset({
@@ -53,7 +55,7 @@ def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], Non
         raise StreamError("the server's pull stream did not start with PullBegin")
     progress = on_begin(first.begin) if on_begin is not None else None
     name, write, expected, filled = "", None, 0, 0
-    for reply in replies:
+    for reply in chunks.expand(replies):  # batches of small parameters, spread out
         kind = reply.WhichOneof("item")
         if kind == "parameter":
             _check_filled(name, expected, filled)

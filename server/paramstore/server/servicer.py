@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import mmap
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -17,11 +18,13 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from paramstore.proto import chunks
+from paramstore import compression
+from paramstore.proto import chunks, shared_memory
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
 from paramstore.proto.wire import ERROR_KEY
 from paramstore.server import failures, validation
+from paramstore.server import shared_memory as segments
 from paramstore.server.admission import DEFAULT_MAX_INFLIGHT_BYTES, InflightBytes, Take
 from paramstore.server.errors import (
     AlreadyExists,
@@ -154,6 +157,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self.inflight = inflight or InflightBytes(DEFAULT_MAX_INFLIGHT_BYTES)
         self.max_import_bytes = max_import_bytes
         self.training = training or TrainingCoordinator(registry)
+        self._segments = segments.Segments()
 
     # ---- stores ------------------------------------------------------------------------------
 
@@ -221,10 +225,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         state = plan.state
         yield pb.PullResponse(begin=pb.PullBegin(
             prefix=state.prefix, version=state.version, data_bytes=plan.data_bytes))
-        for info, sends_data in plan.parameters:
-            yield pb.PullResponse(parameter=_spec(info, state, has_data=sends_data))
-            if sends_data:
-                yield from _chunks(state.data[info.alias_of or info.name])
+        yield from chunks.parameter_messages(pb.PullResponse, (
+            (_spec(info, state, has_data=sends_data),
+             state.data[info.alias_of or info.name] if sends_data else None)
+            for info, sends_data in plan.parameters
+        ), batches=request.batches)
 
     @_rpc
     def Initialize(self, request: pb.InitializeRequest, context: Any, call: _Call) -> Any:
@@ -334,9 +339,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         rank, session = self.training.join(
             request.store, request.mode, request.num_workers, request.timeout_seconds
         )
+        probe = request.shared_memory_probe
         return pb.JoinTrainingResponse(
             rank=rank, num_workers=session.num_workers, mode=session.mode, step=session.step,
             lease_seconds=session.lease,
+            shared_memory_probe=shared_memory.read_probe(probe) if probe else b"",
         )
 
     @_rpc
@@ -393,17 +400,27 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def PushPull(
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
     ) -> Iterator[pb.PullResponse]:
+        requests = iter(requests)
         with self.inflight.account() as take:
-            begin, items = self._receive(requests, call, take)
+            begin = self._begin(requests, call)
+            segment = self._segments.get(begin.shared_memory) if begin.shared_memory else None
+            items = self._items(requests, begin, _codec(begin, allowed=True), segment, take)
             values = self.training.session(begin.store).push_pull(begin.rank, items)
-        total = sum(value.nbytes for _, value in values)
-        yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total))
-        for name, value in values:
-            yield pb.PullResponse(parameter=pb.ParameterSpec(
-                name=name, shape=value.shape, dtype=value.dtype.name, dtype_label=value.dtype.name,
-                kind="Parameter", has_data=True,
-            ))
-            yield from _chunks(value)
+        if segment is not None:
+            offset = 0
+            for name, value in values:  # each value over its gradient's region
+                data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
+                segments.region(segment, offset, data.size, f"parameter {name!r}")[:] = data
+                offset += shared_memory.region_bytes(data.size)
+        total = 0 if segment is not None else sum(value.nbytes for _, value in values)
+        yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total,
+                                                 shared_memory=segment is not None))
+        yield from chunks.parameter_messages(pb.PullResponse, (
+            (pb.ParameterSpec(name=name, shape=value.shape, dtype=value.dtype.name,
+                              dtype_label=value.dtype.name, kind="Parameter", has_data=True),
+             None if segment is not None else value)
+            for name, value in values
+        ), batches=segment is not None)
 
     @_rpc
     def Barrier(self, request: pb.BarrierRequest, context: Any, call: _Call) -> Any:
@@ -417,6 +434,12 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     ) -> tuple[pb.PushBegin, list[Incoming]]:
         """Read a whole push stream: its PushBegin and each parameter with its bytes."""
         requests = iter(requests)
+        begin = self._begin(requests, call)
+        if begin.shared_memory:
+            raise InvalidArgument("shared memory applies to PushPull streams only")
+        return begin, self._items(requests, begin, _codec(begin, allowed=False), None, take)
+
+    def _begin(self, requests: Iterator[pb.PushRequest], call: _Call) -> pb.PushBegin:
         first = next(requests, None)
         if first is None or first.WhichOneof("item") != "begin":
             raise InvalidArgument("a push stream must start with PushBegin")
@@ -424,40 +447,65 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         call.store = begin.store
         validation.prefix(begin.prefix)
         validation.version(begin.expected_version)
+        return begin
+
+    def _items(
+        self,
+        requests: Iterator[pb.PushRequest],
+        begin: pb.PushBegin,
+        codec: compression.Codec | None,
+        segment: mmap.mmap | None,
+        take: Take,
+    ) -> list[Incoming]:
+        """Each parameter of a push stream with its bytes, from the chunks or from `segment`
+        (decoded with `codec` when the gradients are compressed); `take` accounts for the
+        bytes of the buffers received into."""
         # Fails before receiving data for a missing store; the budget refuses a parameter
         # over a limit before its buffer is allocated.
         budget = self.registry.budget(self.registry.get(begin.store))
         items: list[Incoming] = []
         current: tuple[ParameterInfo, _Buffer] | None = None
-        for request in requests:
+        offset = 0
+        if segment is not None:  # batches of specs only: the data is in the segment
+            stream = chunks.expand(requests, data_inline=False)
+        else:  # a compressed stream's chunks are codes, which batches cannot describe
+            stream = requests if codec is not None else chunks.expand(requests)
+        for request in stream:
             kind = request.WhichOneof("item")
             if kind == "parameter":
                 if current is not None:
-                    items.append(_incoming(*current))
+                    items.append(_incoming(*current, codec))
                 if len(items) + 1 > begin.parameter_count:
                     raise InvalidArgument(
                         f"the push stream has more parameters than the {begin.parameter_count} "
                         "its PushBegin announced"
                     )
-                current = self._declared(request.parameter, budget, take)
+                current = self._declared(request.parameter, budget, take, codec,
+                                         allocate=segment is None)
+                if segment is not None:
+                    offset = _adopt_region(segment, offset, *current)
             elif kind == "chunk":
                 if current is None:
                     raise InvalidArgument("a chunk came before any parameter")
+                if segment is not None:
+                    raise InvalidArgument("no chunk may follow a parameter whose data is in "
+                                          "shared memory")
                 current[1].append(request.chunk)
             else:
                 raise InvalidArgument("PushBegin may only come first")
         if current is not None:
-            items.append(_incoming(*current))
+            items.append(_incoming(*current, codec))
         if len(items) != begin.parameter_count:
             # Also what a client that went away mid-stream looks like: nothing is written.
             raise InvalidArgument(
                 f"the push stream ended after {len(items)} of the {begin.parameter_count} "
                 "parameters its PushBegin announced; nothing was written"
             )
-        return begin, items
+        return items
 
     def _declared(
-        self, spec: pb.ParameterSpec, budget: Budget, take: Take
+        self, spec: pb.ParameterSpec, budget: Budget, take: Take,
+        codec: compression.Codec | None, allocate: bool = True,
     ) -> tuple[ParameterInfo, _Buffer]:
         shape = None if spec.shape_unknown else tuple(spec.shape)
         info = validated_info(
@@ -471,19 +519,31 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             )
         budget.admit(info)
         size = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
-        return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None, take)
+        if codec is not None:
+            if np.dtype(info.dtype).kind != "f":
+                raise InvalidArgument(
+                    f"parameter {info.name!r} is {info.dtype}: compressed gradients need a "
+                    "floating-point dtype"
+                )
+            size = codec.packed_bytes(int(np.prod(info.shape or ())))
+        return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None, take,
+                             allocate)
 
 
 class _Buffer:
     """Receives chunks into one preallocated buffer of the announced size."""
 
-    def __init__(self, what: str, size: int | None, take: Take) -> None:
+    def __init__(self, what: str, size: int | None, take: Take, allocate: bool = True) -> None:
         self.what = what
         self.size = size
-        if size is not None:
+        if size is not None and allocate:  # data in shared memory takes no buffer of its own
             take(size, what)
-        self.data = None if size is None else np.empty(size, dtype=np.uint8)
+        self.data = None if size is None or not allocate else np.empty(size, dtype=np.uint8)
         self.filled = 0
+
+    def adopt(self, data: np.ndarray) -> None:
+        """Take `data` (exactly `size` bytes, received elsewhere) as the whole buffer."""
+        self.data, self.filled = data, data.size
 
     def append(self, chunk: bytes | memoryview) -> None:
         if self.data is None:
@@ -502,10 +562,37 @@ class _Buffer:
         return self.data
 
 
-def _incoming(info: ParameterInfo, buffer: _Buffer) -> Incoming:
+def _adopt_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: _Buffer) -> int:
+    """Give `buffer` its bytes from the region at `offset` (a view: the round reads them there)
+    and return the offset of the next region."""
+    raw = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
+    # The region must hold the raw value too: the new value is written back over it.
+    data = segments.region(segment, offset, raw, f"parameter {info.name!r}")
+    if buffer.size is not None:
+        buffer.adopt(data[:buffer.size])
+    return offset + shared_memory.region_bytes(raw)
+
+
+def _codec(begin: pb.PushBegin, allowed: bool) -> compression.Codec | None:
+    """The gradient compression a push stream announces (None for raw bytes)."""
+    if not begin.HasField("compression"):
+        return None
+    if not allowed:
+        raise InvalidArgument("gradient compression applies to PushPull streams only")
+    try:
+        return compression.from_wire(begin.compression.type, begin.compression.threshold)
+    except ValueError as error:
+        raise InvalidArgument(f"bad gradient compression: {error}") from None
+
+
+def _incoming(
+    info: ParameterInfo, buffer: _Buffer, codec: compression.Codec | None = None
+) -> Incoming:
     data = buffer.complete()
     if data is None:
         return Incoming(info)
+    if codec is not None:
+        return Incoming(info, codec.decompress(data, tuple(info.shape or ()), info.dtype))
     dtype = np.dtype(info.dtype).newbyteorder("<")
     return Incoming(info, data.view(dtype).reshape(info.shape or ()))
 
@@ -530,14 +617,6 @@ def _page(entries: list[tuple[str, Entry]], token: str, size_of: Callable[[Entry
 
 def _received_bytes(items: list[Incoming]) -> int:
     return sum(item.data.nbytes for item in items if item.data is not None)
-
-
-def _chunks(array: np.ndarray) -> Iterator[Any]:
-    """The array's bytes as serialized `PullResponse{chunk}` messages (`chunks.serialize`
-    passes them through)."""
-    data = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
-    for start in range(0, len(data), CHUNK_BYTES):
-        yield chunks.encode(data[start:start + CHUNK_BYTES])
 
 
 def _spec(info: ParameterInfo, state: StoreState, *, has_data: bool | None = None) -> Any:

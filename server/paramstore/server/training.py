@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -308,14 +309,18 @@ class TrainingSession:
 
         Without an optimizer the sum becomes the value (a gradient all-reduce)."""
         arrays = [contributions[rank] for rank in sorted(contributions)]
-        total = np.array(arrays[0], copy=True)
+        if any(array is None for array in arrays):
+            raise InvalidArgument(f"a gradient for {key!r} came without data")
+        # Each contribution was received for this round alone (a buffer, or the worker's region
+        # of shared memory): the sum goes into the first in place.
+        total = cast(np.ndarray, arrays[0])
         for array in arrays[1:]:
-            total += array
+            total += cast(np.ndarray, array)
         store = self.registry.get(self.store)
 
         def change(state: StoreState) -> dict[str, np.ndarray]:
-            if self.optimizer is None:
-                return {key: total}
+            if self.optimizer is None:  # the store keeps its own copy: `total` may be a view
+                return {key: np.array(total, copy=True)}
             weight = np.array(state.array(key), copy=True)
             self.optimizer.update(key, weight, total)
             return {key: weight}

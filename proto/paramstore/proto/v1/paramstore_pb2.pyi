@@ -95,28 +95,50 @@ class CollectParamsResponse(_message.Message):
     def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
 
 class PushBegin(_message.Message):
-    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count")
+    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count", "compression", "shared_memory")
     STORE_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     store: str
     prefix: str
     expected_version: int
     rank: int
     parameter_count: int
-    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ...) -> None: ...
+    compression: GradientCompression
+    shared_memory: str
+    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ..., compression: _Optional[_Union[GradientCompression, _Mapping]] = ..., shared_memory: _Optional[str] = ...) -> None: ...
+
+class GradientCompression(_message.Message):
+    __slots__ = ("type", "threshold")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    threshold: float
+    def __init__(self, type: _Optional[str] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class PushRequest(_message.Message):
-    __slots__ = ("begin", "parameter", "chunk")
+    __slots__ = ("begin", "parameter", "chunk", "batch")
     BEGIN_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     begin: PushBegin
     parameter: ParameterSpec
     chunk: bytes
-    def __init__(self, begin: _Optional[_Union[PushBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    batch: ParameterBatch
+    def __init__(self, begin: _Optional[_Union[PushBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ..., batch: _Optional[_Union[ParameterBatch, _Mapping]] = ...) -> None: ...
+
+class ParameterBatch(_message.Message):
+    __slots__ = ("parameters", "data")
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
+    data: bytes
+    def __init__(self, parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PushResponse(_message.Message):
     __slots__ = ("version", "data_bytes")
@@ -127,34 +149,40 @@ class PushResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ..., data_bytes: _Optional[int] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("store", "names", "select")
+    __slots__ = ("store", "names", "select", "batches")
     STORE_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
     SELECT_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     store: str
     names: _containers.RepeatedScalarFieldContainer[str]
     select: str
-    def __init__(self, store: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., select: _Optional[str] = ...) -> None: ...
+    batches: bool
+    def __init__(self, store: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., select: _Optional[str] = ..., batches: _Optional[bool] = ...) -> None: ...
 
 class PullBegin(_message.Message):
-    __slots__ = ("prefix", "version", "data_bytes")
+    __slots__ = ("prefix", "version", "data_bytes", "shared_memory")
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     prefix: str
     version: int
     data_bytes: int
-    def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., data_bytes: _Optional[int] = ...) -> None: ...
+    shared_memory: bool
+    def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., data_bytes: _Optional[int] = ..., shared_memory: _Optional[bool] = ...) -> None: ...
 
 class PullResponse(_message.Message):
-    __slots__ = ("begin", "parameter", "chunk")
+    __slots__ = ("begin", "parameter", "chunk", "batch")
     BEGIN_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     begin: PullBegin
     parameter: ParameterSpec
     chunk: bytes
-    def __init__(self, begin: _Optional[_Union[PullBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    batch: ParameterBatch
+    def __init__(self, begin: _Optional[_Union[PullBegin, _Mapping]] = ..., parameter: _Optional[_Union[ParameterSpec, _Mapping]] = ..., chunk: _Optional[bytes] = ..., batch: _Optional[_Union[ParameterBatch, _Mapping]] = ...) -> None: ...
 
 class InitializeRequest(_message.Message):
     __slots__ = ("store", "initializer", "select", "force_reinit")
@@ -340,30 +368,34 @@ class ImportSnapshotRequest(_message.Message):
     def __init__(self, begin: _Optional[_Union[ImportBegin, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class JoinTrainingRequest(_message.Message):
-    __slots__ = ("store", "mode", "num_workers", "timeout_seconds")
+    __slots__ = ("store", "mode", "num_workers", "timeout_seconds", "shared_memory_probe")
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
     store: str
     mode: str
     num_workers: int
     timeout_seconds: float
-    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    shared_memory_probe: str
+    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ...) -> None: ...
 
 class JoinTrainingResponse(_message.Message):
-    __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds")
+    __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds", "shared_memory_probe")
     RANK_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
     rank: int
     num_workers: int
     mode: str
     step: int
     lease_seconds: float
-    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., lease_seconds: _Optional[float] = ...) -> None: ...
+    shared_memory_probe: bytes
+    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[bytes] = ...) -> None: ...
 
 class LeaveTrainingRequest(_message.Message):
     __slots__ = ("store", "rank")

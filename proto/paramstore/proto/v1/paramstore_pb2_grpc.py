@@ -368,11 +368,14 @@ class ParamStoreServicer:
 
     def PushPull(self, request_iterator, context):
         """Pushes gradients and answers with the updated weights, Push's stream in (PushBegin.rank
-        names the worker) and Pull's stream out. Sync mode: the call waits until every rank pushed
+        names the worker, PushBegin.compression how the gradients are encoded) and Pull's stream
+        out. Sync mode: the call waits until every rank pushed
         each key for this step, the sum is applied once, and every worker gets the same weights.
         Async mode: applied on arrival. ABORTED when workers are missing after the timeout (the
         message names their ranks); NOT_FOUND (store or key); FAILED_PRECONDITION (not joined,
-        shape or dtype differs, no optimizer and a shape the store cannot take).
+        shape or dtype differs, no optimizer and a shape the store cannot take); INVALID_ARGUMENT
+        (an unknown compression, a threshold not above 0, codes for a dtype that is not floating
+        point, or compression on another RPC than PushPull).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,30 @@
+"""A few training steps of the chapter's tied-layer MLP through a KVStore, for the tests that
+compare one data path with another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from paramstore import autograd, gluon, nd
+from paramstore import random as ps_random
+from paramstore.client.train_demo import global_batch, tied_mlp
+
+
+def train_tied_mlp(kv: Any, compression: dict[str, Any] | None = None,
+                   steps: int = 4) -> list[np.ndarray]:
+    """Train `steps` steps of batch 8 through `kv` (SGD with momentum); the final weights."""
+    ps_random.seed(0)
+    net = tied_mlp()
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5, "momentum": 0.9},
+                            kvstore=kv, compression_params=compression)
+    for step in range(steps):
+        features, labels = global_batch(step, 8)
+        with autograd.record():
+            loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(nd.array(features)),
+                                                         nd.array(labels))
+        loss.backward()
+        trainer.step(8)
+    return [param.data().asnumpy() for param in net.collect_params().values()]
