@@ -24,9 +24,10 @@ import safetensors.numpy
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "service"))
 from s3_server import moto_server  # noqa: E402
-from service import TENSORS, best, start_paramstore  # noqa: E402
+from service import TENSORS, best  # noqa: E402
 
 from paramstore.client import connect  # noqa: E402
+from paramstore.server.process import start_serve  # noqa: E402
 
 
 def obstore_baseline(endpoint: str, bucket: str, data: bytes, repeat: int) -> tuple[float, float]:
@@ -57,7 +58,7 @@ def main() -> None:
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket=bucket)
-        server, address = start_paramstore(f"s3://{bucket}/data", "--s3-endpoint", endpoint)
+        server, address = start_serve(f"s3://{bucket}/data", "--s3-endpoint", endpoint)
         try:
             with connect(address, progress=False) as client:
                 store = client.create_store("bench")

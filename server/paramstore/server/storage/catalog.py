@@ -325,6 +325,11 @@ class Catalog:
         def produce(path: str) -> None:  # the checksums go in the record, computed meanwhile
             checksums.update(checkpoint.write(path, tensors, aliases=aliases,
                                               metadata=file_metadata, checksums_in_header=False))
+            # The reader's own checks of the file's structure (its header within the readers'
+            # limit, every tensor within the data), before it is made durable or uploaded. What
+            # the listing holds passed the same checks a reader applies when it entered the store.
+            checkpoint.check_readable(path)
+            reached("snapshot.verified")
 
         try:
             with _storage_errors("write the snapshot"), _refusals():
@@ -334,8 +339,6 @@ class Catalog:
                     self.backend.write(optimizer, lambda path: opt.write_states(
                         path, contents.optimizer))  # type: ignore[arg-type]
             reached("snapshot.data-written")
-            self._verify(parameters)
-            reached("snapshot.verified")
             info = SnapshotInfo(
                 files.name, snapshot_id, step, int(file_metadata[codec.CREATED_KEY]),
                 dict(metadata), size, contents.state.version,
@@ -350,13 +353,6 @@ class Catalog:
             raise
         reached("snapshot.committed")
         return record
-
-    def _verify(self, key: str) -> None:
-        """The reader's checks of the file's structure (its header within the readers' limit,
-        every tensor within the data) on the written file, before it may be committed. What
-        the listing holds passed the same checks a reader applies when it entered the store."""
-        with _refusals(), self.backend.local_file(key) as path:
-            checkpoint.check_readable(path)
 
     def _apply_retention(self, files: _StoreFiles) -> None:
         if not self.keep:

@@ -12,8 +12,8 @@ import signal
 
 COMMIT_STEPS = (
     "create.committed",
-    "snapshot.data-written",
     "snapshot.verified",
+    "snapshot.data-written",
     "snapshot.committed",
     "retention.record-deleted",
     "retention.data-removed",
