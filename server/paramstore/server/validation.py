@@ -43,6 +43,16 @@ def snapshot_id(name: str) -> str:
     return _file_name("snapshot id", name)
 
 
+def tag_name(name: str) -> str:
+    """Return `name` if it can name a tag: a file name that cannot be read as an id (not all
+    digits, not "latest")."""
+    _file_name("tag", name)
+    if name.isdigit() or name == "latest":
+        raise InvalidArgument(f"invalid tag {name!r}: a tag may not be all digits or 'latest', "
+                              "which name snapshots by id")
+    return name
+
+
 def _file_name(what: str, name: str) -> str:
     if not 0 < len(name) <= MAX_STORE_NAME_LENGTH or not _FILE_NAME.fullmatch(name):
         raise InvalidArgument(

@@ -11,6 +11,7 @@ from paramstore.server.storage.catalog import (
     inspect_file,
 )
 from paramstore.server.storage.local import LocalBackend
+from paramstore.server.storage.retention import RetentionPolicy
 from paramstore.server.storage.steps import COMMIT_STEPS
 
 
@@ -37,5 +38,5 @@ def open_backend(
 
 __all__ = [
     "COMMIT_STEPS", "Backend", "BackendError", "Catalog", "Contents", "LocalBackend",
-    "PendingSnapshot", "SnapshotInfo", "inspect_file", "open_backend",
+    "PendingSnapshot", "RetentionPolicy", "SnapshotInfo", "inspect_file", "open_backend",
 ]

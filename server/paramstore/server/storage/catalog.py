@@ -7,6 +7,8 @@ Layout (keys of the backend; nothing else in the server builds one):
     stores/<store>/<incarnation>/snapshots/<id>.json  a snapshot is committed
     stores/<store>/<incarnation>/data/<id>.<random>.safetensors            its parameters
     stores/<store>/<incarnation>/data/<id>.<random>.optimizer.safetensors  its optimizer state
+    stores/<store>/<incarnation>/tags/<tag>/<generation>.json  a tag: the snapshot it names
+    stores/<store>/<incarnation>/retention/<generation>.json   the store's retention policy
 
 A store re-created after a delete gets a new incarnation, so it never meets its predecessor's
 data. The rules:
@@ -17,6 +19,9 @@ data. The rules:
 - A snapshot's id is allocated in the critical section that captures the state (and the
   optimizer state of a training store, committed with it), so ids and states never disagree.
 - Retention runs only after the new snapshot is committed.
+- A setting (a tag, a retention policy) changes by committing a record of a new generation
+  beside the old: the newest generation is the setting, a null one its absence. The records
+  it supersedes are removed after the commit, or when the store is next opened.
 - A delete commits its tombstone before any data is removed: after any crash a store is there,
   at its newest committed snapshot, or gone. A tombstone that cannot be written is an error.
 - An import writes its data and snapshot record first and commits the store's `created` record
@@ -35,8 +40,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from paramstore import checkpoint
@@ -53,12 +58,16 @@ from paramstore.server.errors import (
 )
 from paramstore.server.storage import codec
 from paramstore.server.storage.backend import Backend, BackendError
+from paramstore.server.storage.retention import RetentionPolicy, doomed
 from paramstore.server.storage.steps import reached
 from paramstore.server.stores import StoreState
 
 _log = logging.getLogger("paramstore.server")
 
 _STORES = "stores"
+_TAGS = "tags"
+_RETENTION = "retention"
+LATEST = "latest"
 _NO_LIMIT = 1 << 62
 
 
@@ -73,6 +82,7 @@ class SnapshotInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     size_bytes: int = 0
     version: int = 0
+    tags: tuple[str, ...] = ()
 
 
 class Contents(NamedTuple):
@@ -111,6 +121,9 @@ class _StoreFiles:
     records: dict[str, _Record] = field(default_factory=dict)
     damaged: set[str] = field(default_factory=set)
     next_id: int = 1
+    tags: dict[str, str] = field(default_factory=dict)  # tag -> snapshot id
+    policy: RetentionPolicy | None = None  # None: the catalog's default
+    generations: dict[str, int] = field(default_factory=dict)  # setting folder -> newest
     writers: int = 0  # snapshots begun and not yet finished
     lock: threading.Lock = field(default_factory=threading.Lock)
     idle: threading.Condition = field(init=False)
@@ -133,6 +146,7 @@ class Catalog:
             raise ValueError(f"keep must be 0 (keep all) or positive, got {keep}")
         self.backend = backend
         self.keep = keep
+        self.default_policy = RetentionPolicy(keep_last=keep)
         self.max_tensor_bytes = max_tensor_bytes
         self._guard = threading.Lock()
         self._stores: dict[str, _StoreFiles] = {}
@@ -197,6 +211,39 @@ class Catalog:
         for key in keys:
             if key.startswith(f"{files.prefix}/data/") and _id_of(key) not in recorded:
                 self.backend.delete(key)  # written, never committed
+        self._load_settings(files, keys)
+
+    def _load_settings(self, files: _StoreFiles, keys: list[str]) -> None:
+        """Read each setting's newest record; remove the ones it superseded."""
+        newest: dict[str, tuple[int, str]] = {}
+        for key in keys:
+            folder, _, leaf = key[len(files.prefix) + 1:].rpartition("/")
+            if not _is_setting(folder) or not leaf.endswith(".json"):
+                continue
+            if not leaf.removesuffix(".json").isdigit():
+                continue
+            generation = int(leaf.removesuffix(".json"))
+            if folder in newest and newest[folder][0] > generation:
+                self.backend.delete(key)
+                continue
+            if folder in newest:
+                self.backend.delete(newest[folder][1])
+            newest[folder] = generation, key
+        for folder, (generation, key) in newest.items():
+            files.generations[folder] = generation
+            try:
+                value = json.loads(self.backend.read(key))
+                if value is None:
+                    self.backend.delete(key)  # a removal that a crash interrupted
+                elif folder == _RETENTION:
+                    files.policy = RetentionPolicy.from_json(value)
+                elif value["id"] in files.records:
+                    files.tags[folder.removeprefix(f"{_TAGS}/")] = value["id"]
+                else:  # its snapshot was deleted
+                    self._delete_quietly(key)
+            except (ValueError, KeyError, TypeError, StoreError) as error:
+                _log.warning("store %s: setting %s is damaged, ignored: %s", files.name, key,
+                             error)
 
     def _newest_contents(self, files: _StoreFiles) -> Contents:
         for snapshot_id in reversed(files.records):
@@ -276,8 +323,10 @@ class Catalog:
         *,
         step: int = codec.NO_STEP,
         metadata: Mapping[str, str] | None = None,
+        tags: Sequence[str] = (),
     ) -> SnapshotInfo:
-        """Write, verify and commit a begun snapshot, then apply retention.
+        """Write, verify and commit a begun snapshot, give it `tags` (moved from the
+        snapshots that had them), then apply retention.
 
         Raises `StoreNotFound` (deleted meanwhile), `InvalidArgument` or `ResourceExhausted`
         (the file would break a reader's limit), `StorageUnavailable`; nothing is committed or
@@ -289,8 +338,10 @@ class Catalog:
             with files.lock:
                 files.records = dict(sorted({**files.records, pending.id: record}.items(),
                                             key=lambda item: int(item[0])))
+                for tag in tags:
+                    self._set_tag(files, tag, pending.id)
                 self._apply_retention(files)
-            return record.info
+                return self._described(files, record)
         finally:
             with files.lock:
                 files.writers -= 1
@@ -303,10 +354,11 @@ class Catalog:
         *,
         step: int = codec.NO_STEP,
         metadata: Mapping[str, str] | None = None,
+        tags: Sequence[str] = (),
     ) -> SnapshotInfo:
         """`begin_snapshot`, then `finish_snapshot`."""
         return self.finish_snapshot(self.begin_snapshot(name, capture), step=step,
-                                    metadata=metadata)
+                                    metadata=metadata, tags=tags)
 
     def _write_snapshot(
         self,
@@ -355,9 +407,9 @@ class Catalog:
         return record
 
     def _apply_retention(self, files: _StoreFiles) -> None:
-        if not self.keep:
-            return
-        for snapshot_id in list(files.records)[: -self.keep]:
+        policy = files.policy or self.default_policy
+        infos = [record.info for record in files.records.values()]
+        for snapshot_id in doomed(policy, infos, set(files.tags.values())):
             record = files.records.pop(snapshot_id)
             try:
                 self.backend.delete(f"{files.prefix}/snapshots/{snapshot_id}.json")
@@ -372,13 +424,82 @@ class Catalog:
     def snapshots(self, name: str) -> list[SnapshotInfo]:
         """The store's committed, readable snapshots, oldest first."""
         files = self._files(name)
-        return [record.info for snapshot_id, record in list(files.records.items())
-                if snapshot_id not in files.damaged]
+        with files.lock:
+            return [self._described(files, record) for snapshot_id, record
+                    in files.records.items() if snapshot_id not in files.damaged]
 
     def snapshot(self, name: str, snapshot_id: str) -> SnapshotInfo:
-        """One snapshot's description. Raises `SnapshotNotFound`, `InvalidArgument` (damaged)."""
+        """One snapshot's description (`snapshot_id` as `resolve` takes it). Raises
+        `SnapshotNotFound`, `InvalidArgument` (damaged)."""
         files = self._files(name)
-        return self._record(files, snapshot_id).info
+        with files.lock:
+            return self._described(files, self._record(files, snapshot_id))
+
+    def resolve(self, name: str, snapshot_id: str) -> str:
+        """The id that `snapshot_id` names: an id, the same without its zero padding ("7"),
+        "latest" (the newest readable snapshot) or a tag. Raises `SnapshotNotFound`,
+        `InvalidArgument` (not a possible id)."""
+        return self._resolve(self._files(name), snapshot_id)
+
+    # ---- tags and retention ------------------------------------------------------------------
+
+    def tag(self, name: str, snapshot_id: str, tag: str) -> SnapshotInfo:
+        """Give snapshot `snapshot_id` the tag `tag`, moving it from the snapshot that had it.
+        Raises `SnapshotNotFound`, `InvalidArgument` (tag), `StorageUnavailable`."""
+        validation.tag_name(tag)
+        files = self._files(name)
+        with files.lock:
+            record = self._record(files, snapshot_id)
+            self._set_tag(files, tag, record.info.id)
+            return self._described(files, record)
+
+    def untag(self, name: str, tag: str) -> None:
+        """Remove tag `tag`. Raises `SnapshotNotFound` (no such tag), `StorageUnavailable`."""
+        validation.tag_name(tag)
+        files = self._files(name)
+        with files.lock:
+            if tag not in files.tags:
+                raise SnapshotNotFound(f"store {name!r} has no tag {tag!r}")
+            self._put_setting(files, f"{_TAGS}/{tag}", None, "untag")
+            del files.tags[tag]
+
+    def set_retention(self, name: str, policy: RetentionPolicy | None) -> RetentionPolicy:
+        """Make `policy` the store's retention from its next snapshot on (None, or a policy
+        without rules: the server's default again); returns the policy in force. Raises
+        `StorageUnavailable`."""
+        files = self._files(name)
+        kept = None if policy is None or policy.empty else policy
+        with files.lock:
+            self._put_setting(files, _RETENTION, kept and kept.to_json(), "retention-policy")
+            files.policy = kept
+        return kept or self.default_policy
+
+    def retention(self, name: str) -> tuple[RetentionPolicy, bool]:
+        """The store's retention policy, and whether it is the server's default."""
+        files = self._files(name)
+        return files.policy or self.default_policy, files.policy is None
+
+    def _set_tag(self, files: _StoreFiles, tag: str, snapshot_id: str) -> None:
+        if files.tags.get(tag) != snapshot_id:
+            self._put_setting(files, f"{_TAGS}/{tag}", {"id": snapshot_id}, "tag")
+            files.tags[tag] = snapshot_id
+
+    def _put_setting(self, files: _StoreFiles, folder: str, value: object, step: str) -> None:
+        """Commit `value` (None: the setting's absence) as the newest generation of `folder`,
+        then remove the generations it supersedes. Called under `files.lock`."""
+        generation = files.generations.get(folder, 0) + 1
+        key = f"{files.prefix}/{folder}/{generation:020d}.json"
+        self._commit(key, json.dumps(value).encode())
+        files.generations[folder] = generation
+        reached(f"{step}.committed")
+        superseded = [old for old in self._list(f"{files.prefix}/{folder}") if old != key]
+        self._delete_quietly(*superseded, *([key] if value is None else []))
+        reached(f"{step}.superseded-removed")
+
+    def _described(self, files: _StoreFiles, record: _Record) -> SnapshotInfo:
+        tags = sorted(tag for tag, snapshot_id in files.tags.items()
+                      if snapshot_id == record.info.id)
+        return replace(record.info, tags=tuple(tags))
 
     def read_snapshot(self, name: str, snapshot_id: str) -> Contents:
         """What a snapshot restores, its arrays mapped from storage. Raises `SnapshotNotFound`,
@@ -387,6 +508,7 @@ class Catalog:
 
     def _read(self, files: _StoreFiles, snapshot_id: str) -> Contents:
         record = self._record(files, snapshot_id)
+        snapshot_id = record.info.id
         try:
             with _storage_errors("read the snapshot"), \
                     self.backend.local_file(record.parameters) as path:
@@ -409,10 +531,12 @@ class Catalog:
         """A snapshot's description and a local file of its parameters, for an export; the file
         stays readable for the context even if retention deletes the snapshot meanwhile."""
         files = self._files(name)
-        record = self._record(files, snapshot_id)
+        with files.lock:
+            record = self._record(files, snapshot_id)
+            info = self._described(files, record)
         try:
             with self.backend.local_file(record.parameters) as path, open(path, "rb"):
-                yield record.info, path
+                yield info, path
         except FileNotFoundError:
             raise SnapshotNotFound(f"snapshot {snapshot_id!r} was deleted meanwhile") from None
 
@@ -421,12 +545,17 @@ class Catalog:
         files = self._files(name)
         with files.lock:
             record = self._record(files, snapshot_id, damaged_too=True)
+            snapshot_id = record.info.id
             with _storage_errors("delete the snapshot"):
                 self.backend.delete(f"{files.prefix}/snapshots/{snapshot_id}.json")
             del files.records[snapshot_id]
             files.damaged.discard(snapshot_id)
             reached("delete-snapshot.record-deleted")
             self._delete_quietly(record.parameters, record.optimizer)
+            for tag in [tag for tag, target in files.tags.items() if target == snapshot_id]:
+                # A tag naming a deleted snapshot is ignored when the store is opened.
+                del files.tags[tag]
+                self._delete_quietly(*self._list(f"{files.prefix}/{_TAGS}/{tag}"))
 
     # ---- imports -----------------------------------------------------------------------------
 
@@ -501,13 +630,30 @@ class Catalog:
 
     def _record(self, files: _StoreFiles, snapshot_id: str, *, damaged_too: bool = False
                 ) -> _Record:
-        validation.snapshot_id(snapshot_id)
+        snapshot_id = self._resolve(files, snapshot_id)
         record = files.records.get(snapshot_id)
         if record is None:
             raise SnapshotNotFound(f"store {files.name!r} has no snapshot {snapshot_id!r}")
         if snapshot_id in files.damaged and not damaged_too:
             raise _damaged(snapshot_id, "it failed its checks when it was read")
         return record
+
+    def _resolve(self, files: _StoreFiles, snapshot_id: str) -> str:
+        validation.snapshot_id(snapshot_id)
+        if snapshot_id.isdigit():
+            return f"{int(snapshot_id):08d}"
+        if snapshot_id == LATEST:
+            sound = [found for found in files.records if found not in files.damaged]
+            if not sound:
+                raise SnapshotNotFound(f"store {files.name!r} has no snapshots yet")
+            return sound[-1]
+        found = files.tags.get(snapshot_id)
+        if found is None:
+            raise SnapshotNotFound(
+                f"store {files.name!r} has no snapshot or tag {snapshot_id!r} (ids look like "
+                f"00000001 or 1; 'latest' is the newest; tags: "
+                f"{', '.join(sorted(files.tags)) or 'none'})")
+        return found
 
     def _commit(self, key: str, data: bytes) -> None:
         with _storage_errors("commit"):
@@ -612,3 +758,7 @@ def _parse_record(store: str, data: bytes) -> _Record:
         raise ValueError("checksums must map tensor names to integers")
     return _Record(info, str(raw["parameters"]), None if optimizer is None else str(optimizer),
                    checksums)
+
+
+def _is_setting(folder: str) -> bool:
+    return folder == _RETENTION or (folder.startswith(f"{_TAGS}/") and folder.count("/") == 1)

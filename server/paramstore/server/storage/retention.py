@@ -1,0 +1,95 @@
+"""Retention policies: which of a store's snapshots a policy keeps. Pure functions, no I/O.
+
+A snapshot is kept when any rule keeps it: among the last `keep_last`, among the `keep_best`
+by a metric of its metadata (one without a readable metric is never "best"), at a step that is
+a multiple of `keep_every_steps`. The newest snapshot and every tagged one are always kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from paramstore.server.errors import InvalidArgument
+
+MODES = ("min", "max")
+
+
+class Described(Protocol):
+    """What retention reads of a snapshot."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def metadata(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """A store's rules; a rule at 0 (or a metric of "") is off."""
+
+    keep_last: int = 0
+    keep_best: int = 0
+    metric: str = ""
+    mode: str = "min"
+    keep_every_steps: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("keep_last", "keep_best", "keep_every_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise InvalidArgument(f"{name} must be 0 (off) or a positive count, got {value!r}")
+        if self.mode not in MODES:
+            raise InvalidArgument(f"mode must be 'min' or 'max', got {self.mode!r}")
+        if bool(self.keep_best) != bool(self.metric):
+            raise InvalidArgument("keep_best and metric go together: keep_best=K needs the "
+                                  "metadata key to rank by, e.g. metric='val_loss'")
+
+    @property
+    def empty(self) -> bool:
+        return not (self.keep_last or self.keep_best or self.keep_every_steps)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RetentionPolicy:
+        return cls(int(raw["keep_last"]), int(raw["keep_best"]), str(raw["metric"]),
+                   str(raw["mode"]), int(raw["keep_every_steps"]))
+
+
+def doomed(
+    policy: RetentionPolicy, snapshots: Sequence[Described], protected: Collection[str]
+) -> list[str]:
+    """The ids of `snapshots` (oldest first) that `policy` deletes; `protected` ids (tagged,
+    or a base a kept snapshot needs) are never among them, nor is the newest snapshot."""
+    if policy.empty or not snapshots:
+        return []
+    kept = set(protected) | {snapshots[-1].id}
+    if policy.keep_last:
+        kept.update(info.id for info in snapshots[-policy.keep_last:])
+    if policy.keep_best:
+        ranked = [(value, info.id) for info in snapshots
+                  if (value := _metric(info, policy.metric)) is not None]
+        sign = 1.0 if policy.mode == "min" else -1.0
+        # Ties go to the newer snapshot.
+        ranked.sort(key=lambda pair: (sign * pair[0], -int(pair[1])))
+        kept.update(snapshot_id for _, snapshot_id in ranked[:policy.keep_best])
+    if policy.keep_every_steps:
+        kept.update(info.id for info in snapshots
+                    if info.step >= 0 and info.step % policy.keep_every_steps == 0)
+    return [info.id for info in snapshots if info.id not in kept]
+
+
+def _metric(info: Described, metric: str) -> float | None:
+    try:
+        value = float(info.metadata[metric])
+    except (KeyError, ValueError):
+        return None
+    return None if math.isnan(value) else value
