@@ -30,17 +30,32 @@ class StoreModel:
     in_flight: str = ""  # create, import, snapshot, delete-snapshot, delete, or another write
     in_flight_value: float | None = None  # what a snapshot or import in flight holds
     may_be_gone: set[str] = field(default_factory=set)  # what the operation in flight removes
+    tags: dict[str, str] = field(default_factory=dict)  # acknowledged: tag -> snapshot id
+    tags_in_flight: set[str] = field(default_factory=set)  # tags the operation may change
+    keep_every_steps: int = 0  # of the acknowledged retention policy (0: none set)
 
-    def begin(self, operation: str, value: float | None = None, target: str = "") -> None:
+    def begin(self, operation: str, value: float | None = None, target: str = "",
+              tags: tuple[str, ...] = ()) -> None:
         self.in_flight, self.in_flight_value, self.may_be_gone = operation, value, set()
+        self.tags_in_flight = set(tags)
         if operation == "snapshot" and self.keep:
             self.may_be_gone = set(sorted(self.snapshots)[:max(0, len(self.snapshots) + 1
                                                                - self.keep)])
         if operation == "delete-snapshot":
             self.may_be_gone = {target}
+            self.tags_in_flight = {tag for tag, tagged in self.tags.items() if tagged == target}
 
     def done(self) -> None:
         self.in_flight, self.in_flight_value, self.may_be_gone = "", None, set()
+        self.tags_in_flight = set()
+
+    def tagged(self, tag: str, snapshot_id: str | None) -> None:
+        """A tag given to a snapshot (or removed, with None) was acknowledged."""
+        if snapshot_id is None:
+            self.tags.pop(tag, None)
+        else:
+            self.tags[tag] = snapshot_id
+        self.done()
 
     def snapshot_taken(self, snapshot_id: str, value: float) -> None:
         self.snapshots[snapshot_id] = value
@@ -52,6 +67,7 @@ class StoreModel:
     def snapshot_deleted(self, snapshot_id: str) -> None:
         self.snapshots.pop(snapshot_id, None)
         self.removed.add(snapshot_id)
+        self.tags = {tag: tagged for tag, tagged in self.tags.items() if tagged != snapshot_id}
         self.done()
 
 
@@ -93,6 +109,23 @@ def check(client: Client, model: StoreModel, listed_stores: list[str]) -> None:
         f"store {name!r} is not at its newest snapshot {newest}"
     for info, value in _restored(client, name):
         assert value == known[info.id], f"snapshot {info.id} of {name!r} is not what it held"
+    _check_settings(client, model)
+
+
+def _check_settings(client: Client, model: StoreModel) -> None:
+    """Acknowledged tags and retention policy are there; a tag in flight is old or new."""
+    store = client.store(model.name)
+    tags = {tag: info.id for info in store.snapshots() for tag in info.tags}
+    for tag, snapshot_id in model.tags.items():
+        if tag not in model.tags_in_flight:
+            assert tags.get(tag) == snapshot_id, f"tag {tag!r} of {model.name!r} was lost"
+    never_given = set(tags) - set(model.tags) - model.tags_in_flight
+    assert not never_given, f"tags of {model.name!r} that were never given: {never_given}"
+    policy = store.retention()
+    if model.keep_every_steps:
+        assert policy.keep_every_steps == model.keep_every_steps and not policy.server_default
+    elif model.in_flight != "retention-policy":
+        assert policy.server_default, f"{model.name!r} has a policy never acknowledged"
 
 
 def _restored(client: Client, name: str):

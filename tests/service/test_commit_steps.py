@@ -2,10 +2,10 @@
 
 Random kills rarely land inside a commit, so every step in `COMMIT_STEPS` gets its own run: a
 server started with the crash hook at that step plays one script of every mutating operation
-(create, snapshots with retention, delete-snapshot, import, delete-store) until the hook kills it
-there. The hook's mark proves the step was reached. After a restart without the hook, the
-stores keep every promise (`crash_model.check`), a retried import finds no phantom store, and no
-uncommitted byte is left.
+(create, a retention policy, snapshots with retention and tags, delete-snapshot, tag, untag,
+import, delete-store) until the hook kills it there. The hook's mark proves the step was
+reached. After a restart without the hook, the stores keep every promise (`crash_model.check`),
+a retried import finds no phantom store, and no uncommitted byte is left.
 """
 
 from __future__ import annotations
@@ -33,14 +33,30 @@ def play(client: Client, import_file: Path, a: StoreModel, b: StoreModel) -> Non
     store = client.create_store("a")
     a.created = True
     a.done()
+    a.begin("retention-policy")
+    # The same keep as the server's, and a period no step meets: only the record changes.
+    store.set_retention(keep_last=KEEP, keep_every_steps=1000)
+    a.keep_every_steps = 1000
+    a.done()
     for value in (1.0, 2.0, 3.0):
+        tags = ("best",) if value == 2.0 else ()
         store.push({"w": np.full(1000, value, np.float32)})
-        a.begin("snapshot", value)
-        a.snapshot_taken(store.snapshot(step=int(value)).id, value)
+        a.begin("snapshot", value, tags=tags)
+        snapshot_id = store.snapshot(step=int(value), tags=tags).id
+        a.tags.update(dict.fromkeys(tags, snapshot_id))
+        a.snapshot_taken(snapshot_id, value)
     doomed = sorted(a.snapshots)[0]
     a.begin("delete-snapshot", target=doomed)
     store.delete_snapshot(doomed)
     a.snapshot_deleted(doomed)
+    newest = max(a.snapshots)
+    for tag, target in (("best", newest), ("best", None)):
+        a.begin("tag", tags=(tag,))
+        if target is None:
+            store.untag(tag)
+        else:
+            store.tag(target, tag)
+        a.tagged(tag, target)
     b.begin("import", IMPORTED)
     client.import_snapshot(import_file, store="b")
     b.created = True

@@ -22,7 +22,7 @@ class StoreInfo:
 @dataclass(frozen=True)
 class SnapshotInfo:
     """A snapshot: `id` (for restore/export/delete), `step` (None when not given), creation
-    time, the caller's `metadata`, its size and the store version it holds."""
+    time, the caller's `metadata`, its size, the store version it holds and its `tags`."""
 
     id: str
     store: str
@@ -31,6 +31,7 @@ class SnapshotInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     size_bytes: int = 0
     version: int = 0
+    tags: tuple[str, ...] = ()
 
     @property
     def created(self) -> datetime:
@@ -51,4 +52,24 @@ def snapshot_info(message: pb.SnapshotInfo) -> SnapshotInfo:
         metadata=dict(message.metadata),
         size_bytes=message.size_bytes,
         version=message.version,
+        tags=tuple(message.tags),
     )
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Which snapshots a store keeps (see `RemoteStore.set_retention`); `server_default` when
+    the store has no policy of its own and the server's `--keep` applies."""
+
+    keep_last: int = 0
+    keep_best: int = 0
+    metric: str = ""
+    mode: str = "min"
+    keep_every_steps: int = 0
+    server_default: bool = False
+
+
+def retention_policy(message: pb.RetentionPolicy) -> RetentionPolicy:
+    return RetentionPolicy(message.keep_last, message.keep_best, message.metric,
+                           message.mode or "min", message.keep_every_steps,
+                           message.server_default)

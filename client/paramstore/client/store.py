@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,7 +11,14 @@ import numpy as np
 from paramstore import _files
 from paramstore.client import pulling, transfer
 from paramstore.client.errors import FailedPrecondition, InvalidArgument, ParamstoreError
-from paramstore.client.models import SnapshotInfo, StoreInfo, snapshot_info, store_info
+from paramstore.client.models import (
+    RetentionPolicy,
+    SnapshotInfo,
+    StoreInfo,
+    retention_policy,
+    snapshot_info,
+    store_info,
+)
 from paramstore.client.params import RemoteParameter, RemoteParameterDict
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
@@ -123,19 +130,68 @@ class RemoteStore:
     # ---- snapshots ---------------------------------------------------------------------------
 
     def snapshot(
-        self, step: int | None = None, metadata: Mapping[str, str] | None = None
+        self,
+        step: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        tags: Sequence[str] = (),
     ) -> SnapshotInfo:
         """Write the store to a new snapshot on the server's disk and describe it.
 
-        `step` must lie in [0, 2**63) and `metadata` keys must not start with "paramstore."
-        (`InvalidArgument` otherwise, and no snapshot is written)."""
+        `step` must lie in [0, 2**63), `metadata` keys must not start with "paramstore." and
+        `tags` (each moved from the snapshot that had it) must be valid tags (`InvalidArgument`
+        otherwise, and no snapshot is written). The store's retention policy runs after it."""
         if step is not None and not 0 <= step < 2**63:
             raise InvalidArgument(f"snapshot step {step} is outside [0, 2**63)")
+        if isinstance(tags, str):
+            raise InvalidArgument(f"tags must be a list of tags, got the string {tags!r}")
         request = pb.TakeSnapshotRequest(
             store=self.name, step=-1 if step is None else step,
             metadata={str(key): str(value) for key, value in (metadata or {}).items()},
+            tags=list(tags),
         )
         return snapshot_info(self.client.call("TakeSnapshot", request))
+
+    def tag(self, snapshot_id: str, tag: str) -> SnapshotInfo:
+        """Give a snapshot the tag `tag`, which then names it wherever an id is taken; the tag
+        moves from the snapshot that had it. A tagged snapshot is never deleted by retention.
+        Raises `SnapshotNotFound`, `InvalidArgument` (a tag may not be all digits or
+        "latest")."""
+        request = pb.TagSnapshotRequest(store=self.name, id=snapshot_id, tag=tag)
+        return snapshot_info(self.client.call("TagSnapshot", request))
+
+    def untag(self, tag: str) -> None:
+        """Remove the tag `tag` (its snapshot stays). Raises `SnapshotNotFound` when no
+        snapshot has it."""
+        self.client.call("UntagSnapshot", pb.UntagSnapshotRequest(store=self.name, tag=tag))
+
+    def set_retention(
+        self,
+        keep_last: int = 0,
+        keep_best: int = 0,
+        metric: str = "",
+        mode: str = "min",
+        keep_every_steps: int = 0,
+    ) -> RetentionPolicy:
+        """Set which snapshots the store keeps, from its next snapshot on: the last
+        `keep_last`, the best `keep_best` by the number `metadata[metric]` holds (lowest with
+        mode "min", highest with "max"; a snapshot without it is never best), and one every
+        `keep_every_steps` steps. A snapshot is kept when any rule keeps it; the newest and
+        tagged ones always are. No rule at all: the server's default (`serve --keep`) again.
+        Returns the policy in force. Raises `InvalidArgument`."""
+        if not all(isinstance(count, int) and count >= 0
+                   for count in (keep_last, keep_best, keep_every_steps)):
+            raise InvalidArgument("keep_last, keep_best and keep_every_steps are counts >= 0, got "
+                                  f"{keep_last!r}, {keep_best!r}, {keep_every_steps!r}")
+        policy = pb.RetentionPolicy(keep_last=keep_last, keep_best=keep_best, metric=metric,
+                                    mode=mode, keep_every_steps=keep_every_steps)
+        request = pb.SetRetentionRequest(store=self.name, policy=policy)
+        return retention_policy(self.client.call("SetRetention", request))
+
+    def retention(self) -> RetentionPolicy:
+        """The store's retention policy (`server_default` when it has none of its own)."""
+        reply = self.client.call("GetRetention", pb.GetRetentionRequest(store=self.name))
+        return retention_policy(reply)
 
     def snapshots(self) -> list[SnapshotInfo]:
         """The store's snapshots, oldest first."""
@@ -143,8 +199,10 @@ class RemoteStore:
         return [snapshot_info(info) for reply in replies for info in reply.snapshots]
 
     def restore(self, snapshot_id: str) -> None:
-        """Replace the store's parameters, prefix and ties with a snapshot's.
-        Raises `SnapshotNotFound`, `InvalidArgument` (a damaged file)."""
+        """Replace the store's parameters, prefix and ties with a snapshot's. Every method
+        taking a `snapshot_id` also takes it without its zero padding ("7"), "latest" (the
+        newest snapshot) or a tag. Raises `SnapshotNotFound`, `InvalidArgument` (a damaged
+        file)."""
         self.client.call("RestoreSnapshot",
                          pb.RestoreSnapshotRequest(store=self.name, id=snapshot_id))
 

@@ -24,7 +24,7 @@ SERVICE = "paramstore.v1.ParamStore"
 ERROR_KEY = "paramstore-error"
 READ_METHODS = frozenset({
     "GetStore", "ListStores", "CollectParams", "Pull", "ListTies", "ListSnapshots",
-    "ExportSnapshot", "GetOptimizerStates",
+    "ExportSnapshot", "GetOptimizerStates", "GetRetention",
 })
 PUSH_METHODS = ("Push", "SetData", "InitKeys", "PushPull")  # requests: PushRequest chunks
 PULL_METHODS = ("Pull", "PushPull")  # replies: PullResponse chunks

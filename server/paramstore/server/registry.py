@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +30,7 @@ from paramstore.server.storage import (
     Catalog,
     Contents,
     PendingSnapshot,
+    RetentionPolicy,
     SnapshotInfo,
     codec,
     open_backend,
@@ -229,15 +230,21 @@ class StoreRegistry:
     # ---- snapshots ---------------------------------------------------------------------------
 
     def snapshot(
-        self, name: str, *, step: int = NO_STEP, metadata: Mapping[str, str] | None = None
+        self,
+        name: str,
+        *,
+        step: int = NO_STEP,
+        metadata: Mapping[str, str] | None = None,
+        tags: Sequence[str] = (),
     ) -> SnapshotInfo:
-        """Commit the store's current state (and optimizer state) as a new snapshot. Raises
-        `InvalidArgument` for a step outside [0, 2**63) or reserved metadata (nothing is
-        written then), and what `Catalog.finish_snapshot` raises."""
+        """Commit the store's current state (and optimizer state) as a new snapshot with
+        `tags`. Raises `InvalidArgument` for a step outside [0, 2**63), reserved metadata or a
+        bad tag (nothing is written then), and what `Catalog.finish_snapshot` raises."""
         step = validation.snapshot_step(step, NO_STEP)
         checked = validation.metadata(dict(metadata or {}))
+        tags = [validation.tag_name(tag) for tag in dict.fromkeys(tags)]
         return self.catalog.finish_snapshot(self.begin_snapshot(name), step=step,
-                                            metadata=checked)
+                                            metadata=checked, tags=tags)
 
     def begin_snapshot(self, name: str) -> PendingSnapshot:
         """Capture the store for a snapshot that `catalog.finish_snapshot` writes later."""
@@ -260,6 +267,25 @@ class StoreRegistry:
     def delete_snapshot(self, name: str, snapshot_id: str) -> None:
         self.get(name)
         self.catalog.delete_snapshot(name, snapshot_id)
+
+    def tag(self, name: str, snapshot_id: str, tag: str) -> SnapshotInfo:
+        """Give a snapshot a tag, moving it from the snapshot that had it."""
+        self.get(name)
+        return self.catalog.tag(name, snapshot_id, tag)
+
+    def untag(self, name: str, tag: str) -> None:
+        self.get(name)
+        self.catalog.untag(name, tag)
+
+    def set_retention(self, name: str, policy: RetentionPolicy | None) -> RetentionPolicy:
+        """Set the store's retention policy (None: the server's default); the policy in force."""
+        self.get(name)
+        return self.catalog.set_retention(name, policy)
+
+    def retention(self, name: str) -> tuple[RetentionPolicy, bool]:
+        """The store's retention policy, and whether it is the server's default."""
+        self.get(name)
+        return self.catalog.retention(name)
 
     @contextlib.contextmanager
     def snapshot_file(self, name: str, snapshot_id: str) -> Iterator[tuple[SnapshotInfo, str]]:

@@ -39,7 +39,7 @@ from paramstore.server.errors import (
 )
 from paramstore.server.limits import Budget
 from paramstore.server.registry import StoreRegistry
-from paramstore.server.storage import SnapshotInfo
+from paramstore.server.storage import RetentionPolicy, SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
 from paramstore.server.training import TrainingAborted, TrainingCoordinator
 
@@ -263,7 +263,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def TakeSnapshot(self, request: pb.TakeSnapshotRequest, context: Any, call: _Call) -> Any:
         info = self.registry.snapshot(
-            request.store, step=request.step, metadata=dict(request.metadata)
+            request.store, step=request.step, metadata=dict(request.metadata),
+            tags=list(request.tags),
         )
         return _snapshot_info(info)
 
@@ -331,6 +332,27 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                     f"the file received {received} of its {begin.size_bytes} bytes")
 
         return _snapshot_info(self.registry.import_snapshot(begin.store, receive))
+
+    @_rpc
+    def TagSnapshot(self, request: pb.TagSnapshotRequest, context: Any, call: _Call) -> Any:
+        return _snapshot_info(self.registry.tag(request.store, request.id, request.tag))
+
+    @_rpc
+    def UntagSnapshot(self, request: pb.UntagSnapshotRequest, context: Any, call: _Call) -> Any:
+        self.registry.untag(request.store, request.tag)
+        return pb.UntagSnapshotResponse()
+
+    @_rpc
+    def SetRetention(self, request: pb.SetRetentionRequest, context: Any, call: _Call) -> Any:
+        wire = request.policy
+        policy = RetentionPolicy(wire.keep_last, wire.keep_best, wire.metric, wire.mode or "min",
+                                 wire.keep_every_steps)
+        in_force = self.registry.set_retention(request.store, policy)
+        return _retention_policy(in_force, policy.empty)
+
+    @_rpc
+    def GetRetention(self, request: pb.GetRetentionRequest, context: Any, call: _Call) -> Any:
+        return _retention_policy(*self.registry.retention(request.store))
 
     # ---- distributed training ----------------------------------------------------------------
 
@@ -651,4 +673,13 @@ def _snapshot_info(info: SnapshotInfo) -> pb.SnapshotInfo:
         metadata=info.metadata,
         size_bytes=info.size_bytes,
         version=info.version,
+        tags=info.tags,
+    )
+
+
+def _retention_policy(policy: RetentionPolicy, server_default: bool) -> pb.RetentionPolicy:
+    return pb.RetentionPolicy(
+        keep_last=policy.keep_last, keep_best=policy.keep_best, metric=policy.metric,
+        mode=policy.mode, keep_every_steps=policy.keep_every_steps,
+        server_default=server_default,
     )

@@ -258,7 +258,7 @@ class ListTiesResponse(_message.Message):
     def __init__(self, ties: _Optional[_Mapping[str, str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SnapshotInfo(_message.Message):
-    __slots__ = ("store", "id", "step", "created_unix_nanos", "metadata", "size_bytes", "version")
+    __slots__ = ("store", "id", "step", "created_unix_nanos", "metadata", "size_bytes", "version", "tags")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +273,7 @@ class SnapshotInfo(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     store: str
     id: str
     step: int
@@ -280,10 +281,11 @@ class SnapshotInfo(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     size_bytes: int
     version: int
-    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ..., step: _Optional[int] = ..., created_unix_nanos: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., size_bytes: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ..., step: _Optional[int] = ..., created_unix_nanos: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., size_bytes: _Optional[int] = ..., version: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TakeSnapshotRequest(_message.Message):
-    __slots__ = ("store", "step", "metadata")
+    __slots__ = ("store", "step", "metadata", "tags")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -294,10 +296,12 @@ class TakeSnapshotRequest(_message.Message):
     STORE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     store: str
     step: int
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, store: _Optional[str] = ..., step: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, store: _Optional[str] = ..., step: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListSnapshotsRequest(_message.Message):
     __slots__ = ("store", "page_token")
@@ -350,6 +354,58 @@ class ExportSnapshotResponse(_message.Message):
     info: SnapshotInfo
     chunk: bytes
     def __init__(self, info: _Optional[_Union[SnapshotInfo, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class TagSnapshotRequest(_message.Message):
+    __slots__ = ("store", "id", "tag")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    id: str
+    tag: str
+    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ..., tag: _Optional[str] = ...) -> None: ...
+
+class UntagSnapshotRequest(_message.Message):
+    __slots__ = ("store", "tag")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    tag: str
+    def __init__(self, store: _Optional[str] = ..., tag: _Optional[str] = ...) -> None: ...
+
+class UntagSnapshotResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RetentionPolicy(_message.Message):
+    __slots__ = ("keep_last", "keep_best", "metric", "mode", "keep_every_steps", "server_default")
+    KEEP_LAST_FIELD_NUMBER: _ClassVar[int]
+    KEEP_BEST_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_EVERY_STEPS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    keep_last: int
+    keep_best: int
+    metric: str
+    mode: str
+    keep_every_steps: int
+    server_default: bool
+    def __init__(self, keep_last: _Optional[int] = ..., keep_best: _Optional[int] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., keep_every_steps: _Optional[int] = ..., server_default: _Optional[bool] = ...) -> None: ...
+
+class SetRetentionRequest(_message.Message):
+    __slots__ = ("store", "policy")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    policy: RetentionPolicy
+    def __init__(self, store: _Optional[str] = ..., policy: _Optional[_Union[RetentionPolicy, _Mapping]] = ...) -> None: ...
+
+class GetRetentionRequest(_message.Message):
+    __slots__ = ("store",)
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    def __init__(self, store: _Optional[str] = ...) -> None: ...
 
 class ImportBegin(_message.Message):
     __slots__ = ("store", "size_bytes")

@@ -125,6 +125,26 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ImportSnapshotRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SnapshotInfo.FromString,
                 _registered_method=True)
+        self.TagSnapshot = channel.unary_unary(
+                '/paramstore.v1.ParamStore/TagSnapshot',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.TagSnapshotRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SnapshotInfo.FromString,
+                _registered_method=True)
+        self.UntagSnapshot = channel.unary_unary(
+                '/paramstore.v1.ParamStore/UntagSnapshot',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.UntagSnapshotRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.UntagSnapshotResponse.FromString,
+                _registered_method=True)
+        self.SetRetention = channel.unary_unary(
+                '/paramstore.v1.ParamStore/SetRetention',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetRetentionRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.RetentionPolicy.FromString,
+                _registered_method=True)
+        self.GetRetention = channel.unary_unary(
+                '/paramstore.v1.ParamStore/GetRetention',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.GetRetentionRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.RetentionPolicy.FromString,
+                _registered_method=True)
         self.JoinTraining = channel.unary_unary(
                 '/paramstore.v1.ParamStore/JoinTraining',
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.JoinTrainingRequest.SerializeToString,
@@ -285,8 +305,10 @@ class ParamStoreServicer:
     def TakeSnapshot(self, request, context):
         """---- snapshots ----
 
-        Writes the store to a new safetensors snapshot (fsynced, then renamed into place) and
-        applies the retention limit. NOT_FOUND (store); INVALID_ARGUMENT (metadata).
+        Writes the store to a new safetensors snapshot (fsynced, then renamed into place), gives
+        it the request's tags (moving each from the snapshot that had it) and applies the store's
+        retention policy. NOT_FOUND (store); INVALID_ARGUMENT (metadata, step or a tag; nothing is
+        written then).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -300,8 +322,10 @@ class ParamStoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RestoreSnapshot(self, request, context):
-        """Replaces the store's parameters, prefix and ties with a snapshot's. NOT_FOUND (store or
-        snapshot); INVALID_ARGUMENT (the file is corrupt).
+        """Replaces the store's parameters, prefix and ties with a snapshot's. Every `id` field of
+        the snapshot calls takes a snapshot id ("00000007"), the same without its zero padding
+        ("7"), "latest" (the newest snapshot) or a tag. NOT_FOUND (store or snapshot);
+        INVALID_ARGUMENT (the file is corrupt).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -326,6 +350,40 @@ class ParamStoreServicer:
         file is validated (header, dtypes, offsets, sizes, checksum, aliases) before anything
         changes, and becomes the new store's first snapshot. ALREADY_EXISTS (store);
         INVALID_ARGUMENT (names, malformed file); RESOURCE_EXHAUSTED (size limit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TagSnapshot(self, request, context):
+        """Gives a snapshot a tag, a name that `id` fields accept; a tag names one snapshot, so it
+        moves from the snapshot that had it. A tagged snapshot is never deleted by retention.
+        NOT_FOUND (store or snapshot); INVALID_ARGUMENT (a tag must be a file-name-like word, not
+        all digits and not "latest").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UntagSnapshot(self, request, context):
+        """Removes a tag (the snapshot stays). NOT_FOUND (store or tag).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRetention(self, request, context):
+        """Sets the store's retention policy, applied after each of its next snapshots; a policy
+        without rules gives the store the server's default again (`serve --keep`). Answers with
+        the policy in force. NOT_FOUND (store); INVALID_ARGUMENT (a negative count, a mode other
+        than min or max, keep_best without metric or metric without keep_best).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRetention(self, request, context):
+        """The store's retention policy. NOT_FOUND (store).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -509,6 +567,26 @@ def add_ParamStoreServicer_to_server(servicer, server):
                     servicer.ImportSnapshot,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ImportSnapshotRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SnapshotInfo.SerializeToString,
+            ),
+            'TagSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.TagSnapshot,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.TagSnapshotRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SnapshotInfo.SerializeToString,
+            ),
+            'UntagSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.UntagSnapshot,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.UntagSnapshotRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.UntagSnapshotResponse.SerializeToString,
+            ),
+            'SetRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRetention,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetRetentionRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.RetentionPolicy.SerializeToString,
+            ),
+            'GetRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRetention,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.GetRetentionRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.RetentionPolicy.SerializeToString,
             ),
             'JoinTraining': grpc.unary_unary_rpc_method_handler(
                     servicer.JoinTraining,
@@ -1043,6 +1121,114 @@ class ParamStore:
             '/paramstore.v1.ParamStore/ImportSnapshot',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ImportSnapshotRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SnapshotInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TagSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/TagSnapshot',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.TagSnapshotRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SnapshotInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UntagSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/UntagSnapshot',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.UntagSnapshotRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.UntagSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/SetRetention',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.SetRetentionRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.RetentionPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/GetRetention',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.GetRetentionRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.RetentionPolicy.FromString,
             options,
             channel_credentials,
             insecure,
