@@ -50,7 +50,8 @@ def test_help_lists_every_command():
     shown = subprocess.run([*paramstore_command(), "--help"], capture_output=True, text=True)
     assert shown.returncode == 0
     for command in ("serve", "stores", "params", "snapshot", "snapshots", "restore", "export",
-                    "import", "inspect"):
+                    "import", "inspect", "delete-store", "delete-snapshot", "tag", "untag",
+                    "retention", "tie", "untie"):
         assert f"    {command} " in shown.stdout
 
 
@@ -105,8 +106,73 @@ def test_snapshot_prints_the_id_that_snapshots_lists(paramstore, pushed_mlp):
 
 def test_snapshots_of_a_store_without_any_prints_only_the_header(paramstore, remote):
     remote.create_store("empty")
-    status, out, _ = paramstore("snapshots", "empty")
-    assert status == 0 and len(out.splitlines()) == 1
+    status, out, err = paramstore("snapshots", "empty")
+    assert status == 0 and len(out.splitlines()) == 1 and "no snapshots yet" in err
+
+
+def test_stores_says_when_there_are_none(paramstore, remote):
+    assert paramstore("stores")[:2] == (0, "")
+    assert "no stores yet" in paramstore("stores")[2]
+
+
+def test_snapshots_lists_the_tags_given_by_snapshot_and_tag(paramstore, pushed_mlp):
+    paramstore("snapshot", "mlp", "--tag", "best", "--tag", "warm")
+    paramstore("snapshot", "mlp")
+    assert paramstore("tag", "mlp", "latest", "release")[0] == 0
+    rows = paramstore("snapshots", "mlp")[1].splitlines()[1:]
+    assert [row.split()[6] for row in rows] == ["best,warm", "release"]
+
+
+def test_untag_removes_a_tag_that_restore_then_refuses(paramstore, pushed_mlp):
+    paramstore("snapshot", "mlp", "--tag", "best")
+    assert paramstore("restore", "mlp", "best")[0] == 0
+    assert paramstore("untag", "mlp", "best")[0] == 0
+    status, _, err = paramstore("restore", "mlp", "best")
+    assert status == 1 and "NOT_FOUND" in err and "'best'" in err
+
+
+def test_delete_snapshot_takes_an_unpadded_id(paramstore, pushed_mlp):
+    paramstore("snapshot", "mlp")
+    paramstore("snapshot", "mlp")
+    assert paramstore("delete-snapshot", "mlp", "1")[0] == 0
+    rows = paramstore("snapshots", "mlp")[1].splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["00000002"]
+
+
+def test_delete_store_removes_the_store(paramstore, remote):
+    remote.create_store("doomed")
+    assert paramstore("delete-store", "doomed")[0] == 0
+    assert remote.list_stores() == []
+    status, _, err = paramstore("delete-store", "doomed")
+    assert status == 1 and "NOT_FOUND" in err
+
+
+def test_retention_sets_and_shows_the_policy(paramstore, remote):
+    remote.create_store("run")
+    assert paramstore("retention", "run")[1] == "keeps every snapshot (the server's default)\n"
+    status, out, _ = paramstore("retention", "run", "--keep-last", "2", "--keep-best", "1",
+                                "--metric", "val_loss", "--mode", "max")
+    assert status == 0
+    assert out == ("keeps the last 2 + the best 1 by val_loss (highest), the newest and tagged "
+                   "ones\n")
+    assert paramstore("retention", "run")[1] == out
+    assert "server's default" in paramstore("retention", "run", "--default")[1]
+
+
+def test_retention_refuses_keep_best_without_a_metric(paramstore, remote):
+    remote.create_store("run")
+    status, _, err = paramstore("retention", "run", "--keep-best", "2")
+    assert status == 1 and "INVALID_ARGUMENT" in err and "metric" in err
+
+
+def test_tie_and_untie_change_the_stores_ties(paramstore, pushed_mlp):
+    store, _ = pushed_mlp
+    assert paramstore("tie", "mlp", "dense1_bias", "dense0_bias")[0] == 1  # shapes differ
+    store.push({"extra_bias": np.zeros(10, np.float32)})
+    assert paramstore("tie", "mlp", "extra_bias", "dense1_bias")[0] == 0
+    assert store.ties() == {"extra_bias": "dense1_bias"}
+    assert paramstore("untie", "mlp", "extra_bias")[0] == 0
+    assert store.ties() == {}
 
 
 def test_restore_brings_the_store_back_to_the_snapshot(paramstore, pushed_mlp):

@@ -3,10 +3,13 @@
 ```
 paramstore serve [--address A] [--data-dir D] [--token-file F] [--tls-cert P --tls-key P]
                  [--tls-client-ca P] [--max-store-bytes N ...]   (paramstore serve --help)
-paramstore stores | params STORE [--select RE] | snapshot STORE [--step N] [--note TEXT]
-paramstore snapshots STORE | restore STORE ID | export STORE ID FILE | import FILE STORE
-paramstore inspect FILE
+paramstore stores | params STORE [--select RE] | delete-store STORE
+paramstore snapshot STORE [--step N] [--note TEXT] [--tag TAG ...] | snapshots STORE
+paramstore restore STORE ID | export STORE ID FILE | import FILE STORE | delete-snapshot STORE ID
+paramstore tag STORE ID TAG | untag STORE TAG | retention STORE [--keep-last N ...]
+paramstore tie STORE ALIAS TARGET | untie STORE ALIAS | inspect FILE
 ```
+An ID is a snapshot id (00000007), the same without its zero padding (7), `latest` or a tag.
 Client commands read `--address` (or `PARAMSTORE_ADDRESS`) and `--token` (or
 `PARAMSTORE_TOKEN`); `--tls-ca`, plus `--tls-client-cert/--tls-client-key` for mutual TLS.
 An error prints one line to stderr and exits with status 1.
@@ -25,7 +28,7 @@ from pathlib import Path
 from paramstore import checkpoint
 from paramstore.client.client import Client, connect
 from paramstore.client.errors import ParamstoreError, Unavailable
-from paramstore.client.models import SnapshotInfo
+from paramstore.client.models import RetentionPolicy, SnapshotInfo
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -120,8 +123,18 @@ def _connect(args: argparse.Namespace) -> Client:
 
 
 def _stores(client: Client, args: argparse.Namespace) -> int:
-    for name in client.list_stores():
+    names = client.list_stores()
+    for name in names:
         _echo(name)
+    if not names:
+        print("no stores yet: create one with the SDK or `paramstore import FILE STORE`",
+              file=sys.stderr)
+    return 0
+
+
+def _delete_store(client: Client, args: argparse.Namespace) -> int:
+    client.delete_store(args.store)
+    _echo(f"deleted store {args.store!r} and its snapshots")
     return 0
 
 
@@ -132,24 +145,90 @@ def _params(client: Client, args: argparse.Namespace) -> int:
 
 def _snapshot(client: Client, args: argparse.Namespace) -> int:
     metadata = {"note": args.note} if args.note is not None else None
-    info = client.store(args.store).snapshot(step=args.step, metadata=metadata)
+    info = client.store(args.store).snapshot(step=args.step, metadata=metadata,
+                                             tags=args.tag or ())
     _echo(info.id)
     return 0
 
 
 def _snapshots(client: Client, args: argparse.Namespace) -> int:
     infos = client.store(args.store).snapshots()
-    _echo(f"{'ID':<10}{'STEP':>8}  {'CREATED (UTC)':<20}{'SIZE':>12}  METADATA")
+    _echo(f"{'ID':<10}{'STEP':>8}  {'CREATED (UTC)':<20}{'SIZE':>12}  {'TAGS':<16}METADATA")
     for info in infos:
         _echo(_snapshot_row(info))
+    if not infos:
+        print(f"store {args.store!r} has no snapshots yet", file=sys.stderr)
     return 0
 
 
 def _snapshot_row(info: SnapshotInfo) -> str:
     step = "-" if info.step is None else str(info.step)
     created = info.created.strftime("%Y-%m-%d %H:%M:%S")
+    tags = ",".join(info.tags) or "-"
     metadata = " ".join(f"{key}={value}" for key, value in sorted(info.metadata.items()))
-    return f"{info.id:<10}{step:>8}  {created:<20}{_size(info.size_bytes):>12}  {metadata}"
+    return (f"{info.id:<10}{step:>8}  {created:<20}{_size(info.size_bytes):>12}  "
+            f"{tags:<16}{metadata}").rstrip()
+
+
+def _delete_snapshot(client: Client, args: argparse.Namespace) -> int:
+    client.store(args.store).delete_snapshot(args.id)
+    _echo(f"deleted snapshot {args.id} of {args.store!r}")
+    return 0
+
+
+def _tag(client: Client, args: argparse.Namespace) -> int:
+    info = client.store(args.store).tag(args.id, args.tag)
+    _echo(f"tagged snapshot {info.id} of {args.store!r} {args.tag!r}")
+    return 0
+
+
+def _untag(client: Client, args: argparse.Namespace) -> int:
+    client.store(args.store).untag(args.tag)
+    _echo(f"removed tag {args.tag!r} of {args.store!r}")
+    return 0
+
+
+def _retention(client: Client, args: argparse.Namespace) -> int:
+    store = client.store(args.store)
+    rules = {"keep_last": args.keep_last, "keep_best": args.keep_best, "metric": args.metric,
+             "mode": args.mode, "keep_every_steps": args.keep_every_steps}
+    given = {key: value for key, value in rules.items() if value is not None}
+    if args.default:
+        if given:
+            raise ParamstoreError("--default replaces the store's policy: give no rule with it")
+        policy = store.set_retention()
+    elif given:
+        policy = store.set_retention(**given)
+    else:
+        policy = store.retention()
+    _echo(_policy_text(policy))
+    return 0
+
+
+def _policy_text(policy: RetentionPolicy) -> str:
+    rules = []
+    if policy.keep_last:
+        rules.append(f"the last {policy.keep_last}")
+    if policy.keep_best:
+        best = "lowest" if policy.mode == "min" else "highest"
+        rules.append(f"the best {policy.keep_best} by {policy.metric} ({best})")
+    if policy.keep_every_steps:
+        rules.append(f"one every {policy.keep_every_steps} steps")
+    kept = " + ".join(rules) + ", the newest and tagged ones" if rules else "every snapshot"
+    source = " (the server's default)" if policy.server_default else ""
+    return f"keeps {kept}{source}"
+
+
+def _tie(client: Client, args: argparse.Namespace) -> int:
+    client.store(args.store).tie(args.alias, args.target)
+    _echo(f"{args.alias} now shares the tensor of {args.target}")
+    return 0
+
+
+def _untie(client: Client, args: argparse.Namespace) -> int:
+    client.store(args.store).untie(args.alias)
+    _echo(f"{args.alias} has its own tensor again")
+    return 0
 
 
 def _size(count: int) -> str:
@@ -233,6 +312,8 @@ def _parser() -> argparse.ArgumentParser:
     command("train-demo", None, "train a tied-layer MLP with N workers on loopback and plot "
                                 "the loss curves (see `paramstore train-demo --help`)")
     command("stores", _stores, "list the stores")
+    command("delete-store", _delete_store, "delete a store and all its snapshots"
+            ).add_argument("store")
     params = command("params", _params, "print a store's parameters like collect_params()")
     params.add_argument("store")
     params.add_argument("--select", metavar="RE",
@@ -242,18 +323,57 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument("store")
     snapshot.add_argument("--step", type=int, help="the training step to record")
     snapshot.add_argument("--note", metavar="TEXT", help="a note kept in the metadata")
-    command("snapshots", _snapshots, "list a store's snapshots, oldest first").add_argument(
-        "store")
+    snapshot.add_argument("--tag", action="append", metavar="TAG",
+                          help="tag the snapshot (repeatable); the tag moves to it")
+    command("snapshots", _snapshots, "list a store's snapshots, oldest first, with their tags"
+            ).add_argument("store")
+    snapshot_id = {"metavar": "ID", "help": "a snapshot id (00000007 or 7), 'latest' or a tag"}
     restore = command("restore", _restore, "bring a store back to a snapshot")
     restore.add_argument("store")
-    restore.add_argument("id")
+    restore.add_argument("id", **snapshot_id)
     export = command("export", _export, "download a snapshot as a safetensors file")
     export.add_argument("store")
-    export.add_argument("id")
+    export.add_argument("id", **snapshot_id)
     export.add_argument("file", type=Path)
     imported = command("import", _import, "create a store from a safetensors file")
     imported.add_argument("file", type=Path)
     imported.add_argument("store")
+    delete_snapshot = command("delete-snapshot", _delete_snapshot,
+                              "delete one snapshot (and the tags it has)")
+    delete_snapshot.add_argument("store")
+    delete_snapshot.add_argument("id", **snapshot_id)
+    tag = command("tag", _tag, "tag a snapshot, moving the tag from the one that had it; "
+                               "retention never deletes a tagged snapshot")
+    tag.add_argument("store")
+    tag.add_argument("id", **snapshot_id)
+    tag.add_argument("tag", help="a name such as best or release-1 (not all digits, not "
+                                 "'latest')")
+    untag = command("untag", _untag, "remove a tag (the snapshot stays)")
+    untag.add_argument("store")
+    untag.add_argument("tag")
+    retention = command(
+        "retention", _retention,
+        "show or set which snapshots a store keeps: a snapshot is kept when any rule keeps "
+        "it; the newest and tagged ones always are. The policy applies from the next snapshot.")
+    retention.add_argument("store")
+    retention.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N")
+    retention.add_argument("--keep-best", type=int, metavar="K",
+                           help="keep the best K by --metric")
+    retention.add_argument("--metric", metavar="KEY",
+                           help="the metadata key holding the number to rank by")
+    retention.add_argument("--mode", choices=("min", "max"),
+                           help="min: lower is better (default); max: higher is better")
+    retention.add_argument("--keep-every-steps", type=int, metavar="M",
+                           help="keep every snapshot whose step is a multiple of M")
+    retention.add_argument("--default", action="store_true",
+                           help="drop the store's policy: the server's --keep applies again")
+    tie = command("tie", _tie, "make ALIAS another name of TARGET's tensor")
+    tie.add_argument("store")
+    tie.add_argument("alias")
+    tie.add_argument("target")
+    untie = command("untie", _untie, "give ALIAS its own copy of the tensor again")
+    untie.add_argument("store")
+    untie.add_argument("alias")
     inspect = command("inspect", None, "print a safetensors file's parameters, ties and "
                                        "metadata (offline)")
     inspect.add_argument("file", type=Path)
