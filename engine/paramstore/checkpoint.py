@@ -24,7 +24,7 @@ import json
 import mmap
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -306,14 +306,18 @@ def _bytes_of(array: np.ndarray) -> memoryview:
 
 
 def open_mapped(
-    path: str | os.PathLike[str], checksums: Mapping[str, int] | None = None
+    path: str | os.PathLike[str],
+    checksums: Mapping[str, int] | None = None,
+    select: Callable[[str], bool] | None = None,
 ) -> Checkpoint:
     """Read and validate a safetensors file whose arrays are read-only views of a memory map.
 
     Nothing is copied: pages are read when an array is used (every checksum is verified first,
     giving each block's pages back as it goes, so that opening a file holds no data in memory).
     `checksums` (name -> CRC-32C, as `write` returns them) are verified in place of the
-    header's. The file must never be modified while mapped; committed files here never are.
+    header's. `select`: only the names it keeps (and the targets of the aliases it keeps) are
+    returned, and only their bytes are read and verified.
+    The file must never be modified while mapped; committed files here never are.
     Raises `CheckpointError` for a malformed or corrupt file, `OSError` when it cannot be read.
     """
     check_readable(path)
@@ -321,7 +325,7 @@ def open_mapped(
         if os.fstat(file.fileno()).st_size == 0:
             raise CheckpointError(f"{os.fspath(path)!r} is empty, not a safetensors file")
         mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    return _decode(memoryview(mapped), mapped, checksums)
+    return _decode(memoryview(mapped), mapped, checksums, select)
 
 
 def load(path: str | os.PathLike[str]) -> Checkpoint:
@@ -374,29 +378,40 @@ def check_readable(path: str | os.PathLike[str]) -> None:
 
 
 def _decode(
-    view: memoryview, mapped: mmap.mmap | None, checksums: Mapping[str, int] | None = None
+    view: memoryview,
+    mapped: mmap.mmap | None,
+    checksums: Mapping[str, int] | None = None,
+    select: Callable[[str], bool] | None = None,
 ) -> Checkpoint:
     """The checkpoint in `view`, which the library has validated; `mapped`, when the view is a
     memory map, has its pages given back after they are checksummed; `checksums`, when given,
-    are verified in place of the header's."""
+    are verified in place of the header's. `select`: as in `open_mapped`."""
     data_start = 8 + _header_length(view[:8], len(view))
     header = _parse_header(view[8:data_start])
     metadata = _checked_stored_metadata(header.pop("__metadata__", {}))
+    entries = dict(_checked_entries(header))
+    aliases = _stored_aliases(metadata.pop(ALIASES_KEY, None), entries)
+    order = _stored_order(metadata.pop(ORDER_KEY, None), entries, aliases)
+    if select is not None:
+        order = [name for name in order if select(name)]
+        wanted = {aliases.get(name, name) for name in order}
+        order += [name for name in entries if name in wanted and name not in order]
+        aliases = {alias: target for alias, target in aliases.items() if alias in order}
     stored: dict[str, np.ndarray] = {}
     spans: dict[str, tuple[int, int]] = {}
-    for name, (dtype, shape, begin, end) in _checked_entries(header):
-        spans[name] = (data_start + begin, data_start + end)
-        stored[name] = np.frombuffer(view, dtype=dtype, count=(end - begin) // dtype.itemsize,
-                                     offset=data_start + begin).reshape(shape)
+    for name in order:
+        if name in entries:
+            dtype, shape, begin, end = entries[name]
+            spans[name] = (data_start + begin, data_start + end)
+            stored[name] = np.frombuffer(view, dtype=dtype, count=(end - begin) // dtype.itemsize,
+                                         offset=data_start + begin).reshape(shape)
     for legacy in _LEGACY_CHECKSUM_KEYS:
         metadata.pop(legacy, None)
     recorded = metadata.pop(CHECKSUMS_KEY, None)
     if checksums is None and recorded is not None:
         checksums = _json_value(CHECKSUMS_KEY, recorded)
     if checksums is not None:
-        _verify_checksums(checksums, view, spans, mapped)
-    aliases = _stored_aliases(metadata.pop(ALIASES_KEY, None), stored)
-    order = _stored_order(metadata.pop(ORDER_KEY, None), stored, aliases)
+        _verify_checksums(checksums, view, spans, mapped, set(entries))
     tensors = {name: stored[aliases.get(name, name)] for name in order}
     return Checkpoint(tensors=tensors, aliases=aliases, metadata=metadata)
 
@@ -463,8 +478,10 @@ def _verify_checksums(
     view: memoryview,
     spans: Mapping[str, tuple[int, int]],
     mapped: mmap.mmap | None,
+    names: set[str],
 ) -> None:
-    if not isinstance(recorded, dict) or set(recorded) != set(spans) or not all(
+    """Verify the tensors of `spans`; `recorded` must hold a checksum for each of `names`."""
+    if not isinstance(recorded, dict) or set(recorded) != names or not all(
         isinstance(value, int) for value in recorded.values()
     ):
         raise CheckpointError(f"{CHECKSUMS_KEY} must give one CRC-32C for every stored tensor")

@@ -411,3 +411,28 @@ def test_a_header_too_large_for_readers_is_refused_when_writing(tmp_path):
     with pytest.raises(CheckpointError, match="100000000-byte limit"):
         checkpoint.save(tmp_path / "f.safetensors", {"w": np.ones(1)}, metadata=huge)
     assert list(tmp_path.iterdir()) == []  # nothing left behind, not even a temporary file
+
+
+def test_a_selected_open_returns_only_the_selected_names_and_their_ties(tmp_path):
+    tensors = mlp_tensors()
+    first = next(iter(tensors))
+    checkpoint.save(tmp_path / "m.safetensors", tensors, aliases={"shared": first})
+    loaded = checkpoint.open_mapped(tmp_path / "m.safetensors",
+                                    select=lambda name: name == "shared")
+    assert list(loaded.tensors) == ["shared", first]
+    assert loaded.tensors["shared"] is loaded.tensors[first]
+    assert loaded.aliases == {"shared": first}
+
+
+def test_a_selected_open_never_reads_the_other_tensors_bytes(tmp_path):
+    path = tmp_path / "two.safetensors"
+    checkpoint.save(path, {"kept": np.ones(1000, np.float32), "damaged": np.ones(1000, np.float32)})
+    header_length = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    offsets = json.loads(path.read_bytes()[8:8 + header_length])["damaged"]["data_offsets"]
+    with open(path, "r+b") as file:  # flip a byte of "damaged" only
+        file.seek(8 + header_length + offsets[0])
+        file.write(b"\xff")
+    loaded = checkpoint.open_mapped(path, select=lambda name: name == "kept")
+    np.testing.assert_array_equal(loaded.tensors["kept"], np.ones(1000, np.float32))
+    with pytest.raises(CheckpointError, match="'damaged'"):
+        checkpoint.open_mapped(path, select=lambda name: name == "damaged")

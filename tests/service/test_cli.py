@@ -131,6 +131,28 @@ def test_untag_removes_a_tag_that_restore_then_refuses(paramstore, pushed_mlp):
     assert status == 1 and "NOT_FOUND" in err and "'best'" in err
 
 
+def test_restore_select_restores_only_the_matching_parameters(paramstore, pushed_mlp):
+    store, net = pushed_mlp
+    paramstore("snapshot", "mlp")
+    for name in ("dense0_bias", "dense1_bias"):
+        store.collect_params()[name].set_data(np.ones_like(store.collect_params()[name].data()
+                                                           .asnumpy()))
+    status, message, _ = paramstore("restore", "mlp", "latest", "--select", "dense0_")
+    assert status == 0 and "dense0_" in message
+    params = store.collect_params()
+    np.testing.assert_array_equal(params["dense0_bias"].data().asnumpy(),
+                                  net[0].bias.data().asnumpy())
+    assert (params["dense1_bias"].data().asnumpy() == 1).all()
+
+
+def test_export_select_writes_only_the_matching_tensors(paramstore, pushed_mlp, tmp_path):
+    paramstore("snapshot", "mlp")
+    assert paramstore("export", "mlp", "1", tmp_path / "w.safetensors", "--select", ".*weight"
+                      )[0] == 0
+    assert sorted(safetensors.numpy.load_file(tmp_path / "w.safetensors")) == [
+        "dense0_weight", "dense1_weight"]
+
+
 def test_delete_snapshot_takes_an_unpadded_id(paramstore, pushed_mlp):
     paramstore("snapshot", "mlp")
     paramstore("snapshot", "mlp")

@@ -5,7 +5,8 @@ paramstore serve [--address A] [--data-dir D] [--token-file F] [--tls-cert P --t
                  [--tls-client-ca P] [--max-store-bytes N ...]   (paramstore serve --help)
 paramstore stores | params STORE [--select RE] | delete-store STORE
 paramstore snapshot STORE [--step N] [--note TEXT] [--tag TAG ...] | snapshots STORE
-paramstore restore STORE ID | export STORE ID FILE | import FILE STORE | delete-snapshot STORE ID
+paramstore restore STORE ID | export STORE ID FILE | import FILE STORE   (each: [--select RE])
+paramstore delete-snapshot STORE ID
 paramstore tag STORE ID TAG | untag STORE TAG | retention STORE [--keep-last N ...]
 paramstore tie STORE ALIAS TARGET | untie STORE ALIAS | inspect FILE
 ```
@@ -243,20 +244,21 @@ def _size(count: int) -> str:
 
 
 def _restore(client: Client, args: argparse.Namespace) -> int:
-    client.store(args.store).restore(args.id)
-    _echo(f"restored store {args.store!r} from snapshot {args.id}")
+    client.store(args.store).restore(args.id, select=args.select)
+    selected = f" (parameters matching {args.select!r})" if args.select else ""
+    _echo(f"restored store {args.store!r} from snapshot {args.id}{selected}")
     return 0
 
 
 def _export(client: Client, args: argparse.Namespace) -> int:
-    info = client.store(args.store).export_snapshot(args.id, args.file)
+    info = client.store(args.store).export_snapshot(args.id, args.file, select=args.select)
     _echo(f"exported snapshot {info.id} of {args.store!r} to {args.file} "
           f"({_size(info.size_bytes)})")
     return 0
 
 
 def _import(client: Client, args: argparse.Namespace) -> int:
-    info = client.import_snapshot(args.file, store=args.store)
+    info = client.import_snapshot(args.file, store=args.store, select=args.select)
     _echo(f"imported {args.file} as store {info.store!r} (snapshot {info.id})")
     return 0
 
@@ -331,13 +333,19 @@ def _parser() -> argparse.ArgumentParser:
     restore = command("restore", _restore, "bring a store back to a snapshot")
     restore.add_argument("store")
     restore.add_argument("id", **snapshot_id)
+    restore.add_argument("--select", metavar="RE", help="restore only the parameters matching "
+                         "this regular expression at their start; the others stay as they are")
     export = command("export", _export, "download a snapshot as a safetensors file")
     export.add_argument("store")
     export.add_argument("id", **snapshot_id)
     export.add_argument("file", type=Path)
+    export.add_argument("--select", metavar="RE",
+                        help="only the parameters matching this regular expression")
     imported = command("import", _import, "create a store from a safetensors file")
     imported.add_argument("file", type=Path)
     imported.add_argument("store")
+    imported.add_argument("--select", metavar="RE",
+                          help="only the parameters matching this regular expression")
     delete_snapshot = command("delete-snapshot", _delete_snapshot,
                               "delete one snapshot (and the tags it has)")
     delete_snapshot.add_argument("store")

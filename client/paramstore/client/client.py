@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from paramstore import checkpoint
 from paramstore.client import transfer
-from paramstore.client.errors import AlreadyExists, ParamstoreError, from_rpc_error
+from paramstore.client.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    ParamstoreError,
+    from_rpc_error,
+)
 from paramstore.client.kvstore import RemoteKVStore
 from paramstore.client.models import SnapshotInfo, snapshot_info
 from paramstore.client.store import RemoteStore
@@ -108,12 +116,22 @@ class Client:
         """Delete a store and its snapshots. Raises `StoreNotFound`."""
         self.call("DeleteStore", pb.DeleteStoreRequest(name=name))
 
-    def import_snapshot(self, path: str | os.PathLike[str], store: str) -> SnapshotInfo:
+    def import_snapshot(
+        self, path: str | os.PathLike[str], store: str, select: str | None = None
+    ) -> SnapshotInfo:
         """Create `store` from a safetensors file, which becomes its first snapshot.
 
-        The server validates the file before anything changes. Raises `AlreadyExists`,
-        `InvalidArgument` (a malformed file or a bad name), `ResourceExhausted` (too big).
+        `select`: a regex matched at the start of names; only the parameters it selects (and
+        the targets of the aliases it selects) are imported, and only their bytes are read
+        from `path`. The server validates the file before anything changes. Raises
+        `AlreadyExists`, `InvalidArgument` (a malformed file, a bad name or regex, a selection
+        of nothing), `ResourceExhausted` (too big).
         """
+        if select:
+            with tempfile.TemporaryDirectory() as folder:
+                selected = os.path.join(folder, "selected.safetensors")
+                _write_selected(path, selected, select, store)
+                return self.import_snapshot(selected, store)
         size = os.path.getsize(path)
 
         def requests() -> Iterator[pb.ImportSnapshotRequest]:
@@ -221,3 +239,24 @@ def _credentials(
     return grpc.ssl_channel_credentials(
         root_certificates=roots, private_key=key, certificate_chain=chain
     )
+
+
+def _write_selected(path: str | os.PathLike[str], selected: str, select: str, store: str) -> None:
+    """Write to `selected` the parameters of the file `path` that `select` picks, reading only
+    their bytes."""
+    from paramstore.server.errors import StoreError
+    from paramstore.server.storage import codec
+
+    try:
+        matches = re.compile(select).match
+    except re.error as error:
+        raise InvalidArgument(f"invalid select regex {select!r}: {error}") from None
+    try:
+        loaded = checkpoint.open_mapped(path, select=lambda name: matches(name) is not None)
+        if not loaded.tensors:
+            raise InvalidArgument(f"{os.fspath(path)} has no tensor matching {select!r}")
+        tensors, aliases, metadata = codec.encode_selected(
+            loaded, lambda name: matches(name) is not None, store)
+        checkpoint.write(selected, tensors, aliases=aliases, metadata=metadata)
+    except (checkpoint.CheckpointError, StoreError) as error:
+        raise InvalidArgument(f"{os.fspath(path)}: {error}") from None

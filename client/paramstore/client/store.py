@@ -198,23 +198,31 @@ class RemoteStore:
         replies = self.client.pages("ListSnapshots", pb.ListSnapshotsRequest(store=self.name))
         return [snapshot_info(info) for reply in replies for info in reply.snapshots]
 
-    def restore(self, snapshot_id: str) -> None:
+    def restore(self, snapshot_id: str, select: str | None = None) -> None:
         """Replace the store's parameters, prefix and ties with a snapshot's. Every method
         taking a `snapshot_id` also takes it without its zero padding ("7"), "latest" (the
-        newest snapshot) or a tag. Raises `SnapshotNotFound`, `InvalidArgument` (a damaged
-        file)."""
-        self.client.call("RestoreSnapshot",
-                         pb.RestoreSnapshotRequest(store=self.name, id=snapshot_id))
+        newest snapshot) or a tag.
+
+        `select`: a regex matched at the start of names; only the parameters it selects (and
+        the targets of the aliases it selects) are restored, reading only their bytes, and
+        every other parameter stays as it is. Raises `SnapshotNotFound`, `InvalidArgument` (a
+        damaged file, a bad regex), `ParameterNotFound` (the regex selects nothing),
+        `FailedPrecondition` (a selected shape or dtype differs from the store's)."""
+        self.client.call("RestoreSnapshot", pb.RestoreSnapshotRequest(
+            store=self.name, id=snapshot_id, select=select or ""))
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Delete a snapshot. Raises `SnapshotNotFound`."""
         self.client.call("DeleteSnapshot",
                          pb.DeleteSnapshotRequest(store=self.name, id=snapshot_id))
 
-    def export_snapshot(self, snapshot_id: str, path: str | os.PathLike[str]) -> SnapshotInfo:
+    def export_snapshot(
+        self, snapshot_id: str, path: str | os.PathLike[str], select: str | None = None
+    ) -> SnapshotInfo:
         """Download a snapshot into the safetensors file `path` (replaced atomically: written
-        to a temporary name, fsynced, renamed). Raises `SnapshotNotFound`."""
-        request = pb.ExportSnapshotRequest(store=self.name, id=snapshot_id)
+        to a temporary name, fsynced, renamed); with `select`, a file of only the parameters
+        it selects (and their ties' targets). Raises `SnapshotNotFound`, `InvalidArgument`."""
+        request = pb.ExportSnapshotRequest(store=self.name, id=snapshot_id, select=select or "")
         replies = self.client.stream("ExportSnapshot", request)
         info = snapshot_info(next(replies).info)
 

@@ -22,6 +22,7 @@ from paramstore.server.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
+    ParameterNotFound,
     StoreNotFound,
 )
 from paramstore.server.initialization import initialize
@@ -36,7 +37,7 @@ from paramstore.server.storage import (
     open_backend,
 )
 from paramstore.server.storage.codec import NO_STEP
-from paramstore.server.stores import ParameterInfo, Store, StoreState
+from paramstore.server.stores import Incoming, ParameterInfo, Store, StoreState
 
 _log = logging.getLogger("paramstore.server")
 
@@ -256,13 +257,27 @@ class StoreRegistry:
         self.get(name)
         return self.catalog.snapshots(name)
 
-    def restore(self, name: str, snapshot_id: str) -> StoreState:
-        """Replace the store's contents and optimizer state with a snapshot's. Raises
-        `SnapshotNotFound`, `InvalidArgument` (damaged file); the store is unchanged then."""
+    def restore(self, name: str, snapshot_id: str, select: str = "") -> StoreState:
+        """Replace the store's contents and optimizer state with a snapshot's; with `select`
+        (a regex matched at the start of names), write only the parameters it selects (and
+        their ties' targets), as a push would, and leave every other parameter and the
+        optimizer as they are. Raises `SnapshotNotFound`, `InvalidArgument` (damaged file,
+        regex), `ParameterNotFound` (nothing selected), `FailedPrecondition` (a selected
+        parameter's shape or dtype differs from the store's); the store is unchanged then."""
         store = self.get(name)
-        contents = self.catalog.read_snapshot(name, snapshot_id)
-        self.limits.check_whole(contents.state, self._other_stores_bytes(name))
-        return store.replace(contents.state, contents.optimizer)
+        if not select:
+            contents = self.catalog.read_snapshot(name, snapshot_id)
+            self.limits.check_whole(contents.state, self._other_stores_bytes(name))
+            return store.replace(contents.state, contents.optimizer)
+        state = self.catalog.read_snapshot(name, snapshot_id, validation.select(select)).state
+        if not state.parameters:
+            raise ParameterNotFound(
+                f"snapshot {snapshot_id!r} of store {name!r} has no parameter matching {select!r}")
+        budget = self.budget(store)
+        for info in state.parameters.values():
+            budget.admit(info)
+        items = [Incoming(info, state.data.get(info.name)) for info in state.parameters.values()]
+        return store.push(store.state().prefix, items)
 
     def delete_snapshot(self, name: str, snapshot_id: str) -> None:
         self.get(name)
@@ -288,10 +303,14 @@ class StoreRegistry:
         return self.catalog.retention(name)
 
     @contextlib.contextmanager
-    def snapshot_file(self, name: str, snapshot_id: str) -> Iterator[tuple[SnapshotInfo, str]]:
-        """A snapshot's description and a local file of it, for an export."""
+    def snapshot_file(
+        self, name: str, snapshot_id: str, select: str = ""
+    ) -> Iterator[tuple[SnapshotInfo, str]]:
+        """A snapshot's description and a local file of it (of the parameters `select` picks,
+        when given), for an export."""
         self.get(name)
-        with self.catalog.snapshot_file(name, snapshot_id) as found:
+        matches = validation.select(select) if select else None
+        with self.catalog.snapshot_file(name, snapshot_id, matches) as found:
             yield found
 
     def import_snapshot(self, name: str, produce: Callable[[str], None]) -> SnapshotInfo:

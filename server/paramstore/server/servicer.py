@@ -280,7 +280,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def RestoreSnapshot(
         self, request: pb.RestoreSnapshotRequest, context: Any, call: _Call
     ) -> Any:
-        return _store_info(request.store, self.registry.restore(request.store, request.id))
+        state = self.registry.restore(request.store, request.id, request.select)
+        return _store_info(request.store, state)
 
     @_rpc
     def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest, context: Any, call: _Call) -> Any:
@@ -291,7 +292,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def ExportSnapshot(
         self, request: pb.ExportSnapshotRequest, context: Any, call: _Call
     ) -> Iterator[pb.ExportSnapshotResponse]:
-        with self.registry.snapshot_file(request.store, request.id) as (info, path), \
+        with self.registry.snapshot_file(request.store, request.id, request.select) as (
+                info, path), \
                 open(path, "rb") as file:
             yield pb.ExportSnapshotResponse(info=_snapshot_info(info))
             while chunk := file.read(CHUNK_BYTES):

@@ -320,12 +320,14 @@ class ListSnapshotsResponse(_message.Message):
     def __init__(self, snapshots: _Optional[_Iterable[_Union[SnapshotInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RestoreSnapshotRequest(_message.Message):
-    __slots__ = ("store", "id")
+    __slots__ = ("store", "id", "select")
     STORE_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    SELECT_FIELD_NUMBER: _ClassVar[int]
     store: str
     id: str
-    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+    select: str
+    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ..., select: _Optional[str] = ...) -> None: ...
 
 class DeleteSnapshotRequest(_message.Message):
     __slots__ = ("store", "id")
@@ -340,12 +342,14 @@ class DeleteSnapshotResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ExportSnapshotRequest(_message.Message):
-    __slots__ = ("store", "id")
+    __slots__ = ("store", "id", "select")
     STORE_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    SELECT_FIELD_NUMBER: _ClassVar[int]
     store: str
     id: str
-    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+    select: str
+    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ..., select: _Optional[str] = ...) -> None: ...
 
 class ExportSnapshotResponse(_message.Message):
     __slots__ = ("info", "chunk")

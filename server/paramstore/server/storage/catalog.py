@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -501,21 +502,26 @@ class Catalog:
                       if snapshot_id == record.info.id)
         return replace(record.info, tags=tuple(tags))
 
-    def read_snapshot(self, name: str, snapshot_id: str) -> Contents:
-        """What a snapshot restores, its arrays mapped from storage. Raises `SnapshotNotFound`,
-        `InvalidArgument` (damaged)."""
-        return self._read(self._files(name), snapshot_id)
+    def read_snapshot(
+        self, name: str, snapshot_id: str, select: Callable[[str], bool] | None = None
+    ) -> Contents:
+        """What a snapshot restores, its arrays mapped from storage; with `select`, only the
+        parameters it keeps (and their ties' targets), reading only their bytes, and no
+        optimizer. Raises `SnapshotNotFound`, `InvalidArgument` (damaged)."""
+        return self._read(self._files(name), snapshot_id, select)
 
-    def _read(self, files: _StoreFiles, snapshot_id: str) -> Contents:
+    def _read(
+        self, files: _StoreFiles, snapshot_id: str, select: Callable[[str], bool] | None = None
+    ) -> Contents:
         record = self._record(files, snapshot_id)
         snapshot_id = record.info.id
         try:
             with _storage_errors("read the snapshot"), \
                     self.backend.local_file(record.parameters) as path:
-                loaded = checkpoint.open_mapped(path, record.checksums)
-                state = codec.decode(loaded, self.max_tensor_bytes)
+                loaded = checkpoint.open_mapped(path, record.checksums, select)
+                state = codec.decode(loaded, self.max_tensor_bytes, select)
             optimizer = None
-            if record.optimizer is not None:
+            if record.optimizer is not None and select is None:
                 with _storage_errors("read the snapshot"), \
                         self.backend.local_file(record.optimizer) as path:
                     optimizer = opt.load_states(path)
@@ -527,16 +533,28 @@ class Catalog:
         return Contents(state, optimizer)
 
     @contextlib.contextmanager
-    def snapshot_file(self, name: str, snapshot_id: str) -> Iterator[tuple[SnapshotInfo, str]]:
+    def snapshot_file(
+        self, name: str, snapshot_id: str, select: Callable[[str], bool] | None = None
+    ) -> Iterator[tuple[SnapshotInfo, str]]:
         """A snapshot's description and a local file of its parameters, for an export; the file
-        stays readable for the context even if retention deletes the snapshot meanwhile."""
+        stays readable for the context even if retention deletes the snapshot meanwhile.
+        `select`: a temporary file of only the parameters it keeps (and their ties' targets),
+        made reading only their bytes; `size_bytes` is then that file's."""
         files = self._files(name)
         with files.lock:
             record = self._record(files, snapshot_id)
             info = self._described(files, record)
         try:
             with self.backend.local_file(record.parameters) as path, open(path, "rb"):
-                yield info, path
+                if select is None:
+                    yield info, path
+                    return
+                with _refusals(), tempfile.TemporaryDirectory() as folder:
+                    selected = os.path.join(folder, "selected.safetensors")
+                    tensors, aliases, metadata = codec.encode_selected(
+                        checkpoint.open_mapped(path, record.checksums, select), select, name)
+                    checkpoint.write(selected, tensors, aliases=aliases, metadata=metadata)
+                    yield replace(info, size_bytes=os.path.getsize(selected)), selected
         except FileNotFoundError:
             raise SnapshotNotFound(f"snapshot {snapshot_id!r} was deleted meanwhile") from None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -76,14 +76,25 @@ def _listing_entry(info: ParameterInfo, *, has_data: bool) -> str | dict[str, An
     return entry
 
 
-def decode(loaded: checkpoint.Checkpoint, max_bytes: int = 1 << 62) -> StoreState:
+def decode(
+    loaded: checkpoint.Checkpoint,
+    max_bytes: int = 1 << 62,
+    select: Callable[[str], bool] | None = None,
+) -> StoreState:
     """The store state a checkpoint describes; a file from elsewhere (no paramstore listing)
-    gives its tensors in file order with plain dtype labels. Raises `InvalidArgument`."""
+    gives its tensors in file order with plain dtype labels. `select`: only the parameters it
+    keeps and the targets of the aliases it keeps (`loaded` read with the same `select`).
+    Raises `InvalidArgument`."""
     stored = loaded.stored()
     raw = loaded.metadata.get(PARAMETERS_KEY)
     listing = _parsed_listing(raw) if raw is not None else [
         {"name": name, "alias_of": loaded.aliases.get(name)} for name in loaded.tensors
     ]
+    if select is not None:
+        kept = {entry["name"] for entry in listing if select(entry["name"])}
+        kept |= {entry["alias_of"] for entry in listing
+                 if entry["name"] in kept and entry.get("alias_of")}
+        listing = [entry for entry in listing if entry["name"] in kept]
     parameters: dict[str, ParameterInfo] = {}
     for entry in listing:
         name = entry["name"]
@@ -117,6 +128,15 @@ def decode(loaded: checkpoint.Checkpoint, max_bytes: int = 1 << 62) -> StoreStat
     prefix = loaded.metadata.get(PREFIX_KEY, "")
     version = _int(loaded.metadata.get(VERSION_KEY), 0)
     return StoreState(prefix, version, parameters, stored)
+
+
+def encode_selected(
+    loaded: checkpoint.Checkpoint, select: Callable[[str], bool], store: str
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+    """The codec's arguments for a file of the parameters of `loaded` that `select` keeps (and
+    their ties' targets), with its step and metadata. Raises `InvalidArgument`."""
+    state = decode(loaded, select=select)
+    return encode(store, state, snapshot_step(loaded.metadata), user_metadata(loaded.metadata))
 
 
 def _parsed_listing(raw: str) -> list[dict[str, Any]]:
