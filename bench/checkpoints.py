@@ -7,6 +7,10 @@ local backend. Before each restore the file's pages are dropped from the page ca
 from the disk; the bytes read are the process's `read_bytes` (Linux `/proc/self/io`) during
 the restore. Reported: bytes read and time of the selected restore over the full one.
 
+Delta snapshots: the same store with 90% of its tensors frozen and the other 10% rewritten
+between snapshots (a fine-tune), snapshotted in full and as a delta of the previous snapshot,
+alternately. Reported: the delta's bytes and time over the full snapshot's.
+
     python bench/checkpoints.py [--size-mib 1024] [--repeat 3] [--dir FOLDER]
 """
 
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from paramstore.server.storage import Catalog, Contents, LocalBackend
-from paramstore.server.stores import StoreState, validated_info
+from paramstore.server.stores import Store, StoreState, validated_info
 
 TENSORS = 100
 
@@ -65,6 +69,29 @@ def touched(contents: Contents) -> int:
     return sum(int(array[-1] != 0) for array in contents.state.data.values())
 
 
+def delta_figures(catalog: Catalog, size_mib: int, repeat: int) -> None:
+    catalog.create_store("tune")
+    store = Store("tune", state_of(size_mib))
+    capture = lambda: Contents(*store.capture())  # noqa: E731
+    catalog.take_snapshot("tune", capture)
+    tuned = sorted(store.state().data)[: TENSORS // 10]
+    full, delta = [], []
+    for _ in range(repeat):
+        for kind, results in (("full", full), ("delta", delta)):
+            store.update(lambda state: {name: state.data[name] + 1.0 for name in tuned})
+            started = time.perf_counter()
+            pending = catalog.begin_snapshot("tune", capture, delta=kind == "delta")
+            info = catalog.finish_snapshot(pending)
+            results.append((time.perf_counter() - started, info.size_bytes))
+            assert bool(info.base) == (kind == "delta")
+    full_time, full_bytes = min(full)
+    delta_time, delta_bytes = min(delta)
+    print(f"full snapshot:  {full_bytes / (1 << 20):8.1f} MiB  {full_time:7.3f} s")
+    print(f"delta snapshot: {delta_bytes / (1 << 20):8.1f} MiB  {delta_time:7.3f} s "
+          f"({len(tuned)} of {TENSORS} tensors changed)")
+    print(f"delta / full: bytes {delta_bytes / full_bytes:.3f}, time {delta_time / full_time:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -94,6 +121,8 @@ def main() -> None:
                   f"time {part_time / full_time:.3f}")
         else:
             print("read_bytes stayed 0: this file system does not count reads (tmpfs?)")
+        catalog.delete_store("net")
+        delta_figures(catalog, args.size_mib, args.repeat)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,12 @@ def test_tagged_snapshots_are_never_deleted():
     assert kept(RetentionPolicy(keep_last=1), history(*"1234"), frozenset({"00000002"})) == [2, 4]
 
 
+def test_the_bases_of_a_kept_delta_are_kept():
+    bases = {"00000004": "00000003", "00000003": "00000001"}
+    gone = doomed(RetentionPolicy(keep_last=1), history(*"1234"), frozenset(), bases)
+    assert gone == ["00000002"]
+
+
 def test_a_policy_without_rules_keeps_everything():
     assert kept(RetentionPolicy(), history(*"123")) == [1, 2, 3]
 

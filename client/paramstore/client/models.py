@@ -32,6 +32,7 @@ class SnapshotInfo:
     size_bytes: int = 0
     version: int = 0
     tags: tuple[str, ...] = ()
+    base: str | None = None  # a delta snapshot's base
 
     @property
     def created(self) -> datetime:
@@ -53,6 +54,7 @@ def snapshot_info(message: pb.SnapshotInfo) -> SnapshotInfo:
         size_bytes=message.size_bytes,
         version=message.version,
         tags=tuple(message.tags),
+        base=message.base or None,
     )
 
 

@@ -135,8 +135,13 @@ class RemoteStore:
         metadata: Mapping[str, str] | None = None,
         *,
         tags: Sequence[str] = (),
+        delta: bool = False,
     ) -> SnapshotInfo:
         """Write the store to a new snapshot on the server's disk and describe it.
+
+        `delta`: store only the tensors that changed since the newest snapshot (its `base`),
+        as for a fine-tune with frozen layers; restore and export give the full state, and
+        neither retention nor `delete_snapshot` removes a base that a delta needs.
 
         `step` must lie in [0, 2**63), `metadata` keys must not start with "paramstore." and
         `tags` (each moved from the snapshot that had it) must be valid tags (`InvalidArgument`
@@ -148,7 +153,7 @@ class RemoteStore:
         request = pb.TakeSnapshotRequest(
             store=self.name, step=-1 if step is None else step,
             metadata={str(key): str(value) for key, value in (metadata or {}).items()},
-            tags=list(tags),
+            tags=list(tags), delta=delta,
         )
         return snapshot_info(self.client.call("TakeSnapshot", request))
 

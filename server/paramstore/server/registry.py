@@ -237,20 +237,23 @@ class StoreRegistry:
         step: int = NO_STEP,
         metadata: Mapping[str, str] | None = None,
         tags: Sequence[str] = (),
+        delta: bool = False,
     ) -> SnapshotInfo:
         """Commit the store's current state (and optimizer state) as a new snapshot with
-        `tags`. Raises `InvalidArgument` for a step outside [0, 2**63), reserved metadata or a
-        bad tag (nothing is written then), and what `Catalog.finish_snapshot` raises."""
+        `tags`; `delta`: only the tensors changed since the newest snapshot. Raises
+        `InvalidArgument` for a step outside [0, 2**63), reserved metadata or a bad tag
+        (nothing is written then), and what `Catalog.finish_snapshot` raises."""
         step = validation.snapshot_step(step, NO_STEP)
         checked = validation.metadata(dict(metadata or {}))
         tags = [validation.tag_name(tag) for tag in dict.fromkeys(tags)]
-        return self.catalog.finish_snapshot(self.begin_snapshot(name), step=step,
+        return self.catalog.finish_snapshot(self.begin_snapshot(name, delta=delta), step=step,
                                             metadata=checked, tags=tags)
 
-    def begin_snapshot(self, name: str) -> PendingSnapshot:
+    def begin_snapshot(self, name: str, *, delta: bool = False) -> PendingSnapshot:
         """Capture the store for a snapshot that `catalog.finish_snapshot` writes later."""
         store = self.get(name)
-        return self.catalog.begin_snapshot(name, lambda: Contents(*store.capture()))
+        return self.catalog.begin_snapshot(name, lambda: Contents(*store.capture()),
+                                           delta=delta)
 
     def snapshots(self, name: str) -> builtins.list[SnapshotInfo]:
         """The store's snapshots, oldest first."""

@@ -264,7 +264,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def TakeSnapshot(self, request: pb.TakeSnapshotRequest, context: Any, call: _Call) -> Any:
         info = self.registry.snapshot(
             request.store, step=request.step, metadata=dict(request.metadata),
-            tags=list(request.tags),
+            tags=list(request.tags), delta=request.delta,
         )
         return _snapshot_info(info)
 
@@ -676,6 +676,7 @@ def _snapshot_info(info: SnapshotInfo) -> pb.SnapshotInfo:
         size_bytes=info.size_bytes,
         version=info.version,
         tags=info.tags,
+        base=info.base,
     )
 
 

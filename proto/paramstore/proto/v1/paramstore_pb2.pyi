@@ -258,7 +258,7 @@ class ListTiesResponse(_message.Message):
     def __init__(self, ties: _Optional[_Mapping[str, str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SnapshotInfo(_message.Message):
-    __slots__ = ("store", "id", "step", "created_unix_nanos", "metadata", "size_bytes", "version", "tags")
+    __slots__ = ("store", "id", "step", "created_unix_nanos", "metadata", "size_bytes", "version", "tags", "base")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +274,7 @@ class SnapshotInfo(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
     store: str
     id: str
     step: int
@@ -282,10 +283,11 @@ class SnapshotInfo(_message.Message):
     size_bytes: int
     version: int
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ..., step: _Optional[int] = ..., created_unix_nanos: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., size_bytes: _Optional[int] = ..., version: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    base: str
+    def __init__(self, store: _Optional[str] = ..., id: _Optional[str] = ..., step: _Optional[int] = ..., created_unix_nanos: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., size_bytes: _Optional[int] = ..., version: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., base: _Optional[str] = ...) -> None: ...
 
 class TakeSnapshotRequest(_message.Message):
-    __slots__ = ("store", "step", "metadata", "tags")
+    __slots__ = ("store", "step", "metadata", "tags", "delta")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -297,11 +299,13 @@ class TakeSnapshotRequest(_message.Message):
     STEP_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     store: str
     step: int
     metadata: _containers.ScalarMap[str, str]
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, store: _Optional[str] = ..., step: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    delta: bool
+    def __init__(self, store: _Optional[str] = ..., step: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., delta: _Optional[bool] = ...) -> None: ...
 
 class ListSnapshotsRequest(_message.Message):
     __slots__ = ("store", "page_token")

@@ -332,7 +332,8 @@ class ParamStoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSnapshot(self, request, context):
-        """Deletes a snapshot file. NOT_FOUND (store or snapshot).
+        """Deletes a snapshot file. NOT_FOUND (store or snapshot); FAILED_PRECONDITION (the snapshot
+        is the base of a delta snapshot).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

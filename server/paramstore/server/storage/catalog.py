@@ -18,7 +18,10 @@ data. The rules:
   what a crash leaves uncommitted is removed when the store is opened.
 - A snapshot's id is allocated in the critical section that captures the state (and the
   optimizer state of a training store, committed with it), so ids and states never disagree.
-- Retention runs only after the new snapshot is committed.
+- Retention runs only after the new snapshot is committed, and never deletes a snapshot that
+  a kept delta snapshot needs as its base; nor does a delete.
+- A delta snapshot's base is the newest snapshot whose arrays the catalog saw committed; the
+  arrays still the very same objects (arrays are never modified in place) are the unchanged.
 - A setting (a tag, a retention policy) changes by committing a record of a new generation
   beside the old: the newest generation is the setting, a null one its absence. The records
   it supersedes are removed after the commit, or when the store is next opened.
@@ -41,6 +44,7 @@ import secrets
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -50,6 +54,7 @@ from paramstore import optimizer as opt
 from paramstore.server import validation
 from paramstore.server.errors import (
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
     SnapshotNotFound,
@@ -84,6 +89,7 @@ class SnapshotInfo:
     size_bytes: int = 0
     version: int = 0
     tags: tuple[str, ...] = ()
+    base: str = ""  # a delta snapshot's base
 
 
 class Contents(NamedTuple):
@@ -99,6 +105,8 @@ class PendingSnapshot(NamedTuple):
     files: _StoreFiles
     id: str
     contents: Contents
+    base: str = ""  # for a delta: the base snapshot, and the stored names whose data it holds
+    unchanged: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,7 @@ class _Record:
     parameters: str  # the data object's key
     optimizer: str | None
     checksums: dict[str, int]  # CRC-32C of each tensor the parameters hold
+    base: str = ""  # a delta snapshot's base id
 
 
 @dataclass
@@ -125,6 +134,8 @@ class _StoreFiles:
     tags: dict[str, str] = field(default_factory=dict)  # tag -> snapshot id
     policy: RetentionPolicy | None = None  # None: the catalog's default
     generations: dict[str, int] = field(default_factory=dict)  # setting folder -> newest
+    # The newest snapshot whose arrays were seen, and those arrays (weakly: never kept alive).
+    seen: tuple[str, dict[str, weakref.ref]] | None = None
     writers: int = 0  # snapshots begun and not yet finished
     lock: threading.Lock = field(default_factory=threading.Lock)
     idle: threading.Condition = field(init=False)
@@ -253,6 +264,7 @@ class Catalog:
             except InvalidArgument:
                 continue  # damaged: logged, and never served
             _log.info("store %s: recovered from snapshot %s", files.name, snapshot_id)
+            _saw(files, snapshot_id, contents.state)
             return contents
         return Contents(StoreState())
 
@@ -304,10 +316,14 @@ class Catalog:
 
     # ---- snapshots ---------------------------------------------------------------------------
 
-    def begin_snapshot(self, name: str, capture: Callable[[], Contents]) -> PendingSnapshot:
+    def begin_snapshot(
+        self, name: str, capture: Callable[[], Contents], *, delta: bool = False
+    ) -> PendingSnapshot:
         """Allocate the next snapshot id and call `capture()` for what it will hold, in one
         critical section, so that ids and states never disagree. Quick: the writing is
-        `finish_snapshot`'s, which may run on another thread. Raises `StoreNotFound`."""
+        `finish_snapshot`'s, which may run on another thread. `delta`: store only the tensors
+        changed since the newest snapshot (a full snapshot when there is none to compare
+        with). Raises `StoreNotFound`."""
         files = self._files(name)
         with files.lock:
             if files.deleted:
@@ -315,8 +331,14 @@ class Catalog:
             snapshot_id = f"{files.next_id:08d}"
             files.next_id += 1
             contents = capture()
+            base, unchanged = "", frozenset()
+            if delta and files.seen and files.seen[0] in files.records:
+                base, arrays = files.seen
+                unchanged = frozenset(
+                    name for name, array in contents.state.data.items()
+                    if (seen := arrays.get(name)) is not None and seen() is array)
             files.writers += 1
-        return PendingSnapshot(files, snapshot_id, contents)
+        return PendingSnapshot(files, snapshot_id, contents, base, unchanged)
 
     def finish_snapshot(
         self,
@@ -334,9 +356,10 @@ class Catalog:
         deleted then."""
         files = pending.files
         try:
-            record = self._write_snapshot(files, pending.id, pending.contents, step,
-                                          metadata or {})
+            record = self._write_snapshot(files, pending, step, metadata or {})
             with files.lock:
+                if files.seen is None or int(files.seen[0]) < int(pending.id):
+                    _saw(files, pending.id, pending.contents.state)
                 files.records = dict(sorted({**files.records, pending.id: record}.items(),
                                             key=lambda item: int(item[0])))
                 for tag in tags:
@@ -364,12 +387,14 @@ class Catalog:
     def _write_snapshot(
         self,
         files: _StoreFiles,
-        snapshot_id: str,
-        contents: Contents,
+        pending: PendingSnapshot,
         step: int,
         metadata: Mapping[str, str],
     ) -> _Record:
-        tensors, aliases, file_metadata = codec.encode(files.name, contents.state, step, metadata)
+        snapshot_id, contents = pending.id, pending.contents
+        base = (pending.base, pending.unchanged) if pending.base else None
+        tensors, aliases, file_metadata = codec.encode(files.name, contents.state, step, metadata,
+                                                       base)
         token = secrets.token_hex(4)
         parameters = f"{files.prefix}/data/{snapshot_id}.{token}.safetensors"
         optimizer = None
@@ -394,12 +419,15 @@ class Catalog:
             reached("snapshot.data-written")
             info = SnapshotInfo(
                 files.name, snapshot_id, step, int(file_metadata[codec.CREATED_KEY]),
-                dict(metadata), size, contents.state.version,
+                dict(metadata), size, contents.state.version, base=pending.base,
             )
-            record = _Record(info, parameters, optimizer, checksums)
+            record = _Record(info, parameters, optimizer, checksums, pending.base)
             with files.lock:  # a delete commits its tombstone under this lock: never both
                 if files.deleted:
                     raise StoreNotFound(f"store {files.name!r} was deleted meanwhile")
+                if pending.base and pending.base not in files.records:
+                    raise FailedPrecondition(f"snapshot {pending.base}, the base of this delta "
+                                             "snapshot, was deleted meanwhile; take it again")
                 self._commit(f"{files.prefix}/snapshots/{snapshot_id}.json", _record_json(record))
         except BaseException:
             self._delete_quietly(parameters, optimizer)
@@ -410,7 +438,9 @@ class Catalog:
     def _apply_retention(self, files: _StoreFiles) -> None:
         policy = files.policy or self.default_policy
         infos = [record.info for record in files.records.values()]
-        for snapshot_id in doomed(policy, infos, set(files.tags.values())):
+        bases = {snapshot_id: record.base for snapshot_id, record in files.records.items()
+                 if record.base}
+        for snapshot_id in doomed(policy, infos, set(files.tags.values()), bases):
             record = files.records.pop(snapshot_id)
             try:
                 self.backend.delete(f"{files.prefix}/snapshots/{snapshot_id}.json")
@@ -516,10 +546,11 @@ class Catalog:
         record = self._record(files, snapshot_id)
         snapshot_id = record.info.id
         try:
+            base = self._read(files, record.base, select).state if record.base else None
             with _storage_errors("read the snapshot"), \
                     self.backend.local_file(record.parameters) as path:
                 loaded = checkpoint.open_mapped(path, record.checksums, select)
-                state = codec.decode(loaded, self.max_tensor_bytes, select)
+                state = codec.decode(loaded, self.max_tensor_bytes, select, base)
             optimizer = None
             if record.optimizer is not None and select is None:
                 with _storage_errors("read the snapshot"), \
@@ -538,25 +569,27 @@ class Catalog:
     ) -> Iterator[tuple[SnapshotInfo, str]]:
         """A snapshot's description and a local file of its parameters, for an export; the file
         stays readable for the context even if retention deletes the snapshot meanwhile.
-        `select`: a temporary file of only the parameters it keeps (and their ties' targets),
-        made reading only their bytes; `size_bytes` is then that file's."""
+        With `select`, or for a delta snapshot, a temporary file of the full state (only the
+        parameters `select` keeps and their ties' targets, reading only their bytes);
+        `size_bytes` is then that file's."""
         files = self._files(name)
         with files.lock:
             record = self._record(files, snapshot_id)
             info = self._described(files, record)
-        try:
-            with self.backend.local_file(record.parameters) as path, open(path, "rb"):
-                if select is None:
+        if select is None and not record.base:
+            try:
+                with self.backend.local_file(record.parameters) as path, open(path, "rb"):
                     yield info, path
                     return
-                with _refusals(), tempfile.TemporaryDirectory() as folder:
-                    selected = os.path.join(folder, "selected.safetensors")
-                    tensors, aliases, metadata = codec.encode_selected(
-                        checkpoint.open_mapped(path, record.checksums, select), select, name)
-                    checkpoint.write(selected, tensors, aliases=aliases, metadata=metadata)
-                    yield replace(info, size_bytes=os.path.getsize(selected)), selected
-        except FileNotFoundError:
-            raise SnapshotNotFound(f"snapshot {snapshot_id!r} was deleted meanwhile") from None
+            except FileNotFoundError:
+                raise SnapshotNotFound(f"snapshot {snapshot_id!r} was deleted meanwhile"
+                                       ) from None
+        state = self._read(files, record.info.id, select).state
+        with _refusals(), tempfile.TemporaryDirectory() as folder:
+            full = os.path.join(folder, "snapshot.safetensors")
+            tensors, aliases, metadata = codec.encode(name, state, info.step, info.metadata)
+            checkpoint.write(full, tensors, aliases=aliases, metadata=metadata)
+            yield replace(info, size_bytes=os.path.getsize(full), base=""), full
 
     def delete_snapshot(self, name: str, snapshot_id: str) -> None:
         """Delete one snapshot. Raises `SnapshotNotFound`, `StorageUnavailable`."""
@@ -564,6 +597,11 @@ class Catalog:
         with files.lock:
             record = self._record(files, snapshot_id, damaged_too=True)
             snapshot_id = record.info.id
+            deltas = [delta for delta, kept in files.records.items() if kept.base == snapshot_id]
+            if deltas:
+                raise FailedPrecondition(
+                    f"snapshot {snapshot_id} is the base of delta snapshot {deltas[0]}: delete "
+                    "the deltas first, or export them (an export is a full file)")
             with _storage_errors("delete the snapshot"):
                 self.backend.delete(f"{files.prefix}/snapshots/{snapshot_id}.json")
             del files.records[snapshot_id]
@@ -755,7 +793,7 @@ def _record_json(record: _Record) -> bytes:
         "id": info.id, "step": info.step, "created_unix_nanos": info.created_unix_nanos,
         "metadata": info.metadata, "size_bytes": info.size_bytes, "version": info.version,
         "parameters": record.parameters, "optimizer": record.optimizer,
-        "checksums": record.checksums,
+        "checksums": record.checksums, "base": record.base,
     }, separators=(",", ":")).encode()
 
 
@@ -769,13 +807,20 @@ def _parse_record(store: str, data: bytes) -> _Record:
         store, validation.snapshot_id(raw["id"]), int(raw["step"]),
         int(raw["created_unix_nanos"]), metadata, int(raw["size_bytes"]), int(raw["version"]),
     )
-    optimizer = raw["optimizer"]
+    optimizer, base = raw["optimizer"], raw.get("base") or ""
     checksums = raw["checksums"]
     if not isinstance(checksums, dict) or not all(
             isinstance(value, int) for value in checksums.values()):
         raise ValueError("checksums must map tensor names to integers")
+    if base:
+        info = replace(info, base=validation.snapshot_id(base))
     return _Record(info, str(raw["parameters"]), None if optimizer is None else str(optimizer),
-                   checksums)
+                   checksums, info.base)
+
+
+def _saw(files: _StoreFiles, snapshot_id: str, state: StoreState) -> None:
+    """Remember the arrays of the newest snapshot, the base of the next delta snapshot."""
+    files.seen = snapshot_id, {name: weakref.ref(array) for name, array in state.data.items()}
 
 
 def _is_setting(folder: str) -> bool:

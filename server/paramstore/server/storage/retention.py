@@ -2,7 +2,8 @@
 
 A snapshot is kept when any rule keeps it: among the last `keep_last`, among the `keep_best`
 by a metric of its metadata (one without a readable metric is never "best"), at a step that is
-a multiple of `keep_every_steps`. The newest snapshot and every tagged one are always kept.
+a multiple of `keep_every_steps`. The newest snapshot and every tagged one are always kept,
+and so is every snapshot that a kept delta snapshot is built on.
 """
 
 from __future__ import annotations
@@ -65,10 +66,14 @@ class RetentionPolicy:
 
 
 def doomed(
-    policy: RetentionPolicy, snapshots: Sequence[Described], protected: Collection[str]
+    policy: RetentionPolicy,
+    snapshots: Sequence[Described],
+    protected: Collection[str],
+    bases: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The ids of `snapshots` (oldest first) that `policy` deletes; `protected` ids (tagged,
-    or a base a kept snapshot needs) are never among them, nor is the newest snapshot."""
+    """The ids of `snapshots` (oldest first) that `policy` deletes; `protected` ids (tagged)
+    are never among them, nor is the newest snapshot, nor the base (`bases`: delta id -> base
+    id) of a kept snapshot, or its base's base."""
     if policy.empty or not snapshots:
         return []
     kept = set(protected) | {snapshots[-1].id}
@@ -84,6 +89,9 @@ def doomed(
     if policy.keep_every_steps:
         kept.update(info.id for info in snapshots
                     if info.step >= 0 and info.step % policy.keep_every_steps == 0)
+    for snapshot_id in list(kept):
+        while (snapshot_id := (bases or {}).get(snapshot_id, "")) and snapshot_id not in kept:
+            kept.add(snapshot_id)
     return [info.id for info in snapshots if info.id not in kept]
 
 
