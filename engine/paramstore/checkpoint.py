@@ -35,6 +35,7 @@ import safetensors
 from safetensors import SafetensorError, safe_open
 
 from paramstore import _files
+from paramstore.dtypes import BFLOAT16, numpy_dtype
 
 __all__ = [
     "Checkpoint", "CheckpointError", "check_readable", "checksums_of", "dumps", "load", "loads",
@@ -61,9 +62,10 @@ _DTYPES: dict[str, np.dtype] = {
     "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": np.dtype("<f4"),
     "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
 }
+_BF16 = "BF16"  # bfloat16: its NumPy dtype comes from ml_dtypes, imported when first met
 # Keyed by the dtype object: `dtype.name` is slow enough to dominate many tiny tensors.
 _NAME_OF_DTYPE: dict[np.dtype, str] = {dtype: dtype.name for dtype in _DTYPES.values()}
-_LABELS = frozenset(_NAME_OF_DTYPE.values())
+_LABELS = frozenset({*_NAME_OF_DTYPE.values(), BFLOAT16})
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 _VERIFY_BLOCK = 64 << 20  # mapped bytes checksummed before their pages are given back
 _OVERLAP_BYTES = 16 << 20  # from this size on, checksums are computed while the file is written
@@ -258,7 +260,7 @@ def _specs(stored: Mapping[str, np.ndarray]) -> dict[str, Any]:
     the caller): it reads their memory directly."""
     return {
         name: safetensors.TensorSpec(
-            dtype=_NAME_OF_DTYPE[array.dtype], shape=array.shape,
+            dtype=_NAME_OF_DTYPE.get(array.dtype) or array.dtype.name, shape=array.shape,
             data_ptr=array.__array_interface__["data"][0],
             data_len=array.nbytes,
         )
@@ -299,7 +301,8 @@ def _bytes_of(array: np.ndarray) -> memoryview:
     """The array's bytes without a copy (the array is C-contiguous)."""
     if array.size == 0:
         return memoryview(b"")  # a view with a zero in its shape cannot be cast
-    return memoryview(array).cast("B")
+    # As bytes first: the buffer protocol has no format for bfloat16.
+    return memoryview(array.reshape(-1).view(np.uint8))
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -472,14 +475,17 @@ def _checked_entries(header: dict[str, Any]) -> Iterator[tuple[str, _Entry]]:
     for name, info in header.items():
         validate_name(name)
         label, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-        if label not in _DTYPES:
+        if label not in _DTYPES and label != _BF16:
             raise CheckpointError(
-                f"tensor {name!r} has dtype {label!r}; supported: {', '.join(_DTYPES)}"
+                f"tensor {name!r} has dtype {label!r}, which paramstore does not support "
+                f"(the safetensors NumPy reader cannot load it); supported: "
+                f"{', '.join([*_DTYPES, _BF16])}"
             )
         if len(shape) > MAX_DIMENSIONS:
             raise CheckpointError(f"tensor {name!r} has {len(shape)} dimensions, more than "
                                   f"{MAX_DIMENSIONS}")
-        yield name, (_DTYPES[label], tuple(shape), begin, end)
+        dtype = numpy_dtype(BFLOAT16) if label == _BF16 else _DTYPES[label]
+        yield name, (dtype, tuple(shape), begin, end)
 
 
 def _verify_checksums(

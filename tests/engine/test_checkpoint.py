@@ -240,8 +240,8 @@ MALFORMED = {
     "not an object": raw_file([1, 2]),  # type: ignore[arg-type]
     "unknown dtype": raw_file({"w": {"dtype": "F99", "shape": [2], "data_offsets": [0, 8]}},
                               bytes(8)),
-    "bfloat16": raw_file({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}},
-                         bytes(4)),
+    "float8": raw_file({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}},
+                       bytes(2)),
     "negative dimension": raw_file({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}},
                                    bytes(8)),
     "shape not a list": raw_file({"w": {"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}},
@@ -436,3 +436,19 @@ def test_a_selected_open_never_reads_the_other_tensors_bytes(tmp_path):
     np.testing.assert_array_equal(loaded.tensors["kept"], np.ones(1000, np.float32))
     with pytest.raises(CheckpointError, match="'damaged'"):
         checkpoint.open_mapped(path, select=lambda name: name == "damaged")
+
+
+def test_bfloat16_tensors_round_trip_and_open_with_plain_safetensors(tmp_path):
+    values = np.array([1.5, -2.0, 3.25e10], np.float32).astype("bfloat16")
+    checkpoint.save(tmp_path / "bf.safetensors", {"w": values})
+    assert checkpoint.load(tmp_path / "bf.safetensors").tensors["w"].dtype.name == "bfloat16"
+    np.testing.assert_array_equal(checkpoint.load(tmp_path / "bf.safetensors").tensors["w"],
+                                  values)
+    np.testing.assert_array_equal(safetensors.numpy.load_file(tmp_path / "bf.safetensors")["w"],
+                                  values)
+
+
+def test_a_float8_tensor_is_refused_with_a_message_naming_its_dtype():
+    header = {"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}
+    with pytest.raises(CheckpointError, match="'F8_E4M3', which paramstore does not support"):
+        checkpoint.loads(raw_file(header, b"\x00\x00"))

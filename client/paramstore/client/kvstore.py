@@ -33,6 +33,7 @@ import numpy as np
 from paramstore import _files
 from paramstore.client import transfer
 from paramstore.client.errors import ParamstoreError
+from paramstore.dtypes import numpy_dtype
 from paramstore.kvstore import KVStoreBase, as_list, buffer_of
 from paramstore.proto import chunks
 from paramstore.proto import shared_memory as segments
@@ -158,7 +159,7 @@ class RemoteKVStore(KVStoreBase):
             if reply.WhichOneof("item") != "parameter":
                 raise ParamstoreError("the server sent data outside its shared-memory segment")
             spec = reply.parameter
-            dtype = np.dtype(spec.dtype).newbyteorder("<")
+            dtype = numpy_dtype(spec.dtype).newbyteorder("<")
             count = int(np.prod(tuple(spec.shape)))
             value = np.frombuffer(segment.buf, dtype, count, offset).reshape(tuple(spec.shape))
             received.append(transfer.Received(spec, value))
@@ -315,7 +316,7 @@ def _unlink(name: str) -> None:
 
 
 def _raw_bytes(spec: pb.ParameterSpec) -> int:
-    return int(np.prod(tuple(spec.shape))) * np.dtype(spec.dtype).itemsize
+    return int(np.prod(tuple(spec.shape))) * numpy_dtype(spec.dtype).itemsize
 
 
 def _wire(array: np.ndarray) -> np.ndarray:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from paramstore.dtypes import numpy_dtype
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ class RemoteParameter:
         """The dtype as the pushing dict held it: a NumPy class (`numpy.float32`) when it was
         given as one, else its name (`'float32'`)."""
         if self.dtype_label.startswith(_NUMPY_CLASS_LABEL):
-            return np.dtype(self._dtype_name).type
+            return numpy_dtype(self._dtype_name).type
         return self._dtype_name
 
     def data(self) -> NDArray:

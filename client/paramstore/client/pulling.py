@@ -32,6 +32,7 @@ from paramstore.client.errors import (
     InvalidArgument,
     ParamstoreError,
 )
+from paramstore.dtypes import numpy_dtype
 from paramstore.proto import wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
@@ -246,7 +247,7 @@ def _shape(spec: pb.ParameterSpec) -> tuple[int, ...]:
 
 
 def _dtype(spec: pb.ParameterSpec) -> np.dtype:
-    return np.dtype(spec.dtype).newbyteorder("<")
+    return numpy_dtype(spec.dtype).newbyteorder("<")
 
 
 # ---- destinations ----------------------------------------------------------------------------
@@ -269,7 +270,7 @@ def _arrays_of(destination: Any) -> list[np.ndarray] | None:
 def _check(name: str, spec: pb.ParameterSpec, destination: Any,
            arrays: list[np.ndarray] | None) -> None:
     """Raise `FailedPrecondition` unless `destination` can take the tensor of `spec`."""
-    shape, dtype = _shape(spec), np.dtype(spec.dtype)
+    shape, dtype = _shape(spec), numpy_dtype(spec.dtype)
     if arrays is None:
         local_shape = tuple(destination.shape or ())
         agrees = len(local_shape) == len(shape) and all(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from paramstore.client.errors import InvalidArgument, ParamstoreError
+from paramstore.dtypes import numpy_dtype
 from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
@@ -143,7 +144,7 @@ def receive(
     def start(spec: pb.ParameterSpec) -> Callable[[bytes], None] | None:
         data = None
         if spec.has_data:
-            data = np.empty(tuple(spec.shape), dtype=np.dtype(spec.dtype).newbyteorder("<"))
+            data = np.empty(tuple(spec.shape), dtype=numpy_dtype(spec.dtype).newbyteorder("<"))
             arrays[spec.alias_of or spec.name] = data
         elif spec.alias_of:
             data = arrays.get(spec.alias_of)

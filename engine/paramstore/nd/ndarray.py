@@ -15,6 +15,7 @@ import numpy as np
 from paramstore import _tape
 from paramstore._tape import Leaf, Node
 from paramstore.context import Context, current_context
+from paramstore.dtypes import numpy_dtype
 
 DEFAULT_DTYPE = np.float32
 _CPU0 = Context("cpu", 0)
@@ -376,15 +377,17 @@ def _scatter(shape: tuple[int, ...], key: Any) -> _tape.Backward:
 def array(source: Any, ctx: Context | None = None, dtype: Any = None) -> NDArray:
     """A new array (float32 unless `dtype` says otherwise, whatever the source's dtype)."""
     if isinstance(source, NDArray):
-        data = source._data.astype(dtype if dtype is not None else source._data.dtype)
+        data = source._data.astype(numpy_dtype(dtype) if dtype is not None
+                                   else source._data.dtype)
     else:
-        data = np.array(source, dtype=dtype if dtype is not None else DEFAULT_DTYPE)
+        data = np.array(source, dtype=numpy_dtype(dtype) if dtype is not None
+                        else DEFAULT_DTYPE)
     return _placed(data, ctx)
 
 
 def _creation(fill: Any) -> Any:
     def create(shape: Any, ctx: Context | None = None, dtype: Any = None, **kwargs: Any) -> NDArray:
-        return _placed(fill(shape, dtype=dtype or DEFAULT_DTYPE), ctx)
+        return _placed(fill(shape, dtype=numpy_dtype(dtype or DEFAULT_DTYPE)), ctx)
 
     return create
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from paramstore.dtypes import numpy_dtype
+
 # Measured on loopback: throughput rises up to 1 MiB chunks and is flat beyond; 1 MiB also stays
 # well under gRPC's default 4 MiB message limit, so grpcurl and other clients work.
 CHUNK_BYTES = 1 << 20
@@ -120,7 +122,7 @@ def spec_bytes(spec: Any) -> int:
     count = 1
     for dim in spec.shape:
         count *= int(dim)
-    return count * np.dtype(spec.dtype).itemsize
+    return count * numpy_dtype(spec.dtype).itemsize
 
 
 def parameter_messages(

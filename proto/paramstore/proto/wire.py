@@ -16,8 +16,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import numpy as np
-
+from paramstore.dtypes import numpy_dtype
 from paramstore.proto import chunks
 
 SERVICE = "paramstore.v1.ParamStore"
@@ -79,7 +78,7 @@ def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], Non
 
 def data_bytes(spec: Any) -> int:
     """Bytes of data a ParameterSpec's shape and dtype hold."""
-    return int(np.dtype(spec.dtype).itemsize) * math.prod(int(dim) for dim in spec.shape)
+    return int(numpy_dtype(spec.dtype).itemsize) * math.prod(int(dim) for dim in spec.shape)
 
 
 def _check_filled(name: str, expected: int, filled: int) -> None:

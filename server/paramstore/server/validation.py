@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
+import ml_dtypes  # noqa: F401  np.dtype("bfloat16") in the server: its import paid once, at start
 import re2
 
 from paramstore import checkpoint
@@ -23,8 +24,8 @@ MAX_METADATA_KEY_LENGTH = 256
 MAX_PREFIX_LENGTH = 1024
 MAX_VERSION = 2**63 - 1  # versions and steps fit an int64 with room to count on
 DTYPES = frozenset(
-    ["bool", "uint8", "int8", "uint16", "int16", "float16", "uint32", "int32", "float32",
-     "uint64", "int64", "float64"]
+    ["bool", "uint8", "int8", "uint16", "int16", "float16", "bfloat16", "uint32", "int32",
+     "float32", "uint64", "int64", "float64"]
 )
 KINDS = frozenset(["Parameter", "Constant"])
 # Store names and snapshot ids become file and folder names: a conservative alphabet, no
