@@ -8,7 +8,7 @@ paramstore snapshot STORE [--step N] [--note TEXT] [--tag TAG ...] | snapshots S
 paramstore restore STORE ID | export STORE ID FILE | import FILE STORE   (each: [--select RE])
 paramstore delete-snapshot STORE ID
 paramstore tag STORE ID TAG | untag STORE TAG | retention STORE [--keep-last N ...]
-paramstore tie STORE ALIAS TARGET | untie STORE ALIAS | inspect FILE
+paramstore diff STORE A B | tie STORE ALIAS TARGET | untie STORE ALIAS | inspect FILE
 ```
 An ID is a snapshot id (00000007), the same without its zero padding (7), `latest` or a tag.
 Client commands read `--address` (or `PARAMSTORE_ADDRESS`) and `--token` (or
@@ -220,6 +220,11 @@ def _policy_text(policy: RetentionPolicy) -> str:
     return f"keeps {kept}{source}"
 
 
+def _diff(client: Client, args: argparse.Namespace) -> int:
+    print(client.store(args.store).diff(args.a, args.b))
+    return 0
+
+
 def _tie(client: Client, args: argparse.Namespace) -> int:
     client.store(args.store).tie(args.alias, args.target)
     _echo(f"{args.alias} now shares the tensor of {args.target}")
@@ -375,6 +380,11 @@ def _parser() -> argparse.ArgumentParser:
                            help="keep every snapshot whose step is a multiple of M")
     retention.add_argument("--default", action="store_true",
                            help="drop the store's policy: the server's --keep applies again")
+    diff = command("diff", _diff, "compare two snapshots parameter by parameter: status, L2 "
+                                  "norm of the difference, relative change, ties")
+    diff.add_argument("store")
+    diff.add_argument("a", **snapshot_id)
+    diff.add_argument("b", **snapshot_id)
     tie = command("tie", _tie, "make ALIAS another name of TARGET's tensor")
     tie.add_argument("store")
     tie.add_argument("alias")

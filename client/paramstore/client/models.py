@@ -59,6 +59,50 @@ def snapshot_info(message: pb.SnapshotInfo) -> SnapshotInfo:
 
 
 @dataclass(frozen=True)
+class ParameterDiff:
+    """One parameter of two snapshots: `status` is changed, unchanged, added, removed or
+    reshaped; `l2` the L2 norm of b - a, `relative` that over a's norm (None where there is no
+    data to compare); `tie_a`/`tie_b` the alias target in each ("" for none)."""
+
+    name: str
+    status: str
+    l2: float | None
+    relative: float | None
+    tie_a: str
+    tie_b: str
+
+
+class SnapshotDiff(list[ParameterDiff]):
+    """`store.diff(a, b)`: one `ParameterDiff` per parameter; `str()` is a table."""
+
+    def __str__(self) -> str:
+        rows = [("PARAMETER", "STATUS", "L2", "RELATIVE", "TIES")]
+        for record in self:
+            ties = "" if record.tie_a == record.tie_b == "" else \
+                f"{record.tie_a or '-'} -> {record.tie_b or '-'}"
+            rows.append((record.name, record.status, _number(record.l2),
+                         _number(record.relative), ties))
+        widths = [max(len(row[column]) for row in rows) for column in range(4)]
+        return "\n".join(
+            f"{name:<{widths[0]}}  {status:<{widths[1]}}  {l2:>{widths[2]}}  "
+            f"{relative:>{widths[3]}}  {ties}".rstrip()
+            for name, status, l2, relative, ties in rows)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def snapshot_diff(message: pb.DiffSnapshotsResponse) -> SnapshotDiff:
+    return SnapshotDiff(
+        ParameterDiff(record.name, record.status,
+                      record.l2 if record.HasField("l2") else None,
+                      record.relative if record.HasField("relative") else None,
+                      record.tie_a, record.tie_b)
+        for record in message.parameters)
+
+
+@dataclass(frozen=True)
 class RetentionPolicy:
     """Which snapshots a store keeps (see `RemoteStore.set_retention`); `server_default` when
     the store has no policy of its own and the server's `--keep` applies."""

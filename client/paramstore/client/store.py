@@ -13,9 +13,11 @@ from paramstore.client import pulling, transfer
 from paramstore.client.errors import FailedPrecondition, InvalidArgument, ParamstoreError
 from paramstore.client.models import (
     RetentionPolicy,
+    SnapshotDiff,
     SnapshotInfo,
     StoreInfo,
     retention_policy,
+    snapshot_diff,
     snapshot_info,
     store_info,
 )
@@ -215,6 +217,13 @@ class RemoteStore:
         `FailedPrecondition` (a selected shape or dtype differs from the store's)."""
         self.client.call("RestoreSnapshot", pb.RestoreSnapshotRequest(
             store=self.name, id=snapshot_id, select=select or ""))
+
+    def diff(self, a: str, b: str) -> SnapshotDiff:
+        """Compare snapshots `a` and `b` (ids as `restore` takes them) on the server: one
+        record per parameter (changed, unchanged, added, removed or reshaped; the L2 norm of
+        b - a and its relative change; ties), printing as a table. Raises `SnapshotNotFound`."""
+        request = pb.DiffSnapshotsRequest(store=self.name, a=a, b=b)
+        return snapshot_diff(self.client.call("DiffSnapshots", request))
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Delete a snapshot. Raises `SnapshotNotFound`."""

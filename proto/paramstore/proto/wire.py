@@ -24,6 +24,7 @@ ERROR_KEY = "paramstore-error"
 READ_METHODS = frozenset({
     "GetStore", "ListStores", "CollectParams", "Pull", "ListTies", "ListSnapshots",
     "ExportSnapshot", "GetOptimizerStates", "GetRetention",
+    "DiffSnapshots",
 })
 PUSH_METHODS = ("Push", "SetData", "InitKeys", "PushPull")  # requests: PushRequest chunks
 PULL_METHODS = ("Pull", "PushPull")  # replies: PullResponse chunks

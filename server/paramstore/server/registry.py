@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from paramstore import optimizer as opt
 from paramstore.server import validation
+from paramstore.server.diff import ParameterDiff, diff
 from paramstore.server.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -285,6 +286,13 @@ class StoreRegistry:
     def delete_snapshot(self, name: str, snapshot_id: str) -> None:
         self.get(name)
         self.catalog.delete_snapshot(name, snapshot_id)
+
+    def diff(self, name: str, a: str, b: str) -> list[ParameterDiff]:
+        """Snapshots `a` and `b` compared parameter by parameter (see `diff.diff`). Raises
+        `SnapshotNotFound`, `InvalidArgument` (damaged)."""
+        self.get(name)
+        return diff(self.catalog.read_snapshot(name, a).state,
+                    self.catalog.read_snapshot(name, b).state)
 
     def tag(self, name: str, snapshot_id: str, tag: str) -> SnapshotInfo:
         """Give a snapshot a tag, moving it from the snapshot that had it."""

@@ -336,6 +336,14 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         return _snapshot_info(self.registry.import_snapshot(begin.store, receive))
 
     @_rpc
+    def DiffSnapshots(self, request: pb.DiffSnapshotsRequest, context: Any, call: _Call) -> Any:
+        records = self.registry.diff(request.store, request.a, request.b)
+        return pb.DiffSnapshotsResponse(parameters=[
+            pb.ParameterDiff(name=record.name, status=record.status, l2=record.l2,
+                             relative=record.relative, tie_a=record.tie_a, tie_b=record.tie_b)
+            for record in records])
+
+    @_rpc
     def TagSnapshot(self, request: pb.TagSnapshotRequest, context: Any, call: _Call) -> Any:
         return _snapshot_info(self.registry.tag(request.store, request.id, request.tag))
 

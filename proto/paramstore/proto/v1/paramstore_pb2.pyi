@@ -415,6 +415,38 @@ class GetRetentionRequest(_message.Message):
     store: str
     def __init__(self, store: _Optional[str] = ...) -> None: ...
 
+class DiffSnapshotsRequest(_message.Message):
+    __slots__ = ("store", "a", "b")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    a: str
+    b: str
+    def __init__(self, store: _Optional[str] = ..., a: _Optional[str] = ..., b: _Optional[str] = ...) -> None: ...
+
+class ParameterDiff(_message.Message):
+    __slots__ = ("name", "status", "l2", "relative", "tie_a", "tie_b")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    L2_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_FIELD_NUMBER: _ClassVar[int]
+    TIE_A_FIELD_NUMBER: _ClassVar[int]
+    TIE_B_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    status: str
+    l2: float
+    relative: float
+    tie_a: str
+    tie_b: str
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., l2: _Optional[float] = ..., relative: _Optional[float] = ..., tie_a: _Optional[str] = ..., tie_b: _Optional[str] = ...) -> None: ...
+
+class DiffSnapshotsResponse(_message.Message):
+    __slots__ = ("parameters",)
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterDiff]
+    def __init__(self, parameters: _Optional[_Iterable[_Union[ParameterDiff, _Mapping]]] = ...) -> None: ...
+
 class ImportBegin(_message.Message):
     __slots__ = ("store", "size_bytes")
     STORE_FIELD_NUMBER: _ClassVar[int]

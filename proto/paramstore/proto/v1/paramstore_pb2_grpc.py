@@ -145,6 +145,11 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.GetRetentionRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.RetentionPolicy.FromString,
                 _registered_method=True)
+        self.DiffSnapshots = channel.unary_unary(
+                '/paramstore.v1.ParamStore/DiffSnapshots',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.DiffSnapshotsRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.DiffSnapshotsResponse.FromString,
+                _registered_method=True)
         self.JoinTraining = channel.unary_unary(
                 '/paramstore.v1.ParamStore/JoinTraining',
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.JoinTrainingRequest.SerializeToString,
@@ -390,6 +395,15 @@ class ParamStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiffSnapshots(self, request, context):
+        """Compares two snapshots parameter by parameter: one record per parameter of `a`, then per
+        parameter only `b` has, in store order. NOT_FOUND (store or snapshot); INVALID_ARGUMENT
+        (a damaged snapshot).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def JoinTraining(self, request, context):
         """---- distributed training (a KVStore for gluon.Trainer) ----
 
@@ -588,6 +602,11 @@ def add_ParamStoreServicer_to_server(servicer, server):
                     servicer.GetRetention,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.GetRetentionRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.RetentionPolicy.SerializeToString,
+            ),
+            'DiffSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffSnapshots,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.DiffSnapshotsRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.DiffSnapshotsResponse.SerializeToString,
             ),
             'JoinTraining': grpc.unary_unary_rpc_method_handler(
                     servicer.JoinTraining,
@@ -1230,6 +1249,33 @@ class ParamStore:
             '/paramstore.v1.ParamStore/GetRetention',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.GetRetentionRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.RetentionPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/DiffSnapshots',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.DiffSnapshotsRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.DiffSnapshotsResponse.FromString,
             options,
             channel_credentials,
             insecure,
