@@ -14,7 +14,7 @@ import safetensors.numpy
 from chapter_nets import mlp, rgnet, tied_net
 from server_process import paramstore_command, running_server
 
-from paramstore import checkpoint
+from paramstore import __version__, checkpoint
 from paramstore.client.cli import main
 
 pytest_plugins = ("server_fixtures",)  # `served`, `remote`
@@ -53,6 +53,30 @@ def test_help_lists_every_command():
                     "import", "inspect", "delete-store", "delete-snapshot", "tag", "untag",
                     "retention", "tie", "untie"):
         assert f"    {command} " in shown.stdout
+
+
+def test_version_prints_the_package_version():
+    shown = subprocess.run([*paramstore_command(), "--version"], capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.split() == ["paramstore", __version__]
+
+
+def test_export_materialize_ties_writes_each_tied_name_as_its_own_tensor(
+        paramstore, pushed_mlp, tmp_path):
+    store, _ = pushed_mlp
+    store.push({"extra_bias": np.zeros(10, np.float32)})
+    store.tie("extra_bias", "dense1_bias")
+    paramstore("snapshot", "mlp")
+    path = tmp_path / "plain.safetensors"
+    assert paramstore("export", "mlp", "latest", path, "--materialize-ties")[0] == 0
+    loaded = safetensors.numpy.load_file(path)
+    np.testing.assert_array_equal(loaded["extra_bias"], loaded["dense1_bias"])
+    assert checkpoint.load(path).aliases == {}
+
+
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:0", "127.0.0.1:70000", ":80"])
+def test_an_address_without_a_valid_port_is_refused(capsys, address):
+    assert main(["--address", address, "stores"]) == 1
+    assert "HOST:PORT" in capsys.readouterr().err
 
 
 def test_serve_after_client_options_is_a_usage_error(capsys):
@@ -348,4 +372,5 @@ def test_the_cli_talks_tls_to_a_tls_server_given_its_certificate(tmp_path):
         with server.connect() as client:
             client.create_store("secure")
         assert server.cli("--tls-ca", str(cert), "stores").stdout == "secure\n"
-        assert server.cli("stores").returncode == 1  # plain text to a TLS server
+        plain = server.cli("stores")  # plain text to a TLS server
+        assert plain.returncode == 1 and "pass --tls-ca" in plain.stderr

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from paramstore import checkpoint
+from paramstore import __version__, checkpoint
 from paramstore.client.client import Client, connect
 from paramstore.client.errors import ParamstoreError, Unavailable
 from paramstore.client.models import RetentionPolicy, SnapshotInfo
@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _connect(args) as client:
             return args.run(client, args)
     except Unavailable as error:
-        return _fail(f"cannot reach a paramstore server at {args.address}: {error}")
+        hint = "" if args.tls_ca else " (if the server uses TLS, pass --tls-ca PEM)"
+        return _fail(f"cannot reach a paramstore server at {args.address}: {error}{hint}")
     except ParamstoreError as error:
         return _fail(f"{error.code}: {error}")
     except (OSError, checkpoint.CheckpointError) as error:  # local files: unreadable, malformed
@@ -112,6 +113,11 @@ def _safetensors_file(path: Path) -> None:
 
 
 def _connect(args: argparse.Namespace) -> Client:
+    for address in args.address.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ParamstoreError(f"--address {address!r} must be HOST:PORT with a port "
+                                  "from 1 to 65535")
     cert, key = getattr(args, "tls_client_cert", None), getattr(args, "tls_client_key", None)
     if (cert is None) != (key is None):
         raise ParamstoreError("--tls-client-cert and --tls-client-key go together")
@@ -257,9 +263,23 @@ def _restore(client: Client, args: argparse.Namespace) -> int:
 
 def _export(client: Client, args: argparse.Namespace) -> int:
     info = client.store(args.store).export_snapshot(args.id, args.file, select=args.select)
+    if args.materialize_ties:
+        _materialize_ties(args.file)
     _echo(f"exported snapshot {info.id} of {args.store!r} to {args.file} "
           f"({_size(info.size_bytes)})")
     return 0
+
+
+def _materialize_ties(path: Path) -> None:
+    """Rewrite `path` with every tied name as a tensor of its own, and without the listing
+    that would tie them again: a file for tools that read no paramstore metadata."""
+    from paramstore.server.storage.codec import PARAMETERS_KEY
+
+    loaded = checkpoint.load(path)
+    tensors = {name: array.copy() if name in loaded.aliases else array
+               for name, array in loaded.tensors.items()}
+    metadata = {key: value for key, value in loaded.metadata.items() if key != PARAMETERS_KEY}
+    checkpoint.save(path, tensors, metadata=metadata)
 
 
 def _import(client: Client, args: argparse.Namespace) -> int:
@@ -301,6 +321,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="paramstore",
         description="Serve parameter stores and manage their safetensors snapshots.",
     )
+    parser.add_argument("--version", action="version", version=f"paramstore {__version__}")
     _add_connection_options(parser, overriding=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Given after the command, the connection options override those given before it.
@@ -346,6 +367,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("file", type=Path)
     export.add_argument("--select", metavar="RE",
                         help="only the parameters matching this regular expression")
+    export.add_argument("--materialize-ties", action="store_true",
+                        help="write every tied name as a tensor of its own, for tools that "
+                             "do not read paramstore's metadata")
     imported = command("import", _import, "create a store from a safetensors file")
     imported.add_argument("file", type=Path)
     imported.add_argument("store")
