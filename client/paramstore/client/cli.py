@@ -25,6 +25,7 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from paramstore import __version__, checkpoint
 from paramstore.client.client import Client, connect
@@ -355,7 +356,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="tag the snapshot (repeatable); the tag moves to it")
     command("snapshots", _snapshots, "list a store's snapshots, oldest first, with their tags"
             ).add_argument("store")
-    snapshot_id = {"metavar": "ID", "help": "a snapshot id (00000007 or 7), 'latest' or a tag"}
+    snapshot_id: dict[str, Any] = {
+        "metavar": "ID", "help": "a snapshot id (00000007 or 7), 'latest' or a tag"}
     restore = command("restore", _restore, "bring a store back to a snapshot")
     restore.add_argument("store")
     restore.add_argument("id", **snapshot_id)

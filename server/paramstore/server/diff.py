@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def diff(a: StoreState, b: StoreState) -> list[ParameterDiff]:
     records = []
     for name in [*a.parameters, *(name for name in b.parameters if name not in a.parameters)]:
         info_a, info_b = a.parameters.get(name), b.parameters.get(name)
-        ties = {"tie_a": (info_a and info_a.alias_of) or "",
+        ties: dict[str, Any] = {"tie_a": (info_a and info_a.alias_of) or "",
                 "tie_b": (info_b and info_b.alias_of) or ""}
         if info_a is None or info_b is None:
             records.append(ParameterDiff(name, "added" if info_a is None else "removed", **ties))

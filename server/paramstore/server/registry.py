@@ -287,7 +287,7 @@ class StoreRegistry:
         self.get(name)
         self.catalog.delete_snapshot(name, snapshot_id)
 
-    def diff(self, name: str, a: str, b: str) -> list[ParameterDiff]:
+    def diff(self, name: str, a: str, b: str) -> Sequence[ParameterDiff]:
         """Snapshots `a` and `b` compared parameter by parameter (see `diff.diff`). Raises
         `SnapshotNotFound`, `InvalidArgument` (damaged)."""
         self.get(name)
