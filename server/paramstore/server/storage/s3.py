@@ -75,7 +75,7 @@ class S3Backend(Backend):
 
     def write(self, key: str, produce: Callable[[str], None]) -> int:
         name = self._key(key)
-        with _spool() as path:
+        with _spool(_MEMORY_FOLDER) as path:
             produce(path)
             size = os.path.getsize(path)
             with _s3_errors(self.location(key)):
@@ -192,10 +192,19 @@ class _Taken(Exception):
     """A conditional write found its key taken."""
 
 
+# Uploads are spooled in memory where the system offers a memory file system: a file written
+# to disk only to be read back at once costs writeback (measured: 0.6-1 s for 256 MiB, as much
+# as a third of the PUT). Downloads stay on disk, where the mapped pages can be reclaimed.
+_MEMORY_FOLDER = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) \
+    else None
+
+
 @contextlib.contextmanager
-def _spool() -> Iterator[str]:
-    """A local temporary file, removed afterwards (a mapping of it stays valid)."""
-    descriptor, path = tempfile.mkstemp(prefix="paramstore-s3-", suffix=".safetensors")
+def _spool(folder: str | None = None) -> Iterator[str]:
+    """A temporary file (in `folder`, else the system's), removed afterwards (a mapping of it
+    stays valid)."""
+    descriptor, path = tempfile.mkstemp(prefix="paramstore-s3-", suffix=".safetensors",
+                                        dir=folder)
     os.close(descriptor)
     try:
         yield path
