@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2, paramstore_pb2_grpc
@@ -31,6 +30,7 @@ from paramstore.server.auth import Token, TokenCheck, caller_naming, read_tokens
 from paramstore.server.errors import StoreError
 from paramstore.server.limits import DEFAULT_MAX_PARAMETERS, Limits, default_max_total_bytes
 from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
+from paramstore.server.reflection import enable_reflection
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
 from paramstore.server.servicer import ParamStoreServicer
 from paramstore.server.training import (
@@ -166,9 +166,7 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((SERVICE_NAME, health.SERVICE_NAME), server)
     credentials = None
     if tls is not None:
         credentials = grpc.ssl_server_credentials(
