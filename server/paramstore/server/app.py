@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from paramstore import logs
 from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2, paramstore_pb2_grpc
 from paramstore.server.admission import (
@@ -310,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                         help="interface of the metrics endpoint (default 127.0.0.1: this "
                              "machine only; the metrics name every store and its size)")
+    logs.add_log_level_flag(parser, "INFO", "DEBUG adds a line per call; INFO logs starts, stops, "
+                                       "recoveries, retention and failures")
     _add_limit_flags(parser)
     _add_call_flags(parser)
     args = parser.parse_args(argv)
@@ -323,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     if args.keep < 0:
         parser.error("--keep must be 0 (keep all) or positive")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure(args.log_level)
     try:
         token = read_tokens(args.token_file) if args.token_file else None
         tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert else None
