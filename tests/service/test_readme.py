@@ -246,3 +246,14 @@ def test_addresses_are_replaced_once_and_whole() -> None:
     addresses = {"127.0.0.1:50051": "127.0.0.1:4000", "127.0.0.1:5000": "127.0.0.1:50051"}
     assert substitute("a 127.0.0.1:50051 b 127.0.0.1:5000 c 127.0.0.1:50000",
                       addresses) == "a 127.0.0.1:4000 b 127.0.0.1:50051 c 127.0.0.1:50000"
+
+
+def test_a_block_that_needs_etcd_and_moto_reaches_them(services: Services,
+                                                       tmp_path: Path) -> None:
+    block = Block(0, "python", (
+        "import urllib.request\n"
+        "health = urllib.request.urlopen('http://127.0.0.1:2379/health', timeout=5).read()\n"
+        "assert b'true' in health, health\n"
+        "urllib.request.urlopen('http://127.0.0.1:5000', timeout=5)\n"
+        "print('ok')\n"), needs=frozenset({"etcd", "moto"}))
+    assert run_block(block, services.addresses(block.needs), tmp_path) == "ok\n"
