@@ -61,9 +61,8 @@ class Services:
         for service in sorted(needs):
             if service not in self._addresses:
                 self._addresses[service] = getattr(self, f"_start_{service}")()
-        ports = {name: self._addresses.get(name) for name in set(README_ADDRESSES.values())}
-        for name, address in ports.items():
-            ports[name] = address if name in needs else f"127.0.0.1:{free_port()}"
+        ports = {name: self._addresses[name] if name in needs else f"127.0.0.1:{free_port()}"
+                 for name in set(README_ADDRESSES.values())}
         return {spelling: _spelled(spelling, ports[name])
                 for spelling, name in README_ADDRESSES.items()}
 
