@@ -33,6 +33,7 @@ class StoreModel:
     tags: dict[str, str] = field(default_factory=dict)  # acknowledged: tag -> snapshot id
     tags_in_flight: set[str] = field(default_factory=set)  # tags the operation may change
     keep_every_steps: int = 0  # of the acknowledged retention policy (0: none set)
+    bases: dict[str, str] = field(default_factory=dict)  # delta snapshot id -> its base's id
 
     def begin(self, operation: str, value: float | None = None, target: str = "",
               tags: tuple[str, ...] = ()) -> None:
@@ -57,12 +58,25 @@ class StoreModel:
             self.tags[tag] = snapshot_id
         self.done()
 
-    def snapshot_taken(self, snapshot_id: str, value: float) -> None:
+    def snapshot_taken(self, snapshot_id: str, value: float, base: str = "") -> None:
+        """A snapshot (a delta one on `base`) was acknowledged; retention then kept the
+        newest `keep`, the tagged ones and the bases the kept ones are built on."""
         self.snapshots[snapshot_id] = value
+        if base:
+            self.bases[snapshot_id] = base
         if self.keep:
-            for old in sorted(self.snapshots)[:-self.keep]:
+            kept = set(sorted(self.snapshots)[-self.keep:]) | set(self.tags.values())
+            for kept_id in list(kept):
+                while (kept_id := self.bases.get(kept_id, "")) and kept_id not in kept:
+                    kept.add(kept_id)
+            for old in set(self.snapshots) - kept:
                 del self.snapshots[old]
         self.done()
+
+    def deletable(self) -> list[str]:
+        """The snapshots a delete may remove: those no kept delta snapshot is built on."""
+        needed = {self.bases.get(snapshot_id) for snapshot_id in self.snapshots}
+        return sorted(set(self.snapshots) - needed)
 
     def snapshot_deleted(self, snapshot_id: str) -> None:
         self.snapshots.pop(snapshot_id, None)

@@ -2,10 +2,13 @@
 
 Random kills rarely land inside a commit, so every step in `COMMIT_STEPS` gets its own run: a
 server started with the crash hook at that step plays one script of every mutating operation
-(create, a retention policy, snapshots with retention and tags, delete-snapshot, tag, untag,
-import, delete-store) until the hook kills it there. The hook's mark proves the step was
-reached. After a restart without the hook, the stores keep every promise (`crash_model.check`),
-a retried import finds no phantom store, and no uncommitted byte is left.
+(create, a retention policy, delta snapshots whose retention must keep their base, snapshots
+with retention and tags, delete-snapshot, tag, untag, import, delete-store) until the hook
+kills it there. The delta snapshots come first, on a store snapshotted before the hook was
+set, so that every snapshot and retention step is first reached inside a delta snapshot. The
+hook's mark proves the step was reached. After a restart without the hook, the stores keep
+every promise (`crash_model.check`), a retried import finds no phantom store, and no
+uncommitted byte is left.
 """
 
 from __future__ import annotations
@@ -27,12 +30,32 @@ KEEP = 2  # snapshots kept per store, so that the third one runs retention
 IMPORTED = 7.0
 
 
-def play(client: Client, import_file: Path, a: StoreModel, b: StoreModel) -> None:
+def prepare(client: Client, c: StoreModel) -> None:
+    """Store "c", two full snapshots: the bases of the deltas `play` takes."""
+    c.begin("create")
+    store = client.create_store("c")
+    c.created = True
+    for value in (1.0, 2.0):
+        store.push({"w": np.full(1000, value, np.float32),
+                    "frozen": np.zeros(1000, np.float32)})
+        c.begin("snapshot", value)
+        c.snapshot_taken(store.snapshot(step=int(value)).id, value)
+
+
+def play(client: Client, import_file: Path, a: StoreModel, b: StoreModel,
+         c: StoreModel) -> None:
     """Every mutating operation once, recording each acknowledgement; stops when killed."""
     a.begin("create")
     store = client.create_store("a")
     a.created = True
     a.done()
+    deltas = client.store("c")
+    for value in (3.0, 4.0):  # the first deletes 1; the second keeps 2, the base of 3
+        deltas.set_data("w", np.full(1000, value, np.float32))  # "frozen" stays
+        c.begin("snapshot", value)
+        info = deltas.snapshot(step=int(value), delta=True)
+        assert info.base, "a delta snapshot with a base to build on was taken in full"
+        c.snapshot_taken(info.id, value, info.base)
     a.begin("retention-policy")
     # The same keep as the server's, and a period no step meets: only the record changes.
     store.set_retention(keep_last=KEEP, keep_every_steps=1000)
@@ -74,28 +97,34 @@ def test_a_kill_at_each_commit_step_loses_nothing_acknowledged(step, storage, tm
     mark = tmp_path / "reached"
     server = ServerProcess(storage.data_dir, ("--keep", str(KEEP), *storage.flags),
                            env={"PARAMSTORE_CRASH_AT": step, "PARAMSTORE_CRASH_MARK": str(mark)})
-    a, b = StoreModel("a", keep=KEEP), StoreModel("b", keep=KEEP)
+    a, b, c = (StoreModel(name, keep=KEEP) for name in ("a", "b", "c"))
+    unhooked = ServerProcess(storage.data_dir, ("--keep", str(KEEP), *storage.flags))
+    try:
+        with unhooked.start().connect() as client:
+            prepare(client, c)
+    finally:
+        unhooked.kill()
     try:
         server.start()
         with server.connect(timeout=30) as client:
-            play(client, import_file, a, b)
+            play(client, import_file, a, b, c)
     except ParamstoreError:
         pass  # the hook killed the server under this call
     finally:
         server.kill()
     assert mark.read_text() == step, f"the script never reached {step}"
-    assert a.in_flight or b.in_flight, "the server survived the whole script"
+    assert a.in_flight or b.in_flight or c.in_flight, "the server survived the whole script"
 
     restarted = ServerProcess(storage.data_dir, storage.flags)
     try:
         restarted.start()
         with restarted.connect() as client:
             listed = client.list_stores()
-            check(client, a, listed)
-            check(client, b, listed)
+            for model in (a, b, c):
+                check(client, model, listed)
             if b.in_flight == "import" and "b" not in listed:  # no phantom refuses a retry
                 client.import_snapshot(import_file, store="b")
     finally:
         restarted.kill()
-    for store in ("a", "b"):
+    for store in ("a", "b", "c"):
         assert_no_leftovers(storage.make_backend(), store)

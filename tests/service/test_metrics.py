@@ -1,14 +1,21 @@
 """Prometheus metrics of a running server: calls by method and status, bytes in and out, store
-sizes and snapshot durations, scraped from `/metrics` as Prometheus would."""
+sizes and snapshot durations, process and build facts, scraped from `/metrics` as Prometheus
+would."""
 
 import re
 import urllib.request
 
+import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from server_process import running_server
 
+import paramstore
 from paramstore.client.errors import StoreNotFound, Unauthenticated
 
 
@@ -95,3 +102,40 @@ def test_paramstore_serve_metrics_port_serves_metrics(tmp_path):
             client.create_store("s")
         samples = scrape(int(found.group(1)))
     assert samples[("paramstore_calls_total", (("method", "CreateStore"), ("status", "OK")))] == 1
+
+
+def test_only_paramstores_own_methods_are_counted(metered):
+    channel = grpc.insecure_channel(metered.address)
+    with channel:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        ProtoReflectionDescriptorDatabase(channel).get_services()
+    with metered.connect() as client:
+        client.list_stores()
+    methods = {dict(labels).get("method") for name, labels in scrape(metered.server.metrics.port)
+               if name.startswith("paramstore_")}
+    assert methods == {None, "ListStores"}
+
+
+def test_no_created_series_double_the_counters(metered):
+    with metered.connect() as client:
+        client.create_store("s").snapshot()
+    assert not [name for name, _ in scrape(metered.server.metrics.port)
+                if name.endswith("_created")]
+
+
+def test_process_python_and_build_metrics_are_exported(metered):
+    samples = scrape(metered.server.metrics.port)
+    names = {name for name, _ in samples}
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total", "python_info",
+            "python_gc_collections_total"} <= names
+    (build,) = [dict(labels) for name, labels in samples if name == "paramstore_build_info"]
+    assert build["version"] == paramstore.__version__ and build["grpc"] == grpc.__version__
+
+
+def test_duration_buckets_reach_half_an_hour(metered):
+    with metered.connect() as client:
+        client.create_store("s").snapshot()
+    samples = scrape(metered.server.metrics.port)
+    for name in ("paramstore_snapshot_duration_seconds", "paramstore_call_duration_seconds"):
+        bounds = {dict(labels)["le"] for sample, labels in samples if sample == f"{name}_bucket"}
+        assert {"60.0", "300.0", "1800.0"} <= bounds, name

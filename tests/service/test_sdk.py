@@ -444,17 +444,6 @@ def test_a_killed_server_restarts_from_its_latest_snapshot(spawn_server):
         )
 
 
-def test_the_server_logs_one_line_per_call(spawn_server):
-    server = spawn_server()
-    with server.connect() as client, pytest.raises(StoreNotFound):
-        client.store("ghost")
-    server.process.send_signal(signal.SIGTERM)
-    server.process.wait(timeout=30)
-    assert any(
-        "store=ghost method=GetStore status=NOT_FOUND" in line for line in server.log
-    ), server.log
-
-
 def test_ten_thousand_small_parameters_round_trip(client):
     params = {f"block{i // 100}_dense{i % 100}_weight": np.full(4, i, np.float32)
               for i in range(10_000)}

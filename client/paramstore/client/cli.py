@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from paramstore import __version__, checkpoint
+from paramstore import __version__, checkpoint, logs
 from paramstore.client.client import Client, connect
 from paramstore.client.errors import ParamstoreError, Unavailable
 from paramstore.client.models import RetentionPolicy, SnapshotInfo
@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
+    logs.configure(args.log_level)
     if args.command == "serve":
         parser.error("`serve` takes the server's own flags: paramstore serve --address ...")
     try:
@@ -323,6 +324,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve parameter stores and manage their safetensors snapshots.",
     )
     parser.add_argument("--version", action="version", version=f"paramstore {__version__}")
+    logs.add_log_level_flag(parser, "WARNING", "DEBUG shows each call to the server, its "
+                                               "status and duration")
     _add_connection_options(parser, overriding=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Given after the command, the connection options override those given before it.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,8 @@ from paramstore.client.store import RemoteStore
 from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
+
+_log = logging.getLogger("paramstore.client")
 
 # Reads change nothing: gRPC retries them on UNAVAILABLE with exponential backoff (a server
 # restarting, a connection not yet up). Writes are never retried behind the caller's back.
@@ -167,10 +172,8 @@ class Client:
 
     def call(self, method: str, request: Any) -> Any:
         """Run a unary-response RPC (a request message or an iterator of them)."""
-        try:
+        with _logged(method):
             return self._method(method)(request, metadata=self._metadata, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
 
     def pages(self, method: str, request: Any) -> Iterator[Any]:
         """Every reply of a paged listing: the request again with each `next_page_token`."""
@@ -183,12 +186,10 @@ class Client:
 
     def stream(self, method: str, request: Any) -> Iterator[Any]:
         """Run a server-streaming RPC, yielding its replies."""
-        try:
+        with _logged(method):
             yield from self._method(method)(
                 request, metadata=self._metadata, timeout=self.timeout
             )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
 
     def _tensor_method(self, method: str) -> Any:
         pushes, pulls = method in wire.PUSH_METHODS, method in wire.PULL_METHODS
@@ -260,3 +261,18 @@ def _write_selected(path: str | os.PathLike[str], selected: str, select: str, st
         checkpoint.write(selected, tensors, aliases=aliases, metadata=metadata)
     except (checkpoint.CheckpointError, StoreError) as error:
         raise InvalidArgument(f"{os.fspath(path)}: {error}") from None
+
+
+@contextlib.contextmanager
+def _logged(method: str) -> Iterator[None]:
+    """One DEBUG line per call (method, status, duration); a `grpc.RpcError` leaves as the
+    SDK's error for its status."""
+    started, status = time.perf_counter(), "OK"
+    try:
+        yield
+    except grpc.RpcError as error:
+        status = error.code().name
+        raise from_rpc_error(error) from None
+    finally:
+        _log.debug("method=%s status=%s duration_ms=%.1f", method, status,
+                   (time.perf_counter() - started) * 1000)

@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from paramstore import logs
 from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2, paramstore_pb2_grpc
 from paramstore.server.admission import (
@@ -31,6 +31,7 @@ from paramstore.server.auth import Token, TokenCheck, caller_naming, read_tokens
 from paramstore.server.errors import StoreError
 from paramstore.server.limits import DEFAULT_MAX_PARAMETERS, Limits, default_max_total_bytes
 from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
+from paramstore.server.reflection import enable_reflection
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
 from paramstore.server.servicer import ParamStoreServicer
 from paramstore.server.training import (
@@ -166,9 +167,7 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((SERVICE_NAME, health.SERVICE_NAME), server)
     credentials = None
     if tls is not None:
         credentials = grpc.ssl_server_credentials(
@@ -312,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                         help="interface of the metrics endpoint (default 127.0.0.1: this "
                              "machine only; the metrics name every store and its size)")
+    logs.add_log_level_flag(parser, "INFO", "DEBUG adds a line per call; INFO logs starts, stops, "
+                                       "recoveries, retention and failures")
     _add_limit_flags(parser)
     _add_call_flags(parser)
     args = parser.parse_args(argv)
@@ -325,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     if args.keep < 0:
         parser.error("--keep must be 0 (keep all) or positive")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure(args.log_level)
     try:
         token = read_tokens(args.token_file) if args.token_file else None
         tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert else None

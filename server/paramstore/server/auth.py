@@ -8,7 +8,8 @@ Token file format, one token per line:
 
 A line is a token, optionally followed by whitespace and `read-only`. A full token may call
 everything; a read-only token may only read (pull, list stores, parameters, ties and
-snapshots, collect_params, export a snapshot) and gets `PERMISSION_DENIED` for anything else.
+snapshots, collect_params, export a snapshot; server reflection) and gets `PERMISSION_DENIED`
+for anything else.
 A missing or unknown token gets `UNAUTHENTICATED`. Health checks need no token.
 """
 
@@ -24,12 +25,14 @@ from typing import Any
 
 import grpc
 
-from paramstore.proto.wire import ERROR_KEY, READ_METHODS
+from paramstore.proto.wire import ERROR_KEY, READ_METHODS, path
+from paramstore.server import reflection
 
 _log = logging.getLogger("paramstore.server")
 
 READ_ONLY_MARK = "read-only"
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+_READ_PATHS = frozenset(map(path, READ_METHODS))
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class TokenCheck(grpc.ServerInterceptor):
                            "Unauthenticated", "missing or wrong token: send metadata "
                            "'authorization: Bearer <token>' with one of the server's tokens")
         method = details.method.rsplit("/", 1)[-1]
-        if read_only and method not in READ_METHODS:
+        if read_only and not _reads(details.method):
             return refusal(handler, details.method, grpc.StatusCode.PERMISSION_DENIED,
                            "PermissionDenied",
                            f"this token is read-only and cannot call {method}")
@@ -95,13 +98,19 @@ class TokenCheck(grpc.ServerInterceptor):
         return found
 
 
+def _reads(method_path: str) -> bool:
+    """Whether the method at `method_path` changes nothing: one of paramstore's reads, or
+    server reflection (it reveals the schema, not data)."""
+    return method_path in _READ_PATHS or method_path.startswith(reflection.METHOD_PREFIXES)
+
+
 def refusal(handler: grpc.RpcMethodHandler, method: str, code: grpc.StatusCode, kind: str,
             message: str) -> grpc.RpcMethodHandler:
     """A handler of the same shape as `handler` that answers `code` with `message`."""
     started = time.perf_counter()
 
     def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-        _log.info("store=- method=%s status=%s duration_ms=%.1f", method.rsplit("/", 1)[-1],
+        _log.debug("store=- method=%s status=%s duration_ms=%.1f", method.rsplit("/", 1)[-1],
                   code.name, (time.perf_counter() - started) * 1000)
         context.set_trailing_metadata(((ERROR_KEY, kind),))
         context.abort(code, message)

@@ -5,28 +5,50 @@ numbers), a gRPC server interceptor that counts every call, and `serve_http()`, 
 the text format at `http://HOST:PORT/metrics` for `paramstore serve --metrics-port`.
 
 Metrics:
-- `paramstore_calls_total{method, status}`: finished calls, by gRPC status name;
+- `paramstore_calls_total{method, status}`: finished calls of paramstore's own methods (health
+  checks and reflection are not counted), by gRPC status name;
 - `paramstore_call_duration_seconds{method}`: a histogram of call durations;
 - `paramstore_received_bytes_total{method}`, `paramstore_sent_bytes_total{method}`: serialized
   message bytes (tensor chunks included);
 - `paramstore_snapshot_duration_seconds{operation}`: `take` and `restore` durations;
 - `paramstore_stores`, `paramstore_store_bytes{store}`, `paramstore_store_parameters{store}`:
-  read from the stores at every scrape.
+  read from the stores at every scrape;
+- `paramstore_build_info{version, python, grpc}`, and prometheus_client's standard `process_*`,
+  `python_info` and `python_gc_*` series.
+
+Durations are histograms whose buckets reach half an hour: a large snapshot takes minutes.
+No `_created` series is exported: Prometheus does not use them, and they double the counters.
 """
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from paramstore import __version__
+from paramstore.proto.wire import SERVICE
 from paramstore.server.registry import StoreRegistry
 
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
+                    300, 600, 1800)
+_OWN_METHODS = f"/{SERVICE}/"
 # Methods whose duration is a snapshot's, by the operation name they report.
 _SNAPSHOT_OPERATIONS = {"TakeSnapshot": "take", "RestoreSnapshot": "restore"}
 # (request streaming, response streaming) -> the handler's behaviour attribute, its factory.
@@ -42,11 +64,20 @@ class ServerMetrics:
     """The metrics of the server serving `stores`; `interceptor()` goes to `grpc.server`."""
 
     def __init__(self, stores: StoreRegistry) -> None:
+        disable_created_metrics()  # process-wide, as prometheus_client offers it
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        Info("paramstore_build", "The running paramstore: its version, Python's and gRPC's",
+             registry=self.registry).info({"version": __version__,
+                                           "python": platform.python_version(),
+                                           "grpc": grpc.__version__})
         self.calls = Counter("paramstore_calls", "Finished calls by method and gRPC status",
                              ["method", "status"], registry=self.registry)
         self.durations = Histogram("paramstore_call_duration_seconds", "Call durations",
-                                   ["method"], registry=self.registry)
+                                   ["method"], registry=self.registry,
+                                   buckets=DURATION_BUCKETS)
         self.received = Counter("paramstore_received_bytes", "Request bytes received",
                                 ["method"], registry=self.registry)
         self.sent = Counter("paramstore_sent_bytes", "Response bytes sent",
@@ -54,7 +85,7 @@ class ServerMetrics:
         self.snapshots = Histogram(
             "paramstore_snapshot_duration_seconds", "Snapshot take and restore durations",
             ["operation"], registry=self.registry,
-            buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
+            buckets=DURATION_BUCKETS,
         )
         self.registry.register(_StoreSizes(stores))
 
@@ -118,8 +149,8 @@ class _CallCounter(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None:
-            return None
+        if handler is None or not details.method.startswith(_OWN_METHODS):
+            return handler
         method = details.method.rsplit("/", 1)[-1]
         return _counted(handler, method, self._metrics)
 

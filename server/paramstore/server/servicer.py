@@ -88,7 +88,7 @@ class _Call:
         context.abort(answer.code, answer.message)
 
     def log(self) -> None:
-        _log.info(
+        _log.debug(  # at INFO a busy server's log would be nothing else
             "store=%s method=%s status=%s duration_ms=%.1f",
             self.store or "-", self.method, self.status,
             (time.perf_counter() - self.started) * 1000,
