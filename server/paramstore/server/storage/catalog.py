@@ -199,6 +199,11 @@ class Catalog:
             self._stores[name] = live
         return self._newest_contents(live)
 
+    def forget(self, name: str) -> None:
+        """Stop tracking store `name` (another server owns it now); its files stay."""
+        with self._guard:
+            self._stores.pop(name, None)
+
     def _incarnations(self, name: str) -> list[int]:
         with _storage_errors("list the stores"):
             folders = self.backend.folders(f"{_STORES}/{name}")

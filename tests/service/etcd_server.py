@@ -1,0 +1,50 @@
+"""A real etcd (Debian's `etcd-server`, 3.4) on loopback, as the replicas' coordinator.
+
+`make test` installs it when it is missing; a missing one fails the tests, never skips them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from s3_server import free_port
+
+
+@contextmanager
+def etcd_server() -> Iterator[str]:
+    """An etcd process on free loopback ports with its data in a temporary folder; yields its
+    client address `127.0.0.1:PORT`."""
+    command = shutil.which("etcd")
+    if command is None:
+        raise RuntimeError("etcd is not installed: `apt-get install etcd-server` (make test "
+                           "does it)")
+    client, peer = free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="paramstore-etcd-") as folder:
+        process = subprocess.Popen(
+            [command, "--name", "paramstore-tests", "--data-dir", folder,
+             "--listen-client-urls", f"http://127.0.0.1:{client}",
+             "--advertise-client-urls", f"http://127.0.0.1:{client}",
+             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-cluster", f"paramstore-tests=http://127.0.0.1:{peer}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", client), timeout=1):
+                        break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("etcd did not start") from None
+                    time.sleep(0.1)
+            yield f"127.0.0.1:{client}"
+        finally:
+            process.kill()
+            process.wait()
