@@ -36,7 +36,7 @@ from pyetcd.exceptions import Etcd3Exception
 
 from paramstore.server.errors import StorageUnavailable
 from paramstore.server.storage.backend import BackendError
-from paramstore.server.storage.steps import reached
+from paramstore.server.storage.steps import LEASE_CHECKED, reached
 
 _log = logging.getLogger("paramstore.server")
 
@@ -276,7 +276,7 @@ class Membership:
         etcd transaction. False when the record exists; raises `FencedOut` when the store is
         not ours."""
         revision = self.fence(store)
-        reached("commit.lease-checked")
+        reached(LEASE_CHECKED)
         owner, record = self._key("owners", store), self.record_key(key)
         tx = self.etcd.transactions
         with etcd_errors("commit"):
