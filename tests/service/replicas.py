@@ -10,10 +10,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import grpc
 from s3_server import free_port, new_bucket
 from server_process import wait_for_health
 
-import grpc
 from paramstore.client import Client, connect
 from paramstore.server.process import start_serve
 
