@@ -9,12 +9,16 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from chapter_nets import mlp
 from replicas import Cluster, eventually
 
 from paramstore.client import Unavailable, connect
+from paramstore.proto import wire
+from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
 from paramstore.server.process import start_serve
 from paramstore.server.storage.steps import LEASE_CHECKED
 
@@ -26,6 +30,10 @@ def cluster(etcd_endpoint: str, s3_endpoint: str) -> Cluster:
     started.stop_all()
     for replica in started.replicas:  # shown when a test fails
         print(f"---- replica {replica.address}\n" + "".join(replica.log[-60:]))
+
+
+def _stub(address: str) -> pb_grpc.ParamStoreStub:
+    return pb_grpc.ParamStoreStub(grpc.insecure_channel(address))
 
 
 def _filled(value: float):  # type: ignore[no-untyped-def]
@@ -70,6 +78,9 @@ def test_a_replica_killed_has_its_stores_served_again_from_their_last_snapshot(
             store.snapshot(step=index)
         victim_address = _settled(cluster, "store0")
         owned = client.cluster()[victim_address]
+        retried = pb.TakeSnapshotRequest(store=owned[0], step=7)
+        request_id = ((wire.REQUEST_ID_KEY, "retried-across-the-failover"),)
+        taken = _stub(victim_address).TakeSnapshot(retried, metadata=request_id)
         for name in owned:  # acknowledged, never snapshotted: what a death may lose
             client.store(name).push(_filled(100.0).collect_params())
         cluster.replica_at(victim_address).kill()
@@ -78,6 +89,9 @@ def test_a_replica_killed_has_its_stores_served_again_from_their_last_snapshot(
             assert _first_value(client, name) == names.index(name)
             assert [info.step for info in client.store(name).snapshots()][0] == names.index(name)
         owners = client.cluster()
+        new_owner = next(replica for replica, stores in owners.items() if owned[0] in stores)
+        again = _stub(new_owner).TakeSnapshot(retried, metadata=request_id)
+        assert again.id == taken.id  # the new owner found the request id in the record
         assert victim_address not in owners
         assert sorted(store for stores in owners.values() for store in stores) == names
 

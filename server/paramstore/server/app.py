@@ -33,6 +33,7 @@ from paramstore.server.errors import StoreError
 from paramstore.server.limits import DEFAULT_MAX_PARAMETERS, Limits, default_max_total_bytes
 from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
+from paramstore.server.request_ids import RequestIds
 from paramstore.server.servicer import ParamStoreServicer
 from paramstore.server.storage import open_backend
 from paramstore.server.training import (
@@ -161,6 +162,7 @@ def create_server(
     interceptors: list[grpc.ServerInterceptor] = [admission]
     if tokens:
         interceptors.append(TokenCheck(tokens))
+    interceptors.append(RequestIds())  # innermost: only calls let in are remembered
     metrics = ServerMetrics(registry) if metrics_port is not None else None
     if metrics is not None:
         interceptors.insert(0, metrics.interceptor())

@@ -297,16 +297,24 @@ class StoreRegistry:
         metadata: Mapping[str, str] | None = None,
         tags: Sequence[str] = (),
         delta: bool = False,
+        request_id: str = "",
     ) -> SnapshotInfo:
         """Commit the store's current state (and optimizer state) as a new snapshot with
-        `tags`; `delta`: only the tensors changed since the newest snapshot. Raises
+        `tags`; `delta`: only the tensors changed since the newest snapshot. A request id
+        that took a snapshot already gets that snapshot, not another one. Raises
         `InvalidArgument` for a step outside [0, 2**63), reserved metadata or a bad tag
         (nothing is written then), and what `Catalog.finish_snapshot` raises."""
         step = validation.snapshot_step(step, NO_STEP)
         checked = validation.metadata(dict(metadata or {}))
         tags = [validation.tag_name(tag) for tag in dict.fromkeys(tags)]
+        self.get(name)
+        if request_id:
+            taken = self.catalog.snapshot_of_request(name, request_id)
+            if taken is not None:
+                return taken
         return self.catalog.finish_snapshot(self.begin_snapshot(name, delta=delta), step=step,
-                                            metadata=checked, tags=tags)
+                                            metadata=checked, tags=tags,
+                                            request_id=request_id)
 
     def begin_snapshot(self, name: str, *, delta: bool = False) -> PendingSnapshot:
         """Capture the store for a snapshot that `catalog.finish_snapshot` writes later."""

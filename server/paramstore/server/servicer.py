@@ -40,6 +40,7 @@ from paramstore.server.errors import (
 )
 from paramstore.server.limits import Budget
 from paramstore.server.registry import StoreRegistry
+from paramstore.server.request_ids import request_id
 from paramstore.server.storage import RetentionPolicy, SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
 from paramstore.server.training import TrainingAborted, TrainingCoordinator
@@ -278,7 +279,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def TakeSnapshot(self, request: pb.TakeSnapshotRequest, context: Any, call: _Call) -> Any:
         info = self.registry.snapshot(
             request.store, step=request.step, metadata=dict(request.metadata),
-            tags=list(request.tags), delta=request.delta,
+            tags=list(request.tags), delta=request.delta, request_id=request_id(context),
         )
         return _snapshot_info(info)
 
