@@ -180,7 +180,7 @@ def create_server(
         lease=worker_lease,
     )
     if replica is not None:  # a store that moves away ends its training here
-        replica.on_release.append(training.end)
+        replica.on_release.append(lambda store: training.end(store, "moved to another replica"))
     _add_servicer(
         ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
                            inflight=InflightBytes(calls.max_inflight_bytes)),

@@ -53,3 +53,8 @@ class NotOwner(FailedPrecondition):
 
     def __copy__(self) -> NotOwner:
         return NotOwner(str(self), self.owner)
+
+
+class NotTraining(FailedPrecondition):
+    """The store has no training session (none began, it ended, or the store moved to this
+    replica from its last snapshot): a worker joins again."""
