@@ -152,6 +152,13 @@ def test_a_cluster_on_a_local_folder_is_refused(etcd_endpoint: str, tmp_path: Pa
                     timeout=20)
 
 
+def test_a_single_server_refuses_the_storage_of_a_cluster(cluster: Cluster) -> None:
+    cluster.start(cluster.replicas[0])  # marks the bucket: its commit records are in etcd
+    with pytest.raises(RuntimeError, match="belongs to a cluster"):
+        start_serve(f"s3://{cluster.bucket}/data", "--s3-endpoint", cluster.s3_endpoint,
+                    timeout=20)
+
+
 def test_two_hundred_stores_spread_within_a_fifth_of_even(cluster: Cluster) -> None:
     cluster.start_all()
     with cluster.connect() as client:

@@ -4,6 +4,7 @@ SIGTERM or SIGINT, `main()` parses the command line flags."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import threading
@@ -35,7 +36,7 @@ from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
 from paramstore.server.request_ids import RequestIds
 from paramstore.server.servicer import ParamStoreServicer
-from paramstore.server.storage import open_backend
+from paramstore.server.storage import Backend, open_backend
 from paramstore.server.training import (
     DEFAULT_WORKER_LEASE,
     DEFAULT_WORKER_TIMEOUT,
@@ -48,6 +49,7 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_DATA_DIR = "./paramstore-data"
 SHUTDOWN_GRACE_SECONDS = 30.0
 DEFAULT_MAX_IMPORT_BYTES = 4 << 30  # an import is staged, then validated whole, before a commit
+CLUSTER_MARKER = "cluster.json"  # in the storage of a cluster's replicas
 SERVICE_NAME = paramstore_pb2.DESCRIPTOR.services_by_name["ParamStore"].full_name
 
 
@@ -152,6 +154,7 @@ def create_server(
             raise ValueError(f"--cluster needs storage every replica shares (--data-dir "
                              f"s3://BUCKET/PREFIX), not the local folder {str(data_dir)!r}")
         replica = Replica(cluster, backend)
+    _check_cluster_marker(backend, cluster)
     registry = StoreRegistry(data_dir, keep=keep, max_tensor_bytes=max_tensor_bytes,
                              limits=limits, backend=replica.backend if replica else backend,
                              ownership=replica)
@@ -215,6 +218,20 @@ def create_server(
         replica.set_address(f"{address.rsplit(':', 1)[0]}:{port}")
     return ParamStoreServer(server, health_servicer, registry, endpoint, admission,
                             training, replica), port
+
+
+def _check_cluster_marker(backend: Backend, cluster: ClusterConfig | None) -> None:
+    """A cluster's commit records are in etcd: its storage is marked, and a single server
+    refuses it (it would see data without records, and remove it as never committed)."""
+    try:
+        marked = backend.read(CLUSTER_MARKER)
+    except FileNotFoundError:
+        marked = None
+    if cluster is None and marked is not None:
+        raise ValueError(f"{backend.location()} belongs to a cluster of replicas ("
+                         f"{marked.decode(errors='replace')}); serve it with --cluster")
+    if cluster is not None and marked is None:
+        backend.create(CLUSTER_MARKER, json.dumps({"cluster": cluster.url}).encode())
 
 
 def _add_servicer(servicer: ParamStoreServicer, server: grpc.Server) -> None:

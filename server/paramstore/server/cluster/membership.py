@@ -191,6 +191,12 @@ class Membership:
             except BackendError as error:
                 _log.error("replica %s: could not join again: %s", self.address, error)
 
+    def withdraw(self) -> None:
+        """Stop being a candidate owner: the other replicas place stores without this one,
+        and take each store it releases."""
+        with contextlib.suppress(BackendError), etcd_errors("withdraw the replica"):
+            self.etcd.delete(self._key("replicas", self.address))
+
     def leave(self) -> None:
         """Stop refreshing and revoke the lease: this replica's keys vanish at once."""
         self._stopping.set()

@@ -209,6 +209,7 @@ class Replica:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
+        self.membership.withdraw()
         if self.registry is not None:
             for held in self.registry.list():
                 self.hand_over(held.name, unavailable(held.name, "is moving to another "
