@@ -22,7 +22,7 @@ import grpc
 from paramstore.proto import wire
 
 DEFAULT_FAILOVER_TIMEOUT = 60.0
-_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 0.5
 
 
 def store_of(request: Any) -> str:

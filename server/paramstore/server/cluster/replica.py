@@ -34,7 +34,7 @@ class Replica:
         self.membership = Membership(config, on_lost=self._lost)
         self.backend = RecordsBackend(data, self.membership)
         self.address = config.advertise
-        self.interval = min(1.0, config.lease_ttl / 5)
+        self.interval = min(0.5, config.lease_ttl / 5)
         self.registry: StoreRegistry | None = None
         # Called with a store's name when it leaves this replica.
         self.on_release: list[Callable[[str], None]] = []
