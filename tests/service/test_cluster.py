@@ -4,7 +4,9 @@ that a replica that lost its lease commits nothing."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 from chapter_nets import mlp
 from replicas import Cluster, eventually
+from server_process import paramstore_command
 
 from paramstore.client import Unavailable, connect
 from paramstore.proto import wire
@@ -172,6 +175,19 @@ def test_two_hundred_stores_spread_within_a_fifth_of_even(cluster: Cluster) -> N
 
         eventually(even, 30, "an even spread")
         assert sorted(client.list_stores()) == [f"s{index:03d}" for index in range(200)]
+        owners = client.cluster()
+
+    listing = subprocess.run([*paramstore_command(), "cluster"], capture_output=True, text=True,
+                             env={**os.environ, "PARAMSTORE_ADDRESS": cluster.addresses},
+                             timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert sorted(line.split()[0] for line in listing.stdout.splitlines()) == sorted(owners)
+
+    first = cluster.replicas[0].address
+    elsewhere = next(store for replica, stores in owners.items() if replica != first
+                     for store in stores)
+    with connect(first) as single:  # one address: the redirect to the owner is followed
+        assert single.store(elsewhere).name == elsewhere
 
 
 def test_a_replica_restarted_under_its_address_takes_its_stores_back(cluster: Cluster) -> None:
