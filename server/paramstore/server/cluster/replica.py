@@ -160,17 +160,18 @@ class Replica:
     def _claim(self, name: str) -> None:
         assert self.registry is not None
         owner = self.membership.owner(name)
-        if owner is not None and owner.address != self.address:
-            raise NotOwner(f"store {name!r} is served by replica {owner.address}",
-                           owner.address)
-        if owner is not None:
-            raise unavailable(name, "is being loaded")
-        replicas = self.membership.replicas()
-        target = assign({*self.backend.store_names(), name}, replicas).get(name)
-        if target is not None and target != self.address:
-            raise NotOwner(f"store {name!r} belongs on replica {target}", target)
+        if owner is not None and name not in self.membership.owned:
+            if owner.address != self.address:
+                raise NotOwner(f"store {name!r} is served by replica {owner.address}",
+                               owner.address)
+            raise unavailable(name, "is being taken back from this replica's previous run")
+        if owner is None:
+            replicas = self.membership.replicas()
+            target = assign({*self.backend.store_names(), name}, replicas).get(name)
+            if target is not None and target != self.address:
+                raise NotOwner(f"store {name!r} belongs on replica {target}", target)
         with self._moves:
-            if not self.membership.take(name):
+            if owner is None and not self.membership.take(name):
                 raise unavailable(name, "is being taken by another replica")
             try:
                 self.registry.adopt(name)
@@ -195,12 +196,11 @@ class Replica:
         if owner is not None and owner.address != self.address:
             raise NotOwner(f"store {name!r} is served by replica {owner.address}",
                            owner.address)
+        if name not in self.backend.store_names():
+            raise StoreNotFound(f"no store named {name!r}")
         if owner is not None:
             raise unavailable(name, "is being loaded")
-        if name in self.backend.store_names():
-            raise unavailable(name, "has no replica yet (its owner died or is handing it "
-                                    "over)")
-        raise StoreNotFound(f"no store named {name!r}")
+        raise unavailable(name, "has no replica yet (its owner died or is handing it over)")
 
     # ---- leaving ----------------------------------------------------------------------------
 
@@ -215,7 +215,6 @@ class Replica:
                 self.hand_over(held.name, unavailable(held.name, "is moving to another "
                                                                   "replica"))
         self.membership.leave()
-
 
 
 @contextlib.contextmanager
