@@ -6,14 +6,12 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from s3_server import free_port
+from s3_server import free_port, wait_for_port
 
 
 @contextmanager
@@ -35,15 +33,7 @@ def etcd_server() -> Iterator[str]:
              "--initial-cluster", f"paramstore-tests=http://127.0.0.1:{peer}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", client), timeout=1):
-                        break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("etcd did not start") from None
-                    time.sleep(0.1)
+            wait_for_port(process, client, "etcd")
             yield f"127.0.0.1:{client}"
         finally:
             process.kill()

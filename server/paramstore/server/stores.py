@@ -215,8 +215,10 @@ class Store:
             current = self._state
             if optimizer is None and self.optimizer is not None:
                 optimizer = opt.create_from_json(self.optimizer.dumps())
-            self.optimizer = optimizer
-            return self._commit(current, state.prefix, dict(state.parameters), dict(state.data))
+            replaced = self._commit(current, state.prefix, dict(state.parameters),
+                                    dict(state.data))
+            self.optimizer = optimizer  # after the commit, which a closed store refuses
+            return replaced
 
     def update(
         self, change: Callable[[StoreState], Mapping[str, np.ndarray]]
