@@ -32,7 +32,8 @@ def cluster(etcd_endpoint: str, s3_endpoint: str) -> Cluster:
     yield started
     started.stop_all()
     for replica in started.replicas:  # shown when a test fails
-        print(f"---- replica {replica.address}\n" + "".join(replica.log[-60:]))
+        lines = [line for line in replica.log if "ListReplicas" not in line]
+        print(f"---- replica {replica.address}\n" + "".join(lines[-150:]))
 
 
 def _stub(address: str) -> pb_grpc.ParamStoreStub:

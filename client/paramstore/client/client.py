@@ -226,6 +226,11 @@ class Client:
                 if replied or not attempt.retry(error):
                     raise from_rpc_error(error) from None
 
+    def _method(self, name: str) -> Any:
+        """The callable of method `name` on the first server named (for tests that send raw
+        messages)."""
+        return self._connection(self._routes.addresses[0]).method(name)
+
     def _routed(self, request: Any) -> tuple[str, Callable[[], Any] | None]:
         """The store a request (a message, or a stream of them) names, and a function giving
         the request for each attempt (None: one attempt only). A stream is kept for a retry

@@ -2,9 +2,10 @@
 
 A replica that does not own a store answers FAILED_PRECONDITION with the owner's address in
 trailing metadata (`wire.OWNER_KEY`): the call goes there, and so do the store's next calls.
-UNAVAILABLE (a replica down, a store between owners) sends the call to another replica after a
-pause, until the failover deadline. Each mutating call carries one request id
-(`wire.REQUEST_ID_KEY`) through all its attempts, so a replica applies it at most once.
+UNAVAILABLE (a replica down, a store between owners) and CANCELLED (a replica shutting down)
+send the call to another replica after a pause, until the failover deadline. Each mutating call
+carries one request id (`wire.REQUEST_ID_KEY`) through all its attempts, so a replica applies
+it at most once.
 Measured against forwarding between replicas: a redirect costs one extra round trip on a
 store's first call only, forwarding would cost one on every call (`bench/cluster.py`).
 """
@@ -122,7 +123,9 @@ class Attempt:
             if self._redirects > 2:  # owners pointing at each other mid-move: let it settle
                 self._pause()
             return True
-        if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() < self.deadline:
+        # A replica shutting down cancels what it cannot finish: as retryable as its absence.
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) \
+                and time.monotonic() < self.deadline:
             self.routes.forget(self.store, self.address)
             self._pause()
             return True
