@@ -270,3 +270,25 @@ def test_a_training_worker_resumes_on_the_new_owner_from_the_last_snapshot(
         resumed = worker.train(5, 3)  # the same worker object: it joins the new owner itself
         assert _owner(cluster.addresses, "m") not in ("", owner)
     assert_weights_equal(resumed, uninterrupted)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--advertise", "127.0.0.1:50051"], "--advertise goes with --cluster"),
+    (["--cluster", "etcd://127.0.0.1:2379", "--lease-ttl", "1"], "--lease-ttl must be"),
+])
+def test_cluster_flags_that_cannot_work_are_refused(
+        flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from paramstore.server.app import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--data-dir", "s3://bucket/prefix", *flags])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:2379", "etcd://", "etcd://host:port"])
+def test_a_cluster_url_that_is_not_etcd_is_refused(url: str) -> None:
+    from paramstore.server.cluster import parse_url
+
+    with pytest.raises(ValueError, match="--cluster"):
+        parse_url(url)
