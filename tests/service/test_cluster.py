@@ -275,6 +275,7 @@ def test_a_training_worker_resumes_on_the_new_owner_from_the_last_snapshot(
 @pytest.mark.parametrize("flags, message", [
     (["--advertise", "127.0.0.1:50051"], "--advertise goes with --cluster"),
     (["--cluster", "etcd://127.0.0.1:2379", "--lease-ttl", "1"], "--lease-ttl must be"),
+    (["--cluster", "etcd://127.0.0.1:2379", "--advertise", "replica-1"], "HOST:PORT"),
 ])
 def test_cluster_flags_that_cannot_work_are_refused(
         flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -411,6 +411,10 @@ def _cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Clust
         return None
     if not 2 <= args.lease_ttl < 3600:
         parser.error("--lease-ttl must be between 2 and 3600 seconds")
+    host, _, port = (args.advertise or "").rpartition(":")
+    if args.advertise is not None and (not host or not port.isdigit() or port == "0"):
+        parser.error(f"--advertise {args.advertise!r} must be HOST:PORT, where clients reach "
+                     "this replica")
     return ClusterConfig(args.cluster, args.advertise or "", args.lease_ttl)
 
 
