@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench bench-service bench-attack lint proto soak clean
+.PHONY: serve test bench bench-service bench-attack bench-cluster lint proto soak clean etcd
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,18 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/paramstore serve --address 127.0.0.1:50051 --data-dir ./paramstore-data
 
-test: $(STAMP)
+test: $(STAMP) etcd
 	$(PY) -m pytest -q -m "not slow"
 
-soak: $(STAMP)
+soak: $(STAMP) etcd
 	$(PY) -m pytest -q -m slow
+
+# The cluster tests start a real etcd: Debian's etcd-server, installed when missing (CI runs
+# as root on a fresh machine; elsewhere through sudo).
+etcd:
+	@command -v etcd >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
 
 # PyTorch is never a dependency: `make bench TORCH_VENV=/path/to/venv` borrows it for the LeNet baseline.
 bench: $(STAMP)
@@ -30,6 +37,9 @@ bench-service: $(STAMP)
 
 bench-attack: $(STAMP)
 	$(PY) bench/attack.py
+
+bench-cluster: $(STAMP) etcd
+	$(PY) bench/cluster.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

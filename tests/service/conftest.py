@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from etcd_server import etcd_server
 from s3_server import moto_server, new_bucket
 from server_process import wait_for_health
 
@@ -36,6 +37,13 @@ def s3_endpoint() -> Iterator[str]:
     """moto's S3-compatible server, one for the session (each test uses its own bucket)."""
     with moto_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def etcd_endpoint() -> Iterator[str]:
+    """A real etcd on loopback, one for the session (each cluster uses its own key prefix)."""
+    with etcd_server() as address:
+        yield address
 
 
 @pytest.fixture(params=["local", "s3"])

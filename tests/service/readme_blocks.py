@@ -5,6 +5,8 @@ before it says otherwise:
 
     <!-- readme-test: needs paramstore -->       run against servers the test starts first
     <!-- readme-test: needs moto, etcd -->        (paramstore, moto, etcd; comma-separated)
+    <!-- readme-test: needs cluster -->           three replicas on etcd and moto, at the
+                                                  README's three paramstore addresses
     <!-- readme-test: serves -->                  a shell block that starts servers and keeps
                                                   running: it must answer on 127.0.0.1:50051
     <!-- readme-test: commands exist -->          checked, not run: `make T` as `make -n T`,
@@ -30,7 +32,7 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[2] / "README.md"
 LANGUAGES = {"python": "python", "py": "python", "sh": "shell", "bash": "shell",
              "shell": "shell", "console": "shell"}
-SERVICES = ("paramstore", "moto", "etcd")
+SERVICES = ("paramstore", "moto", "etcd", "cluster")
 MODES = ("run", "serves", "commands exist", "skip")
 PARAMSTORE_ADDRESS = "127.0.0.1:50051"
 # The README's spelling of each address -> the port it stands for, by name.

@@ -31,6 +31,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_port(process: subprocess.Popen, port: int, name: str,
+                  timeout: float = 30.0) -> None:
+    """Wait until `process` accepts connections on loopback `port`; `RuntimeError` naming it
+    when it exits or does not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start") from None
+            time.sleep(0.1)
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A `moto_server` process on a free loopback port; yields its endpoint URL."""
@@ -41,15 +56,7 @@ def moto_server() -> Iterator[str]:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
+        wait_for_port(process, port, "moto_server")
         yield endpoint
     finally:
         process.kill()

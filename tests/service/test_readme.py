@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from etcd_server import etcd_server
 from readme_blocks import (
     PARAMSTORE_ADDRESS,
     README,
@@ -35,6 +33,7 @@ from readme_blocks import (
     readme_blocks,
     substitute,
 )
+from replicas import Cluster
 from s3_server import free_port, moto_server
 from server_process import running_server, wait_for_health
 
@@ -53,28 +52,40 @@ class Services:
 
     def __init__(self, stack: contextlib.ExitStack, folder: Path) -> None:
         self._stack, self._folder = stack, folder
-        self._addresses: dict[str, str] = {}
+        self._started: dict[str, dict[str, str]] = {}  # service -> README name -> address
 
     def addresses(self, needs: frozenset[str]) -> dict[str, str]:
         """README address -> actual address, for a block that needs the services `needs`; the
         other README addresses get free ports, for servers the block starts itself."""
+        provided: dict[str, str] = {}
         for service in sorted(needs):
-            if service not in self._addresses:
-                self._addresses[service] = getattr(self, f"_start_{service}")()
-        ports = {name: self._addresses[name] if name in needs else f"127.0.0.1:{free_port()}"
+            if service not in self._started:
+                self._started[service] = getattr(self, f"_start_{service}")()
+            provided.update(self._started[service])
+        ports = {name: provided.get(name) or f"127.0.0.1:{free_port()}"
                  for name in set(README_ADDRESSES.values())}
         return {spelling: _spelled(spelling, ports[name])
                 for spelling, name in README_ADDRESSES.items()}
 
-    def _start_paramstore(self) -> str:
+    def _start_paramstore(self) -> dict[str, str]:
         server = self._stack.enter_context(running_server(self._folder / "paramstore-data"))
-        return server.address
+        return {"paramstore": server.address}
 
-    def _start_moto(self) -> str:
-        return self._stack.enter_context(moto_server()).removeprefix("http://")
+    def _start_moto(self) -> dict[str, str]:
+        return {"moto": self._stack.enter_context(moto_server()).removeprefix("http://")}
 
-    def _start_etcd(self) -> str:
-        return self._stack.enter_context(etcd_server(self._folder / "etcd"))
+    def _start_etcd(self) -> dict[str, str]:
+        return {"etcd": self._stack.enter_context(etcd_server())}
+
+    def _start_cluster(self) -> dict[str, str]:
+        """Three replicas, on an etcd and a moto of their own, at the README's three
+        paramstore addresses."""
+        etcd = self._stack.enter_context(etcd_server())
+        cluster = Cluster(etcd, self._stack.enter_context(moto_server()), lease_ttl=10)
+        self._stack.callback(cluster.stop_all)
+        cluster.start_all()
+        return dict(zip(("paramstore", "replica-2", "replica-3"),
+                        (replica.address for replica in cluster.replicas), strict=True))
 
 
 def _spelled(spelling: str, address: str) -> str:
@@ -85,41 +96,6 @@ def _spelled(spelling: str, address: str) -> str:
     if spelling.startswith("-p "):
         return f"-p {port}"
     return address
-
-
-@contextlib.contextmanager
-def etcd_server(data_dir: Path) -> Iterator[str]:
-    """An `etcd` process on free loopback ports; yields its client address (host:port).
-    A missing binary fails the test under CI=true, and skips it elsewhere."""
-    binary = shutil.which("etcd") or shutil.which("etcd", path=str(BIN))
-    if binary is None:
-        message = "a README block needs etcd, and no `etcd` binary is on PATH"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [binary, "--name", "readme", "--data-dir", str(data_dir),
-         "--listen-client-urls", client, "--advertise-client-urls", client,
-         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-         "--initial-cluster", f"readme={peer}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{client}/health", timeout=1) as reply:
-                    if b'"true"' in reply.read():
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("etcd did not start")
-            time.sleep(0.1)
-        yield client.removeprefix("http://")
-    finally:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")

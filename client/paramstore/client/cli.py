@@ -3,7 +3,8 @@
 ```
 paramstore serve [--address A] [--data-dir D] [--token-file F] [--tls-cert P --tls-key P]
                  [--tls-client-ca P] [--max-store-bytes N ...]   (paramstore serve --help)
-paramstore stores | params STORE [--select RE] | delete-store STORE
+                 [--cluster etcd://HOST:PORT[/PREFIX] --advertise HOST:PORT --lease-ttl S]
+paramstore stores | params STORE [--select RE] | delete-store STORE | cluster
 paramstore snapshot STORE [--step N] [--note TEXT] [--tag TAG ...] | snapshots STORE
 paramstore restore STORE ID | export STORE ID FILE | import FILE STORE   (each: [--select RE])
 paramstore delete-snapshot STORE ID
@@ -11,7 +12,8 @@ paramstore tag STORE ID TAG | untag STORE TAG | retention STORE [--keep-last N .
 paramstore diff STORE A B | tie STORE ALIAS TARGET | untie STORE ALIAS | inspect FILE
 ```
 An ID is a snapshot id (00000007), the same without its zero padding (7), `latest` or a tag.
-Client commands read `--address` (or `PARAMSTORE_ADDRESS`) and `--token` (or
+Client commands read `--address` (or `PARAMSTORE_ADDRESS`; a cluster's replicas
+comma-separated) and `--token` (or
 `PARAMSTORE_TOKEN`); `--tls-ca`, plus `--tls-client-cert/--tls-client-key` for mutual TLS.
 An error prints one line to stderr and exits with status 1.
 """
@@ -138,6 +140,13 @@ def _stores(client: Client, args: argparse.Namespace) -> int:
     if not names:
         print("no stores yet: create one with the SDK or `paramstore import FILE STORE`",
               file=sys.stderr)
+    return 0
+
+
+def _cluster(client: Client, args: argparse.Namespace) -> int:
+    for replica, stores in client.cluster().items():
+        _echo(f"{replica}  {len(stores)} store{'' if len(stores) == 1 else 's'}"
+              + (f": {', '.join(stores)}" if stores else ""))
     return 0
 
 
@@ -344,6 +353,7 @@ def _parser() -> argparse.ArgumentParser:
     command("train-demo", None, "train a tied-layer MLP with N workers on loopback and plot "
                                 "the loss curves (see `paramstore train-demo --help`)")
     command("stores", _stores, "list the stores")
+    command("cluster", _cluster, "list the replicas and the stores each owns")
     command("delete-store", _delete_store, "delete a store and all its snapshots"
             ).add_argument("store")
     params = command("params", _params, "print a store's parameters like collect_params()")

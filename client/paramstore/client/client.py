@@ -8,8 +8,9 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,13 @@ from paramstore.client.errors import (
 )
 from paramstore.client.kvstore import RemoteKVStore
 from paramstore.client.models import SnapshotInfo, snapshot_info
+from paramstore.client.routing import (
+    DEFAULT_FAILOVER_TIMEOUT,
+    Replayable,
+    Routes,
+    request_id_metadata,
+    store_of,
+)
 from paramstore.client.store import RemoteStore
 from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
@@ -57,8 +65,12 @@ def connect(
     timeout: float | None = None,
     progress: bool | None = None,
     client_cert: tuple[bytes, bytes] | None = None,
+    failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
 ) -> Client:
-    """A `Client` for the server at `address` ("host:port").
+    """A `Client` for the server at `address` ("host:port"), or for the replicas of a cluster
+    ("host1:port1,host2:port2,..."): each store's calls then go to the replica that owns it,
+    and a call that meets a replica down or a store between owners is tried again, on another
+    replica, for up to `failover_timeout` seconds.
 
     `token`: sent as `authorization: Bearer <token>`. `tls`: False (plain text), True (TLS with
     the system's roots), or a CA certificate (PEM bytes or a file path) to trust. `timeout`:
@@ -68,7 +80,7 @@ def connect(
     unreachable server shows up as `Unavailable` on the first call.
     """
     return Client(address, token=token, tls=tls, timeout=timeout, progress=progress,
-                  client_cert=client_cert)
+                  client_cert=client_cert, failover_timeout=failover_timeout)
 
 
 class Client:
@@ -83,18 +95,16 @@ class Client:
         timeout: float | None = None,
         progress: bool | None = None,
         client_cert: tuple[bytes, bytes] | None = None,
+        failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
     ) -> None:
-        options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
-        if tls is False:
-            self._channel = grpc.insecure_channel(address, options=options)
-        else:
-            self._channel = grpc.secure_channel(
-                address, _credentials(tls, client_cert), options=options
-            )
-        self._stub = pb_grpc.ParamStoreStub(self._channel)
-        # The tensor streams carry chunks serialized without protobuf's copies.
-        self._tensor_methods = {method: self._tensor_method(method) for method in
-                                {*wire.PUSH_METHODS, *wire.PULL_METHODS}}
+        addresses = [part.strip() for part in address.split(",") if part.strip()]
+        if not addresses:
+            raise InvalidArgument(f"no server address in {address!r}")
+        self._tls, self._client_cert = tls, client_cert
+        self._connections: dict[str, _Connection] = {}
+        self._connections_lock = threading.Lock()
+        # UNAVAILABLE is retried on another replica only when there are several to try.
+        self._routes = Routes(addresses, failover_timeout if len(addresses) > 1 else 0.0)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.address = address
         self.timeout = timeout
@@ -113,9 +123,18 @@ class Client:
         return RemoteStore(self, name)
 
     def list_stores(self) -> list[str]:
-        """The names of every store, sorted."""
+        """The names of every store, sorted (of a cluster: every store some replica owns)."""
+        if len(self._routes.addresses) > 1:
+            return sorted(store for stores in self.cluster().values() for store in stores)
         return [store.name for reply in self.pages("ListStores", pb.ListStoresRequest())
                 for store in reply.stores]
+
+    def cluster(self) -> dict[str, list[str]]:
+        """Each replica's address and the stores it owns, sorted; a server that is no replica
+        appears as one, under the address it was reached at."""
+        reply = self.call("ListReplicas", pb.ListReplicasRequest())
+        return {replica.address or self.address: list(replica.stores)
+                for replica in reply.replicas}
 
     def delete_store(self, name: str) -> None:
         """Delete a store and its snapshots. Raises `StoreNotFound`."""
@@ -171,9 +190,20 @@ class Client:
     # ---- plumbing ----------------------------------------------------------------------------
 
     def call(self, method: str, request: Any) -> Any:
-        """Run a unary-response RPC (a request message or an iterator of them)."""
+        """Run a unary-response RPC (a request message or an iterator of them) on the replica
+        that owns its store, following redirects and failovers (`routing`)."""
+        store, sent_again = self._routed(request)
+        metadata = self._metadata + request_id_metadata(method)
         with _logged(method):
-            return self._method(method)(request, metadata=self._metadata, timeout=self.timeout)
+            for attempt in self._routes.attempts(store, retries=sent_again is not None):
+                sent = sent_again() if sent_again is not None else request
+                try:
+                    return self._connection(attempt.address).method(method)(
+                        sent, metadata=metadata, timeout=self.timeout)
+                except grpc.RpcError as error:
+                    if not attempt.retry(error):
+                        raise from_rpc_error(error) from None
+        raise AssertionError("unreachable: attempts never end")
 
     def pages(self, method: str, request: Any) -> Iterator[Any]:
         """Every reply of a paged listing: the request again with each `next_page_token`."""
@@ -185,35 +215,58 @@ class Client:
             request.page_token = reply.next_page_token
 
     def stream(self, method: str, request: Any) -> Iterator[Any]:
-        """Run a server-streaming RPC, yielding its replies."""
+        """Run a server-streaming RPC, yielding its replies. It is tried again elsewhere (as
+        `call` does) only until its first reply."""
+        store, sent_again = self._routed(request)
+        metadata = self._metadata + request_id_metadata(method)
         with _logged(method):
-            yield from self._method(method)(
-                request, metadata=self._metadata, timeout=self.timeout
-            )
-
-    def _tensor_method(self, method: str) -> Any:
-        pushes, pulls = method in wire.PUSH_METHODS, method in wire.PULL_METHODS
-        make = {
-            (True, False): self._channel.stream_unary,
-            (True, True): self._channel.stream_stream,
-            (False, True): self._channel.unary_stream,
-        }[(pushes, pulls)]
-        return make(
-            wire.path(method),
-            request_serializer=chunks.serialize if pushes else pb.PullRequest.SerializeToString,
-            response_deserializer=chunks.deserializer(pb.PullResponse) if pulls
-            else pb.PushResponse.FromString,
-        )
+            for attempt in self._routes.attempts(store, retries=sent_again is not None):
+                sent = sent_again() if sent_again is not None else request
+                replied = False
+                try:
+                    for reply in self._connection(attempt.address).method(method)(
+                            sent, metadata=metadata, timeout=self.timeout):
+                        replied = True
+                        yield reply
+                    return
+                except grpc.RpcError as error:
+                    if replied or not attempt.retry(error):
+                        raise from_rpc_error(error) from None
 
     def _method(self, name: str) -> Any:
-        return self._tensor_methods.get(name) or getattr(self._stub, name)
+        """The callable of method `name` on the first server named (for tests that send raw
+        messages)."""
+        return self._connection(self._routes.addresses[0]).method(name)
+
+    def _routed(self, request: Any) -> tuple[str, Callable[[], Any] | None]:
+        """The store a request (a message, or a stream of them) names, and a function giving
+        the request for each attempt (None: one attempt only). A stream is kept for a retry
+        only where a call can fail over: a single server's calls never hold a push in memory."""
+        if hasattr(request, "DESCRIPTOR"):
+            return store_of(request), lambda: request
+        if len(self._routes.addresses) == 1:
+            return "", None  # sent once, never again
+        replayable = Replayable(iter(request))
+        first = replayable.first
+        return (store_of(first) if first is not None else ""), replayable.fresh
+
+    def _connection(self, address: str) -> _Connection:
+        with self._connections_lock:
+            connection = self._connections.get(address)
+            if connection is None:
+                connection = self._connections[address] = _Connection(
+                    address, self._tls, self._client_cert,
+                    retries=len(self._routes.addresses) == 1)
+            return connection
 
     def progress_bar(self, total: int, description: str) -> Any:
         return transfer.progress_bar(total, description, self.progress)
 
     def close(self) -> None:
-        """Close the channel; calls in flight are cancelled."""
-        self._channel.close()
+        """Close the channels; calls in flight are cancelled."""
+        with self._connections_lock:
+            for connection in self._connections.values():
+                connection.channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -223,6 +276,44 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client({self.address!r})"
+
+
+class _Connection:
+    """One channel to one server, with its stubs."""
+
+    def __init__(self, address: str, tls: bool | str | os.PathLike[str] | bytes,
+                 client_cert: tuple[bytes, bytes] | None, retries: bool) -> None:
+        # `retries`: gRPC retries reads on this channel; a cluster's client does not, as it
+        # tries another replica instead of waiting on a dead one.
+        options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)] \
+            if retries else [("grpc.enable_retries", 0)]
+        if tls is False:
+            self.channel = grpc.insecure_channel(address, options=options)
+        else:
+            self.channel = grpc.secure_channel(
+                address, _credentials(tls, client_cert), options=options
+            )
+        self._stub = pb_grpc.ParamStoreStub(self.channel)
+        # The tensor streams carry chunks serialized without protobuf's copies.
+        self._tensor_methods = {method: self._tensor_method(method) for method in
+                                {*wire.PUSH_METHODS, *wire.PULL_METHODS}}
+
+    def method(self, name: str) -> Any:
+        return self._tensor_methods.get(name) or getattr(self._stub, name)
+
+    def _tensor_method(self, method: str) -> Any:
+        pushes, pulls = method in wire.PUSH_METHODS, method in wire.PULL_METHODS
+        make = {
+            (True, False): self.channel.stream_unary,
+            (True, True): self.channel.stream_stream,
+            (False, True): self.channel.unary_stream,
+        }[(pushes, pulls)]
+        return make(
+            wire.path(method),
+            request_serializer=chunks.serialize if pushes else pb.PullRequest.SerializeToString,
+            response_deserializer=chunks.deserializer(pb.PullResponse) if pulls
+            else pb.PushResponse.FromString,
+        )
 
 
 def _credentials(
@@ -273,6 +364,9 @@ def _logged(method: str) -> Iterator[None]:
     except grpc.RpcError as error:
         status = error.code().name
         raise from_rpc_error(error) from None
+    except ParamstoreError as error:
+        status = error.code
+        raise
     finally:
         _log.debug("method=%s status=%s duration_ms=%.1f", method, status,
                    (time.perf_counter() - started) * 1000)

@@ -58,6 +58,11 @@ class FailedPrecondition(ParamstoreError):
     code = "FAILED_PRECONDITION"
 
 
+class NotTraining(FailedPrecondition):
+    """The store's training session is gone (it moved to another replica, from its last
+    snapshot): a `RemoteKVStore` joins it again by itself."""
+
+
 class ResourceExhausted(ParamstoreError):
     """A size limit of the server or of gRPC was exceeded."""
 
@@ -109,7 +114,8 @@ class Internal(ParamstoreError):
 _BY_KIND: dict[str, type[ParamstoreError]] = {
     cls.__name__: cls
     for cls in (StoreNotFound, ParameterNotFound, SnapshotNotFound, AlreadyExists,
-                InvalidArgument, FailedPrecondition, ResourceExhausted, Unauthenticated)
+                InvalidArgument, FailedPrecondition, NotTraining, ResourceExhausted,
+                Unauthenticated)
 }
 _BY_STATUS: dict[grpc.StatusCode, type[ParamstoreError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,

@@ -24,15 +24,15 @@ import atexit
 import secrets
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.shared_memory import SharedMemory
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from paramstore import _files
 from paramstore.client import transfer
-from paramstore.client.errors import ParamstoreError
+from paramstore.client.errors import NotTraining, ParamstoreError
 from paramstore.dtypes import numpy_dtype
 from paramstore.kvstore import KVStoreBase, as_list, buffer_of
 from paramstore.proto import chunks
@@ -41,6 +41,7 @@ from paramstore.proto.chunks import CHUNK_BYTES
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 Key = str | int
+Result = TypeVar("Result")
 
 
 def _sum(values: Any) -> np.ndarray:
@@ -67,22 +68,9 @@ class RemoteKVStore(KVStoreBase):
     ) -> None:
         self._client = client
         self.store = store
-        probe = _probe() if shared_memory else None
-        try:
-            reply = client.call("JoinTraining", pb.JoinTrainingRequest(
-                store=store, mode=mode, num_workers=num_workers, timeout_seconds=timeout,
-                shared_memory_probe=probe.name if probe else "",
-            ))
-        finally:
-            if probe is not None:
-                secret = bytes(probe.buf[:segments.PROBE_BYTES])
-                probe.close()
-                probe.unlink()
-        self.shared_memory = probe is not None and reply.shared_memory_probe == secret
+        self._join_request = (mode, num_workers, timeout, shared_memory)
+        lease = self._join()
         self._segment: SharedMemory | None = None
-        self._rank = reply.rank
-        self._num_workers = reply.num_workers
-        self.type = f"dist_{reply.mode}"
         self._fresh: dict[Key, np.ndarray] = {}  # values returned by the last push of a key
         self._in_segment: set[Key] = set()  # fresh values that are views of the segment
         self.bytes_sent = 0
@@ -91,11 +79,44 @@ class RemoteKVStore(KVStoreBase):
         # its rank is freed one lease later. Leaving at exit frees it at once.
         self._closed = threading.Event()
         self._heartbeats = threading.Thread(
-            target=self._beat, args=(max(reply.lease_seconds, 0.3) / 3,),
+            target=self._beat, args=(max(lease, 0.3) / 3,),
             name=f"paramstore-heartbeat-{store}", daemon=True,
         )
         self._heartbeats.start()
         atexit.register(self.close)
+
+    def _join(self) -> float:
+        """Join the store's training (again): a rank, the shared-memory check, and the lease
+        the server gives a rank (returned)."""
+        mode, num_workers, timeout, shared_memory = self._join_request
+        probe = _probe() if shared_memory else None
+        try:
+            reply = self._client.call("JoinTraining", pb.JoinTrainingRequest(
+                store=self.store, mode=mode, num_workers=num_workers, timeout_seconds=timeout,
+                shared_memory_probe=probe.name if probe else "",
+            ))
+        finally:
+            if probe is not None:
+                secret = bytes(probe.buf[:segments.PROBE_BYTES])
+                probe.close()
+                probe.unlink()
+        self.shared_memory = probe is not None and reply.shared_memory_probe == secret
+        self._rank = reply.rank
+        self._num_workers = reply.num_workers
+        self.type = f"dist_{reply.mode}"
+        return float(reply.lease_seconds)
+
+    def _training(self, run: Callable[[], Result]) -> Result:
+        """`run()`, a call of the store's training; when the training is gone because the
+        store moved (its replica died and another took it from its last snapshot, optimizer
+        state included), join it again and run it once more: the worker resumes there."""
+        try:
+            return run()
+        except NotTraining:
+            if self._closed.is_set():
+                raise
+            self._join()
+            return run()
 
     @property
     def rank(self) -> int:
@@ -110,7 +131,7 @@ class RemoteKVStore(KVStoreBase):
         worker's init wins), so pull after init to start from the common weights."""
         outgoing = [transfer.Outgoing(_spec(k, _sum(v)), _wire(_sum(v)))
                     for k, v in self._keys_and_values(key, value)]
-        self._client.call("InitKeys", self._requests(outgoing))
+        self._training(lambda: self._client.call("InitKeys", self._requests(outgoing)))
 
     def push(self, key: Key | Sequence[Key], value: Any, priority: int = 0) -> None:
         """Send gradients (a list for one key is summed here first).
@@ -123,14 +144,16 @@ class RemoteKVStore(KVStoreBase):
             data = _wire(gradient) if self._compression is None \
                 else self._compression.compress(str(one_key), gradient)
             outgoing.append(transfer.Outgoing(_spec(one_key, gradient), data))
-        if self.shared_memory:
-            received = self._push_pull_shared(outgoing)
-        else:
-            replies = self._client.stream("PushPull", self._requests(outgoing, training=True))
-            received = transfer.receive(replies, f"pushpull {self.store}", False)[1]
+        received = self._training(lambda: self._push_pull(outgoing))
         for item in received:
             self._fresh[item.spec.name] = item.data
             self.bytes_received += item.data.nbytes
+
+    def _push_pull(self, outgoing: list[transfer.Outgoing]) -> list[transfer.Received]:
+        if self.shared_memory:
+            return self._push_pull_shared(outgoing)
+        replies = self._client.stream("PushPull", self._requests(outgoing, training=True))
+        return transfer.receive(replies, f"pushpull {self.store}", False)[1]
 
     def _push_pull_shared(self, outgoing: list[transfer.Outgoing]) -> list[transfer.Received]:
         """PushPull with the data in the segment: each gradient goes in its region and the
@@ -213,9 +236,8 @@ class RemoteKVStore(KVStoreBase):
     def set_optimizer(self, optimizer: Any) -> None:
         """Run `optimizer` on the server: it travels as its `dumps()` JSON. One of the same
         kind keeps the server's per-key state (momentum, moments, counts)."""
-        self._client.call("SetOptimizer", pb.SetOptimizerRequest(
-            store=self.store, optimizer=optimizer.dumps(),
-        ))
+        request = pb.SetOptimizerRequest(store=self.store, optimizer=optimizer.dumps())
+        self._training(lambda: self._client.call("SetOptimizer", request))
 
     def save_optimizer_states(self, fname: str, dump_optimizer: bool = False) -> None:
         """Write the server's optimizer and its state to the safetensors file `fname` (replaced
@@ -245,7 +267,8 @@ class RemoteKVStore(KVStoreBase):
 
     def barrier(self) -> None:
         """Wait until every worker reached the barrier. Raises `Aborted` after the timeout."""
-        self._client.call("Barrier", pb.BarrierRequest(store=self.store, rank=self._rank))
+        self._training(lambda: self._client.call(
+            "Barrier", pb.BarrierRequest(store=self.store, rank=self._rank)))
 
     def close(self) -> None:
         """Give the rank back so that another worker can take it (also done at exit and by
@@ -263,10 +286,10 @@ class RemoteKVStore(KVStoreBase):
             pass  # a server gone or restarted, or a client closed, holds no rank of ours
 
     def _beat(self, interval: float) -> None:
-        request = pb.HeartbeatRequest(store=self.store, rank=self._rank)
         while not self._closed.wait(interval):
             try:
-                self._client.call("Heartbeat", request)
+                self._client.call("Heartbeat",
+                                  pb.HeartbeatRequest(store=self.store, rank=self._rank))
             except ParamstoreError:
                 pass  # a lapsed rank shows up on the next training call, with its reason
             except ValueError:  # grpc's "closed channel": the client was closed first

@@ -2,6 +2,10 @@
 
 - `ERROR_KEY`: the trailing-metadata key naming the server's error kind (`StoreNotFound`, ...),
   which the SDK maps to its exception classes;
+- `OWNER_KEY`: with a FAILED_PRECONDITION of kind `NotOwner`, the trailing-metadata key giving
+  the address of the replica that owns the store, where the SDK sends the call again;
+- `REQUEST_ID_KEY`: the metadata key of a mutating call's request id, the same in every retry
+  of one call, so that a replica applies it at most once;
 - `READ_METHODS`: the calls that change nothing. A read-only token may make them, and the SDK
   retries them on UNAVAILABLE; no other call is ever retried behind a caller's back;
 - `PUSH_METHODS`, `PULL_METHODS`: the methods whose messages carry tensor chunks
@@ -21,10 +25,12 @@ from paramstore.proto import chunks
 
 SERVICE = "paramstore.v1.ParamStore"
 ERROR_KEY = "paramstore-error"
+OWNER_KEY = "paramstore-owner"
+REQUEST_ID_KEY = "paramstore-request-id"
 READ_METHODS = frozenset({
     "GetStore", "ListStores", "CollectParams", "Pull", "ListTies", "ListSnapshots",
     "ExportSnapshot", "GetOptimizerStates", "GetRetention",
-    "DiffSnapshots",
+    "DiffSnapshots", "ListReplicas",
 })
 PUSH_METHODS = ("Push", "SetData", "InitKeys", "PushPull")  # requests: PushRequest chunks
 PULL_METHODS = ("Pull", "PushPull")  # replies: PullResponse chunks

@@ -4,6 +4,7 @@ SIGTERM or SIGINT, `main()` parses the command line flags."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import threading
@@ -28,12 +29,15 @@ from paramstore.server.admission import (
     InflightBytes,
 )
 from paramstore.server.auth import Token, TokenCheck, caller_naming, read_tokens
+from paramstore.server.cluster import DEFAULT_LEASE_TTL, ClusterConfig, Replica
 from paramstore.server.errors import StoreError
 from paramstore.server.limits import DEFAULT_MAX_PARAMETERS, Limits, default_max_total_bytes
 from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
 from paramstore.server.reflection import enable_reflection
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
+from paramstore.server.request_ids import RequestIds
 from paramstore.server.servicer import ParamStoreServicer
+from paramstore.server.storage import Backend, open_backend
 from paramstore.server.training import (
     DEFAULT_WORKER_LEASE,
     DEFAULT_WORKER_TIMEOUT,
@@ -46,6 +50,7 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_DATA_DIR = "./paramstore-data"
 SHUTDOWN_GRACE_SECONDS = 30.0
 DEFAULT_MAX_IMPORT_BYTES = 4 << 30  # an import is staged, then validated whole, before a commit
+CLUSTER_MARKER = "cluster.json"  # in the storage of a cluster's replicas
 SERVICE_NAME = paramstore_pb2.DESCRIPTOR.services_by_name["ParamStore"].full_name
 
 
@@ -55,16 +60,21 @@ class ParamStoreServer:
     def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer,
                  registry: StoreRegistry, metrics: MetricsEndpoint | None = None,
                  admission: Admission | None = None,
-                 training: TrainingCoordinator | None = None) -> None:
+                 training: TrainingCoordinator | None = None,
+                 replica: Replica | None = None) -> None:
         self.grpc_server = server
         self.health = health_servicer
         self.registry = registry
         self.metrics = metrics  # the `/metrics` endpoint, when the server has one
         self.admission = admission
         self.training = training
+        self.replica = replica  # when the server is one replica of a cluster
 
     def start(self) -> None:
+        """Serve; a replica joins its cluster and takes the stores placed on it first."""
         self.grpc_server.start()
+        if self.replica is not None:
+            self.replica.start(self.registry)
         for service in ("", SERVICE_NAME):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
@@ -75,6 +85,8 @@ class ParamStoreServer:
         self.health.enter_graceful_shutdown()
         if self.metrics is not None:
             self.metrics.close()
+        if self.replica is not None:  # a last snapshot of each store, then another takes it
+            self.replica.close()
         calls_done = self.grpc_server.stop(grace)
         stopped = threading.Event()
 
@@ -113,6 +125,7 @@ def create_server(
     metrics_host: str = "127.0.0.1",
     limits: Limits | None = None,
     calls: CallLimits | None = None,
+    cluster: ClusterConfig | None = None,
 ) -> tuple[ParamStoreServer, int]:
     """Build a server on `address` (port 0 picks a free one) and return it with its port.
 
@@ -128,13 +141,24 @@ def create_server(
     `calls`: bounds on calls in flight, per caller and in total, on how long a call may wait
     on its client and on the bytes requests in flight may hold (`paramstore.server.admission`).
     `metrics_port`: serve Prometheus metrics at `http://metrics_host:PORT/metrics` (0: a free
-    port; the host is loopback unless told otherwise). Raises `RuntimeError` when the address
-    cannot be bound (or is in use by another server), `OSError` when the metrics port cannot.
+    port; the host is loopback unless told otherwise). `cluster`: the server is one replica
+    of several coordinated by etcd (`paramstore.server.cluster`); `data_dir` must then be
+    object storage every replica shares, and an empty `advertise` means the bound address.
+    Raises `RuntimeError` when the address cannot be bound (or is in use by another server),
+    `OSError` when the metrics port cannot, `ValueError` for a cluster on a local folder.
     """
     calls = calls or CallLimits()
+    replica = None
+    backend = open_backend(data_dir, s3_endpoint=s3_endpoint, s3_timeout=s3_timeout)
+    if cluster is not None:
+        if "://" not in str(data_dir):
+            raise ValueError(f"--cluster needs storage every replica shares (--data-dir "
+                             f"s3://BUCKET/PREFIX), not the local folder {str(data_dir)!r}")
+        replica = Replica(cluster, backend)
+    _check_cluster_marker(backend, cluster)
     registry = StoreRegistry(data_dir, keep=keep, max_tensor_bytes=max_tensor_bytes,
-                             s3_endpoint=s3_endpoint, s3_timeout=s3_timeout,
-                             limits=limits)
+                             limits=limits, backend=replica.backend if replica else backend,
+                             ownership=replica)
     tokens = [Token(token)] if isinstance(token, str) else list(token or ())
     admission = Admission(calls, caller_naming(tokens))
     # Outermost first: metrics count every call, refused ones too; admission bounds and
@@ -142,6 +166,7 @@ def create_server(
     interceptors: list[grpc.ServerInterceptor] = [admission]
     if tokens:
         interceptors.append(TokenCheck(tokens))
+    interceptors.append(RequestIds())  # innermost: only calls let in are remembered
     metrics = ServerMetrics(registry) if metrics_port is not None else None
     if metrics is not None:
         interceptors.insert(0, metrics.interceptor())
@@ -158,6 +183,8 @@ def create_server(
         registry, worker_timeout=worker_timeout, snapshot_every=snapshot_every,
         lease=worker_lease,
     )
+    if replica is not None:  # a store that moves away ends its training here
+        replica.on_release.append(lambda store: training.end(store, "moved to another replica"))
     _add_servicer(
         ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
                            inflight=InflightBytes(calls.max_inflight_bytes)),
@@ -186,8 +213,24 @@ def create_server(
     endpoint = None
     if metrics is not None and metrics_port is not None:
         endpoint = metrics.serve_http(metrics_host, metrics_port)
+    if replica is not None and not replica.address:
+        replica.set_address(f"{address.rsplit(':', 1)[0]}:{port}")
     return ParamStoreServer(server, health_servicer, registry, endpoint, admission,
-                            training), port
+                            training, replica), port
+
+
+def _check_cluster_marker(backend: Backend, cluster: ClusterConfig | None) -> None:
+    """A cluster's commit records are in etcd: its storage is marked, and a single server
+    refuses it (it would see data without records, and remove it as never committed)."""
+    try:
+        marked = backend.read(CLUSTER_MARKER)
+    except FileNotFoundError:
+        marked = None
+    if cluster is None and marked is not None:
+        raise ValueError(f"{backend.location()} belongs to a cluster of replicas ("
+                         f"{marked.decode(errors='replace')}); serve it with --cluster")
+    if cluster is not None and marked is None:
+        backend.create(CLUSTER_MARKER, json.dumps({"cluster": cluster.url}).encode())
 
 
 def _add_servicer(servicer: ParamStoreServicer, server: grpc.Server) -> None:
@@ -313,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "machine only; the metrics name every store and its size)")
     logs.add_log_level_flag(parser, "INFO", "DEBUG adds a line per call; INFO logs starts, stops, "
                                        "recoveries, retention and failures")
+    _add_cluster_flags(parser)
     _add_limit_flags(parser)
     _add_call_flags(parser)
     args = parser.parse_args(argv)
@@ -339,11 +383,40 @@ def main(argv: Sequence[str] | None = None) -> int:
               worker_timeout=args.worker_timeout, worker_lease=args.worker_lease,
               snapshot_every=args.snapshot_every,
               metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-              calls=_call_limits(args))
+              calls=_call_limits(args), cluster=_cluster(args, parser))
     except (OSError, RuntimeError, ValueError, StoreError) as error:
         _log.error("paramstore serve: %s", error)
         return 1
     return 0
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    cluster = parser.add_argument_group(
+        "several replicas (each store owned by one live replica through an etcd lease)")
+    cluster.add_argument("--cluster", metavar="etcd://HOST:PORT[/PREFIX]",
+                         help="join the replicas coordinated by this etcd cluster (several "
+                              "endpoints: etcd://H1:P1,H2:P2/PREFIX); needs --data-dir s3://...")
+    cluster.add_argument("--advertise", metavar="HOST:PORT",
+                         help="the address clients and other replicas reach this one at "
+                              "(default: the bound --address)")
+    cluster.add_argument("--lease-ttl", type=float, default=DEFAULT_LEASE_TTL,
+                         metavar="SECONDS",
+                         help="seconds a silent replica keeps its stores before another takes "
+                              f"them (default {DEFAULT_LEASE_TTL:g})")
+
+
+def _cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ClusterConfig | None:
+    if args.cluster is None:
+        if args.advertise is not None:
+            parser.error("--advertise goes with --cluster")
+        return None
+    if not 2 <= args.lease_ttl < 3600:
+        parser.error("--lease-ttl must be between 2 and 3600 seconds")
+    host, _, port = (args.advertise or "").rpartition(":")
+    if args.advertise is not None and (not host or not port.isdigit() or port == "0"):
+        parser.error(f"--advertise {args.advertise!r} must be HOST:PORT, where clients reach "
+                     "this replica")
+    return ClusterConfig(args.cluster, args.advertise or "", args.lease_ttl)
 
 
 def _add_limit_flags(parser: argparse.ArgumentParser) -> None:

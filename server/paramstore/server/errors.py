@@ -4,6 +4,8 @@ Each class names one kind of failure; the servicer maps each kind to one gRPC st
 place (`servicer.STATUS_OF`), and sends the class name as `paramstore-error` trailing metadata.
 """
 
+from __future__ import annotations
+
 
 class StoreError(Exception):
     """Base class: a request the stores refused. The message names the offending value."""
@@ -40,3 +42,19 @@ class ResourceExhausted(StoreError):
 class StorageUnavailable(StoreError):
     """The storage failed (an I/O error, an unreachable backend): nothing was committed, and
     the same request may succeed later."""
+
+
+class NotOwner(FailedPrecondition):
+    """Another replica owns the store (`owner` is its address): ask it."""
+
+    def __init__(self, message: str, owner: str) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+    def __copy__(self) -> NotOwner:
+        return NotOwner(str(self), self.owner)
+
+
+class NotTraining(FailedPrecondition):
+    """The store has no training session (none began, it ended, or the store moved to this
+    replica from its last snapshot): a worker joins again."""

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from paramstore import optimizer as opt
 from paramstore.server import validation
@@ -29,6 +29,7 @@ from paramstore.server.errors import (
 from paramstore.server.initialization import initialize
 from paramstore.server.limits import Budget, Limits, capacity_bytes
 from paramstore.server.storage import (
+    Backend,
     Catalog,
     Contents,
     PendingSnapshot,
@@ -54,9 +55,26 @@ class PullPlan(NamedTuple):
     data_bytes: int
 
 
+class Ownership(Protocol):
+    """Which stores this server may serve, when it is one replica of several
+    (`paramstore.server.cluster`)."""
+
+    def claim(self, name: str) -> None:
+        """Make this replica the owner of a store about to be created, or raise `NotOwner`
+        (naming the replica to ask) or `StorageUnavailable`."""
+
+    def refuse(self, name: str) -> None:
+        """Raise the error for a call on `name`, a store this replica does not hold:
+        `NotOwner`, `StorageUnavailable` (being moved) or `StoreNotFound`."""
+
+    def view(self) -> dict[str, builtins.list[str]]:
+        """Each replica's address and the stores it owns."""
+
+
 class StoreRegistry:
     """Every store of one server, persisted under `data_dir` (`keep`: newest snapshots kept
-    per store, 0 for all). Stores found there are recovered when the registry is made."""
+    per store, 0 for all). Stores found there are recovered when the registry is made, unless
+    the server is one replica of several: it then holds the stores it owns (`adopt`)."""
 
     def __init__(
         self,
@@ -67,9 +85,15 @@ class StoreRegistry:
         s3_endpoint: str | None = None,
         s3_timeout: float = 30.0,
         limits: Limits | None = None,
+        backend: Backend | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
-        """`data_dir`: a local folder or `s3://BUCKET[/PREFIX]` (see `storage.open_backend`)."""
-        backend = open_backend(data_dir, s3_endpoint=s3_endpoint, s3_timeout=s3_timeout)
+        """`data_dir`: a local folder or `s3://BUCKET[/PREFIX]` (see `storage.open_backend`);
+        `backend`, when given, is used instead. `ownership`: this server is a replica that
+        holds only the stores it owns; none is recovered here."""
+        backend = backend or open_backend(data_dir, s3_endpoint=s3_endpoint,
+                                          s3_timeout=s3_timeout)
+        self.ownership = ownership
         self.catalog = Catalog(backend, keep=keep, max_tensor_bytes=max_tensor_bytes)
         self.max_tensor_bytes = max_tensor_bytes
         self.limits = limits or Limits()
@@ -78,17 +102,47 @@ class StoreRegistry:
         self.on_delete: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
         self._stores: dict[str, Store] = {}
-        for name in self.catalog.store_names():
-            self._recover(name)
+        if ownership is None:
+            for name in self.catalog.store_names():
+                self._recover(name)
 
-    def _recover(self, name: str) -> None:
+    def _recover(self, name: str) -> bool:
         try:
             contents = self.catalog.open_store(name)
         except Exception:  # one store's trouble must not keep the others from being served
             _log.exception("store %s could not be opened; it is not served", name)
-            return
+            return False
         if contents is not None:
             self._stores[name] = Store(name, contents.state, contents.optimizer)
+        return contents is not None
+
+    def adopt(self, name: str) -> bool:
+        """Load store `name` from storage, now that this replica owns it; False when it does
+        not exist (or could not be opened)."""
+        with self._lock:
+            return name in self._stores or self._recover(name)
+
+    def hand_over(self, name: str, error: Exception) -> None:
+        """Refuse every later write to store `name` with `error`, take a last snapshot of
+        it when it holds anything (every acknowledged write is in it), then `drop` it."""
+        store = self._stores.get(name)
+        if store is None:
+            return
+        store.close(error)
+        if store.state().parameters:
+            self.catalog.take_snapshot(name, lambda: Contents(*store.capture()))
+        self.drop(name, error)
+
+    def drop(self, name: str, error: Exception) -> Store | None:
+        """Stop holding store `name` (another replica owns it now): every write still to come
+        through it raises `error`. Returns the store, for a last snapshot."""
+        with self._lock:
+            store = self._stores.pop(name, None)
+        if store is not None:
+            store.close(error)
+        self.catalog.forget(name)
+        self._capacities.pop(name, None)
+        return store
 
     # ---- stores ------------------------------------------------------------------------------
 
@@ -96,6 +150,8 @@ class StoreRegistry:
         """A new empty store, committed to storage. Raises `InvalidArgument` (name),
         `AlreadyExists`, `StorageUnavailable`."""
         validation.store_name(name)
+        if self.ownership is not None:
+            self.ownership.claim(name)
         with self._lock:
             if name in self._stores:
                 raise AlreadyExists(f"store {name!r} already exists")
@@ -109,6 +165,8 @@ class StoreRegistry:
         try:
             return self._stores[name]
         except KeyError:
+            if self.ownership is not None:
+                self.ownership.refuse(name)
             raise StoreNotFound(
                 f"no store named {name!r}; create it first (existing: "
                 f"{', '.join(sorted(self._stores)[:10]) or 'none'})"
@@ -239,16 +297,24 @@ class StoreRegistry:
         metadata: Mapping[str, str] | None = None,
         tags: Sequence[str] = (),
         delta: bool = False,
+        request_id: str = "",
     ) -> SnapshotInfo:
         """Commit the store's current state (and optimizer state) as a new snapshot with
-        `tags`; `delta`: only the tensors changed since the newest snapshot. Raises
+        `tags`; `delta`: only the tensors changed since the newest snapshot. A request id
+        that took a snapshot already gets that snapshot, not another one. Raises
         `InvalidArgument` for a step outside [0, 2**63), reserved metadata or a bad tag
         (nothing is written then), and what `Catalog.finish_snapshot` raises."""
         step = validation.snapshot_step(step, NO_STEP)
         checked = validation.metadata(dict(metadata or {}))
         tags = [validation.tag_name(tag) for tag in dict.fromkeys(tags)]
+        self.get(name)
+        if request_id:
+            taken = self.catalog.snapshot_of_request(name, request_id)
+            if taken is not None:
+                return taken
         return self.catalog.finish_snapshot(self.begin_snapshot(name, delta=delta), step=step,
-                                            metadata=checked, tags=tags)
+                                            metadata=checked, tags=tags,
+                                            request_id=request_id)
 
     def begin_snapshot(self, name: str, *, delta: bool = False) -> PendingSnapshot:
         """Capture the store for a snapshot that `catalog.finish_snapshot` writes later."""
@@ -329,6 +395,8 @@ class StoreRegistry:
         validated and committed as one step, the file becoming the store's first snapshot.
         Raises `InvalidArgument`, `AlreadyExists`, `ResourceExhausted`, `StorageUnavailable`."""
         validation.store_name(name)
+        if self.ownership is not None:
+            self.ownership.claim(name)
         if name in self._stores:
             raise AlreadyExists(f"store {name!r} already exists; import under a new name")
         info, contents = self.catalog.import_store(name, produce,

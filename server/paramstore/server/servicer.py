@@ -22,7 +22,7 @@ from paramstore import compression
 from paramstore.proto import chunks, shared_memory
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
-from paramstore.proto.wire import ERROR_KEY
+from paramstore.proto.wire import ERROR_KEY, OWNER_KEY
 from paramstore.server import failures, validation
 from paramstore.server import shared_memory as segments
 from paramstore.server.admission import DEFAULT_MAX_INFLIGHT_BYTES, InflightBytes, Take
@@ -30,6 +30,8 @@ from paramstore.server.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
+    NotOwner,
+    NotTraining,
     ParameterNotFound,
     ResourceExhausted,
     SnapshotNotFound,
@@ -39,6 +41,7 @@ from paramstore.server.errors import (
 )
 from paramstore.server.limits import Budget
 from paramstore.server.registry import StoreRegistry
+from paramstore.server.request_ids import request_id
 from paramstore.server.storage import RetentionPolicy, SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
 from paramstore.server.training import TrainingAborted, TrainingCoordinator
@@ -58,6 +61,8 @@ STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
     SnapshotNotFound: grpc.StatusCode.NOT_FOUND,
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    NotOwner: grpc.StatusCode.FAILED_PRECONDITION,
+    NotTraining: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
     TrainingAborted: grpc.StatusCode.ABORTED,
@@ -77,7 +82,10 @@ class _Call:
         kind = next(cls for cls in type(error).__mro__ if cls in STATUS_OF or cls is StoreError)
         code = STATUS_OF.get(kind, grpc.StatusCode.FAILED_PRECONDITION)
         self.status = code.name
-        context.set_trailing_metadata(((ERROR_KEY, kind.__name__),))
+        trailers = [(ERROR_KEY, kind.__name__)]
+        if isinstance(error, NotOwner):
+            trailers.append((OWNER_KEY, error.owner))
+        context.set_trailing_metadata(tuple(trailers))
         context.abort(code, str(error))
 
     def crash(self, context: grpc.ServicerContext, error: Exception) -> None:
@@ -178,6 +186,15 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         return pb.ListStoresResponse(stores=page, next_page_token=token)
 
     @_rpc
+    def ListReplicas(self, request: pb.ListReplicasRequest, context: Any, call: _Call) -> Any:
+        ownership = self.registry.ownership
+        view = ownership.view() if ownership is not None else {
+            "": [store.name for store in self.registry.list()]}
+        return pb.ListReplicasResponse(replicas=[
+            pb.ReplicaInfo(address=address, stores=sorted(stores))
+            for address, stores in sorted(view.items())])
+
+    @_rpc
     def DeleteStore(self, request: pb.DeleteStoreRequest, context: Any, call: _Call) -> Any:
         self.registry.delete(request.name)
         return pb.DeleteStoreResponse()
@@ -264,7 +281,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def TakeSnapshot(self, request: pb.TakeSnapshotRequest, context: Any, call: _Call) -> Any:
         info = self.registry.snapshot(
             request.store, step=request.step, metadata=dict(request.metadata),
-            tags=list(request.tags), delta=request.delta,
+            tags=list(request.tags), delta=request.delta, request_id=request_id(context),
         )
         return _snapshot_info(info)
 

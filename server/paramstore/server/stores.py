@@ -8,6 +8,7 @@ read-only and shared between states: a write replaces arrays, it never modifies 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 import time
@@ -108,6 +109,14 @@ class Store:
         state = state or StoreState()
         self._state = dataclasses.replace(state, version=next_version(state.version))
         self.optimizer = optimizer
+        self._closed: Exception | None = None
+
+    def close(self, error: Exception) -> None:
+        """Refuse every later write with `error` (the store moved to another server); a write
+        in progress finishes first, so a snapshot taken after this holds every acknowledged
+        write."""
+        with self._lock:
+            self._closed = error
 
     def state(self) -> StoreState:
         """The current contents (an attribute read is atomic: no lock needed)."""
@@ -206,8 +215,10 @@ class Store:
             current = self._state
             if optimizer is None and self.optimizer is not None:
                 optimizer = opt.create_from_json(self.optimizer.dumps())
-            self.optimizer = optimizer
-            return self._commit(current, state.prefix, dict(state.parameters), dict(state.data))
+            replaced = self._commit(current, state.prefix, dict(state.parameters),
+                                    dict(state.data))
+            self.optimizer = optimizer  # after the commit, which a closed store refuses
+            return replaced
 
     def update(
         self, change: Callable[[StoreState], Mapping[str, np.ndarray]]
@@ -237,6 +248,8 @@ class Store:
         parameters: dict[str, ParameterInfo],
         data: dict[str, np.ndarray],
     ) -> StoreState:
+        if self._closed is not None:
+            raise copy.copy(self._closed)  # a fresh exception for each refused write
         self._state = StoreState(prefix, next_version(current.version), parameters, data)
         return self._state
 

@@ -27,7 +27,12 @@ from typing import cast
 import numpy as np
 
 from paramstore import optimizer as opt
-from paramstore.server.errors import FailedPrecondition, InvalidArgument, StoreError
+from paramstore.server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotTraining,
+    StoreError,
+)
 from paramstore.server.registry import StoreRegistry
 from paramstore.server.storage import PendingSnapshot
 from paramstore.server.stores import Incoming, StoreState
@@ -152,7 +157,7 @@ class TrainingSession:
 
     def _check_open(self) -> None:
         if self._ended is not None:
-            raise FailedPrecondition(self._ended)
+            raise NotTraining(self._ended)
 
     def _check_range(self, rank: int) -> None:
         if not 0 <= rank < self.num_workers:
@@ -420,18 +425,18 @@ class TrainingCoordinator:
         self.registry.get(store)
         session = self._sessions.get(store)
         if session is None:
-            raise FailedPrecondition(
+            raise NotTraining(
                 f"store {store!r} is not being trained: join its training first"
             )
         return session
 
-    def end(self, store: str) -> None:
-        """End `store`'s session, if it has one: its store is gone, and a store created under
-        the same name starts training afresh."""
+    def end(self, store: str, why: str = "was deleted") -> None:
+        """End `store`'s session, if it has one: its store is gone (or moved to another
+        replica), and a store created under the same name starts training afresh."""
         with self._lock:
             session = self._sessions.pop(store, None)
         if session is not None:
-            session.end(f"store {store!r} was deleted: its training ended")
+            session.end(f"store {store!r} {why}: its training ended here")
 
     def close(self) -> None:
         """Finish the periodic snapshots being written."""

@@ -50,6 +50,11 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListStoresRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListStoresResponse.FromString,
                 _registered_method=True)
+        self.ListReplicas = channel.unary_unary(
+                '/paramstore.v1.ParamStore/ListReplicas',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListReplicasRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListReplicasResponse.FromString,
+                _registered_method=True)
         self.DeleteStore = channel.unary_unary(
                 '/paramstore.v1.ParamStore/DeleteStore',
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.DeleteStoreRequest.SerializeToString,
@@ -216,7 +221,16 @@ class ParamStoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListStores(self, request, context):
-        """Lists every store, sorted by name.
+        """Lists every store, sorted by name (of a replica: the stores it owns).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReplicas(self, request, context):
+        """The replicas of this server's cluster and the stores each owns; a server that is no
+        replica answers with itself (address "") and all its stores. UNAVAILABLE when etcd
+        cannot be reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -508,6 +522,11 @@ def add_ParamStoreServicer_to_server(servicer, server):
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListStoresRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListStoresResponse.SerializeToString,
             ),
+            'ListReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReplicas,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListReplicasRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListReplicasResponse.SerializeToString,
+            ),
             'DeleteStore': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteStore,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.DeleteStoreRequest.FromString,
@@ -736,6 +755,33 @@ class ParamStore:
             '/paramstore.v1.ParamStore/ListStores',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListStoresRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListStoresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/ListReplicas',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListReplicasRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.ListReplicasResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -118,6 +118,7 @@ class _Record:
     optimizer: str | None
     checksums: dict[str, int]  # CRC-32C of each tensor the parameters hold
     base: str = ""  # a delta snapshot's base id
+    request: str = ""  # the id of the request that took it, when it carried one
 
 
 @dataclass
@@ -198,6 +199,11 @@ class Catalog:
         with self._guard:
             self._stores[name] = live
         return self._newest_contents(live)
+
+    def forget(self, name: str) -> None:
+        """Stop tracking store `name` (another server owns it now); its files stay."""
+        with self._guard:
+            self._stores.pop(name, None)
 
     def _incarnations(self, name: str) -> list[int]:
         with _storage_errors("list the stores"):
@@ -347,16 +353,18 @@ class Catalog:
         step: int = codec.NO_STEP,
         metadata: Mapping[str, str] | None = None,
         tags: Sequence[str] = (),
+        request_id: str = "",
     ) -> SnapshotInfo:
         """Write, verify and commit a begun snapshot, give it `tags` (moved from the
-        snapshots that had them), then apply retention.
+        snapshots that had them), then apply retention. `request_id` is recorded with it
+        (`snapshot_of_request`).
 
         Raises `StoreNotFound` (deleted meanwhile), `InvalidArgument` or `ResourceExhausted`
         (the file would break a reader's limit), `StorageUnavailable`; nothing is committed or
         deleted then."""
         files = pending.files
         try:
-            record = self._write_snapshot(files, pending, step, metadata or {})
+            record = self._write_snapshot(files, pending, step, metadata or {}, request_id)
             with files.lock:
                 if files.seen is None or int(files.seen[0]) < int(pending.id):
                     _saw(files, pending.id, pending.contents.state)
@@ -390,6 +398,7 @@ class Catalog:
         pending: PendingSnapshot,
         step: int,
         metadata: Mapping[str, str],
+        request_id: str = "",
     ) -> _Record:
         snapshot_id, contents = pending.id, pending.contents
         base = (pending.base, pending.unchanged) if pending.base else None
@@ -421,7 +430,7 @@ class Catalog:
                 files.name, snapshot_id, step, int(file_metadata[codec.CREATED_KEY]),
                 dict(metadata), size, contents.state.version, base=pending.base,
             )
-            record = _Record(info, parameters, optimizer, checksums, pending.base)
+            record = _Record(info, parameters, optimizer, checksums, pending.base, request_id)
             with files.lock:  # a delete commits its tombstone under this lock: never both
                 if files.deleted:
                     raise StoreNotFound(f"store {files.name!r} was deleted meanwhile")
@@ -458,6 +467,15 @@ class Catalog:
         with files.lock:
             return [self._described(files, record) for snapshot_id, record
                     in files.records.items() if snapshot_id not in files.damaged]
+
+    def snapshot_of_request(self, name: str, request_id: str) -> SnapshotInfo | None:
+        """The snapshot that the request `request_id` took, if one is kept."""
+        files = self._files(name)
+        with files.lock:
+            for record in files.records.values():
+                if record.request == request_id:
+                    return self._described(files, record)
+        return None
 
     def snapshot(self, name: str, snapshot_id: str) -> SnapshotInfo:
         """One snapshot's description (`snapshot_id` as `resolve` takes it). Raises
@@ -793,7 +811,7 @@ def _record_json(record: _Record) -> bytes:
         "id": info.id, "step": info.step, "created_unix_nanos": info.created_unix_nanos,
         "metadata": info.metadata, "size_bytes": info.size_bytes, "version": info.version,
         "parameters": record.parameters, "optimizer": record.optimizer,
-        "checksums": record.checksums, "base": record.base,
+        "checksums": record.checksums, "base": record.base, "request": record.request,
     }, separators=(",", ":")).encode()
 
 
@@ -815,7 +833,7 @@ def _parse_record(store: str, data: bytes) -> _Record:
     if base:
         info = replace(info, base=validation.snapshot_id(base))
     return _Record(info, str(raw["parameters"]), None if optimizer is None else str(optimizer),
-                   checksums, info.base)
+                   checksums, info.base, str(raw.get("request") or ""))
 
 
 def _saw(files: _StoreFiles, snapshot_id: str, state: StoreState) -> None:

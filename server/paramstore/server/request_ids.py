@@ -1,0 +1,85 @@
+"""At most once: a mutating call retried with the same request id gets the first reply.
+
+The SDK gives each mutating call one id (`wire.REQUEST_ID_KEY`) that all its retries carry: a
+reply lost with a dropped connection, or a replica that answered after the client gave up on it,
+must not make the retry apply the call again. Replies of unary-response calls that succeeded
+are kept for the `capacity` most recent ids; a retry arriving while the first attempt still
+runs waits for it. A failed call changed nothing, so it is not kept: its retry runs again.
+A snapshot also records its request id (`registry.snapshot`), so that a replica that took the
+store over after a failover recognises a retried snapshot it never saw.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from paramstore.proto.wire import READ_METHODS, REQUEST_ID_KEY
+
+DEFAULT_CAPACITY = 4096
+_WAIT_SECONDS = 600.0
+
+
+def request_id(context: grpc.ServicerContext) -> str:
+    """The call's request id ('' when it has none)."""
+    return str(dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY, ""))[:128]
+
+
+class _Pending:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: Any = None
+
+
+class RequestIds(grpc.ServerInterceptor):
+    """Answers a repeated request id with the reply of its first, successful, attempt."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._calls: OrderedDict[tuple[str, str], _Pending] = OrderedDict()
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        method = details.method.rsplit("/", 1)[-1]
+        if handler is None or handler.response_streaming or method in READ_METHODS:
+            return handler
+        metadata = dict(details.invocation_metadata or ())
+        identifier = str(metadata.get(REQUEST_ID_KEY, ""))[:128]
+        if not identifier:
+            return handler
+        key = (method, identifier)
+        behaviour = handler.stream_unary if handler.request_streaming else handler.unary_unary
+
+        def once(request: Any, context: grpc.ServicerContext) -> Any:
+            with self._lock:
+                pending = self._calls.get(key)
+                first = pending is None
+                if first:
+                    pending = self._calls[key] = _Pending()
+                    while len(self._calls) > self.capacity:
+                        self._calls.popitem(last=False)
+            assert pending is not None
+            if not first:
+                pending.done.wait(_WAIT_SECONDS)
+                if pending.reply is not None:
+                    return pending.reply
+                return behaviour(request, context)  # the first attempt failed: run it again
+            try:
+                pending.reply = behaviour(request, context)
+                return pending.reply
+            except BaseException:
+                with self._lock:
+                    self._calls.pop(key, None)
+                raise
+            finally:
+                pending.done.set()
+
+        make = grpc.stream_unary_rpc_method_handler if handler.request_streaming \
+            else grpc.unary_unary_rpc_method_handler
+        return make(once, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)

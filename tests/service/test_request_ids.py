@@ -1,0 +1,61 @@
+"""A mutating call retried with its request id is applied once."""
+
+from __future__ import annotations
+
+import grpc
+from chapter_nets import mlp
+from conftest import RunningServer
+
+from paramstore.proto import wire
+from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
+
+
+def _stub(server: RunningServer) -> pb_grpc.ParamStoreStub:
+    return pb_grpc.ParamStoreStub(grpc.insecure_channel(server.address))
+
+
+def test_a_snapshot_retried_with_its_request_id_is_taken_once(server: RunningServer) -> None:
+    with server.connect() as client:
+        client.create_store("mlp").push(mlp().collect_params())
+        stub = _stub(server)
+        metadata = ((wire.REQUEST_ID_KEY, "retried-snapshot"),)
+        first = stub.TakeSnapshot(pb.TakeSnapshotRequest(store="mlp", step=1), metadata=metadata)
+        again = stub.TakeSnapshot(pb.TakeSnapshotRequest(store="mlp", step=1), metadata=metadata)
+        assert again.id == first.id
+        assert [info.id for info in client.store("mlp").snapshots()] == [first.id]
+        other = stub.TakeSnapshot(pb.TakeSnapshotRequest(store="mlp", step=1),
+                                  metadata=((wire.REQUEST_ID_KEY, "another"),))
+        assert other.id != first.id
+
+
+def test_a_snapshot_retried_after_a_restart_is_recognised_from_its_record(
+        make_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data"
+    first_server = make_server(data_dir=data)
+    with first_server.connect() as client:
+        client.create_store("mlp").push(mlp().collect_params())
+    metadata = ((wire.REQUEST_ID_KEY, "before-the-restart"),)
+    first = _stub(first_server).TakeSnapshot(pb.TakeSnapshotRequest(store="mlp"),
+                                             metadata=metadata)
+    assert first_server.server is not None
+    first_server.server.stop(None).wait()
+    second_server = make_server(data_dir=data)  # remembers no reply: finds the record
+    again = _stub(second_server).TakeSnapshot(pb.TakeSnapshotRequest(store="mlp"),
+                                              metadata=metadata)
+    assert again.id == first.id
+    with second_server.connect() as client:
+        assert len(client.store("mlp").snapshots()) == 1
+
+
+def test_a_failed_call_retried_with_its_request_id_runs_again(server: RunningServer) -> None:
+    stub = _stub(server)
+    metadata = ((wire.REQUEST_ID_KEY, "create-after-a-failure"),)
+    try:
+        stub.TakeSnapshot(pb.TakeSnapshotRequest(store="later"), metadata=metadata)
+        raise AssertionError("a snapshot of a missing store succeeded")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+    with server.connect() as client:
+        client.create_store("later").push(mlp().collect_params())
+    assert stub.TakeSnapshot(pb.TakeSnapshotRequest(store="later"), metadata=metadata).id
