@@ -192,11 +192,11 @@ class Client:
     def call(self, method: str, request: Any) -> Any:
         """Run a unary-response RPC (a request message or an iterator of them) on the replica
         that owns its store, following redirects and failovers (`routing`)."""
-        store, sent_again = self._routed(request)
+        store, sent_again, retries = self._routed(request)
         metadata = self._metadata + request_id_metadata(method)
         with _logged(method):
-            for attempt in self._routes.attempts(store, retries=sent_again is not None):
-                sent = sent_again() if sent_again is not None else request
+            for attempt in self._routes.attempts(store, retries=retries):
+                sent = sent_again()
                 try:
                     return self._connection(attempt.address).method(method)(
                         sent, metadata=metadata, timeout=self.timeout)
@@ -217,11 +217,11 @@ class Client:
     def stream(self, method: str, request: Any) -> Iterator[Any]:
         """Run a server-streaming RPC, yielding its replies. It is tried again elsewhere (as
         `call` does) only until its first reply."""
-        store, sent_again = self._routed(request)
+        store, sent_again, retries = self._routed(request)
         metadata = self._metadata + request_id_metadata(method)
         with _logged(method):
-            for attempt in self._routes.attempts(store, retries=sent_again is not None):
-                sent = sent_again() if sent_again is not None else request
+            for attempt in self._routes.attempts(store, retries=retries):
+                sent = sent_again()
                 replied = False
                 try:
                     for reply in self._connection(attempt.address).method(method)(
@@ -238,17 +238,17 @@ class Client:
         messages)."""
         return self._connection(self._routes.addresses[0]).method(name)
 
-    def _routed(self, request: Any) -> tuple[str, Callable[[], Any] | None]:
-        """The store a request (a message, or a stream of them) names, and a function giving
-        the request for each attempt (None: one attempt only). A stream is kept for a retry
-        only where a call can fail over: a single server's calls never hold a push in memory."""
+    def _routed(self, request: Any) -> tuple[str, Callable[[], Any], bool]:
+        """The store a request (a message, or a stream of them) names, a function giving the
+        request for each attempt, and whether a failed attempt may be tried again. A stream
+        is kept for a retry only where a call can fail over: a single server's calls never
+        hold a push in memory (its first message names the store, to route it to its owner)."""
         if hasattr(request, "DESCRIPTOR"):
-            return store_of(request), lambda: request
-        if len(self._routes.addresses) == 1:
-            return "", None  # sent once, never again
-        replayable = Replayable(iter(request))
+            return store_of(request), lambda: request, True
+        keep = len(self._routes.addresses) > 1
+        replayable = Replayable(iter(request), keep=keep)
         first = replayable.first
-        return (store_of(first) if first is not None else ""), replayable.fresh
+        return (store_of(first) if first is not None else ""), replayable.fresh, keep
 
     def _connection(self, address: str) -> _Connection:
         with self._connections_lock:

@@ -39,10 +39,12 @@ def store_of(request: Any) -> str:
 
 
 class Replayable:
-    """A request stream that can be sent again: the messages already taken are kept."""
+    """A request stream that can be sent again: the messages already taken are kept (with
+    `keep=False`, only the first, which names the store; the stream is then sent once)."""
 
-    def __init__(self, messages: Iterator[Any]) -> None:
+    def __init__(self, messages: Iterator[Any], keep: bool = True) -> None:
         self._source = messages
+        self._keep = keep
         self._taken: list[Any] = []
         self._lock = threading.Lock()
         self.first = next(messages, None)
@@ -51,6 +53,11 @@ class Replayable:
 
     def fresh(self) -> Iterator[Any]:
         """The whole stream from its start."""
+        if not self._keep:
+            yield from self._taken
+            self._taken = []
+            yield from self._source
+            return
         index = 0
         while True:
             with self._lock:
@@ -112,10 +119,14 @@ class Attempt:
 
     def retry(self, error: grpc.RpcError) -> bool:
         """Whether the failed try `error` is worth another (after the pause it needs)."""
-        if not self.retries or not isinstance(error, grpc.Call):
+        if not isinstance(error, grpc.Call):
             return False
         code = error.code()
         owner = dict(error.trailing_metadata() or ()).get(wire.OWNER_KEY)
+        if not self.retries:
+            if code == grpc.StatusCode.FAILED_PRECONDITION and owner:
+                self.routes.learn(self.store, owner)  # the store's next calls go there
+            return False
         if code == grpc.StatusCode.FAILED_PRECONDITION and owner and (
                 self.tries < 20 or time.monotonic() < self.deadline):
             self.routes.learn(self.store, owner)
