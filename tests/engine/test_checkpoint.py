@@ -5,7 +5,6 @@ import os
 import struct
 import tempfile
 
-import crc32c
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -458,8 +457,9 @@ def test_a_float8_tensor_is_refused_with_a_message_naming_its_dtype():
 
 # ---- a file laid out before it is written, and read without a file ------------------------------
 
-METADATA = st.dictionaries(st.text(max_size=8).filter(lambda key: not key.startswith("paramstore.")),
-                           st.text(max_size=12), max_size=3)
+METADATA = st.dictionaries(
+    st.text(max_size=8).filter(lambda key: not key.startswith("paramstore.")),
+    st.text(max_size=12), max_size=3)
 
 
 def split_file(data: bytes) -> tuple[dict, list[str], bytes]:
@@ -491,7 +491,6 @@ def test_a_planned_file_written_by_the_library_holds_the_planned_bytes(tensors):
         with open(path, "rb") as file:
             written = file.read()
     assert split_file(written) == split_file(b"".join(planned.pieces()))
-    assert planned.crc32c() == crc32c.crc32c(written) or written != b"".join(planned.pieces())
 
 
 def ranges_of(data: bytes, requests: list | None = None):
@@ -544,7 +543,8 @@ def test_a_ranged_read_verifies_the_selected_tensors_checksums():
     planned = checkpoint.plan(tensors)
     file = bytearray(b"".join(planned.pieces()))
     file[-1] ^= 0x01  # in "b", the last tensor
-    checkpoint.open_ranged(len(file), ranges_of(bytes(file)), planned.checksums(), {"a"}.__contains__)
+    checkpoint.open_ranged(len(file), ranges_of(bytes(file)), planned.checksums(),
+                           {"a"}.__contains__)
     with pytest.raises(CheckpointError, match="checksum mismatch in tensor 'b'"):
         checkpoint.open_ranged(len(file), ranges_of(bytes(file)), planned.checksums())
 

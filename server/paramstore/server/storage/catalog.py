@@ -46,7 +46,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -407,10 +406,8 @@ class Catalog:
                 # it entered the store.
                 planned = checkpoint.plan(tensors, aliases=aliases, metadata=file_metadata)
                 reached("snapshot.verified")
-                with ThreadPoolExecutor(max_workers=1) as pool:  # the record's, meanwhile
-                    summing = pool.submit(planned.checksums)
-                    self.backend.write_checkpoint(parameters, planned)
-                    checksums = summing.result()
+                checksums = planned.checksums_while(  # for the record
+                    lambda: self.backend.write_checkpoint(parameters, planned))
                 size = planned.size
                 if contents.optimizer is not None:
                     optimizer = f"{files.prefix}/data/{snapshot_id}.{token}.optimizer.safetensors"

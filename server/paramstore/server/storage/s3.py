@@ -197,18 +197,16 @@ class S3Backend(Backend):
             size = self.client.head_object(Bucket=self.bucket, Key=name)["ContentLength"]
         with _spool() as path:
             with open(path, "wb") as file, _s3_errors(self.location(key)):
-                if size <= SINGLE_REQUEST_BYTES:
+                if size <= self.single_request_bytes:
                     body = self.client.get_object(Bucket=self.bucket, Key=name)["Body"]
                     while piece := body.read(_COPY_BYTES):
                         file.write(piece)
                 else:
                     file.truncate(size)
-                    with ThreadPoolExecutor(PARALLEL_TRANSFERS) as pool:
-                        def fetch(start: int) -> None:
-                            data = self.read_range(key, start, min(PART_BYTES, size - start))
-                            os.pwrite(file.fileno(), data, start)
-
-                        list(pool.map(fetch, range(0, size, PART_BYTES)))
+                    spans = [(start, min(start + self.part_bytes, size))
+                             for start in range(0, size, self.part_bytes)]
+                    for (start, _), data in zip(spans, self._read_spans(key, spans)):
+                        os.pwrite(file.fileno(), data, start)
             yield path
 
     def list(self, prefix: str) -> list[str]:
