@@ -2,7 +2,8 @@
 
 The `safetensors` library writes the files (from the arrays' own memory, no copy) and validates
 them when they are opened. A file written here opens with any safetensors reader
-(`safetensors.numpy.load_file`). What safetensors itself cannot say lives in the header's
+(`safetensors.numpy.load_file`). `plan` lays a file out as the library would, so that it can
+also be sent from the arrays' memory without the library (to an object store). What safetensors itself cannot say lives in the header's
 `__metadata__` under `paramstore.*` keys:
 
 - `paramstore.order`: every name (tensors and aliases) in the caller's order, as a JSON list,
@@ -15,7 +16,9 @@ them when they are opened. A file written here opens with any safetensors reader
 Reading maps the file and hands out read-only views of the mapping (`open_mapped`) or copies
 (`load`). The library's `get_tensor` would copy every tensor: a server restoring a store would
 then hold the old and the new data at once. Mapping is why this module reads the header's
-offsets itself, after the library has validated the file.
+offsets itself, after the library has validated the file. Bytes that are no file (read into
+memory, `loads`, or by ranges, `open_ranged`) get the library's checks made here, in Python:
+the library opens only files, and its `deserialize` copies every tensor.
 """
 
 from __future__ import annotations
