@@ -2,8 +2,8 @@
 
 moto neither throttles nor fails, so the faults of a real network are made here: `refuse`
 closes every connection at its next byte, `drop` cuts a connection once `drop_after` bytes went
-up it (a transfer broken mid-way), `stall` swallows requests and never answers. `pass` is a
-plain proxy. `downloaded` counts the bytes that came down from the object store.
+up it (a transfer broken mid-way), `drop-once` cuts one such connection and then passes,
+`stall` swallows requests and never answers. `pass` is a plain proxy. `downloaded` counts the bytes that came down from the object store.
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ class FaultyProxy:
         sent = 0
         try:
             while chunk := source.recv(1 << 16):
-                if self.mode == "refuse" or (self.mode == "drop" and upward
+                if self.mode == "refuse" or (self.mode in ("drop", "drop-once") and upward
                                              and sent + len(chunk) > self.drop_after):
+                    if self.mode == "drop-once":
+                        self.mode = "pass"
                     break
                 if self.mode == "stall":
                     continue  # swallowed: the other side waits for an answer that never comes

@@ -134,3 +134,15 @@ def test_a_large_snapshot_goes_up_in_parts_and_comes_down_in_ranges(
     assert list(state.state.data) == kept
     for name in kept:
         np.testing.assert_array_equal(state.state.data[name], tensors[name])
+
+
+def test_an_upload_cut_mid_way_is_sent_again_whole_from_the_start(proxy, bucket):
+    tensors = layers(4, MIB // 4)
+    catalog = Catalog(S3Backend(bucket, "data", endpoint=proxy.endpoint))
+    catalog.create_store("s")
+    proxy.mode, proxy.drop_after = "drop-once", MIB  # botocore retries the PUT
+    info = catalog.take_snapshot("s", lambda: Contents(store_of(tensors).state()))
+    assert proxy.mode == "pass"  # the cut happened
+    state = catalog.read_snapshot("s", info.id).state
+    for name, array in tensors.items():
+        np.testing.assert_array_equal(state.data[name], array)
