@@ -3,8 +3,8 @@
 The `safetensors` library writes the files (from the arrays' own memory, no copy) and validates
 them when they are opened. A file written here opens with any safetensors reader
 (`safetensors.numpy.load_file`). `plan` lays a file out as the library would, so that it can
-also be sent from the arrays' memory without the library (to an object store). What safetensors itself cannot say lives in the header's
-`__metadata__` under `paramstore.*` keys:
+also be sent from the arrays' memory without the library (to an object store). What
+safetensors itself cannot say lives in the header's `__metadata__` under `paramstore.*` keys:
 
 - `paramstore.order`: every name (tensors and aliases) in the caller's order, as a JSON list,
   because safetensors readers return tensors sorted by name;

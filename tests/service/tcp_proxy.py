@@ -3,7 +3,8 @@
 moto neither throttles nor fails, so the faults of a real network are made here: `refuse`
 closes every connection at its next byte, `drop` cuts a connection once `drop_after` bytes went
 up it (a transfer broken mid-way), `drop-once` cuts one such connection and then passes,
-`stall` swallows requests and never answers. `pass` is a plain proxy. `downloaded` counts the bytes that came down from the object store.
+`stall` swallows requests and never answers. `pass` is a plain proxy. `downloaded` counts the
+bytes that came down from the object store.
 """
 
 from __future__ import annotations
