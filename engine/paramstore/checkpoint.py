@@ -2,8 +2,9 @@
 
 The `safetensors` library writes the files (from the arrays' own memory, no copy) and validates
 them when they are opened. A file written here opens with any safetensors reader
-(`safetensors.numpy.load_file`). What safetensors itself cannot say lives in the header's
-`__metadata__` under `paramstore.*` keys:
+(`safetensors.numpy.load_file`). `plan` lays a file out as the library would, so that it can
+also be sent from the arrays' memory without the library (to an object store). What
+safetensors itself cannot say lives in the header's `__metadata__` under `paramstore.*` keys:
 
 - `paramstore.order`: every name (tensors and aliases) in the caller's order, as a JSON list,
   because safetensors readers return tensors sorted by name;
@@ -15,16 +16,20 @@ them when they are opened. A file written here opens with any safetensors reader
 Reading maps the file and hands out read-only views of the mapping (`open_mapped`) or copies
 (`load`). The library's `get_tensor` would copy every tensor: a server restoring a store would
 then hold the old and the new data at once. Mapping is why this module reads the header's
-offsets itself, after the library has validated the file.
+offsets itself, after the library has validated the file. Bytes that are no file (read into
+memory, `loads`, or by ranges, `open_ranged`) get the library's checks made here, in Python:
+the library opens only files, and its `deserialize` copies every tensor.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
 import mmap
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +43,9 @@ from paramstore import _files
 from paramstore.dtypes import BFLOAT16, numpy_dtype
 
 __all__ = [
-    "Checkpoint", "CheckpointError", "check_readable", "checksums_of", "dumps", "load", "loads",
-    "open_mapped", "read_metadata",
-    "save", "validate_name", "write",
+    "Checkpoint", "CheckpointError", "Planned", "check_readable", "checksums_of", "dumps", "load",
+    "loads", "open_mapped", "open_ranged", "plan", "read_metadata", "save", "validate_name",
+    "write",
 ]
 
 ORDER_KEY = "paramstore.order"
@@ -65,10 +70,17 @@ _DTYPES: dict[str, np.dtype] = {
 _BF16 = "BF16"  # bfloat16: its NumPy dtype comes from ml_dtypes, imported when first met
 # Keyed by the dtype object: `dtype.name` is slow enough to dominate many tiny tensors.
 _NAME_OF_DTYPE: dict[np.dtype, str] = {dtype: dtype.name for dtype in _DTYPES.values()}
+_LABEL_OF_DTYPE: dict[np.dtype, str] = {dtype: label for label, dtype in _DTYPES.items()}
+# The library's order of tensors in a file: by dtype in this order (its dtype enumeration's,
+# backwards), then by name.
+_FILE_ORDER = ("U64", "I64", "F64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16", "I8", "U8",
+               "BOOL")
 _LABELS = frozenset({*_NAME_OF_DTYPE.values(), BFLOAT16})
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 _VERIFY_BLOCK = 64 << 20  # mapped bytes checksummed before their pages are given back
 _OVERLAP_BYTES = 16 << 20  # from this size on, checksums are computed while the file is written
+_HEADER_GUESS = 64 << 10  # a ranged read's first request: the header of most files, in one
+_SIZE_LIMIT = 1 << 64  # the library's sizes are 64-bit
 
 
 class CheckpointError(ValueError):
@@ -137,39 +149,88 @@ def write(
     *,
     aliases: Mapping[str, str] | None = None,
     metadata: Mapping[str, str] | None = None,
-    checksums_in_header: bool = True,
-) -> dict[str, int]:
+) -> None:
     """`save` without the atomic replace or the fsync, for a caller that commits the file
-    itself; returns the CRC-32C of each stored tensor. Every limit the reader enforces is
-    checked, so a file written is a file read.
+    itself. Every limit the reader enforces is checked, so a file written is a file read."""
+    plan(tensors, aliases=aliases, metadata=metadata, checksums_in_header=True).write_file(path)
 
-    With `checksums_in_header=False` the checksums are left out of the header and computed
-    while the library writes, on another core: for a caller that keeps them beside the file
-    (a commit record) and passes them to `open_mapped`.
+
+@dataclass(frozen=True)
+class Planned:
+    """A safetensors file laid out before it is written: its header, computed from the arrays'
+    shapes and dtypes exactly as the library computes it, then the arrays' bytes in file order.
+
+    Its bytes are what the library writes for the same arguments (the library leaves the order
+    of the `__metadata__` keys to a hash map; here it is the caller's), so the file can be sent
+    from the arrays' own memory (`pieces`) or written by the library (`write_file`).
     """
-    stored, header_metadata = _plan(tensors, aliases, metadata)
-    specs = _specs(stored)
 
-    def serialize(header: dict[str, str]) -> None:
+    header: bytes  # the 8-byte length, then the JSON header padded with spaces
+    stored: dict[str, np.ndarray]  # in file order: C-contiguous, little-endian
+    metadata: dict[str, str]  # the header's `__metadata__`
+
+    @property
+    def size(self) -> int:
+        return len(self.header) + sum(array.nbytes for array in self.stored.values())
+
+    def pieces(self) -> list[memoryview]:
+        """The file's bytes in order, without a copy: the header, then each array's memory."""
+        return [memoryview(self.header), *(_bytes_of(array) for array in self.stored.values())]
+
+    def checksums(self) -> dict[str, int]:
+        """The CRC-32C of each stored tensor."""
+        return _checksums(self.stored)
+
+    def checksums_while(self, write: Callable[[], object]) -> dict[str, int]:
+        """`checksums()`, computed on another core while `write()` runs (both let go of the
+        GIL); for a small file, one after the other, quicker than a thread's hand-over."""
+        if self.size < _OVERLAP_BYTES:
+            write()
+            return self.checksums()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            summing = pool.submit(self.checksums)
+            write()
+            return summing.result()
+
+    def write_file(self, path: str | os.PathLike[str]) -> None:
+        """Write the file through the library, then check it as a reader would."""
         try:
-            safetensors.serialize_file(specs, os.fspath(path), metadata=header)
+            safetensors.serialize_file(_specs(self.stored), os.fspath(path),
+                                       metadata=self.metadata)
         except SafetensorError as error:
             raise _unwritable(error) from None
+        check_readable(path)
 
+
+def plan(
+    tensors: Mapping[str, Any],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    checksums_in_header: bool = False,
+) -> Planned:
+    """Lay out the file `write` would write (see `save` for the arguments). Without
+    `checksums_in_header` the checksums are left out of the header, for a caller that keeps
+    them beside the file (a commit record) and passes them to the reader. The header passes the
+    checks every reader applies. Raises `CheckpointError` like `save`."""
+    stored, header_metadata = _plan(tensors, aliases, metadata)
     if checksums_in_header:
-        checksums = _checksums(stored)
-        serialize({**header_metadata, CHECKSUMS_KEY: _json(checksums)})
-    elif sum(array.nbytes for array in stored.values()) < _OVERLAP_BYTES:
-        checksums = _checksums(stored)  # quicker than a thread's hand-over
-        serialize(header_metadata)
-    else:
-        with ThreadPoolExecutor(max_workers=1) as pool:  # the library lets go of the GIL
-            writing = pool.submit(serialize, header_metadata)
-            checksums = _checksums(stored)
-            writing.result()
-    with open(path, "rb") as file:
-        _header_length(file.read(8), os.fstat(file.fileno()).st_size)
-    return checksums
+        header_metadata[CHECKSUMS_KEY] = _json(_checksums(stored))
+    ordered = dict(sorted(stored.items(), key=lambda item: (
+        _FILE_ORDER.index(_label_of(item[1].dtype)), item[0])))
+    entries: dict[str, Any] = {"__metadata__": header_metadata}
+    offset = 0
+    for name, array in ordered.items():
+        entries[name] = {"dtype": _label_of(array.dtype), "shape": list(array.shape),
+                         "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    text = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    if len(text) > MAX_HEADER_BYTES:
+        raise _header_too_large(None)
+    header = len(text).to_bytes(8, "little") + text
+    _read_layout(memoryview(header), len(header) + offset)  # the checks every reader makes
+    return Planned(header, ordered, header_metadata)
 
 
 def dumps(
@@ -179,14 +240,8 @@ def dumps(
     metadata: Mapping[str, str] | None = None,
 ) -> bytes:
     """The bytes `save` would write. Raises `CheckpointError` like `save`."""
-    stored, header_metadata = _plan(tensors, aliases, metadata)
-    header_metadata[CHECKSUMS_KEY] = _json(_checksums(stored))
-    try:
-        data = bytes(safetensors.serialize(_specs(stored), metadata=header_metadata))
-    except SafetensorError as error:
-        raise _unwritable(error) from None
-    _header_length(data[:8], len(data))
-    return data
+    return b"".join(plan(tensors, aliases=aliases, metadata=metadata,
+                         checksums_in_header=True).pieces())
 
 
 def _unwritable(error: SafetensorError) -> CheckpointError:
@@ -268,6 +323,10 @@ def _specs(stored: Mapping[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
+def _label_of(dtype: np.dtype) -> str:
+    return _LABEL_OF_DTYPE.get(dtype) or _BF16  # `_plan` let through no other dtype
+
+
 def _little_endian_contiguous(name: str, array: np.ndarray) -> np.ndarray:
     if array.dtype in _NAME_OF_DTYPE and array.flags.c_contiguous:
         return array  # the common case, checked first because it is cheap
@@ -335,7 +394,11 @@ def open_mapped(
         mapped.madvise(mmap.MADV_RANDOM)
         bytes(mapped[:8 + _header_length(mapped[:8], len(mapped))])
         check_readable(path)
-    return _decode(memoryview(mapped), mapped, checksums, select)
+    view = memoryview(mapped)
+    layout = _read_layout(view[:_header_end(view)], len(view), select)
+    if select is not None:
+        _read_only_spans(mapped, layout.spans.values())
+    return _assembled(layout, lambda begin: (view, begin), checksums, mapped)
 
 
 def load(path: str | os.PathLike[str]) -> Checkpoint:
@@ -350,18 +413,54 @@ def load(path: str | os.PathLike[str]) -> Checkpoint:
     return Checkpoint(tensors, mapped.aliases, mapped.metadata)
 
 
-def loads(data: bytes | bytearray | memoryview) -> Checkpoint:
-    """Validate safetensors bytes and return their `Checkpoint` without copying tensor data.
-
-    The arrays are views of `data` (writable when `data` is). Raises `CheckpointError` naming
-    the first defect found; nothing is returned from bytes that fail any check.
+def loads(
+    data: bytes | bytearray | memoryview, checksums: Mapping[str, int] | None = None
+) -> Checkpoint:
+    """Validate safetensors bytes and return their `Checkpoint` without copying tensor data:
+    the library's checks of the header and the layout (made here, on the bytes as they are),
+    then the codec's, as `open_mapped` makes them. The arrays are views of `data` (writable
+    when `data` is). `checksums`: as in `open_mapped`. Raises `CheckpointError` naming the
+    first defect found; nothing is returned from bytes that fail any check.
     """
     view = memoryview(data).cast("B")
-    try:
-        safetensors.deserialize(bytes(view))
-    except SafetensorError as error:
-        raise CheckpointError(f"not a valid safetensors file: {error}") from None
-    return _decode(view, None)
+    layout = _read_layout(view[:_header_end(view)], len(view))
+    return _assembled(layout, lambda begin: (view, begin), checksums)
+
+
+def open_ranged(
+    size: int,
+    read: Callable[[list[tuple[int, int]]], Sequence[bytes | bytearray | memoryview]],
+    checksums: Mapping[str, int] | None = None,
+    select: Callable[[str], bool] | None = None,
+    *,
+    run_bytes: int = 1 << 62,
+) -> Checkpoint:
+    """A checkpoint of `size` bytes that `read(spans)` reads piecewise (the bytes of each
+    [start, stop) span, as ranged GETs of an object), checked as `loads` checks bytes: the
+    header first, then only the tensors returned (all, or those `select` keeps, as in
+    `open_mapped`), adjacent ones joined in spans of up to `run_bytes` (a larger tensor is a
+    span of its own). The arrays are read-only views of what `read` returns. Raises
+    `CheckpointError`, and what `read` raises."""
+    head = memoryview(read([(0, min(size, _HEADER_GUESS))])[0]).cast("B")
+    header_end = 8 + _header_length(head[:8], size)
+    if header_end > len(head):
+        head = memoryview(bytes(head) + bytes(read([(len(head), header_end)])[0]))
+    layout = _read_layout(head[:header_end], size, select)
+    runs = _runs(layout.spans.values(), run_bytes)
+    buffers = [memoryview(buffer).cast("B") for buffer in read(runs)] if runs else []
+    for (start, stop), buffer in zip(runs, buffers):
+        if len(buffer) != stop - start:
+            raise CheckpointError(f"bytes [{start}, {stop}) of the file read as {len(buffer)} "
+                                  "bytes: it changed or is shorter than its header says")
+    starts = [start for start, _ in runs]
+
+    def located(begin: int) -> tuple[memoryview, int]:
+        index = bisect.bisect_right(starts, begin) - 1
+        if index >= 0 and begin < starts[index] + len(buffers[index]):
+            return buffers[index], begin - starts[index]
+        return memoryview(b""), 0  # an empty tensor, in no run
+
+    return _assembled(layout, located, checksums)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -387,19 +486,34 @@ def check_readable(path: str | os.PathLike[str]) -> None:
                               f"{error}") from None
 
 
-def _decode(
-    view: memoryview,
-    mapped: mmap.mmap | None,
-    checksums: Mapping[str, int] | None = None,
-    select: Callable[[str], bool] | None = None,
-) -> Checkpoint:
-    """The checkpoint in `view`, which the library has validated; `mapped`, when the view is a
-    memory map, has its pages given back after they are checksummed; `checksums`, when given,
-    are verified in place of the header's. `select`: as in `open_mapped`."""
-    data_start = 8 + _header_length(view[:8], len(view))
-    header = _parse_header(view[8:data_start])
+@dataclass
+class _Layout:
+    """What a file's header says, checked: the tensors to return and where their bytes are."""
+
+    entries: dict[str, _Entry]  # every stored tensor: dtype, shape, [begin, end) in the file
+    aliases: dict[str, str]  # of the names returned
+    order: list[str]  # the names returned, in the caller's order
+    spans: dict[str, tuple[int, int]]  # [begin, end) in the file of each stored name returned
+    metadata: dict[str, str]  # the caller's
+    recorded: Any  # the header's checksums (parsed JSON), or None
+
+
+def _header_end(data: memoryview) -> int:
+    return 8 + _header_length(data[:8], len(data))
+
+
+def _read_layout(
+    head: memoryview, size: int, select: Callable[[str], bool] | None = None
+) -> _Layout:
+    """The layout of a `size`-byte file whose first bytes, through its header, are `head`:
+    the library's checks (`_check_layout`) and the codec's. `select`: as in `open_mapped`."""
+    if head[8:9] != b"{":
+        raise CheckpointError("the header must be a JSON object starting with '{'")
+    header = _parse_header(head[8:])
     metadata = _checked_stored_metadata(header.pop("__metadata__", {}))
-    entries = dict(_checked_entries(header))
+    entries = {name: (dtype, shape, len(head) + begin, len(head) + end)
+               for name, (dtype, shape, begin, end) in _checked_entries(header)}
+    _check_layout(entries, len(head), size)
     aliases = _stored_aliases(metadata.pop(ALIASES_KEY, None), entries)
     order = _stored_order(metadata.pop(ORDER_KEY, None), entries, aliases)
     if select is not None:
@@ -407,25 +521,47 @@ def _decode(
         wanted = {aliases.get(name, name) for name in order}
         order += [name for name in entries if name in wanted and name not in order]
         aliases = {alias: target for alias, target in aliases.items() if alias in order}
-    stored: dict[str, np.ndarray] = {}
-    spans: dict[str, tuple[int, int]] = {}
-    for name in order:
-        if name in entries:
-            dtype, shape, begin, end = entries[name]
-            spans[name] = (data_start + begin, data_start + end)
-            stored[name] = np.frombuffer(view, dtype=dtype, count=(end - begin) // dtype.itemsize,
-                                         offset=data_start + begin).reshape(shape)
-    if mapped is not None and select is not None:
-        _read_only_spans(mapped, spans.values())
+    spans = {name: entries[name][2:] for name in order if name in entries}
     for legacy in _LEGACY_CHECKSUM_KEYS:
         metadata.pop(legacy, None)
     recorded = metadata.pop(CHECKSUMS_KEY, None)
-    if checksums is None and recorded is not None:
-        checksums = _json_value(CHECKSUMS_KEY, recorded)
+    if recorded is not None:
+        recorded = _json_value(CHECKSUMS_KEY, recorded)
+    return _Layout(entries, aliases, order, spans, metadata, recorded)
+
+
+def _assembled(
+    layout: _Layout,
+    located: Callable[[int], tuple[memoryview, int]],
+    checksums: Mapping[str, int] | None = None,
+    mapped: mmap.mmap | None = None,
+) -> Checkpoint:
+    """The checkpoint whose bytes at file offset `begin` are at `located(begin)` (a buffer and
+    an offset in it), its checksums verified: `checksums` when given, else the header's.
+    `mapped`, when the buffer is a memory map, has its pages given back once checksummed."""
+    stored: dict[str, np.ndarray] = {}
+    for name, (begin, end) in layout.spans.items():
+        dtype, shape = layout.entries[name][:2]
+        buffer, offset = located(begin)
+        stored[name] = np.frombuffer(buffer, dtype=dtype, count=(end - begin) // dtype.itemsize,
+                                     offset=offset).reshape(shape)
+    checksums = layout.recorded if checksums is None else checksums
     if checksums is not None:
-        _verify_checksums(checksums, view, spans, mapped, set(entries))
-    tensors = {name: stored[aliases.get(name, name)] for name in order}
-    return Checkpoint(tensors=tensors, aliases=aliases, metadata=metadata)
+        _verify_checksums(checksums, located, layout.spans, mapped, set(layout.entries))
+    tensors = {name: stored[layout.aliases.get(name, name)] for name in layout.order}
+    return Checkpoint(tensors=tensors, aliases=layout.aliases, metadata=layout.metadata)
+
+
+def _runs(spans: Iterable[tuple[int, int]], run_bytes: int) -> list[tuple[int, int]]:
+    """The [start, stop) runs that cover the non-empty `spans`, adjacent spans joined while a
+    run stays within `run_bytes`."""
+    runs: list[tuple[int, int]] = []
+    for begin, end in sorted(span for span in spans if span[1] > span[0]):
+        if runs and runs[-1][1] == begin and end - runs[-1][0] <= run_bytes:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((begin, end))
+    return runs
 
 
 _Entry = tuple[np.dtype, tuple[int, ...], int, int]
@@ -449,6 +585,10 @@ def _parse_header(text: bytes | memoryview) -> dict[str, Any]:
         raise CheckpointError(f"the header is not valid UTF-8 JSON: {error}") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"the header must be a JSON object, got {type(header).__name__}")
+    try:  # Python's JSON takes escaped lone surrogates, which are no Unicode text
+        json.dumps(header, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise CheckpointError(f"the header is not valid UTF-8 JSON: {error}") from None
     return header
 
 
@@ -471,26 +611,58 @@ def _checked_stored_metadata(raw: Any) -> dict[str, str]:
 
 
 def _checked_entries(header: dict[str, Any]) -> Iterator[tuple[str, _Entry]]:
-    """What the library does not check: names, dtypes NumPy can hold, the number of axes."""
+    """Each tensor's entry, with the types the library requires (a dtype, a shape and two data
+    offsets, all sizes) and what it does not check: names, dtypes NumPy can hold, the number
+    of axes. Offsets are from the start of the data."""
     for name, info in header.items():
         validate_name(name)
-        label, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-        if label not in _DTYPES and label != _BF16:
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+            raise CheckpointError(f"tensor {name!r} needs a dtype, a shape and data_offsets")
+        label, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(label, str) or label not in _DTYPES and label != _BF16:
             raise CheckpointError(
                 f"tensor {name!r} has dtype {label!r}, which paramstore does not support "
                 f"(the safetensors NumPy reader cannot load it); supported: "
                 f"{', '.join([*_DTYPES, _BF16])}"
             )
+        if not _sizes(shape) or not _sizes(offsets) or len(offsets) != 2:
+            raise CheckpointError(f"tensor {name!r}: its shape and data_offsets must be lists "
+                                  "of sizes, two offsets")
         if len(shape) > MAX_DIMENSIONS:
             raise CheckpointError(f"tensor {name!r} has {len(shape)} dimensions, more than "
                                   f"{MAX_DIMENSIONS}")
         dtype = numpy_dtype(BFLOAT16) if label == _BF16 else _DTYPES[label]
-        yield name, (dtype, tuple(shape), begin, end)
+        yield name, (dtype, tuple(shape), offsets[0], offsets[1])
+
+
+def _sizes(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        type(item) is int and 0 <= item < _SIZE_LIMIT for item in value)
+
+
+def _check_layout(entries: Mapping[str, _Entry], data_start: int, size: int) -> None:
+    """The library's checks of where the tensors are: back to back from the start of the
+    data to the end of the file, each as long as its shape and dtype make it."""
+    position = data_start
+    for name, (dtype, shape, begin, end) in sorted(entries.items(),
+                                                   key=lambda item: item[1][2:]):
+        if begin != position or end < begin:
+            raise CheckpointError(f"tensor {name!r} has data offsets [{begin - data_start}, "
+                                  f"{end - data_start}]; the data must hold the tensors back "
+                                  f"to back (expected {position - data_start})")
+        length = math.prod(shape) * dtype.itemsize
+        if length >= _SIZE_LIMIT or end - begin != length:
+            raise CheckpointError(f"tensor {name!r} of shape {list(shape)} and dtype {dtype} "
+                                  f"holds {length} bytes, not the {end - begin} its offsets span")
+        position = end
+    if position != size:
+        raise CheckpointError(f"the tensors' data ends at byte {position} of a file of {size} "
+                              "bytes")
 
 
 def _verify_checksums(
     recorded: Any,
-    view: memoryview,
+    located: Callable[[int], tuple[memoryview, int]],
     spans: Mapping[str, tuple[int, int]],
     mapped: mmap.mmap | None,
     names: set[str],
@@ -501,12 +673,13 @@ def _verify_checksums(
     ):
         raise CheckpointError(f"{CHECKSUMS_KEY} must give one CRC-32C for every stored tensor")
     for name, (begin, end) in spans.items():
+        buffer, offset = located(begin)
         checksum = 0
-        for start in range(begin, end, _VERIFY_BLOCK):
-            stop = min(start + _VERIFY_BLOCK, end)
-            checksum = crc32c.crc32c(view[start:stop], checksum)
+        for start in range(0, end - begin, _VERIFY_BLOCK):
+            stop = min(start + _VERIFY_BLOCK, end - begin)
+            checksum = crc32c.crc32c(buffer[offset + start:offset + stop], checksum)
             if mapped is not None and stop - start == _VERIFY_BLOCK:
-                _give_back(mapped, start, stop)
+                _give_back(mapped, begin + start, begin + stop)
         if checksum != recorded[name]:
             raise CheckpointError(
                 f"checksum mismatch in tensor {name!r}: the file records {recorded[name]:08x} "

@@ -3,11 +3,12 @@
 import json
 import os
 import struct
+import tempfile
 
 import numpy as np
 import pytest
 import safetensors.numpy
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -452,3 +453,140 @@ def test_a_float8_tensor_is_refused_with_a_message_naming_its_dtype():
     header = {"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}
     with pytest.raises(CheckpointError, match="'F8_E4M3', which paramstore does not support"):
         checkpoint.loads(raw_file(header, b"\x00\x00"))
+
+
+# ---- a file laid out before it is written, and read without a file ------------------------------
+
+METADATA = st.dictionaries(
+    st.text(max_size=8).filter(lambda key: not key.startswith("paramstore.")),
+    st.text(max_size=12), max_size=3)
+
+
+def split_file(data: bytes) -> tuple[dict, list[str], bytes]:
+    """A safetensors file's header (parsed), the order of its keys, and its data."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    return header, list(header), data[8 + length:]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(NAMES, ARRAYS, min_size=0, max_size=6), METADATA)
+def test_a_planned_file_is_what_the_library_writes(tensors, metadata):
+    planned = checkpoint.plan(tensors, metadata=metadata)
+    ours = b"".join(planned.pieces())
+    library = safetensors.numpy.save(planned.stored, metadata=planned.metadata)
+    # Byte for byte, but for the order of the `__metadata__` keys, which the library leaves
+    # to a hash map.
+    assert len(ours) == len(library) == planned.size
+    assert split_file(ours) == split_file(library)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.dictionaries(NAMES, ARRAYS, min_size=0, max_size=6))
+def test_a_planned_file_written_by_the_library_holds_the_planned_bytes(tensors):
+    planned = checkpoint.plan(tensors, checksums_in_header=True)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "f.safetensors")
+        planned.write_file(path)
+        with open(path, "rb") as file:
+            written = file.read()
+    assert split_file(written) == split_file(b"".join(planned.pieces()))
+
+
+def ranges_of(data: bytes, requests: list | None = None):
+    """A `read` for `open_ranged` over `data`, noting the spans it is asked for."""
+    def read(spans):
+        if requests is not None:
+            requests.extend(spans)
+        return [data[start:stop] for start, stop in spans]
+    return read
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(NAMES, ARRAYS, min_size=0, max_size=6), st.data())
+def test_a_ranged_read_returns_what_a_mapped_file_returns(tensors, data):
+    planned = checkpoint.plan(tensors)
+    file = b"".join(planned.pieces())
+    kept = data.draw(st.sets(st.sampled_from(sorted(tensors))) if tensors else st.just(set()))
+    select = None if data.draw(st.booleans()) else kept.__contains__
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "f.safetensors")
+        with open(path, "wb") as out:
+            out.write(file)
+        mapped = checkpoint.open_mapped(path, planned.checksums(), select)
+        ranged = checkpoint.open_ranged(len(file), ranges_of(file), planned.checksums(), select,
+                                        run_bytes=data.draw(st.integers(1, 64)))
+        assert list(ranged.tensors) == list(mapped.tensors)
+        assert ranged.metadata == mapped.metadata and ranged.aliases == mapped.aliases
+        for name, array in mapped.tensors.items():
+            assert ranged.tensors[name].dtype == array.dtype
+            np.testing.assert_array_equal(ranged.tensors[name], array)
+        del mapped  # its arrays are views of the mapping
+
+
+def test_a_ranged_read_of_a_selection_reads_the_header_and_the_selected_bytes_only():
+    tensors = {f"layer{index}": np.full(100_000, index, np.float32) for index in range(8)}
+    planned = checkpoint.plan(tensors)
+    file = b"".join(planned.pieces())
+    requests: list[tuple[int, int]] = []
+    loaded = checkpoint.open_ranged(len(file), ranges_of(file, requests), planned.checksums(),
+                                    {"layer3"}.__contains__)
+    header_length = len(planned.header)
+    assert list(loaded.tensors) == ["layer3"] and float(loaded.tensors["layer3"][0]) == 3.0
+    assert requests[0][0] == 0 and requests[0][1] <= 64 << 10  # the header, in one guess
+    assert sum(stop - start for start, stop in requests[1:]) == tensors["layer3"].nbytes
+    assert header_length < requests[0][1]
+
+
+def test_a_ranged_read_verifies_the_selected_tensors_checksums():
+    tensors = {"a": np.ones(1000, np.float32), "b": np.ones(1000, np.float32)}
+    planned = checkpoint.plan(tensors)
+    file = bytearray(b"".join(planned.pieces()))
+    file[-1] ^= 0x01  # in "b", the last tensor
+    checkpoint.open_ranged(len(file), ranges_of(bytes(file)), planned.checksums(),
+                           {"a"}.__contains__)
+    with pytest.raises(CheckpointError, match="checksum mismatch in tensor 'b'"):
+        checkpoint.open_ranged(len(file), ranges_of(bytes(file)), planned.checksums())
+
+
+HEADER_EDITS = st.sampled_from(["dtype", "shape", "data_offsets", "drop", "extra", "length"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(NAMES, ARRAYS, min_size=1, max_size=4), st.data())
+def test_bytes_in_memory_are_refused_exactly_when_the_library_refuses_the_file(tensors, data):
+    """The checks made on bytes read into memory (no file for the library to open) are the
+    library's: a damaged header is refused by both readers, or by neither."""
+    header, _, body = split_file(checkpoint.dumps(tensors))
+    name = data.draw(st.sampled_from(sorted(set(header) - {"__metadata__"})))
+    edit = data.draw(HEADER_EDITS)
+    entry = header[name]
+    if edit == "dtype":
+        entry["dtype"] = data.draw(st.sampled_from(["U8", "F16", "F32", "F64", "I64", "BOOL",
+                                                    "BF16", "F8_E4M3", "X"]))
+    elif edit == "shape":
+        entry["shape"] = data.draw(st.lists(st.integers(-1, 6), max_size=3))
+    elif edit == "data_offsets":
+        entry["data_offsets"] = data.draw(st.lists(st.integers(-1, len(body) + 2), min_size=1,
+                                                   max_size=3))
+    elif edit == "drop":
+        del entry[data.draw(st.sampled_from(sorted(entry)))]
+    elif edit == "extra":
+        body += b"\x00" * data.draw(st.integers(1, 9))
+    text = json.dumps(header).encode()
+    length = len(text) + (data.draw(st.integers(-3, 3)) if edit == "length" else 0)
+    file = struct.pack("<Q", max(length, 0)) + text + body
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "f.safetensors")
+        with open(path, "wb") as out:
+            out.write(file)
+        verdicts = []
+        for read in (lambda: checkpoint.open_mapped(path), lambda: checkpoint.loads(file),
+                     lambda: checkpoint.open_ranged(len(file), ranges_of(file))):
+            try:
+                read()
+                verdicts.append("read")
+            except CheckpointError:
+                verdicts.append("refused")
+        event(verdicts[0])  # both outcomes occur: see --hypothesis-show-statistics
+        assert verdicts[1:] == verdicts[:1] * 2

@@ -2,8 +2,9 @@
 
 moto neither throttles nor fails, so the faults of a real network are made here: `refuse`
 closes every connection at its next byte, `drop` cuts a connection once `drop_after` bytes went
-up it (a transfer broken mid-way), `stall` swallows requests and never answers. `pass` is a
-plain proxy.
+up it (a transfer broken mid-way), `drop-once` cuts one such connection and then passes,
+`stall` swallows requests and never answers. `pass` is a plain proxy. `downloaded` counts the
+bytes that came down from the object store.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ class FaultyProxy:
         self.target_port = target_port
         self.mode = "pass"
         self.drop_after = 0
+        self.downloaded = 0
+        self._counting = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._closed = False
@@ -53,13 +56,18 @@ class FaultyProxy:
         sent = 0
         try:
             while chunk := source.recv(1 << 16):
-                if self.mode == "refuse" or (self.mode == "drop" and upward
+                if self.mode == "refuse" or (self.mode in ("drop", "drop-once") and upward
                                              and sent + len(chunk) > self.drop_after):
+                    if self.mode == "drop-once":
+                        self.mode = "pass"
                     break
                 if self.mode == "stall":
                     continue  # swallowed: the other side waits for an answer that never comes
                 target.sendall(chunk)
                 sent += len(chunk)
+                if not upward:
+                    with self._counting:
+                        self.downloaded += len(chunk)
         except OSError:
             pass
         finally:

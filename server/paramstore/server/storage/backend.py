@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
+
+from paramstore import checkpoint
 
 _KEY = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 
@@ -35,6 +37,11 @@ class Backend(ABC):
         return its size. On return the object is durable. `key` must be new (data objects have
         unique names); an error leaves no object at `key`."""
 
+    def write_checkpoint(self, key: str, planned: checkpoint.Planned) -> None:
+        """Make object `key` the safetensors file `planned` lays out, as `write` makes one,
+        the fastest way the backend has: by default the library writes a local file."""
+        self.write(key, planned.write_file)
+
     @abstractmethod
     def create(self, key: str, data: bytes) -> bool:
         """Create object `key` holding `data` if no object has that key: atomic and durable.
@@ -52,6 +59,19 @@ class Backend(ABC):
     def local_file(self, key: str) -> AbstractContextManager[str]:
         """A local file holding object `key`, for as long as the context lasts (the object's own
         file where the backend is local). Raises `FileNotFoundError`."""
+
+    def open_checkpoint(
+        self,
+        key: str,
+        checksums: Mapping[str, int] | None = None,
+        select: Callable[[str], bool] | None = None,
+    ) -> checkpoint.Checkpoint:
+        """The safetensors file object `key` holds, checked and verified as
+        `checkpoint.open_mapped` checks a file (`checksums`, `select` as there), reading only
+        the bytes of the tensors returned: by default mapped from `local_file`. Raises
+        `CheckpointError`, `FileNotFoundError`."""
+        with self.local_file(key) as path:
+            return checkpoint.open_mapped(path, checksums, select)
 
     @abstractmethod
     def list(self, prefix: str) -> list[str]:

@@ -407,20 +407,17 @@ class Catalog:
         token = secrets.token_hex(4)
         parameters = f"{files.prefix}/data/{snapshot_id}.{token}.safetensors"
         optimizer = None
-        checksums: dict[str, int] = {}
-
-        def produce(path: str) -> None:  # the checksums go in the record, computed meanwhile
-            checksums.update(checkpoint.write(path, tensors, aliases=aliases,
-                                              metadata=file_metadata, checksums_in_header=False))
-            # The reader's own checks of the file's structure (its header within the readers'
-            # limit, every tensor within the data), before it is made durable or uploaded. What
-            # the listing holds passed the same checks a reader applies when it entered the store.
-            checkpoint.check_readable(path)
-            reached("snapshot.verified")
-
         try:
             with _storage_errors("write the snapshot"), _refusals():
-                size = self.backend.write(parameters, produce)
+                # Laid out with the reader's own checks of the file's structure (its header
+                # within the readers' limit, every tensor within the data) before anything is
+                # written. What the listing holds passed the same checks a reader applies when
+                # it entered the store.
+                planned = checkpoint.plan(tensors, aliases=aliases, metadata=file_metadata)
+                reached("snapshot.verified")
+                checksums = planned.checksums_while(  # for the record
+                    lambda: self.backend.write_checkpoint(parameters, planned))
+                size = planned.size
                 if contents.optimizer is not None:
                     optimizer = f"{files.prefix}/data/{snapshot_id}.{token}.optimizer.safetensors"
                     self.backend.write(optimizer, lambda path: opt.write_states(
@@ -565,9 +562,9 @@ class Catalog:
         snapshot_id = record.info.id
         try:
             base = self._read(files, record.base, select).state if record.base else None
-            with _storage_errors("read the snapshot"), \
-                    self.backend.local_file(record.parameters) as path:
-                loaded = checkpoint.open_mapped(path, record.checksums, select)
+            with _storage_errors("read the snapshot"):
+                loaded = self.backend.open_checkpoint(record.parameters, record.checksums,
+                                                      select)
                 state = codec.decode(loaded, self.max_tensor_bytes, select, base)
             optimizer = None
             if record.optimizer is not None and select is None:

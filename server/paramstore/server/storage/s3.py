@@ -5,32 +5,41 @@ multipart uploads whose parts and abort the backend controls, ranged GETs, and t
 retries set per client. (obstore, measured against the same moto server in one run, was no
 faster for single PUTs; boto3's explicit multipart calls let a failed upload be aborted.)
 
-A commit is `PutObject` with `If-None-Match: *`, which only one writer can win. Objects over
-512 MiB go up as parallel multipart uploads and come down as parallel ranged GETs; every object
-comes down into a local spool file that the readers map, so reading a snapshot needs no more
-memory than on local disk.
-Interrupted multipart uploads are aborted when a store is opened.
+A commit is `PutObject` with `If-None-Match: *`, which only one writer can win. A snapshot goes
+up from the arrays' own memory (the header, then each array's bytes, never copied into a file
+or one buffer) and comes down into memory, its arrays views of what was read; a selected
+restore reads the header, then only the selected tensors' bytes, in ranged GETs. Objects over
+`single_request_bytes` go up as parallel multipart uploads and come down as parallel ranged
+GETs. Every upload carries its CRC-32C, which the object store checks on arrival; every read of
+a snapshot checks each tensor's CRC-32C from its commit record. So the client's own per-request
+checksums and payload hashing are turned off (`client_config`): they would read every byte
+again for no more safety. Interrupted multipart uploads are aborted when a store is opened.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
+import mmap
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions
+import crc32c
 from botocore.config import Config
 
+from paramstore import checkpoint
 from paramstore.server.storage.backend import Backend, BackendError, checked_key
 
 # Objects up to this size move as one request each way; larger ones in parallel parts of
-# PART_BYTES. Measured against an S3-compatible server on loopback, parts lose to one request
-# below a few hundred MiB (each costs a request and the server's reassembly); over long links
+# PART_BYTES. Measured against an S3-compatible server on loopback (bench/s3.py), parts lose to
+# one request at 256 MiB (each costs a request and the server's reassembly); over long links
 # and for the largest snapshots, parallel parts win.
 SINGLE_REQUEST_BYTES = 512 << 20
 PART_BYTES = 64 << 20  # S3 wants parts of at least 5 MiB (but the last)
@@ -40,20 +49,33 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 _TAKEN = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
+def client_config(timeout: float = 30.0) -> Config:
+    """The configuration of the backend's boto3 client: `timeout` seconds for a stalled
+    request, standard retries, and no checksums or payload hashes of botocore's own (the
+    backend sends and checks CRC-32C itself)."""
+    return Config(connect_timeout=min(timeout, 10.0), read_timeout=timeout,
+                  retries={"mode": "standard", "max_attempts": 3},
+                  max_pool_connections=2 * PARALLEL_TRANSFERS,
+                  request_checksum_calculation="when_required",
+                  response_checksum_validation="when_required",
+                  s3={"payload_signing_enabled": False})
+
+
 class S3Backend(Backend):
     """Objects in `bucket` under `prefix`. Credentials, region and endpoint come from the
     standard AWS environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
-    `AWS_ENDPOINT_URL`); `endpoint` overrides the last."""
+    `AWS_ENDPOINT_URL`); `endpoint` overrides the last. Objects larger than
+    `single_request_bytes` move in parallel parts of `part_bytes`."""
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint: str | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, single_request_bytes: int = SINGLE_REQUEST_BYTES,
+                 part_bytes: int = PART_BYTES) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        config = Config(connect_timeout=min(timeout, 10.0), read_timeout=timeout,
-                        retries={"mode": "standard", "max_attempts": 3},
-                        max_pool_connections=2 * PARALLEL_TRANSFERS)
+        self.single_request_bytes, self.part_bytes = single_request_bytes, part_bytes
         try:
             with _s3_errors(self.location()):
-                self.client = boto3.client("s3", endpoint_url=endpoint, config=config)
+                self.client = boto3.client("s3", endpoint_url=endpoint,
+                                           config=client_config(timeout))
                 self.client.head_bucket(Bucket=bucket)
         except FileNotFoundError:
             raise BackendError(f"bucket {bucket!r} does not exist (or is not visible with "
@@ -74,29 +96,44 @@ class S3Backend(Backend):
     # ---- the verbs ------------------------------------------------------------------------
 
     def write(self, key: str, produce: Callable[[str], None]) -> int:
-        name = self._key(key)
         with _spool(_MEMORY_FOLDER) as path:
             produce(path)
-            size = os.path.getsize(path)
-            with _s3_errors(self.location(key)):
-                if size <= SINGLE_REQUEST_BYTES:
-                    with open(path, "rb") as file:  # one buffer: botocore sends it fastest
-                        self.client.put_object(Bucket=self.bucket, Key=name, Body=file.read())
-                else:
-                    self._upload_parts(name, path, size)
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                # The mapping outlives the file's name and descriptor.
+                mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            self._upload(key, [memoryview(mapped)], size)
         return size
 
-    def _upload_parts(self, name: str, path: str, size: int) -> None:
-        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)["UploadId"]
-        try:
-            starts = range(0, size, PART_BYTES)
-            with open(path, "rb") as file, ThreadPoolExecutor(PARALLEL_TRANSFERS) as pool:
-                def part(number: int, start: int) -> dict[str, Any]:
-                    body = os.pread(file.fileno(), PART_BYTES, start)
-                    reply = self.client.upload_part(Bucket=self.bucket, Key=name, Body=body,
-                                                    UploadId=upload, PartNumber=number)
-                    return {"PartNumber": number, "ETag": reply["ETag"]}
+    def write_checkpoint(self, key: str, planned: checkpoint.Planned) -> None:
+        self._upload(key, planned.pieces(), planned.size)
 
+    def _upload(self, key: str, pieces: Sequence[memoryview], size: int) -> None:
+        """Make object `key` of the `size` bytes of `pieces`, in order, sent from where they
+        are: one request, or parallel parts above `single_request_bytes`."""
+        name = self._key(key)
+        with _s3_errors(self.location(key)):
+            if size <= self.single_request_bytes:
+                self.client.put_object(Bucket=self.bucket, Key=name, Body=_Reader(pieces),
+                                       ContentLength=size, ChecksumCRC32C=_crc32c(pieces))
+            else:
+                self._upload_parts(name, pieces, size)
+
+    def _upload_parts(self, name: str, pieces: Sequence[memoryview], size: int) -> None:
+        upload = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=name, ChecksumAlgorithm="CRC32C")["UploadId"]
+        try:
+            def part(number: int, start: int) -> dict[str, Any]:
+                body = _sliced(pieces, start, min(start + self.part_bytes, size))
+                checksum = _crc32c(body)
+                reply = self.client.upload_part(
+                    Bucket=self.bucket, Key=name, UploadId=upload, PartNumber=number,
+                    Body=_Reader(body), ContentLength=sum(len(piece) for piece in body),
+                    ChecksumCRC32C=checksum)
+                return {"PartNumber": number, "ETag": reply["ETag"], "ChecksumCRC32C": checksum}
+
+            starts = range(0, size, self.part_bytes)
+            with ThreadPoolExecutor(PARALLEL_TRANSFERS) as pool:
                 parts = list(pool.map(part, range(1, len(starts) + 1), starts))
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=name, UploadId=upload,
@@ -112,7 +149,7 @@ class S3Backend(Backend):
         try:
             with _s3_errors(self.location(key)):
                 self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
-                                       IfNoneMatch="*")
+                                       IfNoneMatch="*", ChecksumCRC32C=_crc32c([data]))
         except _Taken:
             return False
         return True
@@ -129,6 +166,30 @@ class S3Backend(Backend):
                                            Range=f"bytes={start}-{start + length - 1}")
             return reply["Body"].read()
 
+    def open_checkpoint(
+        self,
+        key: str,
+        checksums: Mapping[str, int] | None = None,
+        select: Callable[[str], bool] | None = None,
+    ) -> checkpoint.Checkpoint:
+        """Read into memory: a whole snapshot up to `single_request_bytes` in one GET, else
+        its header, then its tensors (only those `select` keeps) in parallel ranged GETs."""
+        with _s3_errors(self.location(key)):
+            size = self.client.head_object(Bucket=self.bucket, Key=self._key(key)
+                                           )["ContentLength"]
+        if select is None and size <= self.single_request_bytes:
+            return checkpoint.loads(self.read(key), checksums)
+        return checkpoint.open_ranged(size, lambda spans: self._read_spans(key, spans),
+                                      checksums, select, run_bytes=self.part_bytes)
+
+    def _read_spans(self, key: str, spans: list[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each [start, stop) span of object `key`, read in parallel."""
+        if len(spans) == 1:
+            return [self.read_range(key, spans[0][0], spans[0][1] - spans[0][0])]
+        with ThreadPoolExecutor(PARALLEL_TRANSFERS) as pool:
+            return list(pool.map(lambda span: self.read_range(key, span[0], span[1] - span[0]),
+                                 spans))
+
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[str]:
         name = self._key(key)
@@ -136,18 +197,16 @@ class S3Backend(Backend):
             size = self.client.head_object(Bucket=self.bucket, Key=name)["ContentLength"]
         with _spool() as path:
             with open(path, "wb") as file, _s3_errors(self.location(key)):
-                if size <= SINGLE_REQUEST_BYTES:
+                if size <= self.single_request_bytes:
                     body = self.client.get_object(Bucket=self.bucket, Key=name)["Body"]
                     while piece := body.read(_COPY_BYTES):
                         file.write(piece)
                 else:
                     file.truncate(size)
-                    with ThreadPoolExecutor(PARALLEL_TRANSFERS) as pool:
-                        def fetch(start: int) -> None:
-                            data = self.read_range(key, start, min(PART_BYTES, size - start))
-                            os.pwrite(file.fileno(), data, start)
-
-                        list(pool.map(fetch, range(0, size, PART_BYTES)))
+                    spans = [(start, min(start + self.part_bytes, size))
+                             for start in range(0, size, self.part_bytes)]
+                    for (start, _), data in zip(spans, self._read_spans(key, spans)):
+                        os.pwrite(file.fileno(), data, start)
             yield path
 
     def list(self, prefix: str) -> list[str]:
@@ -188,13 +247,76 @@ class S3Backend(Backend):
         return f"{self.prefix}/{key}" if self.prefix else key
 
 
+class _Reader(io.RawIOBase):
+    """A request body read from `pieces` in order, each read a view of them (no copy); it
+    rewinds for a retry."""
+
+    def __init__(self, pieces: Sequence[memoryview]) -> None:
+        super().__init__()
+        self._pieces = [piece.cast("B") for piece in pieces if len(piece)]
+        self._index = self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> memoryview:  # type: ignore[override]
+        if self._index == len(self._pieces):
+            return memoryview(b"")
+        piece = self._pieces[self._index]
+        stop = len(piece) if size < 0 else min(len(piece), self._offset + size)
+        view = piece[self._offset:stop]
+        self._offset = stop
+        if stop == len(piece):
+            self._index, self._offset = self._index + 1, 0
+        return view
+
+    def readinto(self, buffer: Any) -> int:
+        view = self.read(len(buffer))
+        buffer[:len(view)] = view
+        return len(view)
+
+    def tell(self) -> int:
+        return sum(len(piece) for piece in self._pieces[:self._index]) + self._offset
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if (offset, whence) not in ((0, io.SEEK_SET), (0, io.SEEK_CUR)):
+            raise io.UnsupportedOperation("a request body rewinds only to its start")
+        if whence == io.SEEK_SET:
+            self._index = self._offset = 0
+        return self.tell()
+
+
+def _sliced(pieces: Sequence[memoryview], start: int, stop: int) -> list[memoryview]:
+    """Views of bytes [start, stop) of the concatenation of `pieces`."""
+    sliced, position = [], 0
+    for piece in pieces:
+        piece = piece.cast("B")
+        low, high = max(start - position, 0), min(stop - position, len(piece))
+        if low < high:
+            sliced.append(piece[low:high])
+        position += len(piece)
+    return sliced
+
+
+def _crc32c(pieces: Sequence[bytes | memoryview]) -> str:
+    """The CRC-32C of the concatenation of `pieces`, as S3 headers give it (base64)."""
+    checksum = 0
+    for piece in pieces:
+        checksum = crc32c.crc32c(piece, checksum)
+    return base64.b64encode(checksum.to_bytes(4, "big")).decode()
+
+
 class _Taken(Exception):
     """A conditional write found its key taken."""
 
 
-# Uploads are spooled in memory where the system offers a memory file system: a file written
-# to disk only to be read back at once costs writeback (measured: 0.6-1 s for 256 MiB, as much
-# as a third of the PUT). Downloads stay on disk, where the mapped pages can be reclaimed.
+# Files uploaded (imports, optimizer states) are spooled in memory where the system offers a
+# memory file system: a file written to disk only to be read back at once costs writeback
+# (measured: 0.6-1 s for 256 MiB, as much as a third of the PUT). Downloads for a local file
+# stay on disk, where the mapped pages can be reclaimed.
 _MEMORY_FOLDER = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) \
     else None
 
