@@ -12,9 +12,10 @@ commit, whatever it believed about its lease a moment before.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 
+from paramstore import checkpoint
 from paramstore.server.cluster.membership import Membership
 from paramstore.server.storage.backend import Backend, checked_key
 
@@ -41,6 +42,9 @@ class RecordsBackend(Backend):
     def write(self, key: str, produce: Callable[[str], None]) -> int:
         return self.data.write(key, produce)
 
+    def write_checkpoint(self, key: str, planned: checkpoint.Planned) -> None:
+        self.data.write_checkpoint(key, planned)
+
     def create(self, key: str, data: bytes) -> bool:
         checked_key(key)
         if _is_data(key):
@@ -61,6 +65,14 @@ class RecordsBackend(Backend):
 
     def local_file(self, key: str) -> AbstractContextManager[str]:
         return self.data.local_file(key)
+
+    def open_checkpoint(
+        self,
+        key: str,
+        checksums: Mapping[str, int] | None = None,
+        select: Callable[[str], bool] | None = None,
+    ) -> checkpoint.Checkpoint:
+        return self.data.open_checkpoint(key, checksums, select)
 
     def list(self, prefix: str) -> builtins.list[str]:
         return sorted({*self.membership.record_keys(prefix), *self.data.list(prefix)})
