@@ -33,6 +33,7 @@ import numpy as np
 from paramstore import _files
 from paramstore.client import transfer
 from paramstore.client.errors import ParamstoreError
+from paramstore.client.steps import StepStream
 from paramstore.dtypes import numpy_dtype
 from paramstore.kvstore import KVStoreBase, as_list, buffer_of
 from paramstore.proto import chunks
@@ -87,6 +88,7 @@ class RemoteKVStore(KVStoreBase):
         self._in_segment: set[Key] = set()  # fresh values that are views of the segment
         self.bytes_sent = 0
         self.bytes_received = 0
+        self._steps = StepStream(client, reply.idle_timeout_seconds)
         # The rank is kept while heartbeats come; a process that dies stops sending them and
         # its rank is freed one lease later. Leaving at exit frees it at once.
         self._closed = threading.Event()
@@ -126,8 +128,10 @@ class RemoteKVStore(KVStoreBase):
         if self.shared_memory:
             received = self._push_pull_shared(outgoing)
         else:
-            replies = self._client.stream("PushPull", self._requests(outgoing, training=True))
-            received = transfer.receive(replies, f"pushpull {self.store}", False)[1]
+            received = self._steps.exchange(
+                self._requests(outgoing, training=True),
+                lambda replies: transfer.receive(replies, f"pushpull {self.store}", False,
+                                                 count=len(outgoing))[1])
         for item in received:
             self._fresh[item.spec.name] = item.data
             self.bytes_received += item.data.nbytes
@@ -148,24 +152,31 @@ class RemoteKVStore(KVStoreBase):
         begin = pb.PushBegin(store=self.store, rank=self._rank, shared_memory=segment.name)
         self._compress_on_wire(begin)
         bare = [transfer.Outgoing(item.spec, None) for item in outgoing]
-        replies = iter(self._client.stream(
-            "PushPull", transfer.push_requests(begin, bare, transfer._NoBar())
-        ))
-        first = next(replies, None)
-        if first is None or not first.begin.shared_memory:
-            raise ParamstoreError("the server did not answer through shared memory")
-        received, offset = [], 0
-        for reply in chunks.expand(replies, data_inline=False):
-            if reply.WhichOneof("item") != "parameter":
-                raise ParamstoreError("the server sent data outside its shared-memory segment")
-            spec = reply.parameter
-            dtype = numpy_dtype(spec.dtype).newbyteorder("<")
-            count = int(np.prod(tuple(spec.shape)))
-            value = np.frombuffer(segment.buf, dtype, count, offset).reshape(tuple(spec.shape))
-            received.append(transfer.Received(spec, value))
-            self._in_segment.add(spec.name)
-            offset += segments.region_bytes(value.nbytes)
-        return received
+
+        def read(replies: Iterator[Any]) -> list[transfer.Received]:
+            first = next(replies, None)
+            if first is None or not first.begin.shared_memory:
+                raise ParamstoreError("the server did not answer through shared memory")
+            received: list[transfer.Received] = []
+            offset = 0
+            specs = chunks.expand(replies, data_inline=False)
+            while len(received) < len(outgoing):
+                reply = next(specs, None)
+                if reply is None or reply.WhichOneof("item") != "parameter":
+                    raise ParamstoreError("the server sent data outside its shared-memory "
+                                          "segment, or fewer values than its step had keys")
+                spec = reply.parameter
+                dtype = numpy_dtype(spec.dtype).newbyteorder("<")
+                count = int(np.prod(tuple(spec.shape)))
+                value = np.frombuffer(segment.buf, dtype, count, offset).reshape(
+                    tuple(spec.shape))
+                received.append(transfer.Received(spec, value))
+                self._in_segment.add(spec.name)
+                offset += segments.region_bytes(value.nbytes)
+            return received
+
+        return self._steps.exchange(
+            transfer.push_requests(begin, bare, transfer._NoBar()), read)
 
     def _segment_of(self, size: int) -> SharedMemory:
         """The worker's segment, replaced by a larger one when it holds fewer than `size`."""
@@ -254,6 +265,7 @@ class RemoteKVStore(KVStoreBase):
             return
         self._closed.set()
         atexit.unregister(self.close)
+        self._steps.close()
         self._release_segment()
         try:
             self._client.call("LeaveTraining", pb.LeaveTrainingRequest(

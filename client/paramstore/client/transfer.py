@@ -134,10 +134,11 @@ class Received:
 
 
 def receive(
-    replies: Iterable[pb.PullResponse], description: str, progress: bool | None
+    replies: Iterable[pb.PullResponse], description: str, progress: bool | None,
+    count: int | None = None,
 ) -> tuple[pb.PullBegin, list[Received]]:
-    """Read a whole pull stream (`wire.read_pull`); an alias sent without data gets its
-    target's array."""
+    """Read a whole pull stream, or one step's `count` parameters (`wire.read_pull`); an alias
+    sent without data gets its target's array."""
     received: list[Received] = []
     arrays: dict[str, np.ndarray] = {}
 
@@ -157,7 +158,7 @@ def receive(
                 progress_bar(begin.data_bytes, description, progress)).update
 
         try:
-            begin = wire.read_pull(replies, start, bar)
+            begin = wire.read_pull(replies, start, bar, count)
         except wire.StreamError as error:
             raise ParamstoreError(str(error)) from None
     return begin, received

@@ -159,7 +159,8 @@ def create_server(
     )
     _add_servicer(
         ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
-                           inflight=InflightBytes(calls.max_inflight_bytes)),
+                           inflight=InflightBytes(calls.max_inflight_bytes),
+                           idle_timeout=calls.idle_timeout),
         server,
     )
     health_servicer = health.HealthServicer()
