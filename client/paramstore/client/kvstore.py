@@ -24,7 +24,7 @@ import atexit
 import secrets
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
@@ -119,22 +119,62 @@ class RemoteKVStore(KVStoreBase):
 
         Sync mode: returns once every worker pushed and the server updated. Raises `Aborted`
         naming the missing ranks when workers did not push within the timeout."""
+        outgoing = self._gradients(key, value)
+        if self.shared_memory:
+            received = self._push_pull_shared(outgoing)
+        else:
+            received = self._push_pull_socket(outgoing, lambda spec: None)
+        for item in received:
+            self._fresh[item.spec.name] = item.data
+            self.bytes_received += item.data.nbytes
+
+    def pushpull(
+        self, key: Key | Sequence[Key], value: Any, out: Any = None, priority: int = 0
+    ) -> None:
+        """`push` then `pull` (without `out` the pushed arrays receive the new values). Over
+        the socket each new value is received straight into its first `out` array when that
+        one has the value's shape and dtype: a step that fails half-way through its answer
+        may leave some of them updated."""
+        if self.shared_memory:
+            super().pushpull(key, value, out, priority)
+            return
+        targets = {str(one_key): [buffer_of(target) for target in as_list(one_out)]
+                   for one_key, one_out in self._keys_and_values(key,
+                                                                 value if out is None else out)}
+
+        def destination(spec: pb.ParameterSpec) -> np.ndarray | None:
+            first = targets[spec.name][0] if targets.get(spec.name) else None
+            fits = first is not None and first.flags.c_contiguous and first.flags.writeable \
+                and first.shape == tuple(spec.shape) \
+                and first.dtype == numpy_dtype(spec.dtype).newbyteorder("<")
+            return first if fits else None
+
+        for item in self._push_pull_socket(self._gradients(key, value), destination):
+            self.bytes_received += item.data.nbytes
+            for target in targets.get(item.spec.name, ()):
+                if target is not item.data:
+                    np.copyto(target, item.data, casting="unsafe")
+
+    def _gradients(self, key: Key | Sequence[Key], value: Any) -> list[transfer.Outgoing]:
+        """Each key's gradient as it goes on the wire (summed, compressed when asked)."""
         outgoing = []
         for one_key, one_value in self._keys_and_values(key, value):
             gradient = _sum(one_value)
             data = _wire(gradient) if self._compression is None \
                 else self._compression.compress(str(one_key), gradient)
             outgoing.append(transfer.Outgoing(_spec(one_key, gradient), data))
-        if self.shared_memory:
-            received = self._push_pull_shared(outgoing)
-        else:
-            received = self._steps.exchange(
-                self._requests(outgoing, training=True),
-                lambda replies: transfer.receive(replies, f"pushpull {self.store}", False,
-                                                 count=len(outgoing))[1])
-        for item in received:
-            self._fresh[item.spec.name] = item.data
-            self.bytes_received += item.data.nbytes
+        return outgoing
+
+    def _push_pull_socket(
+        self, outgoing: list[transfer.Outgoing],
+        destination: Callable[[pb.ParameterSpec], np.ndarray | None],
+    ) -> list[transfer.Received]:
+        """One step over the socket: the new values, each received into
+        `destination(spec)` or, where that is None, a new array."""
+        return self._steps.exchange(
+            self._requests(outgoing, training=True),
+            lambda replies: transfer.receive(replies, f"pushpull {self.store}", False,
+                                             count=len(outgoing), destination=destination)[1])
 
     def _push_pull_shared(self, outgoing: list[transfer.Outgoing]) -> list[transfer.Received]:
         """PushPull with the data in the segment: each gradient goes in its region and the
