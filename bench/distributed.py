@@ -40,8 +40,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402  (after the thread settings, which it reads on import)
 
-from paramstore.server.process import start_serve  # noqa: E402
-
 SIZES = (784, 1024, 1024, 10)
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
@@ -321,6 +319,9 @@ def main() -> None:
         if getattr(args, f"{role}_worker"):
             print(json.dumps(run(args)))
             return
+
+    # Imported here: the MXNet and PyTorch workers run this file in venvs without paramstore.
+    from paramstore.server.process import start_serve
 
     two_bit = json.dumps({"type": "2bit", "threshold": args.threshold})
     fp16 = json.dumps({"type": "fp16"})

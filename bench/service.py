@@ -1,9 +1,10 @@
 """The service's speed as ratios to bare baselines, measured in one run on this machine.
 
 1. Push and pull of a store of `--size-mib` MiB (32 float32 tensors) through the SDK to a
-   `paramstore serve` process, against a bare grpcio byte stream of the same bytes between two
-   processes on loopback: client-streaming upload, server-streaming download, 1 MiB messages,
-   handled by a generic handler that keeps the uploaded messages and streams them back.
+   `paramstore serve` process, against the best of 1, 2 and 4 parallel bare grpcio byte
+   streams of the same bytes between two processes on loopback: client-streaming uploads,
+   server-streaming downloads, 1 MiB messages, handled by a generic handler that keeps the
+   uploaded messages and streams them back. Each stream count's rate is printed too.
 2. Snapshot and restore of that store on the server, against `safetensors.numpy.save_file` +
    fsync and `safetensors.numpy.load_file` of the same tensors in the same folder.
 3. `collect_params()` of a store of 10,000 parameters, in milliseconds, and its snapshot and
@@ -43,6 +44,7 @@ TENSORS = 32
 LISTED_PARAMETERS = 10_000
 _UPLOAD = "/bench.Bytes/Upload"
 _DOWNLOAD = "/bench.Bytes/Download"
+STREAMS = (1, 2, 4)  # parallel bare streams measured; the best is the baseline
 
 
 # ---- the baseline: a bare grpcio byte stream ----------------------------------------------------
@@ -50,23 +52,28 @@ _DOWNLOAD = "/bench.Bytes/Download"
 
 def run_baseline_server() -> None:
     """Serve Upload (keep the messages of a request stream, answer their byte count) and
-    Download (stream the last upload's messages back as they came) until killed; print the
-    port on stdout."""
+    Download (stream back the messages of the last whole upload, or with a request b"i/n"
+    every n-th of them from the i-th, for n parallel streams) until killed; print the port on
+    stdout. An upload that is one of n parallel ones (metadata `part: i/n`) keeps its
+    messages only while it runs."""
     kept: list[bytes] = []
 
     def upload(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        kept[:] = list(requests)
-        return str(sum(map(len, kept))).encode()
+        received = list(requests)
+        if dict(context.invocation_metadata()).get("part", "0/1") == "0/1":
+            kept[:] = received
+        return str(sum(map(len, received))).encode()
 
     def download(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        yield from kept
+        part, parts = map(int, (request or b"0/1").split(b"/"))
+        yield from kept[part::parts]
 
     identity = None  # bytes in, bytes out
     handler = grpc.method_handlers_generic_handler("bench.Bytes", {
         "Upload": grpc.stream_unary_rpc_method_handler(upload, identity, identity),
         "Download": grpc.unary_stream_rpc_method_handler(download, identity, identity),
     })
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -81,20 +88,29 @@ class Baseline:
         self.channel = grpc.insecure_channel(address)
         self.upload_call = self.channel.stream_unary(_UPLOAD)
         self.download_call = self.channel.unary_stream(_DOWNLOAD)
+        self.threads = futures.ThreadPoolExecutor(max_workers=max(STREAMS))
 
-    def upload(self, arrays: list[np.ndarray]) -> None:
-        def chunks() -> Iterator[bytes]:
-            for array in arrays:
-                view = memoryview(array.reshape(-1).view(np.uint8))
-                for start in range(0, len(view), CHUNK_BYTES):
-                    yield bytes(view[start:start + CHUNK_BYTES])
+    def upload(self, arrays: list[np.ndarray], streams: int = 1) -> None:
+        """Send the arrays' bytes in 1 MiB messages, every `streams`-th message on one of
+        `streams` parallel calls."""
+        messages = [view[start:start + CHUNK_BYTES]
+                    for array in arrays
+                    for view in [memoryview(array.reshape(-1).view(np.uint8))]
+                    for start in range(0, len(view), CHUNK_BYTES)]
 
-        received = int(self.upload_call(chunks()))
+        def send(part: int) -> int:
+            chunks = (bytes(message) for message in messages[part::streams])
+            return int(self.upload_call(chunks, metadata=(("part", f"{part}/{streams}"),)))
+
+        received = sum(self.threads.map(send, range(streams)))
         assert received == sum(array.nbytes for array in arrays)
 
-    def download(self, total: int) -> None:
-        received = sum(len(chunk) for chunk in self.download_call(b""))
-        assert received == total
+    def download(self, total: int, streams: int = 1) -> None:
+        """Receive the last upload back, over `streams` parallel calls."""
+        def receive(part: int) -> int:
+            return sum(len(chunk) for chunk in self.download_call(f"{part}/{streams}".encode()))
+
+        assert sum(self.threads.map(receive, range(streams))) == total
 
 
 # ---- processes ---------------------------------------------------------------------------------
@@ -159,12 +175,19 @@ def measure_bandwidth(client: Client, baseline: Baseline, folder: Path, size_mib
     print(f"store: {TENSORS} float32 tensors, {size / (1 << 20):.0f} MiB; best of {repeat}")
     store = client.create_store("bench")
     local = {name: np.empty_like(array) for name, array in tensors.items()}
-    push, upload = best(repeat, lambda: store.push(tensors),
-                        lambda: baseline.upload(list(tensors.values())))
-    pull, download = best(repeat, lambda: store.pull(local), lambda: baseline.download(size))
+    arrays = list(tensors.values())
+    push, *uploads = best(repeat, lambda: store.push(tensors),
+                          *[lambda n=n: baseline.upload(arrays, n) for n in STREAMS])
+    pull, *downloads = best(repeat, lambda: store.pull(local),
+                            *[lambda n=n: baseline.download(size, n) for n in STREAMS])
     assert all(np.array_equal(local[name], tensors[name]) for name in tensors)
-    report("push", size, push, upload, "grpcio client stream")
-    report("pull", size, pull, download, "grpcio server stream")
+    for kind, times in (("client", uploads), ("server", downloads)):
+        print("  bare grpcio " + kind + " streams: " + ", ".join(
+            f"{n} x {size / (1 << 20) / seconds:.0f} MiB/s" for n, seconds in zip(STREAMS, times)))
+    for label, ours, times, kind in (("push", push, uploads, "client"),
+                                     ("pull", pull, downloads, "server")):
+        streams = STREAMS[times.index(min(times))]
+        report(label, size, ours, min(times), f"grpcio {kind} x{streams} (best)")
     snapshot, save, restore, load = snapshot_and_restore(
         store, tensors, folder / "plain.safetensors", repeat)
     report("snapshot", size, snapshot, save, "safetensors save+fsync")

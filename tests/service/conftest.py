@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +14,12 @@ import pytest
 from etcd_server import etcd_server
 from s3_server import moto_server, new_bucket
 from server_process import wait_for_health
+from service_types import RunningServer, Storage
 
-from paramstore.client import Client, connect
+from paramstore.client import Client
 from paramstore.server import ParamStoreServer, create_server
 from paramstore.server.process import start_serve
-from paramstore.server.storage import Backend, LocalBackend
-
-
-@dataclass
-class Storage:
-    """Where a test's server keeps its stores: `data_dir` and `flags` for `paramstore serve`,
-    `make_backend()` for the test's own look at what is stored."""
-
-    data_dir: str
-    flags: tuple[str, ...]
-    make_backend: Callable[[], Backend]
+from paramstore.server.storage import LocalBackend
 
 
 @pytest.fixture(scope="session")
@@ -58,22 +48,6 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     bucket = new_bucket(endpoint)
     return Storage(f"s3://{bucket}/data", ("--s3-endpoint", endpoint),
                    lambda: S3Backend(bucket, "data", endpoint=endpoint))
-
-
-@dataclass
-class RunningServer:
-    """A server under test: where it listens, where it keeps its snapshots."""
-
-    address: str
-    data_dir: Path
-    token: str | None = None
-    server: ParamStoreServer | None = None
-    process: subprocess.Popen | None = None
-    log: list[str] = field(default_factory=list)
-
-    def connect(self, **options: Any) -> Client:
-        options.setdefault("token", self.token)
-        return connect(self.address, **options)
 
 
 @pytest.fixture

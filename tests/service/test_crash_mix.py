@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Storage
 from crash_model import StoreModel, check
 from server_process import running_server
+from service_types import Storage
 from storage_files import assert_no_leftovers
 
 from paramstore import checkpoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 from chapter_nets import mlp
-from conftest import RunningServer
+from service_types import RunningServer
 
 from paramstore.proto import wire
 from paramstore.proto.v1 import paramstore_pb2 as pb

@@ -192,7 +192,7 @@ class Client:
     def call(self, method: str, request: Any) -> Any:
         """Run a unary-response RPC (a request message or an iterator of them) on the replica
         that owns its store, following redirects and failovers (`routing`)."""
-        store, sent_again, retries = self._routed(request)
+        store, sent_again, retries = self._routed(method, request)
         metadata = self._metadata + request_id_metadata(method)
         with _logged(method):
             for attempt in self._routes.attempts(store, retries=retries):
@@ -217,7 +217,7 @@ class Client:
     def stream(self, method: str, request: Any) -> Iterator[Any]:
         """Run a server-streaming RPC, yielding its replies. It is tried again elsewhere (as
         `call` does) only until its first reply."""
-        store, sent_again, retries = self._routed(request)
+        store, sent_again, retries = self._routed(method, request)
         metadata = self._metadata + request_id_metadata(method)
         with _logged(method):
             for attempt in self._routes.attempts(store, retries=retries):
@@ -238,14 +238,15 @@ class Client:
         messages)."""
         return self._connection(self._routes.addresses[0]).method(name)
 
-    def _routed(self, request: Any) -> tuple[str, Callable[[], Any], bool]:
+    def _routed(self, method: str, request: Any) -> tuple[str, Callable[[], Any], bool]:
         """The store a request (a message, or a stream of them) names, a function giving the
         request for each attempt, and whether a failed attempt may be tried again. A stream
-        is kept for a retry only where a call can fail over: a single server's calls never
-        hold a push in memory (its first message names the store, to route it to its owner)."""
+        is kept for a retry only where a call can fail over, and never a session's: a single
+        server's calls never hold a push in memory (its first message names the store, to
+        route it to its owner)."""
         if hasattr(request, "DESCRIPTOR"):
             return store_of(request), lambda: request, True
-        keep = len(self._routes.addresses) > 1
+        keep = len(self._routes.addresses) > 1 and method not in wire.SESSION_METHODS
         replayable = Replayable(iter(request), keep=keep)
         first = replayable.first
         return (store_of(first) if first is not None else ""), replayable.fresh, keep

@@ -32,7 +32,8 @@ import numpy as np
 
 from paramstore import _files
 from paramstore.client import transfer
-from paramstore.client.errors import NotTraining, ParamstoreError
+from paramstore.client.errors import NotTraining, ParamstoreError, Unavailable
+from paramstore.client.steps import StepStream
 from paramstore.dtypes import numpy_dtype
 from paramstore.kvstore import KVStoreBase, as_list, buffer_of
 from paramstore.proto import chunks
@@ -69,6 +70,7 @@ class RemoteKVStore(KVStoreBase):
         self._client = client
         self.store = store
         self._join_request = (mode, num_workers, timeout, shared_memory)
+        self._steps = StepStream(client, 0.0)  # replaced at each join, with its idle timeout
         lease = self._join()
         self._segment: SharedMemory | None = None
         self._fresh: dict[Key, np.ndarray] = {}  # values returned by the last push of a key
@@ -104,6 +106,8 @@ class RemoteKVStore(KVStoreBase):
         self._rank = reply.rank
         self._num_workers = reply.num_workers
         self.type = f"dist_{reply.mode}"
+        self._steps.close()
+        self._steps = StepStream(self._client, reply.idle_timeout_seconds)
         return float(reply.lease_seconds)
 
     def _training(self, run: Callable[[], Result]) -> Result:
@@ -112,9 +116,19 @@ class RemoteKVStore(KVStoreBase):
         state included), join it again and run it once more: the worker resumes there."""
         try:
             return run()
-        except NotTraining:
+        except (NotTraining, Unavailable) as error:
             if self._closed.is_set():
                 raise
+            if isinstance(error, Unavailable):
+                # A long-lived step call broke, with its replica or the network. A heartbeat
+                # (a call that fails over) finds whether the training is still there: then the
+                # step goes once more on a new call; else (NotTraining) the worker joins again.
+                try:
+                    self._client.call("Heartbeat",
+                                      pb.HeartbeatRequest(store=self.store, rank=self._rank))
+                    return run()
+                except NotTraining:
+                    pass
             self._join()
             return run()
 
@@ -138,22 +152,62 @@ class RemoteKVStore(KVStoreBase):
 
         Sync mode: returns once every worker pushed and the server updated. Raises `Aborted`
         naming the missing ranks when workers did not push within the timeout."""
+        outgoing = self._gradients(key, value)
+        received = self._training(
+            lambda: self._push_pull_shared(outgoing) if self.shared_memory
+            else self._push_pull_socket(outgoing, lambda spec: None))
+        for item in received:
+            self._fresh[item.spec.name] = item.data
+            self.bytes_received += item.data.nbytes
+
+    def pushpull(
+        self, key: Key | Sequence[Key], value: Any, out: Any = None, priority: int = 0
+    ) -> None:
+        """`push` then `pull` (without `out` the pushed arrays receive the new values). Over
+        the socket each new value is received straight into its first `out` array when that
+        one has the value's shape and dtype: a step that fails half-way through its answer
+        may leave some of them updated."""
+        if self.shared_memory:
+            super().pushpull(key, value, out, priority)
+            return
+        targets = {str(one_key): [buffer_of(target) for target in as_list(one_out)]
+                   for one_key, one_out in self._keys_and_values(key,
+                                                                 value if out is None else out)}
+
+        def destination(spec: pb.ParameterSpec) -> np.ndarray | None:
+            first = targets[spec.name][0] if targets.get(spec.name) else None
+            fits = first is not None and first.flags.c_contiguous and first.flags.writeable \
+                and first.shape == tuple(spec.shape) \
+                and first.dtype == numpy_dtype(spec.dtype).newbyteorder("<")
+            return first if fits else None
+
+        outgoing = self._gradients(key, value)
+        for item in self._training(lambda: self._push_pull_socket(outgoing, destination)):
+            self.bytes_received += item.data.nbytes
+            for target in targets.get(item.spec.name, ()):
+                if target is not item.data:
+                    np.copyto(target, item.data, casting="unsafe")
+
+    def _gradients(self, key: Key | Sequence[Key], value: Any) -> list[transfer.Outgoing]:
+        """Each key's gradient as it goes on the wire (summed, compressed when asked)."""
         outgoing = []
         for one_key, one_value in self._keys_and_values(key, value):
             gradient = _sum(one_value)
             data = _wire(gradient) if self._compression is None \
                 else self._compression.compress(str(one_key), gradient)
             outgoing.append(transfer.Outgoing(_spec(one_key, gradient), data))
-        received = self._training(lambda: self._push_pull(outgoing))
-        for item in received:
-            self._fresh[item.spec.name] = item.data
-            self.bytes_received += item.data.nbytes
+        return outgoing
 
-    def _push_pull(self, outgoing: list[transfer.Outgoing]) -> list[transfer.Received]:
-        if self.shared_memory:
-            return self._push_pull_shared(outgoing)
-        replies = self._client.stream("PushPull", self._requests(outgoing, training=True))
-        return transfer.receive(replies, f"pushpull {self.store}", False)[1]
+    def _push_pull_socket(
+        self, outgoing: list[transfer.Outgoing],
+        destination: Callable[[pb.ParameterSpec], np.ndarray | None],
+    ) -> list[transfer.Received]:
+        """One step over the socket: the new values, each received into
+        `destination(spec)` or, where that is None, a new array."""
+        return self._steps.exchange(
+            self._requests(outgoing, training=True),
+            lambda replies: transfer.receive(replies, f"pushpull {self.store}", False,
+                                             count=len(outgoing), destination=destination)[1])
 
     def _push_pull_shared(self, outgoing: list[transfer.Outgoing]) -> list[transfer.Received]:
         """PushPull with the data in the segment: each gradient goes in its region and the
@@ -171,24 +225,31 @@ class RemoteKVStore(KVStoreBase):
         begin = pb.PushBegin(store=self.store, rank=self._rank, shared_memory=segment.name)
         self._compress_on_wire(begin)
         bare = [transfer.Outgoing(item.spec, None) for item in outgoing]
-        replies = iter(self._client.stream(
-            "PushPull", transfer.push_requests(begin, bare, transfer._NoBar())
-        ))
-        first = next(replies, None)
-        if first is None or not first.begin.shared_memory:
-            raise ParamstoreError("the server did not answer through shared memory")
-        received, offset = [], 0
-        for reply in chunks.expand(replies, data_inline=False):
-            if reply.WhichOneof("item") != "parameter":
-                raise ParamstoreError("the server sent data outside its shared-memory segment")
-            spec = reply.parameter
-            dtype = numpy_dtype(spec.dtype).newbyteorder("<")
-            count = int(np.prod(tuple(spec.shape)))
-            value = np.frombuffer(segment.buf, dtype, count, offset).reshape(tuple(spec.shape))
-            received.append(transfer.Received(spec, value))
-            self._in_segment.add(spec.name)
-            offset += segments.region_bytes(value.nbytes)
-        return received
+
+        def read(replies: Iterator[Any]) -> list[transfer.Received]:
+            first = next(replies, None)
+            if first is None or not first.begin.shared_memory:
+                raise ParamstoreError("the server did not answer through shared memory")
+            received: list[transfer.Received] = []
+            offset = 0
+            specs = chunks.expand(replies, data_inline=False)
+            while len(received) < len(outgoing):
+                reply = next(specs, None)
+                if reply is None or reply.WhichOneof("item") != "parameter":
+                    raise ParamstoreError("the server sent data outside its shared-memory "
+                                          "segment, or fewer values than its step had keys")
+                spec = reply.parameter
+                dtype = numpy_dtype(spec.dtype).newbyteorder("<")
+                count = int(np.prod(tuple(spec.shape)))
+                value = np.frombuffer(segment.buf, dtype, count, offset).reshape(
+                    tuple(spec.shape))
+                received.append(transfer.Received(spec, value))
+                self._in_segment.add(spec.name)
+                offset += segments.region_bytes(value.nbytes)
+            return received
+
+        return self._steps.exchange(
+            transfer.push_requests(begin, bare, transfer._NoBar()), read)
 
     def _segment_of(self, size: int) -> SharedMemory:
         """The worker's segment, replaced by a larger one when it holds fewer than `size`."""
@@ -277,6 +338,7 @@ class RemoteKVStore(KVStoreBase):
             return
         self._closed.set()
         atexit.unregister(self.close)
+        self._steps.close()
         self._release_segment()
         try:
             self._client.call("LeaveTraining", pb.LeaveTrainingRequest(

@@ -134,17 +134,24 @@ class Received:
 
 
 def receive(
-    replies: Iterable[pb.PullResponse], description: str, progress: bool | None
+    replies: Iterable[pb.PullResponse], description: str, progress: bool | None,
+    count: int | None = None,
+    destination: Callable[[pb.ParameterSpec], np.ndarray | None] | None = None,
 ) -> tuple[pb.PullBegin, list[Received]]:
-    """Read a whole pull stream (`wire.read_pull`); an alias sent without data gets its
-    target's array."""
+    """Read a whole pull stream, or one step's `count` parameters (`wire.read_pull`); an alias
+    sent without data gets its target's array. Each parameter's bytes go into
+    `destination(spec)` (an array of its shape and little-endian dtype, C-contiguous) or,
+    where that is None, a new array."""
     received: list[Received] = []
     arrays: dict[str, np.ndarray] = {}
 
     def start(spec: pb.ParameterSpec) -> Callable[[bytes], None] | None:
         data = None
         if spec.has_data:
-            data = np.empty(tuple(spec.shape), dtype=numpy_dtype(spec.dtype).newbyteorder("<"))
+            data = destination(spec) if destination is not None else None
+            if data is None:
+                data = np.empty(tuple(spec.shape),
+                                dtype=numpy_dtype(spec.dtype).newbyteorder("<"))
             arrays[spec.alias_of or spec.name] = data
         elif spec.alias_of:
             data = arrays.get(spec.alias_of)
@@ -157,7 +164,7 @@ def receive(
                 progress_bar(begin.data_bytes, description, progress)).update
 
         try:
-            begin = wire.read_pull(replies, start, bar)
+            begin = wire.read_pull(replies, start, bar, count)
         except wire.StreamError as error:
             raise ParamstoreError(str(error)) from None
     return begin, received

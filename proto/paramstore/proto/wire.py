@@ -11,6 +11,8 @@
 - `PUSH_METHODS`, `PULL_METHODS`: the methods whose messages carry tensor chunks
   (`paramstore.proto.chunks`): pushes are client streams of `PushRequest`, pulls answer with
   a stream of `PullResponse`;
+- `SESSION_METHODS`: calls that carry request after request for as long as they live (a
+  worker's training steps): the SDK never keeps their messages to send them again;
 - `read_pull`: the one reader of a pull stream, with its completeness checks.
 """
 
@@ -32,8 +34,10 @@ READ_METHODS = frozenset({
     "ExportSnapshot", "GetOptimizerStates", "GetRetention",
     "DiffSnapshots", "ListReplicas",
 })
-PUSH_METHODS = ("Push", "SetData", "InitKeys", "PushPull")  # requests: PushRequest chunks
-PULL_METHODS = ("Pull", "PushPull")  # replies: PullResponse chunks
+# requests: PushRequest chunks
+PUSH_METHODS = ("Push", "SetData", "InitKeys", "PushPull", "PushPullSteps")
+PULL_METHODS = ("Pull", "PushPull", "PushPullSteps")  # replies: PullResponse chunks
+SESSION_METHODS = frozenset({"PushPullSteps"})
 
 
 def path(method: str) -> str:
@@ -46,21 +50,25 @@ class StreamError(ValueError):
 
 
 def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], None] | None],
-              on_begin: Callable[[Any], Callable[[int], None] | None] | None = None) -> Any:
+              on_begin: Callable[[Any], Callable[[int], None] | None] | None = None,
+              count: int | None = None) -> Any:
     """Read a pull stream (`Pull`, `PushPull`): PullBegin, then each ParameterSpec followed,
     when `has_data`, by exactly its bytes in chunks. The one reader of that stream.
 
     `start(spec)` is called for each parameter and returns where its chunks go (a function
     of one chunk), or None to drop them. `on_begin(begin)` may return a function told every
-    chunk's size (a progress bar). Returns the PullBegin. Raises `StreamError` for a stream
-    out of order, a parameter given more or fewer bytes than its shape and dtype hold, or a
-    stream that ends half-way."""
+    chunk's size (a progress bar). With `count` (one step of `PushPullSteps`) reading stops
+    after the last byte of that many parameters, leaving the rest of `replies` unread.
+    Returns the PullBegin. Raises `StreamError` for a stream out of order, a parameter given
+    more or fewer bytes than its shape and dtype hold, or a stream that ends half-way."""
     replies = iter(replies)
     first = next(replies, None)
     if first is None or first.WhichOneof("item") != "begin":
         raise StreamError("the server's pull stream did not start with PullBegin")
     progress = on_begin(first.begin) if on_begin is not None else None
-    name, write, expected, filled = "", None, 0, 0
+    name, write, expected, filled, seen = "", None, 0, 0, 0
+    if count == 0:
+        return first.begin
     for reply in chunks.expand(replies):  # batches of small parameters, spread out
         kind = reply.WhichOneof("item")
         if kind == "parameter":
@@ -68,6 +76,7 @@ def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], Non
             spec = reply.parameter
             name, write, filled = spec.name, start(spec), 0
             expected = data_bytes(spec) if spec.has_data else 0
+            seen += 1
         elif kind == "chunk":
             filled += len(reply.chunk)
             if not name or filled > expected:
@@ -79,7 +88,11 @@ def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], Non
                 progress(len(reply.chunk))
         else:
             raise StreamError("the server's pull stream holds a second PullBegin")
+        if seen == count and filled == expected:
+            return first.begin
     _check_filled(name, expected, filled)
+    if count is not None:
+        raise StreamError(f"the server's step answered {seen} of its {count} parameters")
     return first.begin
 
 

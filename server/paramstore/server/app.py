@@ -187,7 +187,8 @@ def create_server(
         replica.on_release.append(lambda store: training.end(store, "moved to another replica"))
     _add_servicer(
         ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
-                           inflight=InflightBytes(calls.max_inflight_bytes)),
+                           inflight=InflightBytes(calls.max_inflight_bytes),
+                           idle_timeout=calls.idle_timeout),
         server,
     )
     health_servicer = health.HealthServicer()

@@ -25,7 +25,12 @@ from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
 from paramstore.proto.wire import ERROR_KEY, OWNER_KEY
 from paramstore.server import failures, validation
 from paramstore.server import shared_memory as segments
-from paramstore.server.admission import DEFAULT_MAX_INFLIGHT_BYTES, InflightBytes, Take
+from paramstore.server.admission import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    InflightBytes,
+    Take,
+)
 from paramstore.server.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -160,8 +165,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         max_import_bytes: int = 4 << 30,
         training: TrainingCoordinator | None = None,
         inflight: InflightBytes | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         self.registry = registry
+        self.idle_timeout = idle_timeout  # the admission's: told to training workers
         self.inflight = inflight or InflightBytes(DEFAULT_MAX_INFLIGHT_BYTES)
         self.max_import_bytes = max_import_bytes
         self.training = training or TrainingCoordinator(registry)
@@ -391,7 +398,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         probe = request.shared_memory_probe
         return pb.JoinTrainingResponse(
             rank=rank, num_workers=session.num_workers, mode=session.mode, step=session.step,
-            lease_seconds=session.lease,
+            lease_seconds=session.lease, idle_timeout_seconds=self.idle_timeout,
             shared_memory_probe=shared_memory.read_probe(probe) if probe else b"",
         )
 
@@ -450,10 +457,27 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
     ) -> Iterator[pb.PullResponse]:
         requests = iter(requests)
+        yield from self._push_pull_step(self._begin(requests, call), requests, call, False)
+
+    @_rpc
+    def PushPullSteps(
+        self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
+    ) -> Iterator[pb.PullResponse]:
+        requests = iter(requests)
+        while (first := next(requests, None)) is not None:
+            begin = self._begin_of(first, call)
+            yield from self._push_pull_step(begin, requests, call, True)
+
+    def _push_pull_step(
+        self, begin: pb.PushBegin, requests: Iterator[pb.PushRequest], call: _Call,
+        one_of_many: bool,
+    ) -> Iterator[pb.PullResponse]:
+        """One PushPull step: its parameters (after `begin`), then the replies. A step
+        `one_of_many` on its call reads no further than its last parameter's bytes."""
         with self.inflight.account() as take:
-            begin = self._begin(requests, call)
             segment = self._segments.get(begin.shared_memory) if begin.shared_memory else None
-            items = self._items(requests, begin, _codec(begin, allowed=True), segment, take)
+            items = self._items(requests, begin, _codec(begin, allowed=True), segment, take,
+                                stop_at_count=one_of_many)
             values = self.training.session(begin.store).push_pull(begin.rank, items)
         if segment is not None:
             offset = 0
@@ -489,7 +513,9 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         return begin, self._items(requests, begin, _codec(begin, allowed=False), None, take)
 
     def _begin(self, requests: Iterator[pb.PushRequest], call: _Call) -> pb.PushBegin:
-        first = next(requests, None)
+        return self._begin_of(next(requests, None), call)
+
+    def _begin_of(self, first: pb.PushRequest | None, call: _Call) -> pb.PushBegin:
         if first is None or first.WhichOneof("item") != "begin":
             raise InvalidArgument("a push stream must start with PushBegin")
         begin = first.begin
@@ -505,10 +531,12 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         codec: compression.Codec | None,
         segment: mmap.mmap | None,
         take: Take,
+        stop_at_count: bool = False,
     ) -> list[Incoming]:
         """Each parameter of a push stream with its bytes, from the chunks or from `segment`
         (decoded with `codec` when the gradients are compressed); `take` accounts for the
-        bytes of the buffers received into."""
+        bytes of the buffers received into. The stream is read to its end, or with
+        `stop_at_count` up to the last byte of the parameters PushBegin announced."""
         # Fails before receiving data for a missing store; the budget refuses a parameter
         # over a limit before its buffer is allocated.
         budget = self.registry.budget(self.registry.get(begin.store))
@@ -519,6 +547,9 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             stream = chunks.expand(requests, data_inline=False)
         else:  # a compressed stream's chunks are codes, which batches cannot describe
             stream = requests if codec is not None else chunks.expand(requests)
+        if stop_at_count:
+            stream = _until(stream, lambda: len(items) + int(
+                current is not None and current[1].full) >= begin.parameter_count)
         for request in stream:
             kind = request.WhichOneof("item")
             if kind == "parameter":
@@ -603,12 +634,28 @@ class _Buffer:
         self.data[self.filled:end] = np.frombuffer(chunk, dtype=np.uint8)
         self.filled = end
 
+    @property
+    def full(self) -> bool:
+        """Whether every announced byte arrived (always, for a parameter without data)."""
+        return self.size is None or self.filled == self.size
+
     def complete(self) -> np.ndarray | None:
         if self.data is not None and self.filled != self.data.size:
             raise InvalidArgument(
                 f"{self.what} received {self.filled} of its {self.data.size} bytes"
             )
         return self.data
+
+
+def _until(messages: Iterable[Any], done: Callable[[], bool]) -> Iterator[Any]:
+    """`messages` up to the first one after which `done()` holds (none when it holds at
+    once): the rest stay unread, for the call's next step."""
+    if done():
+        return
+    for message in messages:
+        yield message
+        if done():
+            return
 
 
 def _adopt_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: _Buffer) -> int:

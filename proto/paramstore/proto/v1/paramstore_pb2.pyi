@@ -496,20 +496,22 @@ class JoinTrainingRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ...) -> None: ...
 
 class JoinTrainingResponse(_message.Message):
-    __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds", "shared_memory_probe")
+    __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds", "shared_memory_probe", "idle_timeout_seconds")
     RANK_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     rank: int
     num_workers: int
     mode: str
     step: int
     lease_seconds: float
     shared_memory_probe: bytes
-    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[bytes] = ...) -> None: ...
+    idle_timeout_seconds: float
+    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[bytes] = ..., idle_timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class LeaveTrainingRequest(_message.Message):
     __slots__ = ("store", "rank")

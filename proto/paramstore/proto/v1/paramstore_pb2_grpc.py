@@ -180,6 +180,11 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PullResponse.FromString,
                 _registered_method=True)
+        self.PushPullSteps = channel.stream_stream(
+                '/paramstore.v1.ParamStore/PushPullSteps',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PullResponse.FromString,
+                _registered_method=True)
         self.Barrier = channel.unary_unary(
                 '/paramstore.v1.ParamStore/Barrier',
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.BarrierRequest.SerializeToString,
@@ -468,6 +473,20 @@ class ParamStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushPullSteps(self, request_iterator, context):
+        """PushPull's steps one after another on one long-lived call, so that a worker's step costs
+        no call set-up: each step is PushPull's request stream (PushBegin, then exactly
+        `parameter_count` parameters with their bytes) answered by PushPull's reply stream
+        (PullBegin, then the new values), and the next step's PushBegin follows once the answer
+        arrived. Between steps the call waits on its worker, so the server's idle timeout
+        (JoinTrainingResponse.idle_timeout_seconds) cancels it after that long: a worker opens a
+        new call rather than let one idle that long. Statuses as PushPull; a step that fails ends
+        the call, and the worker opens a new one for its next step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Barrier(self, request, context):
         """Waits until every rank called Barrier. ABORTED after the timeout, naming the missing ranks.
         """
@@ -649,6 +668,11 @@ def add_ParamStoreServicer_to_server(servicer, server):
             ),
             'PushPull': grpc.stream_stream_rpc_method_handler(
                     servicer.PushPull,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PullResponse.SerializeToString,
+            ),
+            'PushPullSteps': grpc.stream_stream_rpc_method_handler(
+                    servicer.PushPullSteps,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PullResponse.SerializeToString,
             ),
@@ -1455,6 +1479,33 @@ class ParamStore:
             request_iterator,
             target,
             '/paramstore.v1.ParamStore/PushPull',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PullResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushPullSteps(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/paramstore.v1.ParamStore/PushPullSteps',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PushRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.PullResponse.FromString,
             options,
