@@ -26,7 +26,8 @@ soak: $(STAMP) etcd
 etcd:
 	@command -v etcd >/dev/null || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
 
 # PyTorch is never a dependency: `make bench TORCH_VENV=/path/to/venv` borrows it for the LeNet baseline.
 bench: $(STAMP)
