@@ -16,6 +16,7 @@ Runs of the two sides alternate so that a noisy neighbour slows both; the best o
 rounds is reported. Ratios are baseline time / paramstore time (1.0: as fast as the baseline).
 
     python bench/service.py [--size-mib 256] [--repeat 3] [--restore-mib 1024] [--dir FOLDER]
+                            [--rounds N] [--bandwidth-only]
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def snapshot_and_restore(
 
 
 def measure_bandwidth(client: Client, baseline: Baseline, folder: Path, size_mib: int,
-                      repeat: int) -> None:
+                      repeat: int, snapshots: bool = True) -> None:
     rng = np.random.default_rng(0)
     per_tensor = size_mib * (1 << 20) // TENSORS // 4
     tensors = {f"layer{index}_weight": rng.random(per_tensor, dtype=np.float32)
@@ -188,10 +189,11 @@ def measure_bandwidth(client: Client, baseline: Baseline, folder: Path, size_mib
                                      ("pull", pull, downloads, "server")):
         streams = STREAMS[times.index(min(times))]
         report(label, size, ours, min(times), f"grpcio {kind} x{streams} (best)")
-    snapshot, save, restore, load = snapshot_and_restore(
-        store, tensors, folder / "plain.safetensors", repeat)
-    report("snapshot", size, snapshot, save, "safetensors save+fsync")
-    report("restore", size, restore, load, "safetensors load")
+    if snapshots:
+        snapshot, save, restore, load = snapshot_and_restore(
+            store, tensors, folder / "plain.safetensors", repeat)
+        report("snapshot", size, snapshot, save, "safetensors save+fsync")
+        report("restore", size, restore, load, "safetensors load")
     client.delete_store("bench")
 
 
@@ -244,6 +246,10 @@ def main() -> None:
     parser.add_argument("--restore-mib", type=int, default=1024,
                         help="size of the store whose restore memory is measured (0: skip)")
     parser.add_argument("--dir", type=Path, help="folder on the disk to measure (default: tmp)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure push and pull this many times, each with its own baseline")
+    parser.add_argument("--bandwidth-only", action="store_true",
+                        help="measure push and pull only (1.), no snapshots or memory")
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
@@ -255,8 +261,12 @@ def main() -> None:
     baseline_server, baseline_address = start_baseline()
     try:
         with connect(address, progress=False) as client:
-            measure_bandwidth(client, Baseline(baseline_address), folder, args.size_mib,
-                              args.repeat)
+            baseline = Baseline(baseline_address)
+            for _ in range(args.rounds):
+                measure_bandwidth(client, baseline, folder, args.size_mib, args.repeat,
+                                  snapshots=not args.bandwidth_only)
+            if args.bandwidth_only:
+                return
             measure_many_parameters(client, folder, args.repeat)
             if args.restore_mib:
                 measure_restore_memory(client, server.pid, args.restore_mib)

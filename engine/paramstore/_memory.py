@@ -4,7 +4,8 @@ A training step allocates and frees the same large arrays every step (im2col col
 activations, their gradients). glibc's malloc hands large blocks back to the OS (`mmap` for
 blocks over its threshold, trimming the top of the heap past another), so every step
 page-faults them in again: on LeNet, about 2,800 faults a step and half of its time. Raising
-both thresholds keeps the blocks in the heap. `PARAMSTORE_MALLOC_POOL=0` leaves malloc alone.
+both thresholds keeps the blocks in the heap. The server and the SDK do the same for the
+tensors and chunks of every push and pull. `PARAMSTORE_MALLOC_POOL=0` leaves malloc alone.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from paramstore import logs
+from paramstore._memory import keep_freed_memory
 from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2, paramstore_pb2_grpc
 from paramstore.server.admission import (
@@ -277,6 +278,9 @@ def serve(address: str = DEFAULT_ADDRESS, *, port_file: Path | None = None,
     `port_file`: once serving, write the bound `host:port` there (replacing the file whole),
     so that whoever started the server with port 0 knows where it listens. `options` are
     `create_server`'s."""
+    # Every push allocates its tensors anew and frees the ones it replaces: reusing the freed
+    # blocks spares page-faulting each received byte's memory in again.
+    keep_freed_memory()
     server, port = create_server(address, **options)
     server.start()
     host = address.rsplit(":", 1)[0]
