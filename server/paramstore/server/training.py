@@ -62,6 +62,16 @@ class _Round:
     error: str | None = None
 
 
+@dataclass
+class _Step:
+    """A worker's last numbered step: the value each of its keys got, kept so that the step
+    sent again (its answer lost) is answered without counting twice."""
+
+    number: int
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    busy: bool = True  # an attempt is running: a repeat waits for it
+
+
 class TrainingSession:
     """The training of one store: its ranks, pending steps and optimizer."""
 
@@ -91,6 +101,7 @@ class TrainingSession:
         self._joined_at: dict[int, float] = {}
         self._rounds: dict[str, _Round] = {}
         self._updates: dict[str, int] = {}  # applied updates per key
+        self._last_steps: dict[int, _Step] = {}  # rank -> its last numbered step
         self.step = 0
         self._store = registry.get(store)
         self._resume_from_snapshot()
@@ -105,8 +116,9 @@ class TrainingSession:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    def join(self) -> int:
-        """A rank for a new worker: the lowest one no live worker holds. When every rank is
+    def join(self, wanted: int | None = None) -> int:
+        """A rank for a new worker: `wanted` when it is free (a worker rejoining after a
+        failover keeps its rank), else the lowest one no live worker holds. When every rank is
         held, waits up to one lease for a dead worker's rank to lapse.
 
         Raises `FailedPrecondition` when every rank is still held then."""
@@ -126,8 +138,9 @@ class TrainingSession:
                         f"{self.lease:g} s)"
                     )
                 self._cond.wait(min(remaining, 0.25))
-            rank = free[0]
+            rank = wanted if wanted in free else free[0]
             self._live.add(rank)
+            self._last_steps.pop(rank, None)  # a worker numbers its steps from 1 at each join
             self._joined_at[rank] = self._renewed[rank] = time.monotonic()
             return rank
 
@@ -213,25 +226,56 @@ class TrainingSession:
             new = [item for item in items if state.array(item.info.name) is None]
             return store.push(state.prefix or prefix, new) if new else state
 
-    def push_pull(self, rank: int, items: Iterable[Incoming]) -> list[tuple[str, np.ndarray]]:
-        """Hand in gradients from `rank`; the new value of each key, in order.
+    def push_pull(self, rank: int, items: Iterable[Incoming], step: int = 0
+                  ) -> list[tuple[str, np.ndarray]]:
+        """Hand in gradients from `rank` for its step number `step` (0: unnumbered); the new
+        value of each key, in order. A repeat of the rank's last step applies none of its keys
+        again: it answers with the values they got then.
 
         Raises `FailedPrecondition` (rank not joined, shape or dtype differs, no data),
         `ParameterNotFound`, `TrainingAborted` (sync step missing workers after the timeout)."""
         with self._cond:
             self._renew(rank)
-        results = []
-        for item in items:
-            target, gradient = self._checked(item)
-            if self.mode == "sync":
-                value = self._gather(target, rank, gradient, self._apply)
-            else:
-                with self._cond:
-                    value = self._apply(target, {rank: gradient})
-            if value is None:  # every round of a key ends with its updated value
-                raise FailedPrecondition(f"key {item.info.name!r} has no value after its step")
-            results.append((item.info.name, value))
-        return results
+            record = self._claim(rank, step)
+        try:
+            results = []
+            for item in items:  # a repeat still reads every item: the stream stays in step
+                value = record.values.get(item.info.name)
+                if value is None:
+                    value = record.values[item.info.name] = self._push_key(rank, item)
+                results.append((item.info.name, value))
+            return results
+        finally:
+            with self._cond:
+                record.busy = False
+                self._cond.notify_all()
+
+    def _claim(self, rank: int, step: int) -> _Step:
+        """The record of `rank`'s step `step`, once no other attempt at it runs (under the
+        condition's lock)."""
+        last = self._last_steps.get(rank)
+        if step == 0 or last is None or last.number != step:
+            record = _Step(step)
+            if step:
+                self._last_steps[rank] = record
+            return record
+        # The first attempt may still wait in its round (its caller gone): its outcome is ours.
+        while last.busy:
+            self._check_open()
+            self._cond.wait(0.25)
+        last.busy = True
+        return last
+
+    def _push_key(self, rank: int, item: Incoming) -> np.ndarray:
+        target, gradient = self._checked(item)
+        if self.mode == "sync":
+            value = self._gather(target, rank, gradient, self._apply)
+        else:
+            with self._cond:
+                value = self._apply(target, {rank: gradient})
+        if value is None:  # every round of a key ends with its updated value
+            raise FailedPrecondition(f"key {item.info.name!r} has no value after its step")
+        return value
 
     def barrier(self, rank: int) -> None:
         """Wait until every rank reached the barrier. Raises `TrainingAborted`,
@@ -390,9 +434,11 @@ class TrainingCoordinator:
         self._snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-every")
 
     def join(
-        self, store: str, mode: str, num_workers: int, timeout: float = 0.0
+        self, store: str, mode: str, num_workers: int, timeout: float = 0.0,
+        wanted: int | None = None,
     ) -> tuple[int, TrainingSession]:
-        """Join `store`'s training, starting it on the first join.
+        """Join `store`'s training, starting it on the first join; `wanted` is the rank the
+        worker asks for (granted when free).
 
         Raises `StoreNotFound`, `InvalidArgument` (mode, worker count, timeout),
         `FailedPrecondition` (another mode or worker count, or no free rank)."""
@@ -418,7 +464,7 @@ class TrainingCoordinator:
                 f"store {store!r} trains in {session.mode} mode with {session.num_workers} "
                 f"workers; got {mode} with {num_workers}"
             )
-        return session.join(), session
+        return session.join(wanted), session
 
     def session(self, store: str) -> TrainingSession:
         """The store's session. Raises `StoreNotFound`, `FailedPrecondition` (none yet)."""
