@@ -32,7 +32,7 @@ import numpy as np
 
 from paramstore import _files
 from paramstore.client import transfer
-from paramstore.client.errors import NotTraining, ParamstoreError, Unavailable
+from paramstore.client.errors import NotOwner, NotTraining, ParamstoreError, Unavailable
 from paramstore.client.steps import StepStream
 from paramstore.dtypes import numpy_dtype
 from paramstore.kvstore import KVStoreBase, as_list, buffer_of
@@ -42,6 +42,7 @@ from paramstore.proto.chunks import CHUNK_BYTES
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 Key = str | int
+_RETRIES = 3  # training calls run again after a failover or a move
 Result = TypeVar("Result")
 
 
@@ -115,27 +116,30 @@ class RemoteKVStore(KVStoreBase):
 
     def _training(self, run: Callable[[], Result]) -> Result:
         """`run()`, a call of the store's training; when the training is gone because the
-        store moved (its replica died and another took it from its last snapshot, optimizer
-        state included), join it again and run it once more: the worker resumes there."""
+        store moved (its replica died or handed it over, and another took it from its last
+        snapshot, optimizer state included), join it again and run it once more: the worker
+        resumes there. A move may catch a retry too: a few are made."""
+        for attempt in range(_RETRIES + 1):
+            try:
+                return run()
+            except (NotTraining, NotOwner, Unavailable) as error:
+                if self._closed.is_set() or attempt == _RETRIES:
+                    raise
+                if not isinstance(error, NotTraining) and self._still_joined():
+                    continue
+                self._join()
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _still_joined(self) -> bool:
+        """Whether the training still holds this worker, after its step call broke (with its
+        replica, the network, or a move of the store): then the step goes once more on a new
+        call, under its number, so that a step applied before its answer was lost is not
+        applied twice. A heartbeat (a call that fails over) finds out."""
         try:
-            return run()
-        except (NotTraining, Unavailable) as error:
-            if self._closed.is_set():
-                raise
-            if isinstance(error, Unavailable):
-                # A long-lived step call broke, with its replica or the network. A heartbeat
-                # (a call that fails over) finds whether the training is still there: then the
-                # step goes once more on a new call, under its number, so that a step applied
-                # before its answer was lost is not applied twice; else (NotTraining) the
-                # worker joins again.
-                try:
-                    self._client.call("Heartbeat",
-                                      pb.HeartbeatRequest(store=self.store, rank=self._rank))
-                    return run()
-                except NotTraining:
-                    pass
-            self._join()
-            return run()
+            self._client.call("Heartbeat", pb.HeartbeatRequest(store=self.store, rank=self._rank))
+        except NotTraining:
+            return False
+        return True
 
     def _step(self, run: Callable[[], Result]) -> Result:
         """`run()`, one numbered PushPull step (see `_training`)."""

@@ -15,6 +15,7 @@ steps, a snapshot is captured at the step's end and written off the training pat
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -60,6 +61,7 @@ class _Round:
     result: np.ndarray | None = None
     done: bool = False
     error: str | None = None
+    failure: StoreError | None = None  # why completing the round failed
 
 
 @dataclass
@@ -94,6 +96,7 @@ class TrainingSession:
         self.lease = lease
         self._renewed: dict[int, float] = {}  # rank -> when it last showed it is alive
         self._ended: str | None = None
+        self._moved = False
         self.snapshot_every = snapshot_every
         self._snapshots = snapshots
         self._cond = threading.Condition()
@@ -158,10 +161,13 @@ class TrainingSession:
         with self._cond:
             self._renew(rank)
 
-    def end(self, reason: str) -> None:
-        """End the session (its store was deleted): every waiting and later call fails."""
+    def end(self, reason: str, moved: bool = False) -> None:
+        """End the session: every waiting and later call fails. When its store `moved` to
+        another replica, a worker waiting in a round is told to join again (`NotTraining`) and
+        repeats its step there; else (the store was deleted) the round is aborted."""
         with self._cond:
             self._ended = reason
+            self._moved = moved
             for current in self._rounds.values():
                 current.error = current.error or reason
             self._rounds.clear()
@@ -185,8 +191,8 @@ class TrainingSession:
         self._check_open()
         self._check_range(rank)
         self._expire()
-        if rank not in self._live:
-            raise FailedPrecondition(
+        if rank not in self._live:  # its worker joins again, as when the session is new
+            raise NotTraining(
                 f"rank {rank} is not a live worker of store {self.store!r} (it left, or sent "
                 f"no heartbeat for {self.lease:g} s): join again"
             )
@@ -320,12 +326,21 @@ class TrainingSession:
                 self._wait(key, current)
             current.contributions[rank] = value
             if len(current.contributions) == self.num_workers:
-                current.result = complete(key, current.contributions)
-                current.done = True
                 del self._rounds[key]
-                self._cond.notify_all()
+                try:
+                    current.result = complete(key, current.contributions)
+                except StoreError as failure:  # as a store handed over: nothing was applied
+                    current.failure = failure
+                    raise
+                finally:
+                    current.done = True
+                    self._cond.notify_all()
             while not current.done and current.error is None:
                 self._wait(key, current)
+            if current.failure is not None:
+                raise copy.copy(current.failure)  # each waiter fails alike, with its own error
+            if current.error is not None and self._moved:
+                raise NotTraining(current.error)  # the worker joins the new owner
             if current.error is not None:
                 raise TrainingAborted(current.error)
             return current.result
@@ -476,13 +491,14 @@ class TrainingCoordinator:
             )
         return session
 
-    def end(self, store: str, why: str = "was deleted") -> None:
-        """End `store`'s session, if it has one: its store is gone (or moved to another
+    def end(self, store: str, moved: bool = False) -> None:
+        """End `store`'s session, if it has one: its store was deleted (or `moved` to another
         replica), and a store created under the same name starts training afresh."""
         with self._lock:
             session = self._sessions.pop(store, None)
+        why = "moved to another replica" if moved else "was deleted"
         if session is not None:
-            session.end(f"store {store!r} {why}: its training ended here")
+            session.end(f"store {store!r} {why}: its training ended here", moved)
 
     def close(self) -> None:
         """Finish the periodic snapshots being written."""
