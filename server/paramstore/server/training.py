@@ -189,6 +189,7 @@ class TrainingSession:
         """Check that `rank` is a live worker's and keep it for another lease (under the
         condition's lock)."""
         self._check_open()
+        self._store.check_open()  # a store being handed over: UNAVAILABLE, the client retries
         self._check_range(rank)
         self._expire()
         if rank not in self._live:  # its worker joins again, as when the session is new
