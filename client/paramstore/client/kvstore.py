@@ -358,7 +358,7 @@ class RemoteKVStore(KVStoreBase):
         self._release_segment()
         try:
             self._client.call("LeaveTraining", pb.LeaveTrainingRequest(
-                store=self.store,             rank=self._rank if self._rank >= 0 else None,
+                store=self.store, rank=self._rank,
             ))
         except (ParamstoreError, ValueError):
             pass  # a server gone or restarted, or a client closed, holds no rank of ours
