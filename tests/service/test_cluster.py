@@ -18,6 +18,7 @@ from chapter_nets import mlp
 from replicas import Cluster, eventually
 from server_process import paramstore_command
 
+from paramstore import nd, optimizer
 from paramstore.client import Unavailable, connect
 from paramstore.proto import wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
@@ -293,3 +294,49 @@ def test_a_cluster_url_that_is_not_etcd_is_refused(url: str) -> None:
 
     with pytest.raises(ValueError, match="--cluster"):
         parse_url(url)
+
+
+def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeating_a_step(
+        cluster: Cluster) -> None:
+    cluster.start_all()
+    decisions: list[bool] = []
+    stop = threading.Event()
+    # Both workers decide together, at each step, whether to take it: sync steps pair up.
+    together = threading.Barrier(2, action=lambda: decisions.append(stop.is_set()))
+    answers: dict[int, list[float]] = {}
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        with cluster.connect() as client:
+            kv = client.kvstore("m", mode="sync", num_workers=2, timeout=30,
+                                shared_memory=False)
+            kv.init("w", nd.zeros(3))
+            kv.set_optimizer(optimizer.SGD(learning_rate=1.0))
+            out = nd.zeros(3)
+            try:
+                while together.wait(60) >= 0 and not decisions[-1]:
+                    kv.pushpull("w", nd.ones(3) * (kv.rank + 1), out=out)  # 1 + 2 per step
+                    answers.setdefault(kv.rank, []).append(float(out.asnumpy()[0]))
+            except BaseException as error:  # noqa: B902 - every failure is the test's
+                failures.append(error)
+                together.abort()
+            finally:
+                kv.close()
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1)
+    for replica in cluster.replicas:  # SIGTERM: a last snapshot of each store, then hand-over
+        replica.signal(signal.SIGTERM)
+        replica.reap()
+        cluster.start(replica)
+        time.sleep(1)
+    stop.set()
+    for worker in workers:
+        worker.join(90)
+    assert not failures, failures
+    steps = len(answers[0])
+    assert steps > 10 and len(answers[1]) == steps
+    # Each step subtracts the summed gradient, 3, once: none lost, none applied twice.
+    assert answers[0] == answers[1] == [-3.0 * (step + 1) for step in range(steps)]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from server_process import wait_for_line
+from training_runs import train_in_one_process
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
@@ -38,23 +39,6 @@ def parameters(result: Any) -> list[np.ndarray]:
     names = sorted((name for name in result.files if name.startswith("param_")),
                    key=lambda name: int(name.split("_")[1]))
     return [result[name] for name in names]
-
-
-def train_in_one_process(steps: int, batch_size: int, optimizer: str,
-                         optimizer_params: dict[str, Any]) -> list[np.ndarray]:
-    """The reference: the same net, data and optimizer, no server, the union batch."""
-    ps_random.seed(0)
-    net = tied_mlp()
-    net.initialize()
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), optimizer, optimizer_params)
-    for step in range(steps):
-        features, labels = global_batch(step, batch_size)
-        with autograd.record():
-            loss = loss_fn(net(nd.array(features)), nd.array(labels))
-        loss.backward()
-        trainer.step(batch_size)
-    return [param.data().asnumpy() for param in net.collect_params().values()]
 
 
 def test_two_sync_workers_on_half_batches_end_where_one_process_on_the_union_ends(

@@ -1,6 +1,7 @@
 """A worker's steps on one long-lived PushPullSteps call: steps follow one another on it, a
-call left idle is replaced before the server's idle timeout cuts it, and a step cut short or
-followed by stray messages is refused."""
+call left idle is replaced before the server's idle timeout cuts it, a step cut short or
+followed by stray messages is refused, and a step sent again under its number is not applied
+twice."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server.admission import CallLimits
 
 
-def _step(rank: int, gradient: list[float], name: str = "w", count: int = 1) -> list[Any]:
-    begin = pb.PushBegin(store="mlp", rank=rank, parameter_count=count)
+def _step(rank: int, gradient: list[float], name: str = "w", count: int = 1,
+          number: int = 0) -> list[Any]:
+    begin = pb.PushBegin(store="mlp", rank=rank, parameter_count=count, step=number)
     data = np.asarray(gradient, dtype="<f4")
     return [pb.PushRequest(begin=begin),
             pb.PushRequest(parameter=pb.ParameterSpec(
@@ -90,6 +92,19 @@ def test_a_message_after_a_steps_last_byte_must_begin_the_next_step(joined: Any)
     call.close()
     with pytest.raises(InvalidArgument, match="must start with PushBegin"):
         list(call.replies)
+
+
+def test_a_step_sent_again_under_its_number_answers_what_it_produced(joined: Any) -> None:
+    call = _Call(joined)
+    call.send(_step(0, [2.0] * 3, number=1))
+    assert call.value() == [2.0] * 3
+    # Without an optimizer a step's summed gradient becomes the value: a repeat applied again
+    # would answer its own gradient.
+    call.send(_step(0, [5.0] * 3, number=1))
+    assert call.value() == [2.0] * 3
+    call.send(_step(0, [3.0] * 3, number=2))
+    assert call.value() == [3.0] * 3
+    call.close()
 
 
 def test_a_worker_replaces_its_call_before_the_idle_timeout_cuts_it(

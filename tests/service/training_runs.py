@@ -28,3 +28,20 @@ def train_tied_mlp(kv: Any, compression: dict[str, Any] | None = None,
         loss.backward()
         trainer.step(8)
     return [param.data().asnumpy() for param in net.collect_params().values()]
+
+
+def train_in_one_process(steps: int, batch_size: int, optimizer: str,
+                         optimizer_params: dict[str, Any]) -> list[np.ndarray]:
+    """The reference: the same net, data and optimizer, no server, the union batch."""
+    ps_random.seed(0)
+    net = tied_mlp()
+    net.initialize()
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = gluon.Trainer(net.collect_params(), optimizer, optimizer_params)
+    for step in range(steps):
+        features, labels = global_batch(step, batch_size)
+        with autograd.record():
+            loss = loss_fn(net(nd.array(features)), nd.array(labels))
+        loss.backward()
+        trainer.step(batch_size)
+    return [param.data().asnumpy() for param in net.collect_params().values()]

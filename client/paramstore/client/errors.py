@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 
-from paramstore.proto.wire import ERROR_KEY
+from paramstore.proto.wire import ERROR_KEY, OWNER_KEY
 
 
 class ParamstoreError(Exception):
@@ -61,6 +61,11 @@ class FailedPrecondition(ParamstoreError):
 class NotTraining(FailedPrecondition):
     """The store's training session is gone (it moved to another replica, from its last
     snapshot): a `RemoteKVStore` joins it again by itself."""
+
+
+class NotOwner(FailedPrecondition):
+    """Another replica serves the store. Calls follow such a redirect by themselves; a
+    long-lived call that meets one after its first replies (its store moved) fails with it."""
 
 
 class ResourceExhausted(ParamstoreError):
@@ -141,5 +146,6 @@ def from_rpc_error(error: grpc.RpcError) -> ParamstoreError:
     message = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
     trailers = error.trailing_metadata() if isinstance(error, grpc.Call) else None
     kind = dict(trailers or ()).get(ERROR_KEY, "")
-    cls = _BY_KIND.get(kind) or _BY_STATUS.get(code, ParamstoreError)
+    cls = NotOwner if dict(trailers or ()).get(OWNER_KEY) else \
+        _BY_KIND.get(kind) or _BY_STATUS.get(code, ParamstoreError)
     return cls(message, code.name if code is not None else None)

@@ -32,7 +32,7 @@ import numpy as np
 
 from paramstore import _files
 from paramstore.client import transfer
-from paramstore.client.errors import NotTraining, ParamstoreError, Unavailable
+from paramstore.client.errors import NotOwner, NotTraining, ParamstoreError, Unavailable
 from paramstore.client.steps import StepStream
 from paramstore.dtypes import numpy_dtype
 from paramstore.kvstore import KVStoreBase, as_list, buffer_of
@@ -42,6 +42,7 @@ from paramstore.proto.chunks import CHUNK_BYTES
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 Key = str | int
+_RETRIES = 3  # training calls run again after a failover or a move
 Result = TypeVar("Result")
 
 
@@ -71,6 +72,7 @@ class RemoteKVStore(KVStoreBase):
         self.store = store
         self._join_request = (mode, num_workers, timeout, shared_memory)
         self._steps = StepStream(client, 0.0)  # replaced at each join, with its idle timeout
+        self._rank = -1  # none until the first join; then kept when it joins again
         lease = self._join()
         self._segment: SharedMemory | None = None
         self._fresh: dict[Key, np.ndarray] = {}  # values returned by the last push of a key
@@ -96,6 +98,7 @@ class RemoteKVStore(KVStoreBase):
             reply = self._client.call("JoinTraining", pb.JoinTrainingRequest(
                 store=self.store, mode=mode, num_workers=num_workers, timeout_seconds=timeout,
                 shared_memory_probe=probe.name if probe else "",
+                rank=self._rank if self._rank >= 0 else None,
             ))
         finally:
             if probe is not None:
@@ -104,6 +107,7 @@ class RemoteKVStore(KVStoreBase):
                 probe.unlink()
         self.shared_memory = probe is not None and reply.shared_memory_probe == secret
         self._rank = reply.rank
+        self._steps_done = 0  # steps are numbered from 1 at each join
         self._num_workers = reply.num_workers
         self.type = f"dist_{reply.mode}"
         self._steps.close()
@@ -112,25 +116,36 @@ class RemoteKVStore(KVStoreBase):
 
     def _training(self, run: Callable[[], Result]) -> Result:
         """`run()`, a call of the store's training; when the training is gone because the
-        store moved (its replica died and another took it from its last snapshot, optimizer
-        state included), join it again and run it once more: the worker resumes there."""
+        store moved (its replica died or handed it over, and another took it from its last
+        snapshot, optimizer state included), join it again and run it once more: the worker
+        resumes there. A move may catch a retry too: a few are made."""
+        for attempt in range(_RETRIES + 1):
+            try:
+                return run()
+            except (NotTraining, NotOwner, Unavailable) as error:
+                if self._closed.is_set() or attempt == _RETRIES:
+                    raise
+                if not isinstance(error, NotTraining) and self._still_joined():
+                    continue
+                self._join()
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _still_joined(self) -> bool:
+        """Whether the training still holds this worker, after its step call broke (with its
+        replica, the network, or a move of the store): then the step goes once more on a new
+        call, under its number, so that a step applied before its answer was lost is not
+        applied twice. A heartbeat (a call that fails over) finds out."""
         try:
-            return run()
-        except (NotTraining, Unavailable) as error:
-            if self._closed.is_set():
-                raise
-            if isinstance(error, Unavailable):
-                # A long-lived step call broke, with its replica or the network. A heartbeat
-                # (a call that fails over) finds whether the training is still there: then the
-                # step goes once more on a new call; else (NotTraining) the worker joins again.
-                try:
-                    self._client.call("Heartbeat",
-                                      pb.HeartbeatRequest(store=self.store, rank=self._rank))
-                    return run()
-                except NotTraining:
-                    pass
-            self._join()
-            return run()
+            self._client.call("Heartbeat", pb.HeartbeatRequest(store=self.store, rank=self._rank))
+        except NotTraining:
+            return False
+        return True
+
+    def _step(self, run: Callable[[], Result]) -> Result:
+        """`run()`, one numbered PushPull step (see `_training`)."""
+        result = self._training(run)
+        self._steps_done += 1
+        return result
 
     @property
     def rank(self) -> int:
@@ -153,7 +168,7 @@ class RemoteKVStore(KVStoreBase):
         Sync mode: returns once every worker pushed and the server updated. Raises `Aborted`
         naming the missing ranks when workers did not push within the timeout."""
         outgoing = self._gradients(key, value)
-        received = self._training(
+        received = self._step(
             lambda: self._push_pull_shared(outgoing) if self.shared_memory
             else self._push_pull_socket(outgoing, lambda spec: None))
         for item in received:
@@ -182,7 +197,7 @@ class RemoteKVStore(KVStoreBase):
             return first if fits else None
 
         outgoing = self._gradients(key, value)
-        for item in self._training(lambda: self._push_pull_socket(outgoing, destination)):
+        for item in self._step(lambda: self._push_pull_socket(outgoing, destination)):
             self.bytes_received += item.data.nbytes
             for target in targets.get(item.spec.name, ()):
                 if target is not item.data:
@@ -222,7 +237,8 @@ class RemoteKVStore(KVStoreBase):
             np.frombuffer(segment.buf, np.uint8, data.size, offset)[:] = data
             offset += size
         self.bytes_sent += transfer.outgoing_bytes(outgoing)
-        begin = pb.PushBegin(store=self.store, rank=self._rank, shared_memory=segment.name)
+        begin = pb.PushBegin(store=self.store, rank=self._rank, shared_memory=segment.name,
+                             step=self._steps_done + 1)
         self._compress_on_wire(begin)
         bare = [transfer.Outgoing(item.spec, None) for item in outgoing]
 
@@ -368,6 +384,7 @@ class RemoteKVStore(KVStoreBase):
         self.bytes_sent += transfer.outgoing_bytes(outgoing)
         begin = pb.PushBegin(store=self.store, rank=self._rank)
         if training:
+            begin.step = self._steps_done + 1
             self._compress_on_wire(begin)
         # Compressed parameters' bytes are codes, not what their specs declare: no batches.
         batches = not (training and self._compression is not None)

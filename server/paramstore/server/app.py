@@ -185,7 +185,7 @@ def create_server(
         lease=worker_lease,
     )
     if replica is not None:  # a store that moves away ends its training here
-        replica.on_release.append(lambda store: training.end(store, "moved to another replica"))
+        replica.on_release.append(lambda store: training.end(store, moved=True))
     _add_servicer(
         ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
                            inflight=InflightBytes(calls.max_inflight_bytes),

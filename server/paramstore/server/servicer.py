@@ -393,7 +393,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def JoinTraining(self, request: pb.JoinTrainingRequest, context: Any, call: _Call) -> Any:
         rank, session = self.training.join(
-            request.store, request.mode, request.num_workers, request.timeout_seconds
+            request.store, request.mode, request.num_workers, request.timeout_seconds,
+            request.rank if request.HasField("rank") else None,
         )
         probe = request.shared_memory_probe
         return pb.JoinTrainingResponse(
@@ -478,7 +479,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             segment = self._segments.get(begin.shared_memory) if begin.shared_memory else None
             items = self._items(requests, begin, _codec(begin, allowed=True), segment, take,
                                 stop_at_count=one_of_many)
-            values = self.training.session(begin.store).push_pull(begin.rank, items)
+            values = self.training.session(begin.store).push_pull(begin.rank, items, begin.step)
         if segment is not None:
             offset = 0
             for name, value in values:  # each value over its gradient's region

@@ -118,6 +118,11 @@ class Store:
         with self._lock:
             self._closed = error
 
+    def check_open(self) -> None:
+        """Raise the error the store was closed with, if it was."""
+        if self._closed is not None:
+            raise copy.copy(self._closed)  # a fresh exception for each refused write
+
     def state(self) -> StoreState:
         """The current contents (an attribute read is atomic: no lock needed)."""
         return self._state
@@ -248,8 +253,7 @@ class Store:
         parameters: dict[str, ParameterInfo],
         data: dict[str, np.ndarray],
     ) -> StoreState:
-        if self._closed is not None:
-            raise copy.copy(self._closed)  # a fresh exception for each refused write
+        self.check_open()
         self._state = StoreState(prefix, next_version(current.version), parameters, data)
         return self._state
 

@@ -15,6 +15,7 @@ steps, a snapshot is captured at the step's end and written off the training pat
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -60,6 +61,17 @@ class _Round:
     result: np.ndarray | None = None
     done: bool = False
     error: str | None = None
+    failure: StoreError | None = None  # why completing the round failed
+
+
+@dataclass
+class _Step:
+    """A worker's last numbered step: the value each of its keys got, kept so that the step
+    sent again (its answer lost) is answered without counting twice."""
+
+    number: int
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    busy: bool = True  # an attempt is running: a repeat waits for it
 
 
 class TrainingSession:
@@ -84,6 +96,7 @@ class TrainingSession:
         self.lease = lease
         self._renewed: dict[int, float] = {}  # rank -> when it last showed it is alive
         self._ended: str | None = None
+        self._moved = False
         self.snapshot_every = snapshot_every
         self._snapshots = snapshots
         self._cond = threading.Condition()
@@ -91,6 +104,7 @@ class TrainingSession:
         self._joined_at: dict[int, float] = {}
         self._rounds: dict[str, _Round] = {}
         self._updates: dict[str, int] = {}  # applied updates per key
+        self._last_steps: dict[int, _Step] = {}  # rank -> its last numbered step
         self.step = 0
         self._store = registry.get(store)
         self._resume_from_snapshot()
@@ -105,8 +119,9 @@ class TrainingSession:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    def join(self) -> int:
-        """A rank for a new worker: the lowest one no live worker holds. When every rank is
+    def join(self, wanted: int | None = None) -> int:
+        """A rank for a new worker: `wanted` when it is free (a worker rejoining after a
+        failover keeps its rank), else the lowest one no live worker holds. When every rank is
         held, waits up to one lease for a dead worker's rank to lapse.
 
         Raises `FailedPrecondition` when every rank is still held then."""
@@ -126,8 +141,9 @@ class TrainingSession:
                         f"{self.lease:g} s)"
                     )
                 self._cond.wait(min(remaining, 0.25))
-            rank = free[0]
+            rank = wanted if wanted in free else free[0]
             self._live.add(rank)
+            self._last_steps.pop(rank, None)  # a worker numbers its steps from 1 at each join
             self._joined_at[rank] = self._renewed[rank] = time.monotonic()
             return rank
 
@@ -145,10 +161,13 @@ class TrainingSession:
         with self._cond:
             self._renew(rank)
 
-    def end(self, reason: str) -> None:
-        """End the session (its store was deleted): every waiting and later call fails."""
+    def end(self, reason: str, moved: bool = False) -> None:
+        """End the session: every waiting and later call fails. When its store `moved` to
+        another replica, a worker waiting in a round is told to join again (`NotTraining`) and
+        repeats its step there; else (the store was deleted) the round is aborted."""
         with self._cond:
             self._ended = reason
+            self._moved = moved
             for current in self._rounds.values():
                 current.error = current.error or reason
             self._rounds.clear()
@@ -170,10 +189,11 @@ class TrainingSession:
         """Check that `rank` is a live worker's and keep it for another lease (under the
         condition's lock)."""
         self._check_open()
+        self._store.check_open()  # a store being handed over: UNAVAILABLE, the client retries
         self._check_range(rank)
         self._expire()
-        if rank not in self._live:
-            raise FailedPrecondition(
+        if rank not in self._live:  # its worker joins again, as when the session is new
+            raise NotTraining(
                 f"rank {rank} is not a live worker of store {self.store!r} (it left, or sent "
                 f"no heartbeat for {self.lease:g} s): join again"
             )
@@ -213,25 +233,56 @@ class TrainingSession:
             new = [item for item in items if state.array(item.info.name) is None]
             return store.push(state.prefix or prefix, new) if new else state
 
-    def push_pull(self, rank: int, items: Iterable[Incoming]) -> list[tuple[str, np.ndarray]]:
-        """Hand in gradients from `rank`; the new value of each key, in order.
+    def push_pull(self, rank: int, items: Iterable[Incoming], step: int = 0
+                  ) -> list[tuple[str, np.ndarray]]:
+        """Hand in gradients from `rank` for its step number `step` (0: unnumbered); the new
+        value of each key, in order. A repeat of the rank's last step applies none of its keys
+        again: it answers with the values they got then.
 
         Raises `FailedPrecondition` (rank not joined, shape or dtype differs, no data),
         `ParameterNotFound`, `TrainingAborted` (sync step missing workers after the timeout)."""
         with self._cond:
             self._renew(rank)
-        results = []
-        for item in items:
-            target, gradient = self._checked(item)
-            if self.mode == "sync":
-                value = self._gather(target, rank, gradient, self._apply)
-            else:
-                with self._cond:
-                    value = self._apply(target, {rank: gradient})
-            if value is None:  # every round of a key ends with its updated value
-                raise FailedPrecondition(f"key {item.info.name!r} has no value after its step")
-            results.append((item.info.name, value))
-        return results
+            record = self._claim(rank, step)
+        try:
+            results = []
+            for item in items:  # a repeat still reads every item: the stream stays in step
+                value = record.values.get(item.info.name)
+                if value is None:
+                    value = record.values[item.info.name] = self._push_key(rank, item)
+                results.append((item.info.name, value))
+            return results
+        finally:
+            with self._cond:
+                record.busy = False
+                self._cond.notify_all()
+
+    def _claim(self, rank: int, step: int) -> _Step:
+        """The record of `rank`'s step `step`, once no other attempt at it runs (under the
+        condition's lock)."""
+        last = self._last_steps.get(rank)
+        if step == 0 or last is None or last.number != step:
+            record = _Step(step)
+            if step:
+                self._last_steps[rank] = record
+            return record
+        # The first attempt may still wait in its round (its caller gone): its outcome is ours.
+        while last.busy:
+            self._check_open()
+            self._cond.wait(0.25)
+        last.busy = True
+        return last
+
+    def _push_key(self, rank: int, item: Incoming) -> np.ndarray:
+        target, gradient = self._checked(item)
+        if self.mode == "sync":
+            value = self._gather(target, rank, gradient, self._apply)
+        else:
+            with self._cond:
+                value = self._apply(target, {rank: gradient})
+        if value is None:  # every round of a key ends with its updated value
+            raise FailedPrecondition(f"key {item.info.name!r} has no value after its step")
+        return value
 
     def barrier(self, rank: int) -> None:
         """Wait until every rank reached the barrier. Raises `TrainingAborted`,
@@ -276,12 +327,21 @@ class TrainingSession:
                 self._wait(key, current)
             current.contributions[rank] = value
             if len(current.contributions) == self.num_workers:
-                current.result = complete(key, current.contributions)
-                current.done = True
                 del self._rounds[key]
-                self._cond.notify_all()
+                try:
+                    current.result = complete(key, current.contributions)
+                except StoreError as failure:  # as a store handed over: nothing was applied
+                    current.failure = failure
+                    raise
+                finally:
+                    current.done = True
+                    self._cond.notify_all()
             while not current.done and current.error is None:
                 self._wait(key, current)
+            if current.failure is not None:
+                raise copy.copy(current.failure)  # each waiter fails alike, with its own error
+            if current.error is not None and self._moved:
+                raise NotTraining(current.error)  # the worker joins the new owner
             if current.error is not None:
                 raise TrainingAborted(current.error)
             return current.result
@@ -390,9 +450,11 @@ class TrainingCoordinator:
         self._snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-every")
 
     def join(
-        self, store: str, mode: str, num_workers: int, timeout: float = 0.0
+        self, store: str, mode: str, num_workers: int, timeout: float = 0.0,
+        wanted: int | None = None,
     ) -> tuple[int, TrainingSession]:
-        """Join `store`'s training, starting it on the first join.
+        """Join `store`'s training, starting it on the first join; `wanted` is the rank the
+        worker asks for (granted when free).
 
         Raises `StoreNotFound`, `InvalidArgument` (mode, worker count, timeout),
         `FailedPrecondition` (another mode or worker count, or no free rank)."""
@@ -418,7 +480,7 @@ class TrainingCoordinator:
                 f"store {store!r} trains in {session.mode} mode with {session.num_workers} "
                 f"workers; got {mode} with {num_workers}"
             )
-        return session.join(), session
+        return session.join(wanted), session
 
     def session(self, store: str) -> TrainingSession:
         """The store's session. Raises `StoreNotFound`, `FailedPrecondition` (none yet)."""
@@ -430,13 +492,14 @@ class TrainingCoordinator:
             )
         return session
 
-    def end(self, store: str, why: str = "was deleted") -> None:
-        """End `store`'s session, if it has one: its store is gone (or moved to another
+    def end(self, store: str, moved: bool = False) -> None:
+        """End `store`'s session, if it has one: its store was deleted (or `moved` to another
         replica), and a store created under the same name starts training afresh."""
         with self._lock:
             session = self._sessions.pop(store, None)
+        why = "moved to another replica" if moved else "was deleted"
         if session is not None:
-            session.end(f"store {store!r} {why}: its training ended here")
+            session.end(f"store {store!r} {why}: its training ended here", moved)
 
     def close(self) -> None:
         """Finish the periodic snapshots being written."""

@@ -113,7 +113,7 @@ class CollectParamsResponse(_message.Message):
     def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
 
 class PushBegin(_message.Message):
-    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count", "compression", "shared_memory")
+    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count", "compression", "shared_memory", "step")
     STORE_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,7 @@ class PushBegin(_message.Message):
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     store: str
     prefix: str
     expected_version: int
@@ -128,7 +129,8 @@ class PushBegin(_message.Message):
     parameter_count: int
     compression: GradientCompression
     shared_memory: str
-    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ..., compression: _Optional[_Union[GradientCompression, _Mapping]] = ..., shared_memory: _Optional[str] = ...) -> None: ...
+    step: int
+    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ..., compression: _Optional[_Union[GradientCompression, _Mapping]] = ..., shared_memory: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
 
 class GradientCompression(_message.Message):
     __slots__ = ("type", "threshold")
@@ -482,18 +484,20 @@ class ImportSnapshotRequest(_message.Message):
     def __init__(self, begin: _Optional[_Union[ImportBegin, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class JoinTrainingRequest(_message.Message):
-    __slots__ = ("store", "mode", "num_workers", "timeout_seconds", "shared_memory_probe")
+    __slots__ = ("store", "mode", "num_workers", "timeout_seconds", "shared_memory_probe", "rank")
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
     store: str
     mode: str
     num_workers: int
     timeout_seconds: float
     shared_memory_probe: str
-    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ...) -> None: ...
+    rank: int
+    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class JoinTrainingResponse(_message.Message):
     __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds", "shared_memory_probe", "idle_timeout_seconds")

@@ -426,8 +426,9 @@ class ParamStoreServicer:
     def JoinTraining(self, request, context):
         """---- distributed training (a KVStore for gluon.Trainer) ----
 
-        Joins the store's training as a worker and assigns a rank: the lowest rank no live worker
-        holds. The first join fixes mode and num_workers. NOT_FOUND (store); INVALID_ARGUMENT
+        Joins the store's training as a worker and assigns a rank: the one asked for
+        (JoinTrainingRequest.rank) when no live worker holds it, else the lowest free one. The
+        first join fixes mode and num_workers. NOT_FOUND (store); INVALID_ARGUMENT
         (mode, num_workers); FAILED_PRECONDITION (another mode or worker count, or every rank is
         held by a live worker).
         """
@@ -464,8 +465,11 @@ class ParamStoreServicer:
         out. Sync mode: the call waits until every rank pushed
         each key for this step, the sum is applied once, and every worker gets the same weights.
         Async mode: applied on arrival. ABORTED when workers are missing after the timeout (the
-        message names their ranks); NOT_FOUND (store or key); FAILED_PRECONDITION (not joined,
-        shape or dtype differs, no optimizer and a shape the store cannot take); INVALID_ARGUMENT
+        message names their ranks); UNAVAILABLE while the store is handed over to another replica,
+        and FAILED_PRECONDITION with error kind NotTraining once it moved (a waiting worker joins
+        the new owner and repeats its step); NOT_FOUND (store or key); FAILED_PRECONDITION (not
+        joined, shape or dtype differs, no optimizer and a shape the store cannot take);
+        INVALID_ARGUMENT
         (an unknown compression, a threshold not above 0, codes for a dtype that is not floating
         point, or compression on another RPC than PushPull).
         """
