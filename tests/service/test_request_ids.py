@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import grpc
 from chapter_nets import mlp
 from service_types import RunningServer
@@ -59,3 +61,29 @@ def test_a_failed_call_retried_with_its_request_id_runs_again(server: RunningSer
     with server.connect() as client:
         client.create_store("later").push(mlp().collect_params())
     assert stub.TakeSnapshot(pb.TakeSnapshotRequest(store="later"), metadata=metadata).id
+
+
+def test_one_request_id_racing_from_threads_is_applied_once(server: RunningServer) -> None:
+    with server.connect() as client:
+        client.create_store("mlp").push(mlp().collect_params())
+    stub = _stub(server)
+    metadata = ((wire.REQUEST_ID_KEY, "sent-eight-times-at-once"),)
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(
+            lambda _: stub.TakeSnapshot(pb.TakeSnapshotRequest(store="mlp"), metadata=metadata),
+            range(8)))
+    assert {reply.id for reply in replies} == {replies[0].id}
+    with server.connect() as client:
+        assert [info.id for info in client.store("mlp").snapshots()] == [replies[0].id]
+
+
+def test_long_request_ids_that_share_a_prefix_are_different_requests(
+        server: RunningServer) -> None:
+    with server.connect() as client:
+        client.create_store("mlp").push(mlp().collect_params())
+    stub = _stub(server)
+    prefix = "x" * 4000
+    ids = [stub.TakeSnapshot(pb.TakeSnapshotRequest(store="mlp"),
+                             metadata=((wire.REQUEST_ID_KEY, prefix + end),)).id
+           for end in ("a", "b", "a")]
+    assert ids[0] != ids[1] and ids[2] == ids[0]

@@ -11,6 +11,7 @@ store over after a failover recognises a retried snapshot it never saw.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,11 +23,21 @@ from paramstore.proto.wire import READ_METHODS, REQUEST_ID_KEY
 
 DEFAULT_CAPACITY = 4096
 _WAIT_SECONDS = 600.0
+_LONGEST_KEPT = 128
 
 
 def request_id(context: grpc.ServicerContext) -> str:
     """The call's request id ('' when it has none)."""
-    return str(dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY, ""))[:128]
+    return _bounded(dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY, ""))
+
+
+def _bounded(value: object) -> str:
+    """A request id as it is kept: a long one by its SHA-256, so two ids that share a long
+    prefix never meet, and a kept id stays small."""
+    text = str(value)
+    if len(text) <= _LONGEST_KEPT:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 class _Pending:
@@ -49,7 +60,7 @@ class RequestIds(grpc.ServerInterceptor):
         if handler is None or handler.response_streaming or method in READ_METHODS:
             return handler
         metadata = dict(details.invocation_metadata or ())
-        identifier = str(metadata.get(REQUEST_ID_KEY, ""))[:128]
+        identifier = _bounded(metadata.get(REQUEST_ID_KEY, ""))
         if not identifier:
             return handler
         key = (method, identifier)
