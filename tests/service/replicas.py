@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
-from s3_server import free_port, new_bucket
+from s3_server import lasting_port, new_bucket
 from server_process import wait_for_health
 
 from paramstore.client import Client, connect
@@ -60,7 +60,7 @@ class Cluster:
     def __post_init__(self) -> None:
         self.prefix = f"/paramstore-{uuid.uuid4().hex[:12]}"
         self.bucket = new_bucket(self.s3_endpoint)
-        self.replicas = [Replica(f"127.0.0.1:{free_port()}") for _ in range(self.size)]
+        self.replicas = [Replica(f"127.0.0.1:{lasting_port()}") for _ in range(self.size)]
 
     @property
     def url(self) -> str:
@@ -90,6 +90,15 @@ class Cluster:
             if replica.alive:
                 replica.signal(signal.SIGCONT)
             replica.kill()
+
+    def rolling_restart(self, pause: float = 1.0) -> None:
+        """SIGTERM each replica in turn (a last snapshot of each store, then its hand-over),
+        start it again under the same address, and let the cluster settle `pause` seconds."""
+        for replica in self.replicas:
+            replica.signal(signal.SIGTERM)
+            replica.reap()
+            self.start(replica)
+            time.sleep(pause)
 
     def connect(self, **options: object) -> Client:
         return connect(self.addresses, **options)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ speaking the S3 protocol, as s3fs's own suite uses it; no client is mocked).
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -29,6 +30,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def lasting_port() -> int:
+    """A free port below the kernel's range of ephemeral ports, for a server restarted under
+    the same address: while it is down, no outgoing connection can take its port."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            lowest_ephemeral = int(ranges.read().split()[0])
+    except OSError:
+        return free_port()
+    for _ in range(100):
+        port = random.randrange(max(1024, lowest_ephemeral - 20000), lowest_ephemeral)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def wait_for_port(process: subprocess.Popen, port: int, name: str,

@@ -234,11 +234,7 @@ def test_rolling_restart_loses_no_acknowledged_snapshot(cluster: Cluster) -> Non
     for worker in workers:
         worker.start()
     time.sleep(1)
-    for replica in cluster.replicas:  # SIGTERM: a last snapshot of each store, then hand-over
-        replica.signal(signal.SIGTERM)
-        replica.reap()
-        cluster.start(replica)
-        time.sleep(1)
+    cluster.rolling_restart()
     stop.set()
     for worker in workers:
         worker.join(90)
@@ -327,11 +323,7 @@ def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeatin
     for worker in workers:
         worker.start()
     time.sleep(1)
-    for replica in cluster.replicas:  # SIGTERM: a last snapshot of each store, then hand-over
-        replica.signal(signal.SIGTERM)
-        replica.reap()
-        cluster.start(replica)
-        time.sleep(1)
+    cluster.rolling_restart()
     stop.set()
     for worker in workers:
         worker.join(90)

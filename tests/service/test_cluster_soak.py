@@ -4,7 +4,6 @@ train, and rolling restarts of every replica under that load."""
 from __future__ import annotations
 
 import random
-import signal
 import threading
 import time
 
@@ -101,9 +100,6 @@ def test_rolling_restarts_under_load_fail_no_call(cluster: Cluster) -> None:
     cluster.start_all()
     with Load(cluster, stores=6) as load:
         for _ in range(2):
-            for replica in cluster.replicas:
-                time.sleep(2)
-                replica.signal(signal.SIGTERM)
-                replica.reap()
-                cluster.start(replica)
+            time.sleep(2)
+            cluster.rolling_restart(pause=2)
     load.check()
