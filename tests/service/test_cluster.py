@@ -190,6 +190,38 @@ def test_two_hundred_stores_spread_within_a_fifth_of_even(cluster: Cluster) -> N
                      for store in stores)
     with connect(first) as single:  # one address: the redirect to the owner is followed
         assert single.store(elsewhere).name == elsewhere
+        assert single.list_stores() == [f"s{index:03d}" for index in range(200)]
+
+
+def test_stores_deleted_and_created_again_from_threads_are_always_listed(
+        cluster: Cluster) -> None:
+    """Creating and deleting stores moves others between replicas (placement keeps the load
+    even); a store that is moving has no owner for a moment and must still be listed, or code
+    that deletes what `list_stores` shows before creating it again meets AlreadyExists."""
+    cluster.start_all()
+    errors: list[BaseException] = []
+
+    def work(names: set[str]) -> None:
+        try:
+            with cluster.connect(failover_timeout=30) as client:
+                for step in range(5):
+                    for name in names & set(client.list_stores()):
+                        client.delete_store(name)
+                    for name in names:
+                        store = client.create_store(name)
+                        store.push({"w": np.full(4, step, np.float32)})
+                        store.snapshot(step=step)
+                    assert names <= set(client.list_stores())
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=({f"t{thread}-{index}" for index in range(4)},))
+               for thread in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
 
 
 def test_a_replica_restarted_under_its_address_takes_its_stores_back(cluster: Cluster) -> None:

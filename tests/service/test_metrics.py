@@ -52,9 +52,9 @@ def test_calls_are_counted_by_method_and_status(metered):
 def test_calls_refused_for_their_token_are_counted(make_server):
     guarded = make_server(metrics_port=0, token="secret")
     with guarded.connect(token="wrong") as client, pytest.raises(Unauthenticated):
-        client.list_stores()
+        client.store("s")
     samples = scrape(guarded.server.metrics.port)
-    key = ("paramstore_calls_total", (("method", "ListStores"), ("status", "UNAUTHENTICATED")))
+    key = ("paramstore_calls_total", (("method", "GetStore"), ("status", "UNAUTHENTICATED")))
     assert samples[key] == 1
 
 
@@ -113,7 +113,7 @@ def test_only_paramstores_own_methods_are_counted(metered):
         client.list_stores()
     methods = {dict(labels).get("method") for name, labels in scrape(metered.server.metrics.port)
                if name.startswith("paramstore_")}
-    assert methods == {None, "ListStores"}
+    assert methods == {None, "ListReplicas", "ListStores"}
 
 
 def test_no_created_series_double_the_counters(metered):

@@ -127,9 +127,13 @@ class Client:
         return RemoteStore(self, name)
 
     def list_stores(self) -> list[str]:
-        """The names of every store, sorted (of a cluster: every store some replica owns)."""
-        if len(self._routes.addresses) > 1:
-            return sorted(store for stores in self.cluster().values() for store in stores)
+        """The names of every store, sorted (of a cluster: every replica's, and those moving
+        between replicas, whichever replica was asked)."""
+        reply = self.call("ListReplicas", pb.ListReplicasRequest())
+        if any(replica.address for replica in reply.replicas):  # the replicas of a cluster
+            # A store being handed over has no owner for a moment, and still exists.
+            return sorted({*reply.unowned_stores,
+                           *(store for replica in reply.replicas for store in replica.stores)})
         return [store.name for reply in self.pages("ListStores", pb.ListStoresRequest())
                 for store in reply.stores]
 

@@ -67,8 +67,9 @@ class Ownership(Protocol):
         """Raise the error for a call on `name`, a store this replica does not hold:
         `NotOwner`, `StorageUnavailable` (being moved) or `StoreNotFound`."""
 
-    def view(self) -> dict[str, builtins.list[str]]:
-        """Each replica's address and the stores it owns."""
+    def view(self) -> tuple[dict[str, builtins.list[str]], builtins.list[str]]:
+        """Each live replica's address and the stores it owns, and the stores that exist but
+        have no owner at this moment (being handed over, or their owner died)."""
 
 
 class StoreRegistry:

@@ -195,11 +195,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def ListReplicas(self, request: pb.ListReplicasRequest, context: Any, call: _Call) -> Any:
         ownership = self.registry.ownership
-        view = ownership.view() if ownership is not None else {
-            "": [store.name for store in self.registry.list()]}
+        view, unowned = ownership.view() if ownership is not None else (
+            {"": [store.name for store in self.registry.list()]}, [])
         return pb.ListReplicasResponse(replicas=[
             pb.ReplicaInfo(address=address, stores=sorted(stores))
-            for address, stores in sorted(view.items())])
+            for address, stores in sorted(view.items())], unowned_stores=sorted(unowned))
 
     @_rpc
     def DeleteStore(self, request: pb.DeleteStoreRequest, context: Any, call: _Call) -> Any:

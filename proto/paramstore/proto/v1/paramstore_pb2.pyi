@@ -79,10 +79,12 @@ class ReplicaInfo(_message.Message):
     def __init__(self, address: _Optional[str] = ..., stores: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListReplicasResponse(_message.Message):
-    __slots__ = ("replicas",)
+    __slots__ = ("replicas", "unowned_stores")
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    UNOWNED_STORES_FIELD_NUMBER: _ClassVar[int]
     replicas: _containers.RepeatedCompositeFieldContainer[ReplicaInfo]
-    def __init__(self, replicas: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ...) -> None: ...
+    unowned_stores: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, replicas: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., unowned_stores: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteStoreRequest(_message.Message):
     __slots__ = ("name",)

@@ -183,13 +183,18 @@ class Replica:
         with _unavailable_without_etcd():
             self._refuse(name)
 
-    def view(self) -> dict[str, list[str]]:
-        """Each live replica's address and the stores it owns."""
+    def view(self) -> tuple[dict[str, list[str]], list[str]]:
+        """Each live replica's address and the stores it owns, and the stores that exist but
+        have no owner at this moment (being handed over, or their owner died)."""
         with _unavailable_without_etcd():
             view: dict[str, list[str]] = {address: [] for address in self.membership.replicas()}
-            for store, owner in sorted(self.membership.owners().items()):
+            owners = self.membership.owners()
+            for store, owner in sorted(owners.items()):
                 view.setdefault(owner.address, []).append(store)
-            return view
+            # Read after the owners: a store that had none then is listed here, so every
+            # store appears somewhere even while it moves.
+            unowned = [store for store in self.backend.store_names() if store not in owners]
+            return view, unowned
 
     def _refuse(self, name: str) -> None:
         owner = self.membership.owner(name)
