@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paramstore.client import pulling
 from paramstore.client.errors import Aborted, FailedPrecondition, ParameterNotFound
@@ -60,6 +62,11 @@ def parallel(monkeypatch):
     monkeypatch.setattr(pulling, "PART_MIN_BYTES", 1 << 20)
 
 
+def _parts(params):
+    """The parts a pull of `params` is read in, as `RemoteStore.pull` splits them."""
+    return pulling.parts(params, pulling.PARALLEL_CALLS, pulling.PART_MIN_BYTES)
+
+
 def _tensors(names, value):
     return {name: np.full(TENSOR_ELEMENTS, value, np.float32) for name in names}
 
@@ -70,7 +77,7 @@ def test_a_big_pull_is_read_over_parallel_calls_and_fills_every_parameter(client
               for index in range(6)}
     store.push(pushed)
     local = {name: np.zeros(TENSOR_ELEMENTS, np.float32) for name in pushed}
-    assert len(pulling.parts(local)) == pulling.PARALLEL_CALLS
+    assert len(_parts(local)) == pulling.PARALLEL_CALLS
     store.pull(local)
     for name, array in pushed.items():
         np.testing.assert_array_equal(local[name], array)
@@ -82,7 +89,7 @@ def test_a_tie_split_across_parallel_calls_fills_both_names(client, parallel):
     store.tie("d_weight", "a_weight")
     store.set_data("a_weight", np.full(TENSOR_ELEMENTS, 7, np.float32))
     local = _tensors(["a_weight", "b_weight", "c_weight", "d_weight"], 0)
-    assert any("a_weight" in part and "d_weight" not in part for part in pulling.parts(local))
+    assert any("a_weight" in part and "d_weight" not in part for part in _parts(local))
     store.pull(local)
     np.testing.assert_array_equal(local["d_weight"], 7)
     np.testing.assert_array_equal(local["a_weight"], 7)
@@ -185,7 +192,7 @@ def test_a_parallel_call_that_meets_a_mismatch_leaves_every_parameter_as_it_was(
     store, names = long_names
     local = _tensors(names, -1)
     local[names[-1]] = np.full(3, -1, np.float32)
-    assert len(pulling.parts(local)) > 1
+    assert len(_parts(local)) > 1
     with pytest.raises(FailedPrecondition, match=names[-1]):
         store.pull(local)
     assert all((array == -1).all() for array in local.values())
@@ -198,3 +205,26 @@ def test_a_name_missing_from_the_store_is_refused_before_anything_is_written(cli
     with pytest.raises(ParameterNotFound, match="b_weight"):
         store.pull(local)
     np.testing.assert_array_equal(local["a_weight"], 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(0, 16), min_size=1, max_size=24),
+       ties=st.lists(st.tuples(st.integers(0, 23), st.integers(0, 23)), max_size=6),
+       calls=st.integers(1, 6))
+def test_parts_hold_every_name_once_in_order_with_tied_names_together(sizes, ties, calls):
+    unit = 1 << 20  # sizes in MiB, against parts of at least 4 MiB
+    params = {f"p{index}": np.empty(size * unit, np.uint8) for index, size in enumerate(sizes)}
+    names = list(params)
+    for alias, target in ties:
+        if alias < len(names) and target < len(names):
+            params[names[alias]] = params[names[target]]
+    split = pulling.parts(params, calls, 4 * unit)
+    assert sorted(name for part in split for name in part) == sorted(names)
+    assert all(part == sorted(part, key=names.index) for part in split)
+    assert all(part for part in split) and 1 <= len(split) <= calls
+    part_of = {name: index for index, part in enumerate(split) for name in part}
+    assert all(part_of[a] == part_of[b] for a in names for b in names
+               if params[a] is params[b])
+    if len({id(array) for array in params.values()}) == len(params) and len(split) > 1:
+        loads = [sum(params[name].nbytes for name in part) for part in split]
+        assert max(loads) - min(loads) <= max(sizes) * unit  # about equal: within one tensor

@@ -85,7 +85,8 @@ def pull_into(
     errors of the Pull call itself; the local parameters are then as they were before.
     """
     names = list(params.keys())
-    calls = [batch for part in parts(params) for batch in batches(part)]
+    calls = [batch for part in parts(params, PARALLEL_CALLS, PART_MIN_BYTES)
+             for batch in batches(part)]
     for _ in range(ATTEMPTS):
         checked_version = _checked_listing(open_listing, params)
         pull = _Pull(params, progress, checked_version)
@@ -102,10 +103,11 @@ def pull_into(
                   f"into several calls; try again")
 
 
-def parts(params: Any) -> list[list[str]]:
-    """The names of `params` in up to `PARALLEL_CALLS` parts of about equal bytes, each at
-    least `PART_MIN_BYTES` (one part for a small pull), each in the order of `params`. Names
-    of one local parameter stay in one part, where the store sends its tensor once."""
+def parts(params: Any, calls: int = PARALLEL_CALLS,
+          min_bytes: int = PART_MIN_BYTES) -> list[list[str]]:
+    """The names of `params` in up to `calls` parts of about equal bytes, each of at least
+    `min_bytes` (one part for a small pull), each in the order of `params`. Names of one local
+    parameter stay in one part, where the store sends its tensor once."""
     groups: dict[int, list[int]] = {}  # id of a destination -> positions of its names
     sizes: dict[int, int] = {}
     names = list(params.keys())
@@ -114,14 +116,14 @@ def parts(params: Any) -> list[list[str]]:
         groups.setdefault(id(destination), []).append(position)
         arrays = _arrays_of(destination)
         sizes[id(destination)] = arrays[0].nbytes if arrays else 0
-    count = min(PARALLEL_CALLS, len(groups), max(1, sum(sizes.values()) // PART_MIN_BYTES))
+    count = min(calls, len(groups), max(1, sum(sizes.values()) // min_bytes))
     loads = [0] * count
     members: list[list[int]] = [[] for _ in range(count)]
     for key in sorted(groups, key=sizes.__getitem__, reverse=True):  # biggest first
         lightest = loads.index(min(loads))
         loads[lightest] += sizes[key]
         members[lightest].extend(groups[key])
-    return [[names[position] for position in sorted(part)] for part in members]
+    return [[names[position] for position in sorted(part)] for part in members if part]
 
 
 def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
