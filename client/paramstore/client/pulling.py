@@ -186,11 +186,10 @@ class _Pull:
         self._lock = threading.Lock()  # guards the three lists
         self._stopped = threading.Event()
 
-    def read_all(self, calls: list[list[str]],
-                 open_stream: OpenStream) -> list[int]:
+    def read_all(self, calls: list[list[str]], open_stream: OpenStream) -> list[int]:
         """Read the Pull calls for the names in `calls`, up to `PARALLEL_CALLS` at a time;
-        return their store versions. The first failure stops the other calls and is raised
-        once they have stopped."""
+        return their store versions. The first failure stops the other calls at their next
+        message and is raised once they have stopped."""
         if len(calls) == 1:
             return [self.read(calls[0], open_stream(calls[0]))]
         errors: list[BaseException] = []  # in the order they happened
