@@ -4,7 +4,9 @@
    `paramstore serve` process, against the best of 1, 2 and 4 parallel bare grpcio byte
    streams of the same bytes between two processes on loopback: client-streaming uploads,
    server-streaming downloads, 1 MiB messages, handled by a generic handler that keeps the
-   uploaded messages and streams them back. Each stream count's rate is printed too.
+   uploaded messages and streams them back. Each stream count's rate is printed too, and the
+   CPU time each side spent per MiB (the server process's and this one's), a figure that a
+   busy machine disturbs far less than wall time.
 2. Snapshot and restore of that store on the server, against `safetensors.numpy.save_file` +
    fsync and `safetensors.numpy.load_file` of the same tensors in the same folder.
 3. `collect_params()` of a store of 10,000 parameters, in milliseconds, and its snapshot and
@@ -138,6 +140,41 @@ def best(repeat: int, *runs: Callable[[], object]) -> list[float]:
     return times
 
 
+class CpuMeter:
+    """CPU seconds that runs cost a server process and this one, summed per label: a figure
+    that a busy machine disturbs far less than wall time. The first run of each label pays
+    one-time costs (page faults of fresh arrays) and is left out."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}  # label -> [server, client, runs]
+
+    def metered(self, label: str, server_pid: int, run: Callable[[], object]) -> Callable[[], None]:
+        def measured() -> None:
+            before = _cpu_seconds(server_pid), _cpu_seconds(os.getpid())
+            run()
+            after = _cpu_seconds(server_pid), _cpu_seconds(os.getpid())
+            if label not in self.seconds:
+                self.seconds[label] = [0.0, 0.0, 0.0]
+                return
+            totals = self.seconds[label]
+            totals[0] += after[0] - before[0]
+            totals[1] += after[1] - before[1]
+            totals[2] += 1
+
+        return measured
+
+    def per_mib(self, label: str, size: int) -> str:
+        server, client, runs = self.seconds[label]
+        scale = 1000 / (max(runs, 1) * size / (1 << 20))
+        return f"{label} {server * scale:.2f} + {client * scale:.2f}"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process `pid` has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def save_and_fsync(tensors: dict[str, np.ndarray], path: Path) -> None:
     safetensors.numpy.save_file(tensors, str(path))
     descriptor = os.open(path, os.O_RDONLY)
@@ -166,8 +203,10 @@ def snapshot_and_restore(
     return [snapshot, save, restore, load]
 
 
-def measure_bandwidth(client: Client, baseline: Baseline, folder: Path, size_mib: int,
-                      repeat: int, snapshots: bool = True) -> None:
+def measure_bandwidth(client: Client, baseline: Baseline, pids: tuple[int, int], folder: Path,
+                      size_mib: int, repeat: int, snapshots: bool = True) -> None:
+    """Push, pull (and snapshot, restore) against their baselines; `pids`: the paramstore
+    server's and the baseline server's processes, whose CPU time is measured too."""
     rng = np.random.default_rng(0)
     per_tensor = size_mib * (1 << 20) // TENSORS // 4
     tensors = {f"layer{index}_weight": rng.random(per_tensor, dtype=np.float32)
@@ -177,14 +216,21 @@ def measure_bandwidth(client: Client, baseline: Baseline, folder: Path, size_mib
     store = client.create_store("bench")
     local = {name: np.empty_like(array) for name, array in tensors.items()}
     arrays = list(tensors.values())
-    push, *uploads = best(repeat, lambda: store.push(tensors),
-                          *[lambda n=n: baseline.upload(arrays, n) for n in STREAMS])
-    pull, *downloads = best(repeat, lambda: store.pull(local),
-                            *[lambda n=n: baseline.download(size, n) for n in STREAMS])
+    ours, bare = pids
+    cpu = CpuMeter()
+    push, *uploads = best(repeat, cpu.metered("push", ours, lambda: store.push(tensors)), *[
+        cpu.metered(f"client x{n}", bare, lambda n=n: baseline.upload(arrays, n))
+        for n in STREAMS])
+    pull, *downloads = best(repeat, cpu.metered("pull", ours, lambda: store.pull(local)), *[
+        cpu.metered(f"server x{n}", bare, lambda n=n: baseline.download(size, n))
+        for n in STREAMS])
     assert all(np.array_equal(local[name], tensors[name]) for name in tensors)
     for kind, times in (("client", uploads), ("server", downloads)):
         print("  bare grpcio " + kind + " streams: " + ", ".join(
             f"{n} x {size / (1 << 20) / seconds:.0f} MiB/s" for n, seconds in zip(STREAMS, times)))
+    for ours_label, kind in (("push", "client"), ("pull", "server")):
+        print("  CPU ms per MiB, server + client: " + ", ".join(
+            cpu.per_mib(label, size) for label in (ours_label, *(f"{kind} x{n}" for n in STREAMS))))
     for label, ours, times, kind in (("push", push, uploads, "client"),
                                      ("pull", pull, downloads, "server")):
         streams = STREAMS[times.index(min(times))]
@@ -263,7 +309,8 @@ def main() -> None:
         with connect(address, progress=False) as client:
             baseline = Baseline(baseline_address)
             for _ in range(args.rounds):
-                measure_bandwidth(client, baseline, folder, args.size_mib, args.repeat,
+                measure_bandwidth(client, baseline, (server.pid, baseline_server.pid), folder,
+                                  args.size_mib, args.repeat,
                                   snapshots=not args.bandwidth_only)
             if args.bandwidth_only:
                 return

@@ -1,7 +1,9 @@
 """Pulling a store's parameters into local ones in place, all or nothing.
 
-A pull of many names is split into several `Pull` calls so that no request outgrows a gRPC
-message; the parts must all come from one store version (else the pull is read again).
+A pull is read over several concurrent `Pull` calls when it is big (gRPC's Python server sends
+one message of a stream at a time, so parallel streams keep the connection busy) or when its
+names would outgrow one gRPC message. The parts must all come from one store version, else the
+pull is read again; a part that fails stops the others and fails the pull.
 
 Each chunk is copied once, straight from the bytes gRPC received into the destination's array,
 while the next chunk is still on its way. Before that, when the names fit in one select regex,
@@ -17,9 +19,10 @@ pulled values for a moment).
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +33,7 @@ from paramstore.client.errors import (
     Aborted,
     FailedPrecondition,
     InvalidArgument,
+    ParameterNotFound,
     ParamstoreError,
 )
 from paramstore.dtypes import numpy_dtype
@@ -40,6 +44,9 @@ from paramstore.proto.v1 import paramstore_pb2 as pb
 NAME_BYTES_PER_REQUEST = 1 << 20
 # A write between the parts of a split pull makes them disagree: read them all again.
 ATTEMPTS = 3
+# Parallel Pull calls of a big pull, and the bytes that make a part worth its own call.
+PARALLEL_CALLS = 2
+PART_MIN_BYTES = 16 << 20
 
 OpenStream = Callable[[list[str]], Iterable[pb.PullResponse]]
 OpenListing = Callable[[str], Iterable[pb.CollectParamsResponse]]
@@ -78,11 +85,13 @@ def pull_into(
     errors of the Pull call itself; the local parameters are then as they were before.
     """
     names = list(params.keys())
+    calls = [batch for part in parts(params, PARALLEL_CALLS, PART_MIN_BYTES)
+             for batch in batches(part)]
     for _ in range(ATTEMPTS):
         checked_version = _checked_listing(open_listing, params)
         pull = _Pull(params, progress, checked_version)
         try:
-            versions = {pull.read(batch, open_stream(batch)) for batch in batches(names)}
+            versions = set(pull.read_all(calls, open_stream))
             if len(versions) <= 1:
                 pull.finish()
                 return
@@ -94,10 +103,33 @@ def pull_into(
                   f"into several calls; try again")
 
 
+def parts(params: Any, calls: int = PARALLEL_CALLS,
+          min_bytes: int = PART_MIN_BYTES) -> list[list[str]]:
+    """The names of `params` in up to `calls` parts of about equal bytes, each of at least
+    `min_bytes` (one part for a small pull), each in the order of `params`. Names of one local
+    parameter stay in one part, where the store sends its tensor once."""
+    groups: dict[int, list[int]] = {}  # id of a destination -> positions of its names
+    sizes: dict[int, int] = {}
+    names = list(params.keys())
+    for position, name in enumerate(names):
+        destination = params[name]
+        groups.setdefault(id(destination), []).append(position)
+        arrays = _arrays_of(destination)
+        sizes[id(destination)] = arrays[0].nbytes if arrays else 0
+    count = min(calls, len(groups), max(1, sum(sizes.values()) // min_bytes))
+    loads = [0] * count
+    members: list[list[int]] = [[] for _ in range(count)]
+    for key in sorted(groups, key=sizes.__getitem__, reverse=True):  # biggest first
+        lightest = loads.index(min(loads))
+        loads[lightest] += sizes[key]
+        members[lightest].extend(groups[key])
+    return [[names[position] for position in sorted(part)] for part in members if part]
+
+
 def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
     """Check every local destination against a listing of its name in the store; return the
     listing's store version, or None when the names are too many to list in one regex.
-    Raises `FailedPrecondition` for a mismatch."""
+    Raises `FailedPrecondition` for a mismatch, `ParameterNotFound` for a name not listed."""
     names = list(dict.fromkeys(params.keys()))
     pattern = "(?:" + "|".join(re.escape(name) for name in names) + ")$"
     if len(pattern) > MAX_SELECT_LENGTH:
@@ -113,7 +145,9 @@ def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
         return None  # a name the server's regex dialect reads otherwise: the pull checks it
     for name in names:
         spec = specs.get(name)
-        if spec is not None and not spec.shape_unknown and (spec.has_data or spec.alias_of):
+        if spec is None:  # refused here, before a parallel part may write anything
+            raise ParameterNotFound(f"the store has no parameter {name!r}")
+        if not spec.shape_unknown and (spec.has_data or spec.alias_of):
             destination = params[name]
             _check(name, spec, destination, _arrays_of(destination))
     return version
@@ -133,35 +167,76 @@ class _Target:
     filled: int = 0
 
 
+class _Stopped(Exception):
+    """Another part of the pull failed: this one stops reading."""
+
+
 class _Pull:
-    """One attempt at a pull: writes as chunks arrive, and remembers how to undo them."""
+    """One attempt at a pull: writes as chunks arrive, and remembers how to undo them. Its
+    parts may be read by several threads at once."""
 
     def __init__(self, params: Any, progress: Callable[[int], AbstractContextManager[Any]],
                  checked_version: int | None) -> None:
         self.params = params
         self.progress = progress
         self.checked_version = checked_version
-        self.keep_previous = True  # False while reading the version the listing checked
-        self.targets: dict[str, _Target] = {}  # tensor (target name) -> where it went
-        self.aliases: list[tuple[str, str]] = []  # (local name, tensor) sent without data
+        self.targets: list[_Target] = []  # where each tensor went
+        self.aliases: list[tuple[str, _Target]] = []  # (local name, tensor) sent without data
         self.saved: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its previous values)
+        self._lock = threading.Lock()  # guards the three lists
+        self._stopped = threading.Event()
+
+    def read_all(self, calls: list[list[str]], open_stream: OpenStream) -> list[int]:
+        """Read the Pull calls for the names in `calls`, up to `PARALLEL_CALLS` at a time;
+        return their store versions. The first failure stops the other calls at their next
+        message and is raised once they have stopped."""
+        if len(calls) == 1:
+            return [self.read(calls[0], open_stream(calls[0]))]
+        errors: list[BaseException] = []  # in the order they happened
+
+        def read(names: list[str]) -> int:
+            try:
+                return self.read(names, open_stream(names))
+            except BaseException as error:
+                self._stopped.set()
+                if not isinstance(error, _Stopped):
+                    errors.append(error)
+                raise
+
+        with futures.ThreadPoolExecutor(min(PARALLEL_CALLS, len(calls)),
+                                        thread_name_prefix="paramstore-pull") as threads:
+            running = [threads.submit(read, names) for names in calls]
+            try:
+                futures.wait(running)
+            finally:
+                self._stopped.set()  # an interrupted wait stops the reads too
+        if errors:
+            raise errors[0]
+        return [call.result() for call in running]
 
     def read(self, names: list[str], replies: Iterable[pb.PullResponse]) -> int:
         """Read one Pull stream for `names` (`wire.read_pull`), writing as it goes; returns
         its store version."""
         position = 0
+        keep_previous = True  # False when the stream reads the version the listing checked
+        sources: dict[str, _Target] = {}  # tensor (target name) -> where it went, this stream
 
         def start(spec: pb.ParameterSpec) -> Callable[[bytes], None] | None:
             nonlocal position
+            if self._stopped.is_set():
+                raise _Stopped
             if position >= len(names):
                 raise ParamstoreError("the server sent more parameters than asked for")
-            target = self._start(names[position], spec)
+            target = self._start(names[position], spec, sources, keep_previous)
             position += 1
-            return None if target is None else functools.partial(_append, target)
+            return None if target is None else self._writer(target)
 
         with contextlib.ExitStack() as stack:
+            stack.callback(getattr(replies, "close", lambda: None))  # a call left early ends
+
             def begin(first: pb.PullBegin) -> Callable[[int], None]:
-                self.keep_previous = first.version != self.checked_version
+                nonlocal keep_previous
+                keep_previous = first.version != self.checked_version
                 return stack.enter_context(self.progress(first.data_bytes)).update
 
             try:
@@ -172,32 +247,45 @@ class _Pull:
             raise ParamstoreError(f"asked for {len(names)} parameters, got {position}")
         return version
 
-    def _start(self, name: str, spec: pb.ParameterSpec) -> _Target | None:
+    def _writer(self, target: _Target) -> Callable[[bytes], None]:
+        def write(chunk: bytes) -> None:
+            if self._stopped.is_set():
+                raise _Stopped
+            _append(target, chunk)
+
+        return write
+
+    def _start(self, name: str, spec: pb.ParameterSpec, sources: dict[str, _Target],
+               keep_previous: bool) -> _Target | None:
         destination = self.params[name]
         # An alias sent without data follows, in its stream, the name that carried the data.
-        source = self.targets.get(spec.alias_of) if not spec.has_data else None
+        source = sources.get(spec.alias_of) if not spec.has_data else None
         if not spec.has_data and source is None:
             return None  # no data in the store: the local parameter is left alone
         arrays = _arrays_of(destination)
         _check(name, source.spec if source is not None else spec, destination, arrays)
-        if arrays is not None and self.keep_previous:
-            self.saved.append((arrays[0], arrays[0].copy()))
+        if arrays is not None and keep_previous:
+            previous = arrays[0].copy()
+            with self._lock:
+                self.saved.append((arrays[0], previous))
         if source is not None:
-            self.aliases.append((name, spec.alias_of))
+            with self._lock:
+                self.aliases.append((name, source))
             return None
         target = _Target(name, spec, destination, arrays)
         if arrays is not None and arrays[0].flags.c_contiguous:
             target.flat = arrays[0].reshape(-1).view(np.uint8)
-        self.targets[spec.alias_of or spec.name] = target
+        sources[spec.alias_of or spec.name] = target
+        with self._lock:
+            self.targets.append(target)
         return target
 
     def finish(self) -> None:
         """Complete what waits for the whole stream: deferred parameters, non-contiguous and
         extra-context arrays, and aliases sent without data."""
-        for target in self.targets.values():
+        for target in self.targets:
             _settle(target)
-        for name, tensor in self.aliases:
-            source = self.targets[tensor]
+        for name, source in self.aliases:
             destination = self.params[name]
             arrays = _arrays_of(destination)
             if arrays is None:
