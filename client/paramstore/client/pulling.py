@@ -1,4 +1,4 @@
-"""Pulling a store's parameters into local ones in place, all or nothing.
+"""Pulling a store's parameters into local ones in place; a refused pull changes nothing.
 
 A pull is read over several concurrent `Pull` calls when it is big (gRPC's Python server sends
 one message of a stream at a time, so parallel streams keep the connection busy) or when its
@@ -11,9 +11,12 @@ a `CollectParams` listing (specs only, cheap) checks every shape and dtype again
 destinations, so a mismatch is refused before anything is written; when the pull then reads
 the very version the listing showed, nothing more is needed. Otherwise (many names, or a write
 in between) each destination's previous values are kept aside before its bytes are written,
-and restored when a later parameter disagrees or the stream fails. Either way a failed pull
-leaves the local parameters as they were (another thread reading them meanwhile may see the
-pulled values for a moment).
+and restored when a later parameter disagrees or the stream fails. Either way a pull the
+server refuses (a mismatch, a missing name, a store that kept changing) leaves the local
+parameters as they were (another thread reading them meanwhile may see the pulled values for a
+moment). A pull of the listed version cut off mid-stream (the connection lost) may leave some
+parameters with their new values and the rest with their old ones: keeping a copy of every
+destination for that case would cost a copy of every byte pulled, and pulling again mends it.
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ def pull_into(
     call; `progress(total_bytes)` gives the bar the writes update. Raises
     `FailedPrecondition` naming the first parameter whose local shape or dtype differs from
     the store's, `Aborted` when writes kept landing between the parts of a split pull, and the
-    errors of the Pull call itself; the local parameters are then as they were before.
+    errors of the Pull call itself; the local parameters are then as they were before, but
+    after a connection lost mid-stream (see the module's notes).
     """
     names = list(params.keys())
     calls = [batch for part in parts(params, PARALLEL_CALLS, PART_MIN_BYTES)
