@@ -479,10 +479,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             segment = self._segments.get(begin.shared_memory) if begin.shared_memory else None
             items = self._items(requests, begin, _codec(begin, allowed=True), segment, take,
                                 stop_at_count=one_of_many)
+            offset = _values_offset(begin, segment, items) if segment is not None else 0
             values = self.training.session(begin.store).push_pull(begin.rank, items, begin.step)
         if segment is not None:
-            offset = 0
-            for name, value in values:  # each value over its gradient's region
+            for name, value in values:  # each value over its gradient's region, or past them
                 data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
                 segments.region(segment, offset, data.size, f"parameter {name!r}")[:] = data
                 offset += shared_memory.region_bytes(data.size)
@@ -564,7 +564,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                 current = self._declared(request.parameter, budget, take, codec,
                                          allocate=segment is None)
                 if segment is not None:
-                    offset = _adopt_region(segment, offset, *current)
+                    offset = _adopt_region(segment, offset, *current,
+                                           stays=bool(begin.values_offset))
             elif kind == "chunk":
                 if current is None:
                     raise InvalidArgument("a chunk came before any parameter")
@@ -659,15 +660,38 @@ def _until(messages: Iterable[Any], done: Callable[[], bool]) -> Iterator[Any]:
             return
 
 
-def _adopt_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: _Buffer) -> int:
-    """Give `buffer` its bytes from the region at `offset` (a view: the round reads them there)
-    and return the offset of the next region."""
-    raw = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
-    # The region must hold the raw value too: the new value is written back over it.
+def _adopt_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: _Buffer,
+                  stays: bool) -> int:
+    """Give `buffer` its bytes from the region at `offset` (a view: the round reads them there,
+    read-only when the gradient `stays` as the worker wrote it) and return the offset of the
+    next region."""
+    raw = _raw_bytes(info)
+    # The region must hold the raw value too: the new value may be written back over it.
     data = segments.region(segment, offset, raw, f"parameter {info.name!r}")
     if buffer.size is not None:
-        buffer.adopt(data[:buffer.size])
+        view = data[:buffer.size]
+        view.flags.writeable = not stays
+        buffer.adopt(view)
     return offset + shared_memory.region_bytes(raw)
+
+
+def _values_offset(begin: pb.PushBegin, segment: mmap.mmap, items: list[Incoming]) -> int:
+    """Where a shared-memory step's new values go: `begin.values_offset`, checked to lie past
+    the gradients' regions with room for as many, or 0 (over the gradients)."""
+    if not begin.values_offset:
+        return 0
+    gradients = sum(shared_memory.region_bytes(_raw_bytes(item.info)) for item in items)
+    if begin.values_offset < gradients or begin.values_offset + gradients > len(segment):
+        raise InvalidArgument(
+            f"values_offset {begin.values_offset} must lie at or past the gradients' "
+            f"{gradients} bytes of regions, with as many bytes after it in the "
+            f"{len(segment)}-byte shared-memory segment"
+        )
+    return begin.values_offset
+
+
+def _raw_bytes(info: ParameterInfo) -> int:
+    return int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
 
 
 def _codec(begin: pb.PushBegin, allowed: bool) -> compression.Codec | None:
