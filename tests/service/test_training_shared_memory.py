@@ -250,3 +250,50 @@ def test_values_offset_over_the_gradients_is_refused_and_changes_nothing(joined:
     finally:
         segment.close()
         segment.unlink()
+
+
+def _shared_step(segment: Any, gradient: list[float], same: bool = False) -> list[Any]:
+    """A step of key "w" through `segment`, its gradient at offset 0 and its value past it."""
+    np.frombuffer(segment.buf, "<f4", 3)[:] = gradient
+    begin = pb.PushBegin(store="mlp", rank=0, parameter_count=1, shared_memory=segment.name,
+                         values_offset=segments.ALIGN, same_parameters=same)
+    return [pb.PushRequest(begin=begin)] + ([] if same else _requests(segment.name)[1:])
+
+
+def test_a_step_with_the_same_parameters_sends_and_gets_no_specs(joined: Any) -> None:
+    segment = segments.create(2 * segments.ALIGN)
+    try:
+        def value() -> list[float]:
+            return np.frombuffer(segment.buf, "<f4", 3, segments.ALIGN).tolist()
+
+        outbox: list[Any] = []
+        for step, same in enumerate([False, True, True]):
+            outbox += _shared_step(segment, [step, step, step], same)
+            replies = list(joined.stream("PushPullSteps", iter(outbox)))
+            # Without an optimizer the gradient becomes the value.
+            assert value() == [step, step, step]
+            kinds = [reply.WhichOneof("item") for reply in replies]
+            assert (kinds[-1] == "begin") == same  # then the answer is PullBegin alone
+    finally:
+        segment.close()
+        segment.unlink()
+
+
+def test_same_parameters_on_a_calls_first_step_is_refused_and_changes_nothing(
+    joined: Any,
+) -> None:
+    segment, other = segments.create(2 * segments.ALIGN), segments.create(2 * segments.ALIGN)
+    try:
+        with pytest.raises(InvalidArgument, match="same_parameters needs"):
+            list(joined.stream("PushPullSteps", iter(_shared_step(segment, [5, 5, 5], True))))
+        assert _stored(joined) == [1.0, 1.0, 1.0]
+        first = _shared_step(segment, [5, 5, 5])
+        again = _shared_step(other, [6, 6, 6], same=True)
+        again[0].begin.parameter_count = 2
+        with pytest.raises(InvalidArgument, match="as many parameters"):
+            list(joined.stream("PushPullSteps", iter(first + again)))
+        assert _stored(joined) == [5.0, 5.0, 5.0]  # the first step only
+    finally:
+        for one in (segment, other):
+            one.close()
+            one.unlink()

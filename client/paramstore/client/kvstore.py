@@ -82,6 +82,7 @@ class RemoteKVStore(KVStoreBase):
         self._layout: tuple[tuple[str, int], ...] = ()  # the keys and sizes of the last step
         self._offsets: list[int] = []  # where each of the layout's regions starts
         self._gradients_end = 0
+        self._specs_on_call: list[pb.ParameterSpec] = []  # the last step's on its call
         self._homes: dict[int, _Home] = {}  # arrays living in the layout's regions, by place
         self._fresh: dict[Key, np.ndarray] = {}  # values returned by the last push of a key
         self._in_segment: set[Key] = set()  # fresh values that are views of the segment
@@ -281,7 +282,7 @@ class RemoteKVStore(KVStoreBase):
         """One step over the socket: the new values, each received into
         `destination(spec)` or, where that is None, a new array."""
         return self._steps.exchange(
-            self._requests(outgoing, training=True),
+            lambda continuing: self._requests(outgoing, training=True),
             lambda replies: transfer.receive(replies, f"pushpull {self.store}", False,
                                              count=len(outgoing), destination=destination)[1])
 
@@ -305,16 +306,25 @@ class RemoteKVStore(KVStoreBase):
         begin = pb.PushBegin(store=self.store, rank=self._rank, shared_memory=self._segment.name,
                              step=self._steps_done + 1, values_offset=values_offset)
         self._compress_on_wire(begin)
-        bare = [transfer.Outgoing(item.spec, None) for item in outgoing]
+        specs = [item.spec for item in outgoing]
+
+        def requests(continuing: bool) -> Iterator[Any]:
+            # The call remembers its last step's specs: the same ones are not sent again.
+            begin.same_parameters = continuing and specs == self._specs_on_call
+            self._specs_on_call = specs
+            bare = [] if begin.same_parameters else \
+                [transfer.Outgoing(spec, None) for spec in specs]
+            return transfer.push_requests(begin, bare, transfer._NoBar(), count=len(specs))
 
         def read(replies: Iterator[Any]) -> list[transfer.Received]:
             first = next(replies, None)
             if first is None or not first.begin.shared_memory:
                 raise ParamstoreError("the server did not answer through shared memory")
             received: list[transfer.Received] = []
-            specs = chunks.expand(replies, data_inline=False)
+            answered = iter([chunks.RawParameter(spec) for spec in specs]) \
+                if begin.same_parameters else chunks.expand(replies, data_inline=False)
             for offset in self._offsets:
-                reply = next(specs, None)
+                reply = next(answered, None)
                 if reply is None or reply.WhichOneof("item") != "parameter":
                     raise ParamstoreError("the server sent data outside its shared-memory "
                                           "segment, or fewer values than its step had keys")
@@ -325,8 +335,7 @@ class RemoteKVStore(KVStoreBase):
                 received.append(transfer.Received(spec, value.reshape(tuple(spec.shape))))
             return received
 
-        return self._steps.exchange(
-            transfer.push_requests(begin, bare, transfer._NoBar()), read)
+        return self._steps.exchange(requests, read)
 
     def _lay_out(self, outgoing: list[transfer.Outgoing]) -> int:
         """Place the step's gradients' regions one after another, as the last step's when its
