@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from paramstore import compression
+from paramstore._tape import Leaf
 from paramstore.nd.ndarray import NDArray
 from paramstore.optimizer import Key, Optimizer, create_from_json, load_states, save_states
 
-__all__ = ["LOCAL_TYPES", "KVStoreBase", "LocalKVStore", "as_list", "buffer_of", "create"]
+__all__ = ["LOCAL_TYPES", "KVStoreBase", "LocalKVStore", "as_list", "buffer_of", "create",
+           "rehome"]
 
 
 def as_list(value: Any) -> list:
@@ -32,6 +34,20 @@ def as_list(value: Any) -> list:
 def buffer_of(value: Any) -> np.ndarray:
     """The NumPy memory behind an NDArray (no copy), or `value` as an array."""
     return value._data if isinstance(value, NDArray) else np.asarray(value)
+
+
+def rehome(array: NDArray, buffer: np.ndarray, owner: NDArray | None = None) -> bool:
+    """Make `buffer` (of `array`'s shape and dtype, holding its values) `array`'s memory from
+    now on, as a store that keeps weights and gradients where it exchanges them does. With
+    `owner`, `array` must be the gradient buffer of `owner`'s tape leaf, which then writes
+    gradients into `buffer`; else nothing changes and False is returned."""
+    if owner is not None:
+        leaf = owner._node
+        if not isinstance(leaf, Leaf) or leaf.grad is not array._data:
+            return False
+        leaf.grad = buffer
+    array._data = buffer
+    return True
 
 
 class KVStoreBase:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 from training_runs import train_tied_mlp
 
-from paramstore import nd
+from paramstore import autograd, gluon, nd
+from paramstore import random as ps_random
 from paramstore.client.errors import InvalidArgument
+from paramstore.client.train_demo import global_batch, tied_mlp
 from paramstore.proto import shared_memory as segments
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
@@ -126,3 +129,171 @@ print(kv._segment.name)
     assert done.returncode == 0, done.stderr
     with pytest.raises(OSError):
         segments.open_mapped(done.stdout.strip())
+
+
+def _local_and_remote_nets(kv: Any, grad_req: str = "write") -> list[tuple[Any, Any]]:
+    """The tied MLP twice from one seed: trained here, and through `kv`."""
+    pairs = []
+    for store in (None, kv):
+        ps_random.seed(0)
+        net = tied_mlp()
+        net.initialize()
+        net(nd.array(global_batch(0, 8)[0]))  # the deferred initialization, drawn now
+        net.collect_params().setattr("grad_req", grad_req)
+        trainer = gluon.Trainer(net.collect_params(), "sgd",
+                                {"learning_rate": 0.5, "momentum": 0.9},
+                                **({} if store is None else {"kvstore": store}))
+        pairs.append((net, trainer))
+    return pairs
+
+
+def _backward(net: Any, step: int, part: int = 0) -> None:
+    features, labels = global_batch(step, 8, seed=part)
+    with autograd.record():
+        loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(nd.array(features)), nd.array(labels))
+    loss.backward()
+
+
+def _arrays(net: Any, what: str) -> list[np.ndarray]:
+    return [getattr(param, what)().asnumpy() for param in net.collect_params().values()]
+
+
+def test_gradients_stay_the_workers_after_a_step_through_shared_memory(client: Any) -> None:
+    kv = client.kvstore("mlp", mode="sync", num_workers=1)
+    (local, here), (remote, there) = _local_and_remote_nets(kv)
+    for step in range(4):
+        for net, trainer in ((local, here), (remote, there)):
+            _backward(net, step)
+            trainer.step(8)
+        for got, want in zip(_arrays(remote, "grad"), _arrays(local, "grad")):
+            np.testing.assert_array_equal(got, want)
+        for got, want in zip(_arrays(remote, "data"), _arrays(local, "data")):
+            np.testing.assert_array_equal(got, want)
+    kv.close()
+
+
+def test_grad_req_add_accumulates_through_shared_memory_as_in_one_process(client: Any) -> None:
+    kv = client.kvstore("mlp", mode="sync", num_workers=1)
+    (local, here), (remote, there) = _local_and_remote_nets(kv, grad_req="add")
+    for step in range(4):
+        for net, trainer in ((local, here), (remote, there)):
+            _backward(net, step, part=0)
+            _backward(net, step, part=1)  # a second batch adds to the first one's gradients
+            trainer.step(16)
+            if step % 2:  # gradients also add up across steps until zeroed
+                net.collect_params().zero_grad()
+    for got, want in zip(_arrays(remote, "data"), _arrays(local, "data")):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(_arrays(remote, "grad"), _arrays(local, "grad")):
+        np.testing.assert_array_equal(got, want)
+    kv.close()
+
+
+def test_closing_gives_the_parameters_memory_of_their_own(client: Any) -> None:
+    kv = client.kvstore("mlp", mode="sync", num_workers=1)
+    (_, _), (net, trainer) = _local_and_remote_nets(kv)
+    for step in range(2):
+        _backward(net, step)
+        trainer.step(8)
+    before = _arrays(net, "data")
+    name = kv._segment.name
+    kv.close()
+    with pytest.raises(OSError):
+        segments.open_mapped(name)
+    for param, want in zip(net.collect_params().values(), before):
+        np.testing.assert_array_equal(param.data().asnumpy(), want)
+        param.set_data(param.data() + 1)  # still the parameter's own, writable memory
+        np.testing.assert_array_equal(param.data().asnumpy(), want + 1)
+    _backward(net, 2)  # and backward still writes the gradients the parameters show
+    assert all(np.any(grad != 0) for grad in _arrays(net, "grad"))
+
+
+def test_two_workers_each_keep_their_own_gradient(make_server: Callable[..., Any]) -> None:
+    server = make_server()
+    grads: dict[int, list[np.ndarray]] = {}
+
+    def work() -> None:
+        with server.connect() as client:
+            kv = client.kvstore("mlp", mode="sync", num_workers=2, timeout=30)
+            ps_random.seed(0)
+            net = tied_mlp()
+            net.initialize()
+            trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5},
+                                    kvstore=kv)
+            for step in range(3):
+                _backward(net, step, part=kv.rank)
+                trainer.step(16)
+            grads[kv.rank] = _arrays(net, "grad")
+            kv.close()
+
+    server.connect().create_store("mlp")
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(grads) == [0, 1]
+    summed = [mine + theirs for mine, theirs in zip(grads[0], grads[1])]
+    for rank in (0, 1):  # each worker's gradient is its own batch's, not the sum the server took
+        assert not any(np.allclose(mine, total) for mine, total in zip(grads[rank], summed))
+
+
+def test_values_offset_over_the_gradients_is_refused_and_changes_nothing(joined: Any) -> None:
+    segment = segments.create(4096)
+    try:
+        requests = _requests(segment.name)
+        for offset in (8, 4096 - 16):  # inside the gradient's region; values past the end
+            requests[0].begin.values_offset = offset
+            with pytest.raises(InvalidArgument, match="values_offset"):
+                list(joined.stream("PushPull", iter(requests)))
+        assert _stored(joined) == [1.0, 1.0, 1.0]
+    finally:
+        segment.close()
+        segment.unlink()
+
+
+def _shared_step(segment: Any, gradient: list[float], same: bool = False) -> list[Any]:
+    """A step of key "w" through `segment`, its gradient at offset 0 and its value past it."""
+    np.frombuffer(segment.buf, "<f4", 3)[:] = gradient
+    begin = pb.PushBegin(store="mlp", rank=0, parameter_count=1, shared_memory=segment.name,
+                         values_offset=segments.ALIGN, same_parameters=same)
+    return [pb.PushRequest(begin=begin)] + ([] if same else _requests(segment.name)[1:])
+
+
+def test_a_step_with_the_same_parameters_sends_and_gets_no_specs(joined: Any) -> None:
+    segment = segments.create(2 * segments.ALIGN)
+    try:
+        def value() -> list[float]:
+            return np.frombuffer(segment.buf, "<f4", 3, segments.ALIGN).tolist()
+
+        outbox: list[Any] = []
+        for step, same in enumerate([False, True, True]):
+            outbox += _shared_step(segment, [step, step, step], same)
+            replies = list(joined.stream("PushPullSteps", iter(outbox)))
+            # Without an optimizer the gradient becomes the value.
+            assert value() == [step, step, step]
+            kinds = [reply.WhichOneof("item") for reply in replies]
+            assert (kinds[-1] == "begin") == same  # then the answer is PullBegin alone
+    finally:
+        segment.close()
+        segment.unlink()
+
+
+def test_same_parameters_on_a_calls_first_step_is_refused_and_changes_nothing(
+    joined: Any,
+) -> None:
+    segment, other = segments.create(2 * segments.ALIGN), segments.create(2 * segments.ALIGN)
+    try:
+        with pytest.raises(InvalidArgument, match="same_parameters needs"):
+            list(joined.stream("PushPullSteps", iter(_shared_step(segment, [5, 5, 5], True))))
+        assert _stored(joined) == [1.0, 1.0, 1.0]
+        first = _shared_step(segment, [5, 5, 5])
+        again = _shared_step(other, [6, 6, 6], same=True)
+        again[0].begin.parameter_count = 2
+        with pytest.raises(InvalidArgument, match="as many parameters"):
+            list(joined.stream("PushPullSteps", iter(first + again)))
+        assert _stored(joined) == [5.0, 5.0, 5.0]  # the first step only
+    finally:
+        for one in (segment, other):
+            one.close()
+            one.unlink()

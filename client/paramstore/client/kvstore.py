@@ -21,10 +21,12 @@ the worker keeps the residuals, the server sums what the codes stand for.
 from __future__ import annotations
 
 import atexit
+import mmap
 import secrets
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any, TypeVar
 
@@ -35,7 +37,8 @@ from paramstore.client import transfer
 from paramstore.client.errors import NotOwner, NotTraining, ParamstoreError, Unavailable
 from paramstore.client.steps import StepStream
 from paramstore.dtypes import numpy_dtype
-from paramstore.kvstore import KVStoreBase, as_list, buffer_of
+from paramstore.kvstore import KVStoreBase, as_list, buffer_of, rehome
+from paramstore.nd.ndarray import NDArray
 from paramstore.proto import chunks
 from paramstore.proto import shared_memory as segments
 from paramstore.proto.chunks import CHUNK_BYTES
@@ -74,7 +77,13 @@ class RemoteKVStore(KVStoreBase):
         self._steps = StepStream(client, 0.0)  # replaced at each join, with its idle timeout
         self._rank = -1  # none until the first join; then kept when it joins again
         lease = self._join()
-        self._segment: SharedMemory | None = None
+        self._segment: SharedMemory | None = None  # its name; the data goes through _mapped
+        self._mapped: mmap.mmap | None = None
+        self._layout: tuple[tuple[str, int], ...] = ()  # the keys and sizes of the last step
+        self._offsets: list[int] = []  # where each of the layout's regions starts
+        self._gradients_end = 0
+        self._specs_on_call: list[pb.ParameterSpec] = []  # the last step's on its call
+        self._homes: dict[int, _Home] = {}  # arrays living in the layout's regions, by place
         self._fresh: dict[Key, np.ndarray] = {}  # values returned by the last push of a key
         self._in_segment: set[Key] = set()  # fresh values that are views of the segment
         self.bytes_sent = 0
@@ -168,11 +177,14 @@ class RemoteKVStore(KVStoreBase):
         Sync mode: returns once every worker pushed and the server updated. Raises `Aborted`
         naming the missing ranks when workers did not push within the timeout."""
         outgoing = self._gradients(key, value)
+        self._leave_segment()  # this step's values wait for pull, not in the parameters
         received = self._step(
             lambda: self._push_pull_shared(outgoing) if self.shared_memory
             else self._push_pull_socket(outgoing, lambda spec: None))
         for item in received:
             self._fresh[item.spec.name] = item.data
+            if self.shared_memory:
+                self._in_segment.add(item.spec.name)
             self.bytes_received += item.data.nbytes
 
     def pushpull(
@@ -181,9 +193,14 @@ class RemoteKVStore(KVStoreBase):
         """`push` then `pull` (without `out` the pushed arrays receive the new values). Over
         the socket each new value is received straight into its first `out` array when that
         one has the value's shape and dtype: a step that fails half-way through its answer
-        may leave some of them updated."""
+        may leave some of them updated.
+
+        Through shared memory each key's gradient (one NDArray, uncompressed) and first `out`
+        array move into the segment after their first step, so that later steps copy nothing
+        here: the server reads the gradient where backward wrote it and writes the new value
+        where the forward pass reads it. They move back to memory of their own at `close`."""
         if self.shared_memory:
-            super().pushpull(key, value, out, priority)
+            self._push_pull_in_place(key, value, value if out is None else out)
             return
         targets = {str(one_key): [buffer_of(target) for target in as_list(one_out)]
                    for one_key, one_out in self._keys_and_values(key,
@@ -203,6 +220,51 @@ class RemoteKVStore(KVStoreBase):
                 if target is not item.data:
                     np.copyto(target, item.data, casting="unsafe")
 
+    def _push_pull_in_place(self, key: Key | Sequence[Key], value: Any, out: Any) -> None:
+        """pushpull through shared memory, the new values written past the gradients."""
+        outgoing = self._gradients(key, value)
+        received = self._step(lambda: self._push_pull_shared(outgoing, apart=True))
+        gradients = self._keys_and_values(key, value)
+        targets = self._keys_and_values(key, out)
+        for place, ((_, gradient), (_, one_out), item) in enumerate(
+                zip(gradients, targets, received)):
+            self.bytes_received += item.data.nbytes
+            home = self._homes.get(place)
+            for target in as_list(one_out):
+                if home is None or target is not home.data:
+                    np.copyto(buffer_of(target), item.data, casting="unsafe")
+            if home is None and self._compression is None:
+                self._move_in(place, as_list(gradient), as_list(one_out), item.data)
+
+    def _move_in(self, place: int, gradients: list[Any], targets: list[Any],
+                 value: np.ndarray) -> None:
+        """Make the segment the memory of the step's `place`-th key's gradient and of its
+        parameter's data (`targets[0]`), when they are one NDArray each, alike in shape and
+        dtype, and the data is the array whose tape leaf owns the gradient. Their regions hold
+        their values now."""
+        data, gradient = targets[0], gradients[0]
+        fits = len(gradients) == 1 and isinstance(data, NDArray) and \
+            isinstance(gradient, NDArray) and data is not gradient and \
+            data.shape == gradient.shape == value.shape and \
+            data.dtype == gradient.dtype == value.dtype
+        if not fits:
+            return
+        assert self._mapped is not None
+        region = np.frombuffer(self._mapped, value.dtype, value.size,
+                               self._offsets[place]).reshape(value.shape)
+        if rehome(gradient, region, owner=data):
+            rehome(data, value)
+            self._homes[place] = _Home(data, gradient, region, value)
+
+    def _leave_segment(self) -> None:
+        """Give every array living in the segment memory of its own again (a copy)."""
+        for home in self._homes.values():
+            if home.data._data is home.value:
+                rehome(home.data, np.array(home.value))
+            if home.gradient._data is home.region:
+                rehome(home.gradient, np.array(home.region), owner=home.data)
+        self._homes.clear()
+
     def _gradients(self, key: Key | Sequence[Key], value: Any) -> list[transfer.Outgoing]:
         """Each key's gradient as it goes on the wire (summed, compressed when asked)."""
         outgoing = []
@@ -220,61 +282,90 @@ class RemoteKVStore(KVStoreBase):
         """One step over the socket: the new values, each received into
         `destination(spec)` or, where that is None, a new array."""
         return self._steps.exchange(
-            self._requests(outgoing, training=True),
+            lambda continuing: self._requests(outgoing, training=True),
             lambda replies: transfer.receive(replies, f"pushpull {self.store}", False,
                                              count=len(outgoing), destination=destination)[1])
 
-    def _push_pull_shared(self, outgoing: list[transfer.Outgoing]) -> list[transfer.Received]:
-        """PushPull with the data in the segment: each gradient goes in its region and the
-        new value comes back over it. The values returned are views of the segment, valid
-        until the next push."""
+    def _push_pull_shared(self, outgoing: list[transfer.Outgoing], apart: bool = False
+                          ) -> list[transfer.Received]:
+        """PushPull with the data in the segment: each gradient goes in its region (unless it
+        lives there already) and the new value comes back over it or, `apart`, in a second run
+        of regions past the gradients'. The values returned are views of the segment, valid
+        until the next step."""
         self._keep_fresh_values()
-        regions = [segments.region_bytes(_raw_bytes(item.spec)) for item in outgoing]
-        segment = self._segment_of(sum(regions))
-        offset = 0
-        for item, size in zip(outgoing, regions):
+        gradients_end = self._lay_out(outgoing)
+        mapped = self._segment_of(2 * gradients_end if apart else gradients_end)
+        for item, offset in zip(outgoing, self._offsets):
             data = item.data.reshape(-1).view(np.uint8)
-            np.frombuffer(segment.buf, np.uint8, data.size, offset)[:] = data
-            offset += size
+            region = np.frombuffer(mapped, np.uint8, data.size, offset)
+            if region.ctypes.data != data.ctypes.data:
+                region[:] = data
         self.bytes_sent += transfer.outgoing_bytes(outgoing)
-        begin = pb.PushBegin(store=self.store, rank=self._rank, shared_memory=segment.name,
-                             step=self._steps_done + 1)
+        assert self._segment is not None
+        values_offset = gradients_end if apart else 0
+        begin = pb.PushBegin(store=self.store, rank=self._rank, shared_memory=self._segment.name,
+                             step=self._steps_done + 1, values_offset=values_offset)
         self._compress_on_wire(begin)
-        bare = [transfer.Outgoing(item.spec, None) for item in outgoing]
+        specs = [item.spec for item in outgoing]
+
+        def requests(continuing: bool) -> Iterator[Any]:
+            # The call remembers its last step's specs: the same ones are not sent again.
+            begin.same_parameters = continuing and specs == self._specs_on_call
+            self._specs_on_call = specs
+            bare = [] if begin.same_parameters else \
+                [transfer.Outgoing(spec, None) for spec in specs]
+            return transfer.push_requests(begin, bare, transfer._NoBar(), count=len(specs))
 
         def read(replies: Iterator[Any]) -> list[transfer.Received]:
             first = next(replies, None)
             if first is None or not first.begin.shared_memory:
                 raise ParamstoreError("the server did not answer through shared memory")
             received: list[transfer.Received] = []
-            offset = 0
-            specs = chunks.expand(replies, data_inline=False)
-            while len(received) < len(outgoing):
-                reply = next(specs, None)
+            answered = iter([chunks.RawParameter(spec) for spec in specs]) \
+                if begin.same_parameters else chunks.expand(replies, data_inline=False)
+            for offset in self._offsets:
+                reply = next(answered, None)
                 if reply is None or reply.WhichOneof("item") != "parameter":
                     raise ParamstoreError("the server sent data outside its shared-memory "
                                           "segment, or fewer values than its step had keys")
                 spec = reply.parameter
                 dtype = numpy_dtype(spec.dtype).newbyteorder("<")
                 count = int(np.prod(tuple(spec.shape)))
-                value = np.frombuffer(segment.buf, dtype, count, offset).reshape(
-                    tuple(spec.shape))
-                received.append(transfer.Received(spec, value))
-                self._in_segment.add(spec.name)
-                offset += segments.region_bytes(value.nbytes)
+                value = np.frombuffer(mapped, dtype, count, values_offset + offset)
+                received.append(transfer.Received(spec, value.reshape(tuple(spec.shape))))
             return received
 
-        return self._steps.exchange(
-            transfer.push_requests(begin, bare, transfer._NoBar()), read)
+        return self._steps.exchange(requests, read)
 
-    def _segment_of(self, size: int) -> SharedMemory:
-        """The worker's segment, replaced by a larger one when it holds fewer than `size`."""
-        if self._segment is None or self._segment.size < size:
+    def _lay_out(self, outgoing: list[transfer.Outgoing]) -> int:
+        """Place the step's gradients' regions one after another, as the last step's when its
+        keys and sizes were the same (arrays living in the segment stay put); return where
+        they end. Other keys or sizes move every array living in the segment out first."""
+        layout = tuple((item.spec.name, _raw_bytes(item.spec)) for item in outgoing)
+        if layout != self._layout:
+            self._leave_segment()
+            self._layout = layout
+            self._offsets = []
+            offset = 0
+            for _, size in layout:
+                self._offsets.append(offset)
+                offset += segments.region_bytes(size)
+            self._gradients_end = offset
+        return self._gradients_end
+
+    def _segment_of(self, size: int) -> mmap.mmap:
+        """The worker's segment, mapped; replaced by a larger one when it holds fewer than
+        `size` bytes."""
+        if self._mapped is None or len(self._mapped) < size:
             self._release_segment()
             self._segment = segments.create(size)
+            # Arrays view a mapping of their own, which lives as long as they do: the
+            # SharedMemory object, closed at once, only names the segment and unlinks it.
+            self._mapped = segments.open_mapped(self._segment.name)
+            self._segment.close()
             # A store dropped without close() still frees its segment's name.
             self._forget = weakref.finalize(self, _unlink, self._segment.name)
-        return self._segment
+        return self._mapped
 
     def _keep_fresh_values(self) -> None:
         # Values not pulled yet would be overwritten by the next push: copy them out.
@@ -284,11 +375,10 @@ class RemoteKVStore(KVStoreBase):
 
     def _release_segment(self) -> None:
         self._keep_fresh_values()
+        self._leave_segment()
         if self._segment is not None:
-            self._forget.detach()
-            self._segment.close()
-            self._segment.unlink()
-            self._segment = None
+            self._forget()  # unlinks the segment, unless that was done at exit already
+            self._segment = self._mapped = None
 
     def pull(self, key: Key | Sequence[Key], out: Any = None, priority: int = 0) -> None:
         """Copy each key's value into `out` (an NDArray, or a list to fill alike)."""
@@ -397,6 +487,16 @@ class RemoteKVStore(KVStoreBase):
     def __repr__(self) -> str:
         return (f"RemoteKVStore(store={self.store!r}, type={self.type!r}, rank={self._rank}, "
                 f"num_workers={self._num_workers})")
+
+
+@dataclass
+class _Home:
+    """A key whose parameter data and gradient live in the segment: `value` and `region`."""
+
+    data: NDArray
+    gradient: NDArray
+    region: np.ndarray
+    value: np.ndarray
 
 
 def _probe() -> SharedMemory | None:

@@ -29,15 +29,19 @@ class StepStream:
         self._replies: Iterator[Any] | None = None
         self._ended = self._opened = 0.0
 
-    def exchange(self, requests: Iterable[Any], read: Callable[[Iterator[Any]], Result]
-                 ) -> Result:
-        """Send one step's `requests` and return `read(replies)`, which must read exactly
-        that step's replies. Raises what `read` raises (the call is closed then)."""
+    def exchange(self, requests: Callable[[bool], Iterable[Any]],
+                 read: Callable[[Iterator[Any]], Result]) -> Result:
+        """Send one step's `requests(continuing)` and return `read(replies)`, which must read
+        exactly that step's replies; `continuing` says whether the step goes on the call that
+        carried the previous one (else on a new call). Raises what `read` raises (the call is
+        closed then)."""
         now = time.monotonic()
-        if self._outbox is None or self._replies is None or \
-                now - self._ended > self._idle_limit or self._late(now):
+        continuing = not (self._outbox is None or self._replies is None or
+                          now - self._ended > self._idle_limit or self._late(now))
+        if not continuing:
             self._outbox, self._replies = self._open(now)
-        self._outbox.put(requests)
+        assert self._outbox is not None and self._replies is not None
+        self._outbox.put(requests(continuing))
         try:
             result = read(self._replies)
         except BaseException:

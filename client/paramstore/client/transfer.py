@@ -107,13 +107,15 @@ def local_data(param: Any) -> np.ndarray | None:
 
 
 def push_requests(
-    begin: pb.PushBegin, outgoing: list[Outgoing], bar: Any, batches: bool = True
+    begin: pb.PushBegin, outgoing: list[Outgoing], bar: Any, batches: bool = True,
+    count: int | None = None,
 ) -> Iterator[pb.PushRequest | bytes]:
     """The push stream: PushBegin, then each parameter's spec and chunks (pre-serialized),
     small parameters in batches (see `paramstore.proto.chunks`). PushBegin announces the
-    parameter count, so the server can tell a finished stream from one cut short. Without
-    `batches` every parameter goes as its own spec and chunks."""
-    begin.parameter_count = len(outgoing)
+    parameter count (`count`, when the specs are not sent: `PushBegin.same_parameters`), so the
+    server can tell a finished stream from one cut short. Without `batches` every parameter
+    goes as its own spec and chunks."""
+    begin.parameter_count = len(outgoing) if count is None else count
     yield pb.PushRequest(begin=begin)
     yield from chunks.parameter_messages(
         pb.PushRequest, ((item.spec, item.data) for item in outgoing), batches,

@@ -12,8 +12,8 @@ import inspect
 import logging
 import mmap
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 import numpy as np
@@ -465,36 +465,71 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
     ) -> Iterator[pb.PullResponse]:
         requests = iter(requests)
+        previous: _Parameters | None = None
         while (first := next(requests, None)) is not None:
             begin = self._begin_of(first, call)
-            yield from self._push_pull_step(begin, requests, call, True)
+            previous = yield from self._push_pull_step(begin, requests, call, True, previous)
 
     def _push_pull_step(
         self, begin: pb.PushBegin, requests: Iterator[pb.PushRequest], call: _Call,
-        one_of_many: bool,
-    ) -> Iterator[pb.PullResponse]:
-        """One PushPull step: its parameters (after `begin`), then the replies. A step
-        `one_of_many` on its call reads no further than its last parameter's bytes."""
+        one_of_many: bool, previous: _Parameters | None = None,
+    ) -> Generator[pb.PullResponse, None, _Parameters]:
+        """One PushPull step: its parameters (after `begin`, or `previous` ones), then the
+        replies; returns its parameters. A step `one_of_many` on its call reads no further than
+        its last parameter's bytes."""
         with self.inflight.account() as take:
             segment = self._segments.get(begin.shared_memory) if begin.shared_memory else None
-            items = self._items(requests, begin, _codec(begin, allowed=True), segment, take,
-                                stop_at_count=one_of_many)
+            codec = _codec(begin, allowed=True)
+            if begin.same_parameters:
+                items = self._repeated_items(begin, previous, codec, segment, take)
+            else:
+                items = self._items(requests, begin, codec, segment, take,
+                                    stop_at_count=one_of_many)
+            offset = _values_offset(begin, segment, items) if segment is not None else 0
             values = self.training.session(begin.store).push_pull(begin.rank, items, begin.step)
         if segment is not None:
-            offset = 0
-            for name, value in values:  # each value over its gradient's region
+            for name, value in values:  # each value over its gradient's region, or past them
                 data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
                 segments.region(segment, offset, data.size, f"parameter {name!r}")[:] = data
                 offset += shared_memory.region_bytes(data.size)
         total = 0 if segment is not None else sum(value.nbytes for _, value in values)
         yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total,
                                                  shared_memory=segment is not None))
+        parameters = _Parameters(begin.store, [item.info for item in items])
+        if begin.same_parameters:
+            return parameters
         yield from chunks.parameter_messages(pb.PullResponse, (
             (pb.ParameterSpec(name=name, shape=value.shape, dtype=value.dtype.name,
                               dtype_label=value.dtype.name, kind="Parameter", has_data=True),
              None if segment is not None else value)
             for name, value in values
         ), batches=segment is not None)
+        return parameters
+
+    def _repeated_items(
+        self, begin: pb.PushBegin, previous: _Parameters | None,
+        codec: compression.Codec | None, segment: mmap.mmap | None, take: Take,
+    ) -> list[Incoming]:
+        """The parameters of a `same_parameters` step: `previous` ones, their data in
+        `segment`."""
+        if segment is None or previous is None or previous.store != begin.store or \
+                len(previous.infos) != begin.parameter_count:
+            raise InvalidArgument(
+                "same_parameters needs shared memory and a previous step on the same call, "
+                f"on the same store and with as many parameters (got {begin.parameter_count}"
+                + ("" if previous is None else f"; the previous step had "
+                   f"{len(previous.infos)} on store {previous.store!r}") + ")"
+            )
+        budget = self.registry.budget(self.registry.get(begin.store))
+        items = []
+        offset = 0
+        for info in previous.infos:
+            budget.admit(info)
+            buffer = _Buffer(f"parameter {info.name!r}", _data_bytes(info, codec), take,
+                             allocate=False)
+            offset = _adopt_region(segment, offset, info, buffer, stays=bool(begin.values_offset))
+            items.append(_incoming(info, buffer, codec))
+        return items
 
     @_rpc
     def Barrier(self, request: pb.BarrierRequest, context: Any, call: _Call) -> Any:
@@ -564,7 +599,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                 current = self._declared(request.parameter, budget, take, codec,
                                          allocate=segment is None)
                 if segment is not None:
-                    offset = _adopt_region(segment, offset, *current)
+                    offset = _adopt_region(segment, offset, *current,
+                                           stays=bool(begin.values_offset))
             elif kind == "chunk":
                 if current is None:
                     raise InvalidArgument("a chunk came before any parameter")
@@ -599,16 +635,26 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                 + ("it is an alias" if info.alias_of else "its shape is unknown")
             )
         budget.admit(info)
-        size = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
-        if codec is not None:
-            if np.dtype(info.dtype).kind != "f":
-                raise InvalidArgument(
-                    f"parameter {info.name!r} is {info.dtype}: compressed gradients need a "
-                    "floating-point dtype"
-                )
-            size = codec.packed_bytes(int(np.prod(info.shape or ())))
-        return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None, take,
-                             allocate)
+        if codec is not None and np.dtype(info.dtype).kind != "f":
+            raise InvalidArgument(
+                f"parameter {info.name!r} is {info.dtype}: compressed gradients need a "
+                "floating-point dtype"
+            )
+        return info, _Buffer(f"parameter {info.name!r}",
+                             _data_bytes(info, codec) if spec.has_data else None, take, allocate)
+
+
+class _Parameters(NamedTuple):
+    """A PushPull step's store and parameters, for a next step with the same ones."""
+
+    store: str
+    infos: list[ParameterInfo]
+
+
+def _data_bytes(info: ParameterInfo, codec: compression.Codec | None) -> int:
+    """The bytes a parameter's data takes in a push: raw, or the codes of `codec`."""
+    count = int(np.prod(info.shape or ()))
+    return count * np.dtype(info.dtype).itemsize if codec is None else codec.packed_bytes(count)
 
 
 class _Buffer:
@@ -659,15 +705,34 @@ def _until(messages: Iterable[Any], done: Callable[[], bool]) -> Iterator[Any]:
             return
 
 
-def _adopt_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: _Buffer) -> int:
-    """Give `buffer` its bytes from the region at `offset` (a view: the round reads them there)
-    and return the offset of the next region."""
-    raw = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
-    # The region must hold the raw value too: the new value is written back over it.
+def _adopt_region(segment: mmap.mmap, offset: int, info: ParameterInfo, buffer: _Buffer,
+                  stays: bool) -> int:
+    """Give `buffer` its bytes from the region at `offset` (a view: the round reads them there,
+    read-only when the gradient `stays` as the worker wrote it) and return the offset of the
+    next region."""
+    raw = _data_bytes(info, None)
+    # The region must hold the raw value too: the new value may be written back over it.
     data = segments.region(segment, offset, raw, f"parameter {info.name!r}")
     if buffer.size is not None:
-        buffer.adopt(data[:buffer.size])
+        view = data[:buffer.size]
+        view.flags.writeable = not stays
+        buffer.adopt(view)
     return offset + shared_memory.region_bytes(raw)
+
+
+def _values_offset(begin: pb.PushBegin, segment: mmap.mmap, items: list[Incoming]) -> int:
+    """Where a shared-memory step's new values go: `begin.values_offset`, checked to lie past
+    the gradients' regions with room for as many, or 0 (over the gradients)."""
+    if not begin.values_offset:
+        return 0
+    gradients = sum(shared_memory.region_bytes(_data_bytes(item.info, None)) for item in items)
+    if begin.values_offset < gradients or begin.values_offset + gradients > len(segment):
+        raise InvalidArgument(
+            f"values_offset {begin.values_offset} must lie at or past the gradients' "
+            f"{gradients} bytes of regions, with as many bytes after it in the "
+            f"{len(segment)}-byte shared-memory segment"
+        )
+    return begin.values_offset
 
 
 def _codec(begin: pb.PushBegin, allowed: bool) -> compression.Codec | None:

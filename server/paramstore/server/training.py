@@ -377,10 +377,12 @@ class TrainingSession:
         if any(array is None for array in arrays):
             raise InvalidArgument(f"a gradient for {key!r} came without data")
         # Each contribution was received for this round alone (a buffer, or the worker's region
-        # of shared memory): the sum goes into the first in place.
+        # of shared memory): the sum goes into the first in place, unless it is read-only (a
+        # worker's gradient buffer that must stay as it is).
         total = cast(np.ndarray, arrays[0])
         for array in arrays[1:]:
-            total += cast(np.ndarray, array)
+            total = np.add(total, cast(np.ndarray, array),
+                           out=total if total.flags.writeable else None)
         store = self.registry.get(self.store)
 
         def change(state: StoreState) -> dict[str, np.ndarray]:

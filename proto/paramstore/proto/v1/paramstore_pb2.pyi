@@ -115,7 +115,7 @@ class CollectParamsResponse(_message.Message):
     def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
 
 class PushBegin(_message.Message):
-    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count", "compression", "shared_memory", "step")
+    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count", "compression", "shared_memory", "step", "values_offset", "same_parameters")
     STORE_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,8 @@ class PushBegin(_message.Message):
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    VALUES_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SAME_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     store: str
     prefix: str
     expected_version: int
@@ -132,7 +134,9 @@ class PushBegin(_message.Message):
     compression: GradientCompression
     shared_memory: str
     step: int
-    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ..., compression: _Optional[_Union[GradientCompression, _Mapping]] = ..., shared_memory: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+    values_offset: int
+    same_parameters: bool
+    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ..., compression: _Optional[_Union[GradientCompression, _Mapping]] = ..., shared_memory: _Optional[str] = ..., step: _Optional[int] = ..., values_offset: _Optional[int] = ..., same_parameters: _Optional[bool] = ...) -> None: ...
 
 class GradientCompression(_message.Message):
     __slots__ = ("type", "threshold")
