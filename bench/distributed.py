@@ -17,7 +17,7 @@ memory; the runs repeat with 2-bit gradient compression (`--threshold`) and over
 `--compare-mxnet PYTHON` runs MXNet 1.9.1 `dist_sync` (ps-lite, one server) and
 `--compare-torch PYTHON` PyTorch DDP (gloo) on the same workload with those interpreters, in the
 same run; each framework's "vs local" is against its own single process, and the closing lines
-give paramstore's steps/s as a ratio of theirs.
+give paramstore's steps/s as a ratio of theirs, beside the CPU a step costs each whole job.
 
     python bench/distributed.py [--steps 30] [--warmup 5] [--batch-size 128] [--workers 1 2 4]
         [--threshold 0.5] [--compare-mxnet PYTHON] [--compare-torch PYTHON]
