@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -253,10 +254,16 @@ def _in_worker(args: argparse.Namespace) -> bool:
 
 
 def _await_warmup(process: subprocess.Popen[str]) -> None:
-    """Read `process`'s output up to its warmup line (or its end)."""
-    for line in iter(process.stdout.readline if process.stdout else str, ""):
-        if line.strip() == WARM:
-            return
+    """Read `process`'s output up to its warmup line (or its end). A worker hung before it
+    is left to `communicate`'s timeout: the benchmark fails instead of blocking."""
+    def read() -> None:
+        for line in iter(process.stdout.readline if process.stdout else str, ""):
+            if line.strip() == WARM:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(WORKER_SECONDS)
 
 
 def cpu_seconds(pid: int) -> float:
