@@ -7,14 +7,17 @@ single-process baseline runs the same loop with a local Trainer, in the same run
 reports its steps/s after `--warmup` steps, the tensor bytes it moved per step (gradients
 sent + weights received) and how a step splits between computing (forward and backward) and
 waiting on communication (`trainer.step`); the table shows the slowest worker (the step rate of
-the job). Workers on the server's host move their data through shared memory; the runs
-repeat with 2-bit gradient compression (`--threshold`) and over the socket
+the job). On a machine whose other load varies, steps/s varies with it; the CPU seconds a step
+costs vary far less: the table gives them per step for a worker (all its threads, after the
+warmup) and for the server (its process from the end of the warmup, read from /proc), so that a
+change is judged by the CPU it removes. Workers on the server's host move their data through shared
+memory; the runs repeat with 2-bit gradient compression (`--threshold`) and over the socket
 (`shared_memory=False`: the path of workers on other hosts), there also with float16 gradients.
 
 `--compare-mxnet PYTHON` runs MXNet 1.9.1 `dist_sync` (ps-lite, one server) and
 `--compare-torch PYTHON` PyTorch DDP (gloo) on the same workload with those interpreters, in the
 same run; each framework's "vs local" is against its own single process, and the closing lines
-give paramstore's steps/s as a ratio of theirs.
+give paramstore's steps/s as a ratio of theirs, beside the CPU a step costs each whole job.
 
     python bench/distributed.py [--steps 30] [--warmup 5] [--batch-size 128] [--workers 1 2 4]
         [--threshold 0.5] [--compare-mxnet PYTHON] [--compare-torch PYTHON]
@@ -24,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,8 @@ SIZES = (784, 1024, 1024, 10)
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 WORKER_SECONDS = 600  # a hung run fails the benchmark instead of blocking it
+ROLES = ("paramstore", "mxnet", "torch")
+WARM = "warm"  # a worker's line when its warmup ends: the server's CPU is counted from there
 
 
 def batch(step: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,17 +62,22 @@ def batch(step: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 class Clock:
     """Steps/s after the warmup, and the seconds spent computing and communicating."""
 
-    def __init__(self, warmup: int) -> None:
+    def __init__(self, warmup: int, announce: bool) -> None:
         self.warmup = warmup
+        self.announce = announce  # a worker process tells the bench when its clock starts
         self.step = 0
         self.started = 0.0
+        self.cpu_started = 0.0
         self.compute = 0.0
         self.communicate = 0.0
 
     def tick(self) -> float:
         if self.step == self.warmup:
             self.started = time.perf_counter()
+            self.cpu_started = time.process_time()
             self.compute = self.communicate = 0.0
+            if self.announce:
+                print(WARM, flush=True)
         self.step += 1
         return time.perf_counter()
 
@@ -74,7 +86,8 @@ class Clock:
         return {"steps_per_s": steps / (time.perf_counter() - self.started),
                 "bytes_per_step": moved / steps,
                 "compute_ms": 1e3 * self.compute / steps,
-                "communicate_ms": 1e3 * self.communicate / steps}
+                "communicate_ms": 1e3 * self.communicate / steps,
+                "worker_cpu_ms": 1e3 * (time.process_time() - self.cpu_started) / steps}
 
 
 def gluon_steps(gluon: Any, nd: Any, autograd: Any, rank: int, workers: int,
@@ -90,7 +103,7 @@ def gluon_steps(gluon: Any, nd: Any, autograd: Any, rank: int, workers: int,
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     step_once = make_step(net)
     share = args.batch_size // workers
-    clock = Clock(args.warmup)
+    clock = Clock(args.warmup, _in_worker(args))
     for step in range(args.steps):
         if step == args.warmup and at_warmup is not None:
             at_warmup()
@@ -208,7 +221,7 @@ def torch_worker(args: argparse.Namespace) -> dict[str, float]:
     optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
     loss_fn = torch.nn.CrossEntropyLoss()
     share = args.batch_size // workers
-    clock = Clock(args.warmup)
+    clock = Clock(args.warmup, _in_worker(args))
     for step in range(args.steps):
         clock.tick()
         features, labels = batch(step, args.batch_size)
@@ -236,24 +249,62 @@ def _worker_command(python: str, role: str, address: str, workers: int,
             "--batch-size", str(args.batch_size), "--compression", compression]
 
 
-def _collect(processes: list[subprocess.Popen[str]]) -> dict[str, float]:
-    """The slowest worker's figures (the job's step rate); raises when a worker failed."""
+def _in_worker(args: argparse.Namespace) -> bool:
+    return any(getattr(args, f"{role}_worker", False) for role in ROLES)
+
+
+def _await_warmup(process: subprocess.Popen[str]) -> None:
+    """Read `process`'s output up to its warmup line (or its end). A worker hung before it
+    is left to `communicate`'s timeout: the benchmark fails instead of blocking."""
+    def read() -> None:
+        for line in iter(process.stdout.readline if process.stdout else str, ""):
+            if line.strip() == WARM:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(WORKER_SECONDS)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU seconds (user and system, all threads) process `pid` used so far; NaN where
+    /proc does not tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _collect(processes: list[subprocess.Popen[str]], args: argparse.Namespace,
+             server: int | None = None) -> dict[str, float]:
+    """The slowest worker's figures (the job's step rate), the mean CPU per step of the
+    workers, and that of process `server` from the end of their warmup on (its start-up and
+    the workers' joins left out); raises when a worker failed."""
+    for process in processes:  # sync workers end their warmup together
+        _await_warmup(process)
+    server_started = cpu_seconds(server) if server is not None else math.nan
     reports = []
     for process in processes:
         out, _ = process.communicate(timeout=WORKER_SECONDS)
         if process.returncode:
             raise RuntimeError(f"a benchmark worker exited with {process.returncode}")
         reports.append(json.loads(out.strip().splitlines()[-1]))
+    server_cpu = cpu_seconds(server) - server_started if server is not None else math.nan
     slowest = min(reports, key=lambda report: report["steps_per_s"])
-    return {**slowest, "bytes_per_step": reports[0]["bytes_per_step"]}
+    return {**slowest, "bytes_per_step": reports[0]["bytes_per_step"],
+            "worker_cpu_ms": sum(report["worker_cpu_ms"] for report in reports) / len(reports),
+            "server_cpu_ms": 1e3 * server_cpu / (args.steps - args.warmup)}
 
 
-def measure_paramstore(address: str, workers: int, args: argparse.Namespace,
+def measure_paramstore(server: int, address: str, workers: int, args: argparse.Namespace,
                        compression: str = "", socket: bool = False) -> dict[str, float]:
+    """`workers` paramstore workers training through the server of process id `server`."""
     command = _worker_command(sys.executable, "paramstore", address, workers, args, compression)
     command += ["--socket"] if socket else []
     return _collect([subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-                     for _ in range(workers)])
+                     for _ in range(workers)], args, server)
 
 
 def measure_mxnet(python: str, workers: int, args: argparse.Namespace,
@@ -262,7 +313,7 @@ def measure_mxnet(python: str, workers: int, args: argparse.Namespace,
     (workers=0: one process with a local Trainer)."""
     command = _worker_command(python, "mxnet", "", workers, args, compression)
     if not workers:
-        return _collect([subprocess.Popen(command, stdout=subprocess.PIPE, text=True)])
+        return _collect([subprocess.Popen(command, stdout=subprocess.PIPE, text=True)], args)
     env = {**os.environ, "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": str(_free_port()),
            "DMLC_NUM_SERVER": "1", "DMLC_NUM_WORKER": str(workers), "DMLC_INTERFACE": "lo"}
     # The scheduler and the server run inside `import mxnet` and exit when the workers finish.
@@ -271,7 +322,7 @@ def measure_mxnet(python: str, workers: int, args: argparse.Namespace,
     try:
         return _collect([subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                                           env={**env, "DMLC_ROLE": "worker"})
-                         for _ in range(workers)])
+                         for _ in range(workers)], args, helpers[1].pid)
     finally:
         for helper in helpers:
             helper.wait(timeout=WORKER_SECONDS)
@@ -283,7 +334,13 @@ def measure_torch(python: str, workers: int, args: argparse.Namespace) -> dict[s
     command = _worker_command(python, "torch", address, workers, args)
     return _collect([subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                                       env={**os.environ, "RANK": str(rank)})
-                     for rank in range(max(workers, 1))])
+                     for rank in range(max(workers, 1))], args)
+
+
+def _job_cpu(found: dict[str, float], workers: int) -> float:
+    """The CPU ms a step costs the whole job: every worker and the server (none for DDP)."""
+    server = found.get("server_cpu_ms", math.nan)
+    return found["worker_cpu_ms"] * workers + (0.0 if math.isnan(server) else server)
 
 
 # ---- the table -------------------------------------------------------------------------------
@@ -292,8 +349,11 @@ def row(label: str, found: dict[str, float], local: float, split: bool = True) -
     moved = f"{found['bytes_per_step'] / 2**20:.2f}" if split else "-"
     timing = (f"{found['compute_ms']:>12.1f}{found['communicate_ms']:>10.1f}" if split
               else f"{'-':>12}{'-':>10}")
+    server_cpu = found.get("server_cpu_ms", math.nan)
+    cpu = f"{found['worker_cpu_ms']:>12.1f}" + (f"{'-':>12}" if math.isnan(server_cpu)
+                                                 else f"{server_cpu:>12.1f}")
     print(f"{label:<42}{found['steps_per_s']:>10.2f}{found['steps_per_s'] / local:>10.2f}"
-          f"{moved:>24}{timing}", flush=True)
+          f"{moved:>24}{timing}{cpu}", flush=True)
 
 
 def main() -> None:
@@ -308,7 +368,7 @@ def main() -> None:
                         help="the 2-bit compression threshold of the compressed runs")
     parser.add_argument("--compare-mxnet", metavar="PYTHON")
     parser.add_argument("--compare-torch", metavar="PYTHON")
-    for role in ("paramstore", "mxnet", "torch"):
+    for role in ROLES:
         parser.add_argument(f"--{role}-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--compression", default="", help=argparse.SUPPRESS)
@@ -347,7 +407,7 @@ def main() -> None:
                 for workers in args.workers:
                     for label, (how, socket) in ours.items():
                         keep(("paramstore", workers, label),
-                             measure_paramstore(address, workers, args, how, socket))
+                             measure_paramstore(server.pid, address, workers, args, how, socket))
                     if args.compare_mxnet:
                         for label, how in (("", ""), (", 2bit", two_bit)):
                             keep(("mxnet", workers, label),
@@ -362,7 +422,8 @@ def main() -> None:
     print(f"model {'-'.join(map(str, SIZES))}, global batch {args.batch_size}, sgd momentum, "
           f"2bit threshold {args.threshold}, best of {args.repeat}")
     print(f"{'setup':<42}{'steps/s':>10}{'vs local':>10}{'MiB moved/step/worker':>24}"
-          f"{'compute ms':>12}{'comm ms':>10}")
+          f"{'compute ms':>12}{'comm ms':>10}{'worker CPU':>12}{'server CPU':>12}"
+          "  (CPU: ms per step)")
     local = found["paramstore", 0, ""]["steps_per_s"]
     row("single process (local)", found["paramstore", 0, ""], local)
     for workers in args.workers:
@@ -384,9 +445,12 @@ def main() -> None:
             continue
         for mine in ([label, ", socket" + (" 2bit" if label else "")]
                      + ([", 2bit", ", socket 2bit"] if not label else [])):
-            ratio = found["paramstore", workers, mine]["steps_per_s"] / figures["steps_per_s"]
+            paramstore = found["paramstore", workers, mine]
+            ratio = paramstore["steps_per_s"] / figures["steps_per_s"]
             print(f"paramstore{mine.replace(',', '')} / {framework}{label.replace(',', '')} "
-                  f"steps/s, {workers} worker(s): {ratio:.2f}")
+                  f"steps/s, {workers} worker(s): {ratio:.2f}; CPU ms per step, workers and "
+                  f"server: {_job_cpu(paramstore, workers):.1f} against "
+                  f"{_job_cpu(figures, workers):.1f}")
 
 
 if __name__ == "__main__":
