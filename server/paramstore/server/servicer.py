@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import mmap
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -599,14 +600,14 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                 + ("it is an alias" if info.alias_of else "its shape is unknown")
             )
         budget.admit(info)
-        size = int(np.prod(info.shape or ())) * np.dtype(info.dtype).itemsize
+        size = info.nbytes
         if codec is not None:
             if np.dtype(info.dtype).kind != "f":
                 raise InvalidArgument(
                     f"parameter {info.name!r} is {info.dtype}: compressed gradients need a "
                     "floating-point dtype"
                 )
-            size = codec.packed_bytes(int(np.prod(info.shape or ())))
+            size = codec.packed_bytes(math.prod(info.shape or ()))
         return info, _Buffer(f"parameter {info.name!r}", size if spec.has_data else None, take,
                              allocate)
 

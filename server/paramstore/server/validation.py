@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 
 import ml_dtypes  # noqa: F401  np.dtype("bfloat16") in the server: its import paid once, at start
+import numpy as np
 import re2
 
 from paramstore import checkpoint
@@ -27,6 +28,7 @@ DTYPES = frozenset(
     ["bool", "uint8", "int8", "uint16", "int16", "float16", "bfloat16", "uint32", "int32",
      "float32", "uint64", "int64", "float64"]
 )
+ITEMSIZES = {name: np.dtype(name).itemsize for name in DTYPES}
 KINDS = frozenset(["Parameter", "Constant"])
 # Store names and snapshot ids become file and folder names: a conservative alphabet, no
 # leading dot (hidden files, "." and ".."), so no path separators, NUL or traversal.
@@ -82,8 +84,8 @@ def shape(name: str, dims: Sequence[int], itemsize: int, max_bytes: int) -> tupl
     """Return `dims` as a tuple if `name` may have this shape within `max_bytes` of data;
     over that size limit, raise `ResourceExhausted`."""
     if not isinstance(dims, (list, tuple)) or not all(
-        isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in dims
-    ):
+        type(dim) is int for dim in dims  # not a bool, nor any other int-like type
+    ) or (dims and min(dims) < 0):
         raise InvalidArgument(f"parameter {name!r} has an invalid shape {dims!r}")
     if len(dims) > MAX_DIMENSIONS:
         raise InvalidArgument(
