@@ -36,7 +36,6 @@ from typing import Any
 
 import crc32c
 import numpy as np
-import safetensors
 from safetensors import SafetensorError, safe_open
 
 from paramstore import _files
