@@ -691,8 +691,7 @@ def _incoming(
         return Incoming(info)
     if codec is not None:
         return Incoming(info, codec.decompress(data, tuple(info.shape or ()), info.dtype))
-    dtype = np.dtype(info.dtype).newbyteorder("<")
-    return Incoming(info, data.view(dtype).reshape(info.shape or ()))
+    return Incoming(info, data.view(validation.LITTLE_ENDIAN[info.dtype]).reshape(info.shape or ()))
 
 
 def _page(entries: list[tuple[str, Entry]], token: str, size_of: Callable[[Entry], int],
