@@ -353,6 +353,8 @@ def _is_parameter(value: Any) -> bool:
 
 def _arrays_of(destination: Any) -> list[np.ndarray] | None:
     """The NumPy arrays a pull writes into, or None for a parameter without data yet."""
+    if isinstance(destination, np.ndarray):
+        return [destination]  # the cheap test first: a failed hasattr raises inside
     if _is_parameter(destination):
         try:
             return [np.asarray(array) for array in destination.list_data()]

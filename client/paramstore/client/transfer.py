@@ -106,6 +106,8 @@ def _dtype_name(dtype: np.dtype) -> str:
 
 
 def _is_parameter(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return False  # the cheap test first: a failed hasattr raises inside
     return all(hasattr(value, attribute) for attribute in ("name", "shape", "dtype", "data")) \
         and callable(value.data)
 
