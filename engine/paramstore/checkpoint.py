@@ -182,10 +182,11 @@ class Planned:
         pieces = [memoryview(self.header)]
         run: list[np.ndarray] = []
         for array in self.stored.values():
-            if run and (array.dtype != run[0].dtype or len(run) == _RUN_LENGTH):
+            small = array.nbytes < _SMALL_ARRAY_BYTES
+            if run and (not small or array.dtype != run[0].dtype or len(run) == _RUN_LENGTH):
                 pieces.append(_joined(run))
                 run = []
-            if array.nbytes < _SMALL_ARRAY_BYTES:
+            if small:
                 run.append(array)
             else:
                 pieces.append(_bytes_of(array))

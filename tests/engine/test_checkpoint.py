@@ -499,7 +499,8 @@ def test_many_small_tensors_beside_large_ones_are_written_as_the_library_writes_
     rng = np.random.default_rng(0)
     dtypes = itertools.cycle(["float32", "float32", "int8", "float64"])
     tensors = {f"p{index}": rng.random(4).astype(next(dtypes)) for index in range(700)}
-    tensors |= {"big": rng.random(20_000), "big32": rng.random(40_000).astype(np.float32)}
+    # Named to fall among the small ones of their dtype in the file's order (by name).
+    tensors |= {"p350_big": rng.random(20_000), "p1_big": rng.random(40_000).astype(np.float32)}
     planned = checkpoint.plan(tensors, checksums_in_header=True)
     path = tmp_path / "f.safetensors"
     planned.write_file(path)
