@@ -161,7 +161,7 @@ def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
     return version
 
 
-@dataclass
+@dataclass(slots=True)  # one per parameter pulled: slots make it small and quick
 class _Target:
     """Where one pulled tensor goes: the destination's arrays (the first receives the chunks),
     or, for a parameter without data yet, the chunks kept for `set_data`."""
