@@ -9,16 +9,20 @@
    busy machine disturbs far less than wall time.
 2. Snapshot and restore of that store on the server, against `safetensors.numpy.save_file` +
    fsync and `safetensors.numpy.load_file` of the same tensors in the same folder.
-3. `collect_params()` of a store of 10,000 parameters, in milliseconds, and its snapshot and
-   restore against safetensors as in 2 (per-tensor costs rather than bandwidth).
+3. Many small parameters: stores of 10,000 and 100,000 four-element float32 parameters
+   pushed, pulled, snapshotted and restored, with the ratios push/snapshot and pull/snapshot
+   (the floor: at most 2, a batch per message and no per-parameter round trip) and snapshot
+   and restore against safetensors as in 2 (per-tensor costs rather than bandwidth); and
+   `collect_params()` of the 10,000, in milliseconds.
 4. The server's memory while it restores a store of `--restore-mib` MiB: its peak resident set
    during the restore (Linux `VmHWM`, reset just before) over the store's data bytes.
 
 Runs of the two sides alternate so that a noisy neighbour slows both; the best of `--repeat`
-rounds is reported. Ratios are baseline time / paramstore time (1.0: as fast as the baseline).
+rounds is reported. Ratios against a baseline are baseline time / paramstore time (1.0: as
+fast as the baseline).
 
     python bench/service.py [--size-mib 256] [--repeat 3] [--restore-mib 1024] [--dir FOLDER]
-                            [--rounds N] [--bandwidth-only]
+                            [--rounds N] [--bandwidth-only | --many-only]
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from paramstore.server.process import start_serve
 
 TENSORS = 32
 LISTED_PARAMETERS = 10_000
+MANY_PARAMETERS = (LISTED_PARAMETERS, 100_000)
 _UPLOAD = "/bench.Bytes/Upload"
 _DOWNLOAD = "/bench.Bytes/Download"
 STREAMS = (1, 2, 4)  # parallel bare streams measured; the best is the baseline
@@ -244,19 +249,34 @@ def measure_bandwidth(client: Client, baseline: Baseline, pids: tuple[int, int],
 
 
 def measure_many_parameters(client: Client, folder: Path, repeat: int) -> None:
-    small = {f"block{index // 100}_dense{index % 100}_weight": np.ones(16, np.float32)
-             for index in range(LISTED_PARAMETERS)}
-    store = client.create_store("many")
-    (push,) = best(1, lambda: store.push(small))
-    (listing,) = best(5, lambda: store.collect_params())
-    (printing,) = best(5, lambda: str(store.collect_params()))
-    print(f"{LISTED_PARAMETERS} parameters of 64 bytes: collect_params() {listing * 1000:.1f} ms "
-          f"({printing * 1000:.1f} ms with str()); push {push * 1000:.0f} ms")
-    snapshot, save, restore, load = snapshot_and_restore(
-        store, small, folder / "small.safetensors", repeat)
-    print(f"  snapshot {snapshot * 1000:.0f} ms vs safetensors save+fsync {save * 1000:.0f} ms "
-          f"(ratio {save / snapshot:.2f}); restore {restore * 1000:.0f} ms vs safetensors load "
-          f"{load * 1000:.0f} ms (ratio {load / restore:.2f})")
+    for count in MANY_PARAMETERS:
+        measure_small_parameters(client, folder, repeat, count)
+
+
+def measure_small_parameters(client: Client, folder: Path, repeat: int, count: int) -> None:
+    small = {f"block{index // 100}_dense{index % 100}_weight": np.ones(4, np.float32)
+             for index in range(count)}
+    local = {name: np.zeros_like(array) for name, array in small.items()}
+    plain = folder / "small.safetensors"
+    store = client.create_store(f"many{count}")
+    snapshot_ids: list[str] = []
+    push, pull, snapshot, save = best(
+        repeat, lambda: store.push(small), lambda: store.pull(local),
+        lambda: snapshot_ids.append(store.snapshot().id), lambda: save_and_fsync(small, plain))
+    assert all(np.array_equal(local[name], small[name]) for name in small)
+    restore, load = best(repeat, lambda: store.restore(snapshot_ids[-1]),
+                         lambda: safetensors.numpy.load_file(str(plain)))
+    print(f"{count} parameters of 4 float32: push {push * 1000:.0f} ms, pull {pull * 1000:.0f} "
+          f"ms, snapshot {snapshot * 1000:.0f} ms; push/snapshot {push / snapshot:.2f}, "
+          f"pull/snapshot {pull / snapshot:.2f} (floor: at most 2)")
+    print(f"  snapshot vs safetensors save+fsync {save * 1000:.0f} ms: ratio "
+          f"{save / snapshot:.2f}; restore {restore * 1000:.0f} ms vs safetensors load "
+          f"{load * 1000:.0f} ms: ratio {load / restore:.2f}")
+    if count == LISTED_PARAMETERS:
+        (listing,) = best(5, lambda: store.collect_params())
+        (printing,) = best(5, lambda: str(store.collect_params()))
+        print(f"  collect_params() {listing * 1000:.1f} ms ({printing * 1000:.1f} ms with str())")
+    client.delete_store(f"many{count}")
 
 
 def measure_restore_memory(client: Client, server_pid: int, size_mib: int) -> None:
@@ -296,6 +316,8 @@ def main() -> None:
                         help="measure push and pull this many times, each with its own baseline")
     parser.add_argument("--bandwidth-only", action="store_true",
                         help="measure push and pull only (1.), no snapshots or memory")
+    parser.add_argument("--many-only", action="store_true",
+                        help="measure many small parameters only (3.)")
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
@@ -307,6 +329,9 @@ def main() -> None:
     baseline_server, baseline_address = start_baseline()
     try:
         with connect(address, progress=False) as client:
+            if args.many_only:
+                measure_many_parameters(client, folder, args.repeat)
+                return
             baseline = Baseline(baseline_address)
             for _ in range(args.rounds):
                 measure_bandwidth(client, baseline, (server.pid, baseline_server.pid), folder,

@@ -1,5 +1,6 @@
 """The safetensors codec: round trips, ties, order, metadata, and every malformed input refused."""
 
+import itertools
 import json
 import os
 import struct
@@ -483,14 +484,30 @@ def test_a_planned_file_is_what_the_library_writes(tensors, metadata):
 
 @settings(max_examples=30, deadline=None)
 @given(st.dictionaries(NAMES, ARRAYS, min_size=0, max_size=6))
-def test_a_planned_file_written_by_the_library_holds_the_planned_bytes(tensors):
+def test_a_written_file_holds_what_the_library_writes(tensors):
     planned = checkpoint.plan(tensors, checksums_in_header=True)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "f.safetensors")
         planned.write_file(path)
         with open(path, "rb") as file:
             written = file.read()
-    assert split_file(written) == split_file(b"".join(planned.pieces()))
+    library = safetensors.numpy.save(planned.stored, metadata=planned.metadata)
+    assert split_file(written) == split_file(library)
+
+
+def test_many_small_tensors_beside_large_ones_are_written_as_the_library_writes_them(tmp_path):
+    rng = np.random.default_rng(0)
+    dtypes = itertools.cycle(["float32", "float32", "int8", "float64"])
+    tensors = {f"p{index}": rng.random(4).astype(next(dtypes)) for index in range(700)}
+    # Named to fall among the small ones of their dtype in the file's order (by name).
+    tensors |= {"p350_big": rng.random(20_000), "p1_big": rng.random(40_000).astype(np.float32)}
+    planned = checkpoint.plan(tensors, checksums_in_header=True)
+    path = tmp_path / "f.safetensors"
+    planned.write_file(path)
+    library = safetensors.numpy.save(planned.stored, metadata=planned.metadata)
+    assert split_file(path.read_bytes()) == split_file(library)
+    loaded = safetensors.numpy.load_file(path)
+    assert all(np.array_equal(loaded[name], array) for name, array in tensors.items())
 
 
 def ranges_of(data: bytes, requests: list | None = None):

@@ -121,6 +121,8 @@ def parts(params: Any, calls: int = PARALLEL_CALLS,
         arrays = _arrays_of(destination)
         sizes[id(destination)] = arrays[0].nbytes if arrays else 0
     count = min(calls, len(groups), max(1, sum(sizes.values()) // min_bytes))
+    if count <= 1:
+        return [names] if names else []
     loads = [0] * count
     members: list[list[int]] = [[] for _ in range(count)]
     for key in sorted(groups, key=sizes.__getitem__, reverse=True):  # biggest first
@@ -135,6 +137,8 @@ def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
     listing's store version, or None when the names are too many to list in one regex.
     Raises `FailedPrecondition` for a mismatch, `ParameterNotFound` for a name not listed."""
     names = list(dict.fromkeys(params.keys()))
+    if sum(map(len, names)) + len(names) > MAX_SELECT_LENGTH:
+        return None  # the pattern would be longer still: escaping many names costs time
     pattern = "(?:" + "|".join(re.escape(name) for name in names) + ")$"
     if len(pattern) > MAX_SELECT_LENGTH:
         return None
@@ -157,7 +161,7 @@ def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
     return version
 
 
-@dataclass
+@dataclass(slots=True)  # one per parameter pulled: slots make it small and quick
 class _Target:
     """Where one pulled tensor goes: the destination's arrays (the first receives the chunks),
     or, for a parameter without data yet, the chunks kept for `set_data`."""
@@ -184,10 +188,12 @@ class _Pull:
         self.params = params
         self.progress = progress
         self.checked_version = checked_version
+        # Appended to by the parts' threads without a lock: list.append is atomic (under the
+        # GIL, and by the list's own lock in free-threaded builds), and a lock taken per
+        # parameter costs more than the rest of its bookkeeping.
         self.targets: list[_Target] = []  # where each tensor went
         self.aliases: list[tuple[str, _Target]] = []  # (local name, tensor) sent without data
         self.saved: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its previous values)
-        self._lock = threading.Lock()  # guards the three lists
         self._stopped = threading.Event()
 
     def read_all(self, calls: list[list[str]], open_stream: OpenStream) -> list[int]:
@@ -269,19 +275,15 @@ class _Pull:
         arrays = _arrays_of(destination)
         _check(name, source.spec if source is not None else spec, destination, arrays)
         if arrays is not None and keep_previous:
-            previous = arrays[0].copy()
-            with self._lock:
-                self.saved.append((arrays[0], previous))
+            self.saved.append((arrays[0], arrays[0].copy()))
         if source is not None:
-            with self._lock:
-                self.aliases.append((name, source))
+            self.aliases.append((name, source))
             return None
         target = _Target(name, spec, destination, arrays)
         if arrays is not None and arrays[0].flags.c_contiguous:
             target.flat = arrays[0].reshape(-1).view(np.uint8)
         sources[spec.alias_of or spec.name] = target
-        with self._lock:
-            self.targets.append(target)
+        self.targets.append(target)
         return target
 
     def finish(self) -> None:
@@ -335,7 +337,7 @@ def _value_of(target: _Target) -> np.ndarray:
 
 
 def _shape(spec: pb.ParameterSpec) -> tuple[int, ...]:
-    return tuple(int(dim) for dim in spec.shape)
+    return tuple(spec.shape)
 
 
 def _dtype(spec: pb.ParameterSpec) -> np.dtype:
@@ -351,6 +353,8 @@ def _is_parameter(value: Any) -> bool:
 
 def _arrays_of(destination: Any) -> list[np.ndarray] | None:
     """The NumPy arrays a pull writes into, or None for a parameter without data yet."""
+    if isinstance(destination, np.ndarray):
+        return [destination]  # the cheap test first: a failed hasattr raises inside
     if _is_parameter(destination):
         try:
             return [np.asarray(array) for array in destination.list_data()]

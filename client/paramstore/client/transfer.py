@@ -7,6 +7,7 @@ once (the other names go as aliases).
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -70,13 +71,13 @@ def _outgoing(name: str, param: Any) -> Outgoing:
         declared = param.dtype
     else:  # a bare array
         data = np.asarray(param)
-        shape, label, kind, declared = data.shape, data.dtype.name, "Parameter", data.dtype
+        shape, label, kind, declared = data.shape, _dtype_name(data.dtype), "Parameter", data.dtype
     if data is not None:
-        data = np.asarray(data, dtype=data.dtype.newbyteorder("<"), order="C")
-        shape, dtype = data.shape, data.dtype.name
+        data = _little_endian_contiguous(data)
+        shape, dtype = data.shape, _dtype_name(data.dtype)
     else:
         try:
-            dtype = np.dtype(declared).name
+            dtype = _dtype_name(np.dtype(declared))
         except TypeError:
             raise InvalidArgument(f"parameter {name!r} has dtype {declared!r}, not a NumPy one") \
                 from None
@@ -92,7 +93,21 @@ def _outgoing(name: str, param: Any) -> Outgoing:
     return Outgoing(spec, data)
 
 
+def _little_endian_contiguous(data: np.ndarray) -> np.ndarray:
+    if data.flags.c_contiguous and data.dtype.byteorder != ">":
+        return data  # the common case, checked first because it is cheap
+    return np.asarray(data, dtype=data.dtype.newbyteorder("<"), order="C")
+
+
+@functools.cache
+def _dtype_name(dtype: np.dtype) -> str:
+    # NumPy works `dtype.name` out anew on every call: slow enough to dominate many tiny arrays.
+    return dtype.name
+
+
 def _is_parameter(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return False  # the cheap test first: a failed hasattr raises inside
     return all(hasattr(value, attribute) for attribute in ("name", "shape", "dtype", "data")) \
         and callable(value.data)
 

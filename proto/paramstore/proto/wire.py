@@ -98,7 +98,7 @@ def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], Non
 
 def data_bytes(spec: Any) -> int:
     """Bytes of data a ParameterSpec's shape and dtype hold."""
-    return int(numpy_dtype(spec.dtype).itemsize) * math.prod(int(dim) for dim in spec.shape)
+    return int(numpy_dtype(spec.dtype).itemsize) * math.prod(spec.shape)
 
 
 def _check_filled(name: str, expected: int, filled: int) -> None:

@@ -10,11 +10,8 @@ pass and together overshoot a store or total bound by at most one request's size
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from paramstore.server.errors import ResourceExhausted
 from paramstore.server.stores import ParameterInfo, StoreState
@@ -63,13 +60,7 @@ class Limits:
 
 def capacity_bytes(state: StoreState) -> int:
     """The bytes a store holds once every parameter of known shape has data."""
-    return sum(_tensor_bytes(info) for info in state.parameters.values() if not info.alias_of)
-
-
-def _tensor_bytes(info: ParameterInfo) -> int:
-    if info.shape is None:
-        return 0
-    return math.prod(info.shape) * np.dtype(info.dtype).itemsize
+    return sum(info.nbytes for info in state.parameters.values() if not info.alias_of)
 
 
 class Budget:
@@ -111,8 +102,8 @@ class Budget:
         if not self.counted or info.alias_of:
             return
         # An existing parameter keeps its shape, so only new bytes or a first shape add up.
-        before = _tensor_bytes(existing) if existing is not None and not existing.alias_of else 0
-        self.store_bytes += max(0, _tensor_bytes(info) - before)
+        before = existing.nbytes if existing is not None and not existing.alias_of else 0
+        self.store_bytes += max(0, info.nbytes - before)
         self._check_bytes(info.name)
 
     def _check_bytes(self, name: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import mmap
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -653,8 +654,7 @@ class _Parameters(NamedTuple):
 
 def _data_bytes(info: ParameterInfo, codec: compression.Codec | None) -> int:
     """The bytes a parameter's data takes in a push: raw, or the codes of `codec`."""
-    count = int(np.prod(info.shape or ()))
-    return count * np.dtype(info.dtype).itemsize if codec is None else codec.packed_bytes(count)
+    return info.nbytes if codec is None else codec.packed_bytes(math.prod(info.shape or ()))
 
 
 class _Buffer:
@@ -755,8 +755,7 @@ def _incoming(
         return Incoming(info)
     if codec is not None:
         return Incoming(info, codec.decompress(data, tuple(info.shape or ()), info.dtype))
-    dtype = np.dtype(info.dtype).newbyteorder("<")
-    return Incoming(info, data.view(dtype).reshape(info.shape or ()))
+    return Incoming(info, data.view(validation.LITTLE_ENDIAN[info.dtype]).reshape(info.shape or ()))
 
 
 def _page(entries: list[tuple[str, Entry]], token: str, size_of: Callable[[Entry], int],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +40,13 @@ class ParameterInfo:
     dtype_label: str
     kind: str = "Parameter"
     alias_of: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of its data (0 while its shape is unknown)."""
+        if self.shape is None:
+            return 0
+        return math.prod(self.shape) * validation.ITEMSIZES[self.dtype]
 
 
 @dataclass(frozen=True)
@@ -155,11 +163,13 @@ class Store:
                 existing = parameters.get(info.name)
                 if existing is not None:
                     existing = current.info(info.name)
-                    info = _merged(existing, info, has_data=current.array(info.name) is not None)
                     kept = current.array(info.name)
+                    info = _merged(existing, info, has_data=kept is not None)
                     if item.data is None and kept is not None:
                         data[info.name] = kept
-                parameters[info.name] = dataclasses.replace(info, alias_of=None)
+                # Aliases were set aside above: `info` names its own tensor (alias_of "" or None).
+                parameters[info.name] = info if info.alias_of is None else dataclasses.replace(
+                    info, alias_of=None)
                 if item.data is not None:
                     data[info.name] = _frozen(item.data)
             for info in aliases:
@@ -276,7 +286,8 @@ def _merged(existing: ParameterInfo, new: ParameterInfo, *, has_data: bool) -> P
         raise FailedPrecondition(
             f"parameter {new.name!r} holds {existing.dtype} data in the store; got {new.dtype}"
         )
-    return dataclasses.replace(new, shape=merge_shapes(new.name, existing.shape, new.shape))
+    shape = merge_shapes(new.name, existing.shape, new.shape)
+    return new if shape == new.shape else dataclasses.replace(new, shape=shape)
 
 
 def merge_shapes(name: str, stored: Shape, given: Shape) -> Shape:
@@ -285,6 +296,8 @@ def merge_shapes(name: str, stored: Shape, given: Shape) -> Shape:
     Raises `FailedPrecondition` when they disagree."""
     if stored is None or given is None:
         return given if stored is None else stored
+    if stored == given:
+        return stored  # the common case, checked first because it is cheap
     if len(stored) == len(given) and all(a == b or 0 in (a, b) for a, b in zip(stored, given)):
         return tuple(max(a, b) for a, b in zip(stored, given))
     raise FailedPrecondition(
@@ -324,9 +337,6 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
-_ITEMSIZES = {name: np.dtype(name).itemsize for name in validation.DTYPES}
-
-
 def validated_info(
     name: str,
     shape: Shape,
@@ -340,7 +350,7 @@ def validated_info(
     validation.parameter_name(name)
     if alias_of:
         validation.parameter_name(alias_of)
-    itemsize = _ITEMSIZES[validation.dtype(dtype)]
+    itemsize = validation.ITEMSIZES[validation.dtype(dtype)]
     checked_shape = None if shape is None else validation.shape(name, shape, itemsize, max_bytes)
     return ParameterInfo(
         name=name,

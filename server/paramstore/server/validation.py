@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 
 import ml_dtypes  # noqa: F401  np.dtype("bfloat16") in the server: its import paid once, at start
+import numpy as np
 import re2
 
 from paramstore import checkpoint
@@ -27,11 +28,17 @@ DTYPES = frozenset(
     ["bool", "uint8", "int8", "uint16", "int16", "float16", "bfloat16", "uint32", "int32",
      "float32", "uint64", "int64", "float64"]
 )
+# Each dtype as its data travels and is kept (little-endian), and its size: looked up per
+# parameter, so computed once here.
+LITTLE_ENDIAN = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}
+ITEMSIZES = {name: dtype.itemsize for name, dtype in LITTLE_ENDIAN.items()}
 KINDS = frozenset(["Parameter", "Constant"])
 # Store names and snapshot ids become file and folder names: a conservative alphabet, no
 # leading dot (hidden files, "." and ".."), so no path separators, NUL or traversal.
 _FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_C0_CONTROL = re.compile("[\x00-\x1f]")
+_INT_ONLY = {int}  # a shape's dimensions: not bools, nor any other int-like type
 
 
 def store_name(name: str) -> str:
@@ -81,9 +88,8 @@ def dtype(name: str) -> str:
 def shape(name: str, dims: Sequence[int], itemsize: int, max_bytes: int) -> tuple[int, ...]:
     """Return `dims` as a tuple if `name` may have this shape within `max_bytes` of data;
     over that size limit, raise `ResourceExhausted`."""
-    if not isinstance(dims, (list, tuple)) or not all(
-        isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in dims
-    ):
+    if not isinstance(dims, (list, tuple)) or not {*map(type, dims)} <= _INT_ONLY \
+            or (dims and min(dims) < 0):
         raise InvalidArgument(f"parameter {name!r} has an invalid shape {dims!r}")
     if len(dims) > MAX_DIMENSIONS:
         raise InvalidArgument(
@@ -103,7 +109,7 @@ def label(name: str, text: str) -> str:
     if (
         not isinstance(text, str)
         or len(text) > MAX_LABEL_LENGTH
-        or any(ord(char) < 32 for char in text)
+        or _C0_CONTROL.search(text)
     ):
         raise InvalidArgument(f"parameter {name!r} has an invalid dtype label {text[:40]!r}")
     return text

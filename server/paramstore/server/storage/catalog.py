@@ -409,10 +409,10 @@ class Catalog:
         optimizer = None
         try:
             with _storage_errors("write the snapshot"), _refusals():
-                # Laid out with the reader's own checks of the file's structure (its header
-                # within the readers' limit, every tensor within the data) before anything is
-                # written. What the listing holds passed the same checks a reader applies when
-                # it entered the store.
+                # Laid out to pass a reader's checks of the file's structure (its header within
+                # the readers' limit, every tensor within the data) before anything is written.
+                # What the listing holds passed the same checks a reader applies when it
+                # entered the store.
                 planned = checkpoint.plan(tensors, aliases=aliases, metadata=file_metadata)
                 reached("snapshot.verified")
                 checksums = planned.checksums_while(  # for the record
