@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from paramstore import checkpoint, nd
 from paramstore.checkpoint import CheckpointError
+from paramstore.dtypes import numpy_dtype
 
 
 def mlp_tensors() -> dict[str, np.ndarray]:
@@ -441,7 +442,7 @@ def test_a_selected_open_never_reads_the_other_tensors_bytes(tmp_path):
 
 
 def test_bfloat16_tensors_round_trip_and_open_with_plain_safetensors(tmp_path):
-    values = np.array([1.5, -2.0, 3.25e10], np.float32).astype("bfloat16")
+    values = np.array([1.5, -2.0, 3.25e10], np.float32).astype(numpy_dtype("bfloat16"))
     checkpoint.save(tmp_path / "bf.safetensors", {"w": values})
     assert checkpoint.load(tmp_path / "bf.safetensors").tensors["w"].dtype.name == "bfloat16"
     np.testing.assert_array_equal(checkpoint.load(tmp_path / "bf.safetensors").tensors["w"],
