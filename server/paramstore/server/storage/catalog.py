@@ -226,6 +226,11 @@ class Catalog:
                     continue
                 files.records[record.info.id] = record
         files.records = dict(sorted(files.records.items(), key=lambda item: int(item[0])))
+        for snapshot_id, record in files.records.items():  # oldest first: bases before deltas
+            if record.base and (record.base not in files.records or record.base in files.damaged):
+                _log.warning("store %s: delta snapshot %s has lost its base %s, skipped and "
+                             "never served", files.name, snapshot_id, record.base)
+                files.damaged.add(snapshot_id)
         files.next_id = max((int(id_) for id_ in recorded if id_.isdigit()), default=0) + 1
         for key in keys:
             if key.startswith(f"{files.prefix}/data/") and _id_of(key) not in recorded:
