@@ -40,8 +40,10 @@ class StoreModel:
         self.in_flight, self.in_flight_value, self.may_be_gone = operation, value, set()
         self.tags_in_flight = set(tags)
         if operation == "snapshot" and self.keep:
-            self.may_be_gone = set(sorted(self.snapshots)[:max(0, len(self.snapshots) + 1
-                                                               - self.keep)])
+            # The new snapshot takes one of the `keep` places; a tag it moves protects no more.
+            newest = sorted(self.snapshots)[max(0, len(self.snapshots) + 1 - self.keep):]
+            tagged = {tagged for tag, tagged in self.tags.items() if tag not in tags}
+            self.may_be_gone = set(self.snapshots) - self._kept(newest, tagged)
         if operation == "delete-snapshot":
             self.may_be_gone = {target}
             self.tags_in_flight = {tag for tag, tagged in self.tags.items() if tagged == target}
@@ -65,13 +67,18 @@ class StoreModel:
         if base:
             self.bases[snapshot_id] = base
         if self.keep:
-            kept = set(sorted(self.snapshots)[-self.keep:]) | set(self.tags.values())
-            for kept_id in list(kept):
-                while (kept_id := self.bases.get(kept_id, "")) and kept_id not in kept:
-                    kept.add(kept_id)
+            kept = self._kept(sorted(self.snapshots)[-self.keep:], set(self.tags.values()))
             for old in set(self.snapshots) - kept:
                 del self.snapshots[old]
         self.done()
+
+    def _kept(self, newest: list[str], tagged: set[str]) -> set[str]:
+        """What retention keeps: `newest`, `tagged`, and the bases these are built on."""
+        kept = set(newest) | tagged
+        for kept_id in list(kept):
+            while (kept_id := self.bases.get(kept_id, "")) and kept_id not in kept:
+                kept.add(kept_id)
+        return kept
 
     def deletable(self) -> list[str]:
         """The snapshots a delete may remove: those no kept delta snapshot is built on."""

@@ -128,3 +128,41 @@ def test_a_kill_at_each_commit_step_loses_nothing_acknowledged(step, storage, tm
         restarted.kill()
     for store in ("a", "b", "c"):
         assert_no_leftovers(storage.make_backend(), store)
+
+
+def test_a_kill_amid_retention_leaves_no_delta_without_its_base(storage, tmp_path):
+    """Retention dooms a delta and its base at once; killed after its first deletion, the
+    server must not keep the delta and lose the base."""
+    mark = tmp_path / "reached"
+    flags = ("--keep", "1", *storage.flags)
+    server = ServerProcess(storage.data_dir, flags, env={
+        "PARAMSTORE_CRASH_AT": "retention.record-deleted", "PARAMSTORE_CRASH_MARK": str(mark)})
+    model = StoreModel("s", keep=1)
+    try:
+        with server.start().connect(timeout=30) as client:
+            model.begin("create")
+            store = client.create_store("s")
+            model.created = True
+            store.push({"w": np.full(1000, 1.0, np.float32), "u": np.zeros(1000, np.float32)})
+            model.begin("snapshot", 1.0)
+            model.snapshot_taken(store.snapshot().id, 1.0)
+            store.set_data("w", np.full(1000, 2.0, np.float32))
+            model.begin("snapshot", 2.0)
+            info = store.snapshot(delta=True)  # kept with its base: nothing deleted yet
+            model.snapshot_taken(info.id, 2.0, info.base)
+            store.set_data("w", np.full(1000, 3.0, np.float32))
+            model.begin("snapshot", 3.0)
+            with pytest.raises(ParamstoreError):
+                store.snapshot()  # dooms both; the hook kills the server after one deletion
+    finally:
+        server.kill()
+    assert mark.read_text() == "retention.record-deleted"
+    assert model.bases == {"00000002": "00000001"}
+
+    restarted = ServerProcess(storage.data_dir, storage.flags)
+    try:
+        with restarted.start().connect() as client:
+            check(client, model, client.list_stores())
+    finally:
+        restarted.kill()
+    assert_no_leftovers(storage.make_backend(), "s")

@@ -293,3 +293,24 @@ def test_a_damaged_commit_record_is_skipped_and_its_data_kept_for_inspection(mak
     assert any(f"/data/{second.id}." in key for key in backend.list("stores/s"))
     third = reopened.take_snapshot("s", lambda: Contents(store_with(3.0).state()))
     assert int(third.id) > int(second.id)  # a damaged record's id is never reused
+
+
+def test_a_delta_whose_base_record_is_gone_is_skipped_and_never_served(make_backend):
+    catalog = Catalog(make_backend())
+    catalog.create_store("s")
+    store = store_with(1.0)
+    catalog.take_snapshot("s", lambda: Contents(store.state()))
+    store.push("", [param("w", np.full(100, 2.0, np.float32))])
+    delta = catalog.finish_snapshot(
+        catalog.begin_snapshot("s", lambda: Contents(store.state()), delta=True))
+    assert delta.base == "00000001"
+    catalog.take_snapshot("s", lambda: Contents(store_with(3.0).state()))
+    backend = make_backend()
+    (base,) = [key for key in backend.list("stores/s") if key.endswith(f"/{delta.base}.json")]
+    backend.delete(base)  # as a crash amid an older server's retention could leave it
+    reopened = Catalog(make_backend())
+    assert value_of(reopened.open_store("s")) == 3.0
+    assert [info.id for info in reopened.snapshots("s")] == ["00000003"]
+    with pytest.raises(InvalidArgument, match="damaged"):
+        reopened.read_snapshot("s", delta.id)
+    reopened.delete_snapshot("s", delta.id)

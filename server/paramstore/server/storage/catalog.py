@@ -19,7 +19,8 @@ data. The rules:
 - A snapshot's id is allocated in the critical section that captures the state (and the
   optimizer state of a training store, committed with it), so ids and states never disagree.
 - Retention runs only after the new snapshot is committed, and never deletes a snapshot that
-  a kept delta snapshot needs as its base; nor does a delete.
+  a kept delta snapshot needs as its base; nor does a delete. It deletes newest first, so that
+  a crash midway leaves no delta snapshot without its base.
 - A delta snapshot's base is the newest snapshot whose arrays the catalog saw committed; the
   arrays still the very same objects (arrays are never modified in place) are the unchanged.
 - A setting (a tag, a retention policy) changes by committing a record of a new generation
@@ -225,6 +226,11 @@ class Catalog:
                     continue
                 files.records[record.info.id] = record
         files.records = dict(sorted(files.records.items(), key=lambda item: int(item[0])))
+        for snapshot_id, record in files.records.items():  # oldest first: bases before deltas
+            if record.base and (record.base not in files.records or record.base in files.damaged):
+                _log.warning("store %s: delta snapshot %s has lost its base %s, skipped and "
+                             "never served", files.name, snapshot_id, record.base)
+                files.damaged.add(snapshot_id)
         files.next_id = max((int(id_) for id_ in recorded if id_.isdigit()), default=0) + 1
         for key in keys:
             if key.startswith(f"{files.prefix}/data/") and _id_of(key) not in recorded:
@@ -446,7 +452,9 @@ class Catalog:
         infos = [record.info for record in files.records.values()]
         bases = {snapshot_id: record.base for snapshot_id, record in files.records.items()
                  if record.base}
-        for snapshot_id in doomed(policy, infos, set(files.tags.values()), bases):
+        # Newest first: a delta goes before its base (always older), so that a crash between
+        # two deletions never leaves a delta whose base is gone.
+        for snapshot_id in reversed(doomed(policy, infos, set(files.tags.values()), bases)):
             record = files.records.pop(snapshot_id)
             try:
                 self.backend.delete(f"{files.prefix}/snapshots/{snapshot_id}.json")
