@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -99,6 +100,17 @@ class Cluster:
             replica.reap()
             self.start(replica)
             time.sleep(pause)
+
+    def restart_under(self, workers: list[threading.Thread], stop: threading.Event) -> None:
+        """Start `workers`, restart every replica in turn while they work, then set `stop`
+        and wait for them."""
+        for worker in workers:
+            worker.start()
+        time.sleep(1)
+        self.rolling_restart()
+        stop.set()
+        for worker in workers:
+            worker.join(90)
 
     def connect(self, **options: object) -> Client:
         return connect(self.addresses, **options)  # type: ignore[arg-type]

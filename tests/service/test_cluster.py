@@ -262,14 +262,8 @@ def test_rolling_restart_loses_no_acknowledged_snapshot(cluster: Cluster) -> Non
                     return
                 acknowledged.setdefault(name, []).append((info.id, value))
 
-    workers = [threading.Thread(target=work, args=(f"w{index}",)) for index in range(3)]
-    for worker in workers:
-        worker.start()
-    time.sleep(1)
-    cluster.rolling_restart()
-    stop.set()
-    for worker in workers:
-        worker.join(90)
+    cluster.restart_under(
+        [threading.Thread(target=work, args=(f"w{index}",)) for index in range(3)], stop)
     assert not failures, failures
     with cluster.connect() as client:
         for name, snapshots in acknowledged.items():
@@ -351,14 +345,7 @@ def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeatin
             finally:
                 kv.close()
 
-    workers = [threading.Thread(target=work) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    time.sleep(1)
-    cluster.rolling_restart()
-    stop.set()
-    for worker in workers:
-        worker.join(90)
+    cluster.restart_under([threading.Thread(target=work) for _ in range(2)], stop)
     assert not failures, failures
     steps = len(answers[0])
     assert steps > 10 and len(answers[1]) == steps

@@ -158,6 +158,12 @@ def _arrays(net: Any, what: str) -> list[np.ndarray]:
     return [getattr(param, what)().asnumpy() for param in net.collect_params().values()]
 
 
+def _assert_same_weights_and_gradients(remote: Any, local: Any) -> None:
+    for what in ("data", "grad"):
+        for got, want in zip(_arrays(remote, what), _arrays(local, what), strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_gradients_stay_the_workers_after_a_step_through_shared_memory(client: Any) -> None:
     kv = client.kvstore("mlp", mode="sync", num_workers=1)
     (local, here), (remote, there) = _local_and_remote_nets(kv)
@@ -165,10 +171,7 @@ def test_gradients_stay_the_workers_after_a_step_through_shared_memory(client: A
         for net, trainer in ((local, here), (remote, there)):
             _backward(net, step)
             trainer.step(8)
-        for got, want in zip(_arrays(remote, "grad"), _arrays(local, "grad")):
-            np.testing.assert_array_equal(got, want)
-        for got, want in zip(_arrays(remote, "data"), _arrays(local, "data")):
-            np.testing.assert_array_equal(got, want)
+        _assert_same_weights_and_gradients(remote, local)
     kv.close()
 
 
@@ -182,10 +185,7 @@ def test_grad_req_add_accumulates_through_shared_memory_as_in_one_process(client
             trainer.step(16)
             if step % 2:  # gradients also add up across steps until zeroed
                 net.collect_params().zero_grad()
-    for got, want in zip(_arrays(remote, "data"), _arrays(local, "data")):
-        np.testing.assert_array_equal(got, want)
-    for got, want in zip(_arrays(remote, "grad"), _arrays(local, "grad")):
-        np.testing.assert_array_equal(got, want)
+    _assert_same_weights_and_gradients(remote, local)
     kv.close()
 
 
