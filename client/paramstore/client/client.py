@@ -178,7 +178,7 @@ class Client:
 
     def kvstore(
         self, store: str, mode: str = "sync", num_workers: int = 1, timeout: float = 0.0,
-        shared_memory: bool = True,
+        shared_memory: bool = True, data_channel: bool = True,
     ) -> RemoteKVStore:
         """Join `store`'s distributed training as one worker: a KVStore for `gluon.Trainer`.
 
@@ -186,7 +186,9 @@ class Client:
         `num_workers` summed, one update per step) or "async" (each push applied on arrival);
         `timeout`: seconds a sync step waits for missing workers (0: the server's default).
         A worker on the server's host moves its gradients and weights through shared memory
-        instead of the socket, unless `shared_memory` is False.
+        instead of the socket, unless `shared_memory` is False; over the socket, steps take the
+        server's data channel (a TCP connection outside gRPC, admitted by a ticket) when it has
+        one, unless `data_channel` is False, and gRPC otherwise.
         Raises `InvalidArgument`, `FailedPrecondition` (the store trains in another mode or
         with another worker count, or every rank is taken).
         """
@@ -194,7 +196,8 @@ class Client:
             self.create_store(store)
         except AlreadyExists:
             pass
-        return RemoteKVStore(self, store, mode, num_workers, timeout, shared_memory)
+        return RemoteKVStore(self, store, mode, num_workers, timeout, shared_memory,
+                             data_channel)
 
     # ---- plumbing ----------------------------------------------------------------------------
 

@@ -21,9 +21,12 @@ the worker keeps the residuals, the server sums what the codes stand for.
 from __future__ import annotations
 
 import atexit
+import logging
 import mmap
 import secrets
+import ssl
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ import numpy as np
 
 from paramstore import _files
 from paramstore.client import transfer
+from paramstore.client.data_channel import DataConnection, client_tls
 from paramstore.client.errors import NotOwner, NotTraining, ParamstoreError, Unavailable
 from paramstore.client.steps import StepStream
 from paramstore.dtypes import numpy_dtype
@@ -43,6 +47,8 @@ from paramstore.proto import chunks
 from paramstore.proto import shared_memory as segments
 from paramstore.proto.chunks import CHUNK_BYTES
 from paramstore.proto.v1 import paramstore_pb2 as pb
+
+_log = logging.getLogger("paramstore.client")
 
 Key = str | int
 _RETRIES = 3  # training calls run again after a failover or a move
@@ -62,19 +68,25 @@ class RemoteKVStore(KVStoreBase):
     `bytes_sent` and `bytes_received` count the tensor bytes moved so far. `shared_memory` is
     True when the worker runs on the server's host and its pushes move their data through a
     shared-memory segment rather than the socket (pass `shared_memory=False` to always use the
-    socket).
+    socket). Over the socket, steps go through the server's data channel when it offers one
+    (`data_channel` says whether the last step did; pass `data_channel=False` to keep them on
+    gRPC), else, or when it cannot be reached, through gRPC.
     """
 
     takes_key_lists = True  # a list of keys moves in one round trip
 
     def __init__(
         self, client: Any, store: str, mode: str, num_workers: int, timeout: float = 0.0,
-        shared_memory: bool = True,
+        shared_memory: bool = True, data_channel: bool = True,
     ) -> None:
         self._client = client
         self.store = store
         self._join_request = (mode, num_workers, timeout, shared_memory)
         self._steps = StepStream(client, 0.0)  # replaced at each join, with its idle timeout
+        self._wants_data_channel = data_channel
+        self._data: DataConnection | None = None
+        self._data_tls: ssl.SSLContext | None = None
+        self.data_channel = False
         self._rank = -1  # none until the first join; then kept when it joins again
         lease = self._join()
         self._segment: SharedMemory | None = None  # its name; the data goes through _mapped
@@ -121,6 +133,10 @@ class RemoteKVStore(KVStoreBase):
         self.type = f"dist_{reply.mode}"
         self._steps.close()
         self._steps = StepStream(self._client, reply.idle_timeout_seconds)
+        self._close_data()
+        # A worker of a server without a data channel, or one it could not use, steps on gRPC.
+        self._data_port = reply.data_port if self._wants_data_channel else 0
+        self._data_idle_limit = (reply.idle_timeout_seconds or 30.0) / 2
         return float(reply.lease_seconds)
 
     def _training(self, run: Callable[[], Result]) -> Result:
@@ -281,10 +297,50 @@ class RemoteKVStore(KVStoreBase):
     ) -> list[transfer.Received]:
         """One step over the socket: the new values, each received into
         `destination(spec)` or, where that is None, a new array."""
+        connection = self._data_connection()
+        self.data_channel = connection is not None
+        if connection is not None:
+            self.bytes_sent += transfer.outgoing_bytes(outgoing)
+            begin = pb.PushBegin(store=self.store, rank=self._rank, step=self._steps_done + 1)
+            self._compress_on_wire(begin)
+            return connection.exchange(begin, outgoing, destination)
         return self._steps.exchange(
             lambda continuing: self._requests(outgoing, training=True),
             lambda replies: transfer.receive(replies, f"pushpull {self.store}", False,
                                              count=len(outgoing), destination=destination)[1])
+
+    def _data_connection(self) -> DataConnection | None:
+        """The connection to the server's data channel: the open one unless it idled for
+        half the server's idle timeout, else a new one, or None when there is no channel to
+        use (the worker then steps through gRPC; why is logged once)."""
+        connection = self._data
+        if connection is not None and not connection.closed and \
+                time.monotonic() - connection.used < self._data_idle_limit:
+            return connection
+        self._close_data()
+        if not self._data_port:
+            return None
+        try:
+            reply = self._client.call("OpenDataChannel", pb.OpenDataChannelRequest(
+                store=self.store, rank=self._rank))
+            if self._data_tls is None and self._client._tls is not False:
+                self._data_tls = client_tls(self._client._tls, self._client._client_cert)
+            host = reply.host or self._client.address.split(",")[0].rsplit(":", 1)[0]
+            self._data = DataConnection.open(host, reply.port, reply.ticket, self._data_tls,
+                                             self._client.timeout)
+        except (NotTraining, NotOwner, Unavailable):
+            raise  # the step is tried again (`_training`), the channel with it
+        except (ParamstoreError, OSError, ssl.SSLError) as error:
+            _log.warning("store %s: training steps go through gRPC, not the server's data "
+                         "channel: %s", self.store, error)
+            self._data_port = 0
+            return None
+        return self._data
+
+    def _close_data(self) -> None:
+        if self._data is not None:
+            self._data.close()
+            self._data = None
 
     def _push_pull_shared(self, outgoing: list[transfer.Outgoing], apart: bool = False
                           ) -> list[transfer.Received]:
@@ -445,6 +501,7 @@ class RemoteKVStore(KVStoreBase):
         self._closed.set()
         atexit.unregister(self.close)
         self._steps.close()
+        self._close_data()
         self._release_segment()
         try:
             self._client.call("LeaveTraining", pb.LeaveTrainingRequest(

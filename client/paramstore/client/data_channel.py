@@ -1,0 +1,173 @@
+"""`DataConnection`: a worker's training steps over the server's data channel.
+
+The server's data channel (`paramstore.server.data_channel`; the framing is `DataStep` and
+`DataStatus` in the .proto) moves a step's tensors over a plain TCP or TLS connection, sent from
+the gradients' own memory and received straight into the arrays that take the new values:
+none of gRPC's per-MiB costs on either side. A connection is admitted with a single-use ticket
+from `OpenDataChannel`; an error status ends it, and the next step opens a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import struct
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from paramstore.client import transfer
+from paramstore.client.errors import ParamstoreError, Unavailable, from_status
+from paramstore.dtypes import numpy_dtype
+from paramstore.proto.v1 import paramstore_pb2 as pb
+
+_LENGTH = struct.Struct("<I")
+MAX_STATUS_BYTES = 1 << 20
+CONNECT_TIMEOUT = 10.0
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class Refused(ParamstoreError):
+    """The data channel could not be reached or did not admit the worker: its steps go
+    through gRPC instead."""
+
+
+def client_tls(tls: bool | str | bytes | Path, client_cert: tuple[bytes, bytes] | None
+               ) -> ssl.SSLContext | None:
+    """The TLS the gRPC channel uses (`connect`'s `tls` and `client_cert`), for the data
+    channel; None for plain text."""
+    if tls is False:
+        return None
+    if tls is True:
+        context = ssl.create_default_context()
+    else:
+        roots = tls if isinstance(tls, bytes) else Path(tls).read_bytes()
+        context = ssl.create_default_context(cadata=roots.decode())
+    if client_cert is not None:
+        # `ssl` loads a certificate and key from files only: a private folder, gone at once.
+        with tempfile.TemporaryDirectory(prefix="paramstore-tls-") as folder:
+            chain, key = Path(folder) / "chain.pem", Path(folder) / "key.pem"
+            chain.write_bytes(client_cert[0])
+            key.touch(mode=0o600)
+            key.write_bytes(client_cert[1])
+            context.load_cert_chain(chain, key)
+    return context
+
+
+class DataConnection:
+    """One admitted connection to the data channel."""
+
+    def __init__(self, stream: socket.socket, timeout: float | None) -> None:
+        self._stream = stream
+        self._stream.settimeout(timeout)  # a sync step waits for the other workers
+        self._specs: list[pb.ParameterSpec] | None = None  # the last step's on this connection
+        self.used = time.monotonic()
+
+    @classmethod
+    def open(cls, host: str, port: int, ticket: bytes, tls: ssl.SSLContext | None,
+             timeout: float | None) -> DataConnection:
+        """Connect to `host:port` and present `ticket`. Raises `Refused` when the channel
+        cannot be reached or refuses the ticket."""
+        try:
+            stream = socket.create_connection((host.strip("[]"), port), timeout=CONNECT_TIMEOUT)
+        except OSError as error:
+            raise Refused(f"cannot connect to the data channel at {host}:{port}: {error}") \
+                from None
+        try:
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                stream = tls.wrap_socket(stream, server_hostname=host.strip("[]"))
+            stream.sendall(ticket)
+            status = _read_status(stream)
+        except (OSError, ParamstoreError) as error:
+            stream.close()
+            raise Refused(f"the data channel at {host}:{port} did not admit this worker: "
+                          f"{error}") from None
+        if status.code:
+            stream.close()
+            raise Refused(f"the data channel at {host}:{port} refused its ticket: "
+                          f"{status.message}")
+        return cls(stream, timeout)
+
+    def exchange(self, begin: pb.PushBegin, outgoing: list[transfer.Outgoing],
+                 destination: Callable[[pb.ParameterSpec], np.ndarray | None]
+                 ) -> list[transfer.Received]:
+        """One step: `begin` (store, rank, step, compression), each gradient's bytes; the new
+        values, each received into `destination(spec)` or, where that is None, a new array.
+        Raises the server's error for a refused step and `Unavailable` when the connection
+        broke; either way the connection is closed."""
+        specs = [item.spec for item in outgoing]
+        begin.parameter_count = len(specs)
+        begin.same_parameters = specs == self._specs
+        header = pb.DataStep(begin=begin, parameters=[] if begin.same_parameters else specs)
+        self._specs = specs
+        try:
+            data = header.SerializeToString()
+            self._stream.sendall(_LENGTH.pack(len(data)) + data)
+            for item in outgoing:
+                if item.data is not None:
+                    self._stream.sendall(_bytes_of(item.data))
+            status = _read_status(self._stream)
+            if status.code:
+                raise from_status(_CODES.get(status.code), status.message, status.error_kind,
+                                  status.owner)
+            received = []
+            for spec in specs:
+                value = destination(spec)
+                if value is None:
+                    value = np.empty(tuple(spec.shape),
+                                     dtype=numpy_dtype(spec.dtype).newbyteorder("<"))
+                _read(self._stream, memoryview(_bytes_of(value)))
+                received.append(transfer.Received(spec, value))
+        except (OSError, ssl.SSLError) as error:
+            self.close()
+            raise Unavailable(f"the data channel connection broke: {error}") from None
+        except BaseException:
+            self.close()
+            raise
+        self.used = time.monotonic()
+        return received
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stream.shutdown(socket.SHUT_RDWR)
+        self._stream.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.fileno() < 0
+
+
+def _bytes_of(array: np.ndarray) -> np.ndarray:
+    return array.reshape(-1).view(np.uint8)
+
+
+def _read(stream: socket.socket, view: memoryview) -> None:
+    filled = 0
+    while filled < len(view):
+        count = stream.recv_into(view[filled:])
+        if count == 0:
+            raise ConnectionResetError("the server closed the data connection")
+        filled += count
+
+
+def _read_status(stream: socket.socket) -> pb.DataStatus:
+    raw = bytearray(_LENGTH.size)
+    _read(stream, memoryview(raw))
+    (length,) = _LENGTH.unpack(raw)
+    if length > MAX_STATUS_BYTES:
+        raise ParamstoreError(f"the data channel sent a status of {length} bytes")
+    body = bytearray(length)
+    _read(stream, memoryview(body))
+    status = pb.DataStatus()
+    try:
+        status.ParseFromString(bytes(body))
+    except DecodeError:
+        raise ParamstoreError("the data channel sent a status that does not parse") from None
+    return status

@@ -1,0 +1,416 @@
+"""The data channel: training workers' PushPull steps over a plain TCP (or TLS) connection.
+
+gRPC in Python costs each side about half a millisecond of CPU per MiB it moves; a worker on
+another host (no shared memory) spends most of its step there. The data channel moves a step's
+tensors with `recv_into` straight into the buffers the step is summed from and `sendall` from
+the store's arrays, and nothing else: gRPC stays the control plane (joins, tickets, heartbeats)
+and the fallback. The framing is `paramstore.v1.DataStep` / `DataStatus` (see the .proto).
+
+It is a second listener of the same process under the same controls: a connection is admitted
+only with a ticket issued over gRPC (so tokens, read-only tokens and mutual TLS apply), single
+use, expiring in seconds, compared in constant time and bound to one store's training and rank;
+TLS with the gRPC port's certificate when that port has one; a bounded number of connections,
+each with its own thread; a header of bounded size that must arrive within `read_timeout`, a
+body at least `MIN_BYTES_PER_SECOND` once begun, and nothing at all between steps for longer
+than the idle timeout. A step's buffers are taken from the server's in-flight byte budget and
+its parameters checked as a gRPC push's are, before a byte of the body is read; a step refused
+or cut short applies nothing, and an error ends the connection after its status is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.server import failures
+from paramstore.server.errors import (
+    InvalidArgument,
+    NotOwner,
+    NotTraining,
+    ResourceExhausted,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from paramstore.server.servicer import ParamStoreServicer
+    from paramstore.server.training import TrainingSession
+
+_log = logging.getLogger("paramstore.server")
+
+TICKET_BYTES = 32
+TICKET_SECONDS = 10.0
+MAX_TICKETS = 1024  # outstanding at once; more is a client asking in a loop
+MAX_HEADER_BYTES = 1 << 20  # far above a step of thousands of parameters' specs
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_READ_TIMEOUT = 10.0
+MIN_BYTES_PER_SECOND = 1 << 20  # a body slower than this is a stall, not a network
+_LENGTH = struct.Struct("<I")
+_METHOD = "DataChannel"
+
+
+@dataclass(frozen=True)
+class DataLimits:
+    """Bounds of the data channel. `idle_timeout`: seconds a connection may wait for its next
+    step (the gRPC calls' idle timeout); `read_timeout`: seconds for the ticket once connected
+    and for a header once its first byte came."""
+
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    idle_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1:
+            raise ValueError(f"max data connections must be positive, got {self.max_connections}")
+        for name in ("read_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value}")
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What a redeemed ticket admits: one worker's steps on one store's training."""
+
+    store: str
+    rank: int
+    session: TrainingSession
+    expires: float
+
+
+class Tickets:
+    """Outstanding tickets, by the SHA-256 of their bytes (a lookup that tells a timing
+    observer nothing about the bytes themselves, then a constant-time comparison)."""
+
+    def __init__(self, lifetime: float = TICKET_SECONDS, limit: int = MAX_TICKETS) -> None:
+        self.lifetime = lifetime
+        self._limit = limit
+        self._tickets: dict[bytes, tuple[bytes, Ticket]] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, store: str, rank: int, session: TrainingSession) -> bytes:
+        """A new ticket for `rank` of `store`'s `session`. Raises `ResourceExhausted` when
+        too many are outstanding."""
+        secret = secrets.token_bytes(TICKET_BYTES)
+        now = time.monotonic()
+        with self._lock:
+            self._drop_expired(now)
+            if len(self._tickets) >= self._limit:
+                raise ResourceExhausted(
+                    f"{self._limit} data channel tickets are outstanding, the server's limit; "
+                    "retry shortly")
+            self._tickets[_digest(secret)] = (
+                secret, Ticket(store, rank, session, now + self.lifetime))
+        return secret
+
+    def redeem(self, presented: bytes) -> Ticket | None:
+        """The ticket `presented`, used up; None when it is unknown, used or expired."""
+        with self._lock:
+            entry = self._tickets.pop(_digest(presented), None)
+        if entry is None or not hmac.compare_digest(entry[0], presented):
+            return None
+        return entry[1] if entry[1].expires > time.monotonic() else None
+
+    def _drop_expired(self, now: float) -> None:
+        for key in [key for key, (_, ticket) in self._tickets.items() if ticket.expires <= now]:
+            del self._tickets[key]
+
+
+def _digest(secret: bytes) -> bytes:
+    return hashlib.sha256(secret).digest()
+
+
+def server_tls(cert_chain: bytes, key: bytes, client_ca: bytes | None) -> ssl.SSLContext:
+    """The data channel's TLS: the gRPC port's certificate, and with `client_ca` a client
+    certificate it signed required (as gRPC's mutual TLS)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # `ssl` loads a certificate and key from files only: a private folder, gone at once.
+    with tempfile.TemporaryDirectory(prefix="paramstore-tls-") as folder:
+        chain_path, key_path = Path(folder) / "chain.pem", Path(folder) / "key.pem"
+        chain_path.write_bytes(cert_chain)
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key)
+        context.load_cert_chain(chain_path, key_path)
+    if client_ca is not None:
+        context.load_verify_locations(cadata=client_ca.decode())
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class _Closed(Exception):
+    """The connection is to end: its peer left, stalled or broke the framing (already
+    answered when it could be)."""
+
+
+class _Refused(Exception):
+    """A step refused: its status is sent, then the connection ends."""
+
+    def __init__(self, status: pb.DataStatus) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+
+class DataChannel:
+    """The listener and its connections (one thread each). `servicer` runs the steps."""
+
+    def __init__(self, servicer: ParamStoreServicer, host: str, port: int,
+                 limits: DataLimits, tls: ssl.SSLContext | None = None) -> None:
+        self._servicer = servicer
+        self.limits = limits
+        self.tickets = Tickets()
+        self.advertised_host = ""  # a replica's advertised host, when clients reach it there
+        self._tls = tls
+        self._listener = socket.create_server(
+            (host.strip("[]"), port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+            backlog=limits.max_connections)
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._connections: dict[socket.socket, bool] = {}  # -> busy with a step
+        self._closing = threading.Event()
+        self._accepting = threading.Thread(target=self._accept, name="paramstore-data-accept",
+                                           daemon=True)
+
+    def start(self) -> None:
+        self._accepting.start()
+
+    def close(self) -> None:
+        """Accept no more; end idle connections now and busy ones after their step."""
+        self._closing.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            idle = [connection for connection, busy in self._connections.items() if not busy]
+        for connection in idle:
+            _shut(connection)
+
+    def abort(self) -> None:
+        """End every connection now (a shutdown's grace is over)."""
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            _shut(connection)
+
+    def connections(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    # ---- connections -------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                connection, peer = self._listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                full = len(self._connections) >= self.limits.max_connections
+                if not full:
+                    self._connections[connection] = False
+            if full:
+                _log.warning("data channel: refused a connection from %s: %d connections are "
+                             "open, the server's limit", peer[0], self.limits.max_connections)
+                connection.close()
+                continue
+            threading.Thread(target=self._serve, args=(connection, peer[0]),
+                             name="paramstore-data", daemon=True).start()
+
+    def _serve(self, connection: socket.socket, peer: str) -> None:
+        try:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection.settimeout(self.limits.read_timeout)
+            stream = self._secured(connection)
+            ticket = self._admit(stream, peer)
+            if ticket is not None:
+                self._steps(stream, ticket)
+        except _Closed:
+            pass
+        except (OSError, ssl.SSLError) as error:
+            _log.debug("data channel: connection from %s ended: %s", peer, error)
+        finally:
+            with self._lock:
+                self._connections.pop(connection, None)
+            _shut(connection)
+            connection.close()
+
+    def _secured(self, connection: socket.socket) -> socket.socket:
+        if self._tls is None:
+            return connection
+        secured = self._tls.wrap_socket(connection, server_side=True,
+                                        do_handshake_on_connect=False)
+        with self._lock:  # shut down through the TLS socket from now on
+            busy = self._connections.pop(connection, False)
+            self._connections[secured] = busy
+        secured.settimeout(self.limits.read_timeout)
+        secured.do_handshake()
+        return secured
+
+    def _admit(self, stream: socket.socket, peer: str) -> Ticket | None:
+        presented = bytearray(TICKET_BYTES)
+        _read(stream, memoryview(presented), time.monotonic() + self.limits.read_timeout)
+        ticket = self.tickets.redeem(bytes(presented))
+        if ticket is None:
+            _log.warning("data channel: refused a connection from %s: unknown, used or expired "
+                         "ticket", peer)
+            _send_status(stream, pb.DataStatus(
+                code=grpc.StatusCode.UNAUTHENTICATED.value[0], error_kind="Unauthenticated",
+                message="the data channel ticket is unknown, used or expired: get a new one "
+                        "with OpenDataChannel"))
+            return None
+        _send_status(stream, pb.DataStatus())
+        return ticket
+
+    def _steps(self, stream: socket.socket, ticket: Ticket) -> None:
+        previous: list[pb.ParameterSpec] | None = None
+        while not self._closing.is_set():
+            header = self._next_header(stream)
+            self._set_busy(stream, True)
+            try:
+                previous = self._step(stream, ticket, header, previous)
+            except _Refused as refused:
+                _send_status(stream, refused.status)
+                _drain(stream, self.limits.read_timeout)
+                return
+            finally:
+                self._set_busy(stream, False)
+
+    def _set_busy(self, stream: socket.socket, busy: bool) -> None:
+        with self._lock:
+            if stream in self._connections:
+                self._connections[stream] = busy
+
+    def _next_header(self, stream: socket.socket) -> pb.DataStep:
+        raw = bytearray(_LENGTH.size)
+        stream.settimeout(self.limits.idle_timeout)  # the worker computes between steps
+        try:
+            first = stream.recv_into(raw)
+        except TimeoutError:
+            _log.warning("data channel: closed a connection idle for %g s",
+                         self.limits.idle_timeout)
+            raise _Closed from None
+        if first == 0:
+            raise _Closed
+        stream.settimeout(self.limits.read_timeout)
+        deadline = time.monotonic() + self.limits.read_timeout
+        _read(stream, memoryview(raw)[first:], deadline)
+        (length,) = _LENGTH.unpack(raw)
+        if length > MAX_HEADER_BYTES:
+            _send_status(stream, _status(InvalidArgument(
+                f"a data channel step header of {length} bytes is over the "
+                f"{MAX_HEADER_BYTES}-byte limit")))
+            raise _Closed
+        body = bytearray(length)
+        _read(stream, memoryview(body), deadline)
+        header = pb.DataStep()
+        try:
+            header.ParseFromString(bytes(body))
+        except DecodeError:
+            _send_status(stream, _status(InvalidArgument(
+                "a data channel step header is not a paramstore.v1.DataStep message")))
+            raise _Closed from None
+        return header
+
+    def _step(self, stream: socket.socket, ticket: Ticket, header: pb.DataStep,
+              previous: list[pb.ParameterSpec] | None) -> list[pb.ParameterSpec]:
+        """Receive, run and answer one step; its specs."""
+        begin = header.begin
+        specs = previous if begin.same_parameters else list(header.parameters)
+        try:
+            if begin.store != ticket.store or begin.rank != ticket.rank:
+                raise InvalidArgument(
+                    f"this data connection carries rank {ticket.rank} of store "
+                    f"{ticket.store!r}'s training, not rank {begin.rank} of {begin.store!r}")
+            if specs is None:
+                raise InvalidArgument("same_parameters needs a previous step on the connection")
+            session = self._servicer.training.session(ticket.store)
+            if session is not ticket.session:
+                raise NotTraining(f"the training of store {ticket.store!r} this data "
+                                  "connection was opened for ended: join again")
+            with self._servicer.inflight.account() as take:
+                items, buffers = self._servicer.data_step_items(begin, specs, take)
+                deadline = time.monotonic() + self.limits.read_timeout + \
+                    sum(buffer.nbytes for buffer in buffers) / MIN_BYTES_PER_SECOND
+                for buffer in buffers:
+                    _read(stream, memoryview(buffer), deadline)
+                values = session.push_pull(ticket.rank, items(), begin.step)
+        except StoreError as error:
+            raise _Refused(_status(error)) from None
+        except (_Closed, OSError, ssl.SSLError):
+            raise
+        except Exception as error:
+            answer = failures.unexpected(_METHOD, error)
+            raise _Refused(pb.DataStatus(code=answer.code.value[0], error_kind=answer.kind,
+                                         message=answer.message)) from None
+        _send_status(stream, pb.DataStatus())
+        for _, value in values:
+            stream.sendall(memoryview(np.ascontiguousarray(value).reshape(-1).view(np.uint8)))
+        return specs
+
+
+def _status(error: StoreError) -> pb.DataStatus:
+    """The status a gRPC call would end with for `error` (`servicer.STATUS_OF`)."""
+    from paramstore.server.servicer import STATUS_OF
+
+    kind = next(cls for cls in type(error).__mro__ if cls in STATUS_OF or cls is StoreError)
+    code = STATUS_OF.get(kind, grpc.StatusCode.FAILED_PRECONDITION)
+    return pb.DataStatus(code=code.value[0], message=str(error), error_kind=kind.__name__,
+                         owner=error.owner if isinstance(error, NotOwner) else "")
+
+
+def _send_status(stream: socket.socket, status: pb.DataStatus) -> None:
+    data = status.SerializeToString()
+    stream.sendall(_LENGTH.pack(len(data)) + data)
+
+
+def _read(stream: socket.socket, view: memoryview, deadline: float) -> None:
+    """Fill `view` from `stream`, each read within the socket's timeout and all of it before
+    `deadline`. Raises `_Closed` when the peer leaves or stalls."""
+    filled = 0
+    while filled < len(view):
+        if time.monotonic() > deadline:
+            _log.warning("data channel: closed a connection that sent too slowly")
+            raise _Closed
+        try:
+            count = stream.recv_into(view[filled:])
+        except TimeoutError:
+            _log.warning("data channel: closed a connection that stopped sending")
+            raise _Closed from None
+        if count == 0:
+            raise _Closed  # cut short: nothing of its step was applied
+        filled += count
+
+
+def _drain(stream: socket.socket, seconds: float) -> None:
+    """Read and drop what the peer still sends (the rest of a refused step) for up to
+    `seconds`, so that it reads the status rather than a reset connection."""
+    with contextlib.suppress(OSError, ssl.SSLError):
+        if not isinstance(stream, ssl.SSLSocket):
+            stream.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + seconds
+        sink = bytearray(1 << 16)
+        while time.monotonic() < deadline and stream.recv_into(sink):
+            pass
+
+
+def _shut(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
+
