@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from training_runs import train_in_one_process, train_tied_mlp
+from training_runs import TRANSPORTS, train_in_one_process, train_tied_mlp
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
@@ -49,10 +49,6 @@ class LostAnswers:
 
         for method in ("_push_pull_socket", "_push_pull_shared"):
             monkeypatch.setattr(RemoteKVStore, method, losing(getattr(RemoteKVStore, method)))
-
-
-TRANSPORTS = {"shared-memory": {}, "data-channel": {"shared_memory": False},
-              "grpc": {"shared_memory": False, "data_channel": False}}
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
