@@ -70,16 +70,17 @@ _METHOD = "DataChannel"
 class DataLimits:
     """Bounds of the data channel. `idle_timeout`: seconds a connection may wait for its next
     step (the gRPC calls' idle timeout); `read_timeout`: seconds for the ticket once connected
-    and for a header once its first byte came."""
+    and for a header once its first byte came; `ticket_seconds`: how long a ticket is valid."""
 
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     read_timeout: float = DEFAULT_READ_TIMEOUT
     idle_timeout: float = 30.0
+    ticket_seconds: float = TICKET_SECONDS
 
     def __post_init__(self) -> None:
         if self.max_connections < 1:
             raise ValueError(f"max data connections must be positive, got {self.max_connections}")
-        for name in ("read_timeout", "idle_timeout"):
+        for name in ("read_timeout", "idle_timeout", "ticket_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value}")
@@ -175,7 +176,7 @@ class DataChannel:
                  limits: DataLimits, tls: ssl.SSLContext | None = None) -> None:
         self._servicer = servicer
         self.limits = limits
-        self.tickets = Tickets()
+        self.tickets = Tickets(limits.ticket_seconds)
         self.advertised_host = ""  # a replica's advertised host, when clients reach it there
         self._tls = tls
         self._listener = socket.create_server(
@@ -234,6 +235,7 @@ class DataChannel:
                              name="paramstore-data", daemon=True).start()
 
     def _serve(self, connection: socket.socket, peer: str) -> None:
+        stream = connection
         try:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.settimeout(self.limits.read_timeout)
@@ -243,22 +245,25 @@ class DataChannel:
                 self._steps(stream, ticket)
         except _Closed:
             pass
-        except (OSError, ssl.SSLError) as error:
+        except OSError as error:  # ssl.SSLError too: a plaintext client, a bad certificate
             _log.debug("data channel: connection from %s ended: %s", peer, error)
         finally:
             with self._lock:
+                self._connections.pop(stream, None)
                 self._connections.pop(connection, None)
-            _shut(connection)
-            connection.close()
+            _shut(stream)
+            stream.close()
 
     def _secured(self, connection: socket.socket) -> socket.socket:
+        """`connection` with TLS when the server has it (the handshake done)."""
         if self._tls is None:
             return connection
+        # From here on the TLS socket owns the connection: shutdown and close go through it.
         secured = self._tls.wrap_socket(connection, server_side=True,
                                         do_handshake_on_connect=False)
-        with self._lock:  # shut down through the TLS socket from now on
-            busy = self._connections.pop(connection, False)
-            self._connections[secured] = busy
+        with self._lock:
+            self._connections.pop(connection, None)
+            self._connections[secured] = False
         secured.settimeout(self.limits.read_timeout)
         secured.do_handshake()
         return secured
@@ -353,7 +358,7 @@ class DataChannel:
                 values = session.push_pull(ticket.rank, items(), begin.step)
         except StoreError as error:
             raise _Refused(_status(error)) from None
-        except (_Closed, OSError, ssl.SSLError):
+        except (_Closed, OSError):
             raise
         except Exception as error:
             answer = failures.unexpected(_METHOD, error)
