@@ -240,6 +240,8 @@ class DataChannel:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.settimeout(self.limits.read_timeout)
             stream = self._secured(connection)
+            if isinstance(stream, ssl.SSLSocket):
+                stream.do_handshake()
             ticket = self._admit(stream, peer)
             if ticket is not None:
                 self._steps(stream, ticket)
@@ -255,7 +257,7 @@ class DataChannel:
             stream.close()
 
     def _secured(self, connection: socket.socket) -> socket.socket:
-        """`connection` with TLS when the server has it (the handshake done)."""
+        """`connection` with TLS when the server has it (the handshake still to do)."""
         if self._tls is None:
             return connection
         # From here on the TLS socket owns the connection: shutdown and close go through it.
@@ -265,7 +267,6 @@ class DataChannel:
             self._connections.pop(connection, None)
             self._connections[secured] = False
         secured.settimeout(self.limits.read_timeout)
-        secured.do_handshake()
         return secured
 
     def _admit(self, stream: socket.socket, peer: str) -> Ticket | None:
