@@ -17,8 +17,8 @@ from training_runs import TRANSPORTS, train_in_one_process, train_tied_mlp
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
-from paramstore.client.errors import Unavailable
 from paramstore.client import RemoteKVStore
+from paramstore.client.errors import Unavailable
 from paramstore.client.train_demo import global_batch, shard, tied_mlp
 from paramstore.name import NameManager
 from paramstore.proto.v1 import paramstore_pb2 as pb

@@ -123,7 +123,7 @@ class DataConnection:
                 if value is None:
                     value = np.empty(tuple(spec.shape),
                                      dtype=numpy_dtype(spec.dtype).newbyteorder("<"))
-                _read(self._stream, memoryview(_bytes_of(value)))
+                _read(self._stream, _bytes_of(value))
                 received.append(transfer.Received(spec, value))
         except (OSError, ssl.SSLError) as error:
             self.close()
@@ -144,8 +144,9 @@ class DataConnection:
         return self._stream.fileno() < 0
 
 
-def _bytes_of(array: np.ndarray) -> np.ndarray:
-    return array.reshape(-1).view(np.uint8)
+def _bytes_of(array: np.ndarray) -> memoryview:
+    """The bytes of `array` (C-contiguous), without a copy."""
+    return array.reshape(-1).view(np.uint8).data
 
 
 def _read(stream: socket.socket, view: memoryview) -> None:

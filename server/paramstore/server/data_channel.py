@@ -355,7 +355,7 @@ class DataChannel:
                 deadline = time.monotonic() + self.limits.read_timeout + \
                     sum(buffer.nbytes for buffer in buffers) / MIN_BYTES_PER_SECOND
                 for buffer in buffers:
-                    _read(stream, memoryview(buffer), deadline)
+                    _read(stream, buffer.data, deadline)
                 values = session.push_pull(ticket.rank, items(), begin.step)
         except StoreError as error:
             raise _Refused(_status(error)) from None
@@ -367,7 +367,7 @@ class DataChannel:
                                          message=answer.message)) from None
         _send_status(stream, pb.DataStatus())
         for _, value in values:
-            stream.sendall(memoryview(np.ascontiguousarray(value).reshape(-1).view(np.uint8)))
+            stream.sendall(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data)
         return specs
 
 
