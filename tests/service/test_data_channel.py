@@ -1,8 +1,9 @@
 """The data channel under attack and under load: who gets in, what a bad step changes
 (nothing), and that the server keeps serving the others.
 
-A store "s" trains with one sync worker (`kv`, no optimizer: a step's value is its gradient)
-holding key "w" = zeros(4); raw connections then do what a hostile client would."""
+A store "s" trains in async mode with two workers and no optimizer (a step's value is its
+gradient) holding key "w" = zeros(4): `kv` steps through the SDK, and raw connections with
+tickets for the other's rank (`raw_rank`) do what a hostile client would."""
 
 from __future__ import annotations
 
@@ -38,16 +39,23 @@ class Worker:
     def __init__(self, address: str, **options: Any) -> None:
         self.address = address
         self.client = connect(address, **options)
-        self.kv = self.client.kvstore("s", num_workers=1, timeout=20, shared_memory=False)
+        self.kv, self.other = (
+            self.client.kvstore("s", mode="async", num_workers=2, timeout=20,
+                                shared_memory=False) for _ in range(2))
+        self.raw_rank = self.other.rank  # a joined rank that steps on raw connections only
         self.kv.init("w", nd.zeros(SHAPE))
         self.host = address.rsplit(":", 1)[0]
+        try:
+            self.port = self.ticket().port
+        except FailedPrecondition:  # a server without a data channel
+            self.port = 0
 
     def ticket(self, rank: int | None = None) -> pb.OpenDataChannelResponse:
         return self.client.call("OpenDataChannel", pb.OpenDataChannelRequest(
-            store="s", rank=self.kv.rank if rank is None else rank))
+            store="s", rank=self.raw_rank if rank is None else rank))
 
     def raw(self, tls: ssl.SSLContext | None = None) -> socket.socket:
-        stream = socket.create_connection((self.host, self.ticket().port), timeout=10)
+        stream = socket.create_connection((self.host, self.port), timeout=10)
         return tls.wrap_socket(stream, server_hostname=self.host) if tls else stream
 
     def admitted(self) -> socket.socket:
@@ -67,6 +75,7 @@ class Worker:
 
     def close(self) -> None:
         self.kv.close()
+        self.other.close()
         self.client.close()
 
 
@@ -130,7 +139,7 @@ def spec(shape: tuple[int, ...] = SHAPE, dtype: str = "float32") -> pb.Parameter
 
 
 def begin(worker: Worker, step: int = 1, **fields: Any) -> pb.PushBegin:
-    return pb.PushBegin(**{"store": "s", "rank": worker.kv.rank, "parameter_count": 1,
+    return pb.PushBegin(**{"store": "s", "rank": worker.raw_rank, "parameter_count": 1,
                            "step": step, **fields})
 
 
@@ -155,6 +164,39 @@ def test_a_raw_step_answers_the_new_value_after_an_ok_status(worker: Worker) -> 
     stream.sendall(header(begin(worker, step=2, same_parameters=True)) + gradient(6.0))
     assert read_status(stream).code == 0
     assert np.frombuffer(receive(stream, 16), np.float32).tolist() == [6.0] * 4
+
+
+def test_a_ranks_new_connection_replaces_its_last(worker: Worker) -> None:
+    first = worker.admitted()
+    second = worker.admitted()
+    assert closed(first, within=3)
+    second.sendall(header(begin(worker), spec()) + gradient(2.0))
+    assert read_status(second).code == 0
+
+
+def test_a_ranks_new_ticket_replaces_its_last(worker: Worker) -> None:
+    old, new = worker.ticket().ticket, worker.ticket().ticket
+    stream = worker.raw()
+    stream.sendall(old)
+    assert read_status(stream).code == 16
+    stream = worker.raw()
+    stream.sendall(new)
+    assert read_status(stream).code == 0
+
+
+def test_a_connection_idle_past_the_idle_timeout_is_closed_and_a_worker_reconnects(
+        make_server: Callable[..., Any]) -> None:
+    server = make_server(data_limits=LIMITS, calls=CallLimits(idle_timeout=1.0))
+    joined = Worker(server.address)
+    try:
+        stream = joined.admitted()
+        joined.step(1.0)
+        time.sleep(1.5)  # past the server's idle timeout: the worker opens a new connection
+        joined.step(2.0)
+        assert joined.kv.data_channel
+        assert closed(stream, within=1)
+    finally:
+        joined.close()
 
 
 # ---- tickets ------------------------------------------------------------------------------------
@@ -198,10 +240,9 @@ def test_an_expired_ticket_is_refused(worker: Worker) -> None:
 
 
 def test_a_ticket_for_a_rank_that_is_not_joined_is_refused(worker: Worker) -> None:
-    rank = worker.kv.rank
-    worker.kv.close()  # gives the rank back
+    worker.other.close()  # gives the rank back
     with pytest.raises(FailedPrecondition, match="join again"):
-        worker.ticket(rank)
+        worker.ticket()
 
 
 def test_a_read_only_token_gets_no_ticket(make_server: Callable[..., Any]) -> None:
@@ -211,14 +252,14 @@ def test_a_read_only_token_gets_no_ticket(make_server: Callable[..., Any]) -> No
     try:
         with connect(server.address, token="reader") as reader, pytest.raises(PermissionDenied):
             reader.call("OpenDataChannel", pb.OpenDataChannelRequest(store="s",
-                                                                     rank=joined.kv.rank))
+                                                                     rank=joined.raw_rank))
     finally:
         joined.close()
 
 
 def test_a_connection_is_bound_to_its_tickets_store_and_rank(worker: Worker) -> None:
     stream = worker.admitted()
-    stream.sendall(header(begin(worker, rank=worker.kv.rank + 1), spec()) + gradient())
+    stream.sendall(header(begin(worker, rank=worker.kv.rank), spec()) + gradient())
     status = read_status(stream)
     assert (status.code, status.error_kind) == (3, "InvalidArgument")
     assert "carries rank" in status.message
@@ -384,7 +425,7 @@ def test_without_a_data_channel_steps_go_through_grpc(make_server: Callable[...,
     try:
         joined.client.create_store("other")
         assert joined.client.call("JoinTraining", pb.JoinTrainingRequest(
-            store="other", mode="sync", num_workers=1)).data_port == 0
+            store="other", mode="async", num_workers=1)).data_port == 0
         joined.step(3.0)
         assert not joined.kv.data_channel
         assert joined.weight().tolist() == [3.0] * 4

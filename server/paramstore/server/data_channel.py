@@ -98,12 +98,14 @@ class Ticket:
 
 class Tickets:
     """Outstanding tickets, by the SHA-256 of their bytes (a lookup that tells a timing
-    observer nothing about the bytes themselves, then a constant-time comparison)."""
+    observer nothing about the bytes themselves, then a constant-time comparison). A rank has
+    one at most: a new one replaces the last, so they are bounded by the ranks joined."""
 
     def __init__(self, lifetime: float = TICKET_SECONDS, limit: int = MAX_TICKETS) -> None:
         self.lifetime = lifetime
         self._limit = limit
         self._tickets: dict[bytes, tuple[bytes, Ticket]] = {}
+        self._of_rank: dict[tuple[str, int], bytes] = {}  # -> the digest of its ticket
         self._lock = threading.Lock()
 
     def issue(self, store: str, rank: int, session: TrainingSession) -> bytes:
@@ -113,25 +115,32 @@ class Tickets:
         now = time.monotonic()
         with self._lock:
             self._drop_expired(now)
+            self._tickets.pop(self._of_rank.pop((store, rank), b""), None)
             if len(self._tickets) >= self._limit:
                 raise ResourceExhausted(
                     f"{self._limit} data channel tickets are outstanding, the server's limit; "
                     "retry shortly")
-            self._tickets[_digest(secret)] = (
-                secret, Ticket(store, rank, session, now + self.lifetime))
+            digest = _digest(secret)
+            self._tickets[digest] = (secret, Ticket(store, rank, session, now + self.lifetime))
+            self._of_rank[store, rank] = digest
         return secret
 
     def redeem(self, presented: bytes) -> Ticket | None:
         """The ticket `presented`, used up; None when it is unknown, used or expired."""
+        digest = _digest(presented)
         with self._lock:
-            entry = self._tickets.pop(_digest(presented), None)
+            entry = self._tickets.pop(digest, None)
+            if entry is not None and self._of_rank.get((entry[1].store, entry[1].rank)) == digest:
+                del self._of_rank[entry[1].store, entry[1].rank]
         if entry is None or not hmac.compare_digest(entry[0], presented):
             return None
         return entry[1] if entry[1].expires > time.monotonic() else None
 
     def _drop_expired(self, now: float) -> None:
         for key in [key for key, (_, ticket) in self._tickets.items() if ticket.expires <= now]:
-            del self._tickets[key]
+            ticket = self._tickets.pop(key)[1]
+            if self._of_rank.get((ticket.store, ticket.rank)) == key:
+                del self._of_rank[ticket.store, ticket.rank]
 
 
 def _digest(secret: bytes) -> bytes:
@@ -185,6 +194,7 @@ class DataChannel:
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._connections: dict[socket.socket, bool] = {}  # -> busy with a step
+        self._of_rank: dict[tuple[str, int], socket.socket] = {}  # a rank's one connection
         self._closing = threading.Event()
         self._accepting = threading.Thread(target=self._accept, name="paramstore-data-accept",
                                            daemon=True)
@@ -253,6 +263,9 @@ class DataChannel:
             with self._lock:
                 self._connections.pop(stream, None)
                 self._connections.pop(connection, None)
+                for rank, held in list(self._of_rank.items()):
+                    if held is stream:
+                        del self._of_rank[rank]
             _shut(stream)
             stream.close()
 
@@ -282,6 +295,11 @@ class DataChannel:
                         "with OpenDataChannel"))
             return None
         _send_status(stream, pb.DataStatus())
+        with self._lock:  # a rank's new connection replaces its last (a worker retrying)
+            replaced = self._of_rank.get((ticket.store, ticket.rank))
+            self._of_rank[ticket.store, ticket.rank] = stream
+        if replaced is not None:
+            _shut(replaced)
         return ticket
 
     def _steps(self, stream: socket.socket, ticket: Ticket) -> None:
