@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 from certificates import Authority
 
-from paramstore import nd
+from paramstore import nd, optimizer
 from paramstore.client import connect
 from paramstore.client.errors import FailedPrecondition, PermissionDenied
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server.admission import CallLimits
 from paramstore.server.auth import Token
 from paramstore.server.data_channel import DataLimits
+from paramstore.server.training import TrainingSession
 
 LENGTH = struct.Struct("<I")
 READ_TIMEOUT = 1.0
@@ -455,3 +456,30 @@ def test_a_stopping_server_closes_idle_data_connections(
         assert closed(stream, within=3)
     finally:
         joined.close()
+
+
+def test_a_connection_cut_after_the_server_applied_a_step_is_retried_without_applying_twice(
+        make_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    server = make_server(data_limits=LIMITS)
+    channel = server.server.data_channel
+    calls = []
+    push_pull = TrainingSession.push_pull
+
+    def cut_the_second(session: TrainingSession, *args: Any, **kwargs: Any) -> Any:
+        values = push_pull(session, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            channel.abort()  # the answer never leaves: the worker sends the step again
+        return values
+
+    monkeypatch.setattr(TrainingSession, "push_pull", cut_the_second)
+    with server.connect() as client, \
+            client.kvstore("d", num_workers=1, timeout=20, shared_memory=False) as kv:
+        kv.init("w", nd.zeros(SHAPE))
+        kv.set_optimizer(optimizer.SGD(learning_rate=1.0))
+        out = nd.zeros(SHAPE)
+        for _ in range(3):
+            kv.pushpull("w", nd.ones(SHAPE), out=out)
+        assert kv.data_channel
+    assert len(calls) == 4  # the cut step came twice, and was applied once
+    assert out.asnumpy().tolist() == [-3.0] * 4
