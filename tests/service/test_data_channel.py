@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,13 +21,14 @@ from certificates import Authority
 from paramstore import nd, optimizer
 from paramstore.client import connect
 from paramstore.client.errors import FailedPrecondition, PermissionDenied
+from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server.admission import CallLimits
 from paramstore.server.auth import Token
 from paramstore.server.data_channel import DataLimits
 from paramstore.server.training import TrainingSession
 
-LENGTH = struct.Struct("<I")
+LENGTH = frames.LENGTH
 READ_TIMEOUT = 1.0
 LIMITS = DataLimits(max_connections=4, read_timeout=READ_TIMEOUT, ticket_seconds=2.0)
 SHAPE = (4,)
@@ -59,9 +59,9 @@ class Worker:
         stream = socket.create_connection((self.host, self.port), timeout=10)
         return tls.wrap_socket(stream, server_hostname=self.host) if tls else stream
 
-    def admitted(self) -> socket.socket:
+    def admitted(self, rank: int | None = None) -> socket.socket:
         stream = self.raw()
-        stream.sendall(self.ticket().ticket)
+        stream.sendall(self.ticket(rank).ticket)
         assert read_status(stream).code == 0
         return stream
 
@@ -89,10 +89,7 @@ def worker(make_server: Callable[..., Any]) -> Iterator[Worker]:
 
 
 def read_status(stream: socket.socket) -> pb.DataStatus:
-    raw = receive(stream, LENGTH.size)
-    status = pb.DataStatus()
-    status.ParseFromString(receive(stream, LENGTH.unpack(raw)[0]))
-    return status
+    return frames.read_message(stream, pb.DataStatus)
 
 
 def receive(stream: socket.socket, size: int) -> bytes:
@@ -309,8 +306,9 @@ def test_a_step_over_the_inflight_byte_budget_is_refused(make_server: Callable[.
     server = make_server(data_limits=LIMITS, calls=CallLimits(max_inflight_bytes=16))
     joined = Worker(server.address)
     try:
-        holding = joined.admitted()  # its step's 16 bytes are taken while its body is awaited
-        holding.sendall(header(begin(joined), spec()))
+        # A connection of the other rank takes its step's 16 bytes while its body is awaited.
+        holding = joined.admitted(joined.kv.rank)
+        holding.sendall(header(begin(joined, rank=joined.kv.rank), spec()))
         time.sleep(0.2)
         stream = joined.admitted()
         stream.sendall(header(begin(joined), spec()) + gradient())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import struct
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,15 +19,13 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from google.protobuf.message import DecodeError
 
 from paramstore.client import transfer
 from paramstore.client.errors import ParamstoreError, Unavailable, from_status
 from paramstore.dtypes import numpy_dtype
+from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
-_LENGTH = struct.Struct("<I")
-MAX_STATUS_BYTES = 1 << 20
 CONNECT_TIMEOUT = 10.0
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -84,8 +81,8 @@ class DataConnection:
             if tls is not None:
                 stream = tls.wrap_socket(stream, server_hostname=host.strip("[]"))
             stream.sendall(ticket)
-            status = _read_status(stream)
-        except (OSError, ParamstoreError) as error:
+            status = frames.read_message(stream, pb.DataStatus)
+        except (OSError, frames.Malformed) as error:
             stream.close()
             raise Refused(f"the data channel at {host}:{port} did not admit this worker: "
                           f"{error}") from None
@@ -108,12 +105,11 @@ class DataConnection:
         header = pb.DataStep(begin=begin, parameters=[] if begin.same_parameters else specs)
         self._specs = specs
         try:
-            data = header.SerializeToString()
-            self._stream.sendall(_LENGTH.pack(len(data)) + data)
+            frames.send_message(self._stream, header)
             for item in outgoing:
                 if item.data is not None:
                     self._stream.sendall(_bytes_of(item.data))
-            status = _read_status(self._stream)
+            status = frames.read_message(self._stream, pb.DataStatus)
             if status.code:
                 raise from_status(_CODES.get(status.code), status.message, status.error_kind,
                                   status.owner)
@@ -123,9 +119,9 @@ class DataConnection:
                 if value is None:
                     value = np.empty(tuple(spec.shape),
                                      dtype=numpy_dtype(spec.dtype).newbyteorder("<"))
-                _read(self._stream, _bytes_of(value))
+                frames.read_into(self._stream, _bytes_of(value))
                 received.append(transfer.Received(spec, value))
-        except (OSError, ssl.SSLError) as error:
+        except (OSError, frames.Malformed) as error:  # ssl.SSLError is an OSError
             self.close()
             raise Unavailable(f"the data channel connection broke: {error}") from None
         except BaseException:
@@ -147,28 +143,3 @@ class DataConnection:
 def _bytes_of(array: np.ndarray) -> memoryview:
     """The bytes of `array` (C-contiguous), without a copy."""
     return array.reshape(-1).view(np.uint8).data
-
-
-def _read(stream: socket.socket, view: memoryview) -> None:
-    filled = 0
-    while filled < len(view):
-        count = stream.recv_into(view[filled:])
-        if count == 0:
-            raise ConnectionResetError("the server closed the data connection")
-        filled += count
-
-
-def _read_status(stream: socket.socket) -> pb.DataStatus:
-    raw = bytearray(_LENGTH.size)
-    _read(stream, memoryview(raw))
-    (length,) = _LENGTH.unpack(raw)
-    if length > MAX_STATUS_BYTES:
-        raise ParamstoreError(f"the data channel sent a status of {length} bytes")
-    body = bytearray(length)
-    _read(stream, memoryview(body))
-    status = pb.DataStatus()
-    try:
-        status.ParseFromString(bytes(body))
-    except DecodeError:
-        raise ParamstoreError("the data channel sent a status that does not parse") from None
-    return status

@@ -27,7 +27,6 @@ import math
 import secrets
 import socket
 import ssl
-import struct
 import tempfile
 import threading
 import time
@@ -37,8 +36,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
-from google.protobuf.message import DecodeError
 
+from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server import failures
 from paramstore.server.errors import (
@@ -55,14 +54,11 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("paramstore.server")
 
-TICKET_BYTES = 32
 TICKET_SECONDS = 10.0
 MAX_TICKETS = 1024  # outstanding at once; more is a client asking in a loop
-MAX_HEADER_BYTES = 1 << 20  # far above a step of thousands of parameters' specs
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_READ_TIMEOUT = 10.0
 MIN_BYTES_PER_SECOND = 1 << 20  # a body slower than this is a stall, not a network
-_LENGTH = struct.Struct("<I")
 _METHOD = "DataChannel"
 
 
@@ -111,7 +107,7 @@ class Tickets:
     def issue(self, store: str, rank: int, session: TrainingSession) -> bytes:
         """A new ticket for `rank` of `store`'s `session`. Raises `ResourceExhausted` when
         too many are outstanding."""
-        secret = secrets.token_bytes(TICKET_BYTES)
+        secret = secrets.token_bytes(frames.TICKET_BYTES)
         now = time.monotonic()
         with self._lock:
             self._drop_expired(now)
@@ -257,6 +253,9 @@ class DataChannel:
                 self._steps(stream, ticket)
         except _Closed:
             pass
+        except TimeoutError:  # a ticket, header or body that did not come in time
+            _log.warning("data channel: closed a connection from %s that stopped sending or "
+                         "sent too slowly", peer)
         except OSError as error:  # ssl.SSLError too: a plaintext client, a bad certificate
             _log.debug("data channel: connection from %s ended: %s", peer, error)
         finally:
@@ -283,18 +282,19 @@ class DataChannel:
         return secured
 
     def _admit(self, stream: socket.socket, peer: str) -> Ticket | None:
-        presented = bytearray(TICKET_BYTES)
-        _read(stream, memoryview(presented), time.monotonic() + self.limits.read_timeout)
+        presented = bytearray(frames.TICKET_BYTES)
+        frames.read_into(stream, memoryview(presented),
+                         time.monotonic() + self.limits.read_timeout)
         ticket = self.tickets.redeem(bytes(presented))
         if ticket is None:
             _log.warning("data channel: refused a connection from %s: unknown, used or expired "
                          "ticket", peer)
-            _send_status(stream, pb.DataStatus(
+            frames.send_message(stream, pb.DataStatus(
                 code=grpc.StatusCode.UNAUTHENTICATED.value[0], error_kind="Unauthenticated",
                 message="the data channel ticket is unknown, used or expired: get a new one "
                         "with OpenDataChannel"))
             return None
-        _send_status(stream, pb.DataStatus())
+        frames.send_message(stream, pb.DataStatus())
         with self._lock:  # a rank's new connection replaces its last (a worker retrying)
             replaced = self._of_rank.get((ticket.store, ticket.rank))
             self._of_rank[ticket.store, ticket.rank] = stream
@@ -310,7 +310,7 @@ class DataChannel:
             try:
                 previous = self._step(stream, ticket, header, previous)
             except _Refused as refused:
-                _send_status(stream, refused.status)
+                frames.send_message(stream, refused.status)
                 _drain(stream, self.limits.read_timeout)
                 return
             finally:
@@ -322,7 +322,7 @@ class DataChannel:
                 self._connections[stream] = busy
 
     def _next_header(self, stream: socket.socket) -> pb.DataStep:
-        raw = bytearray(_LENGTH.size)
+        raw = bytearray(frames.LENGTH.size)
         stream.settimeout(self.limits.idle_timeout)  # the worker computes between steps
         try:
             first = stream.recv_into(raw)
@@ -334,23 +334,14 @@ class DataChannel:
             raise _Closed
         stream.settimeout(self.limits.read_timeout)
         deadline = time.monotonic() + self.limits.read_timeout
-        _read(stream, memoryview(raw)[first:], deadline)
-        (length,) = _LENGTH.unpack(raw)
-        if length > MAX_HEADER_BYTES:
-            _send_status(stream, _status(InvalidArgument(
-                f"a data channel step header of {length} bytes is over the "
-                f"{MAX_HEADER_BYTES}-byte limit")))
-            raise _Closed
-        body = bytearray(length)
-        _read(stream, memoryview(body), deadline)
-        header = pb.DataStep()
+        frames.read_into(stream, memoryview(raw)[first:], deadline)
         try:
-            header.ParseFromString(bytes(body))
-        except DecodeError:
-            _send_status(stream, _status(InvalidArgument(
-                "a data channel step header is not a paramstore.v1.DataStep message")))
+            body = bytearray(frames.message_length(raw))
+            frames.read_into(stream, memoryview(body), deadline)
+            return frames.parse(pb.DataStep, body)
+        except frames.Malformed as error:
+            frames.send_message(stream, _status(InvalidArgument(str(error))))
             raise _Closed from None
-        return header
 
     def _step(self, stream: socket.socket, ticket: Ticket, header: pb.DataStep,
               previous: list[pb.ParameterSpec] | None) -> list[pb.ParameterSpec]:
@@ -373,7 +364,7 @@ class DataChannel:
                 deadline = time.monotonic() + self.limits.read_timeout + \
                     sum(buffer.nbytes for buffer in buffers) / MIN_BYTES_PER_SECOND
                 for buffer in buffers:
-                    _read(stream, buffer.data, deadline)
+                    frames.read_into(stream, buffer.data, deadline)
                 values = session.push_pull(ticket.rank, items(), begin.step)
         except StoreError as error:
             raise _Refused(_status(error)) from None
@@ -383,7 +374,7 @@ class DataChannel:
             answer = failures.unexpected(_METHOD, error)
             raise _Refused(pb.DataStatus(code=answer.code.value[0], error_kind=answer.kind,
                                          message=answer.message)) from None
-        _send_status(stream, pb.DataStatus())
+        frames.send_message(stream, pb.DataStatus())
         for _, value in values:
             stream.sendall(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data)
         return specs
@@ -397,29 +388,6 @@ def _status(error: StoreError) -> pb.DataStatus:
     code = STATUS_OF.get(kind, grpc.StatusCode.FAILED_PRECONDITION)
     return pb.DataStatus(code=code.value[0], message=str(error), error_kind=kind.__name__,
                          owner=error.owner if isinstance(error, NotOwner) else "")
-
-
-def _send_status(stream: socket.socket, status: pb.DataStatus) -> None:
-    data = status.SerializeToString()
-    stream.sendall(_LENGTH.pack(len(data)) + data)
-
-
-def _read(stream: socket.socket, view: memoryview, deadline: float) -> None:
-    """Fill `view` from `stream`, each read within the socket's timeout and all of it before
-    `deadline`. Raises `_Closed` when the peer leaves or stalls."""
-    filled = 0
-    while filled < len(view):
-        if time.monotonic() > deadline:
-            _log.warning("data channel: closed a connection that sent too slowly")
-            raise _Closed
-        try:
-            count = stream.recv_into(view[filled:])
-        except TimeoutError:
-            _log.warning("data channel: closed a connection that stopped sending")
-            raise _Closed from None
-        if count == 0:
-            raise _Closed  # cut short: nothing of its step was applied
-        filled += count
 
 
 def _drain(stream: socket.socket, seconds: float) -> None:
