@@ -481,3 +481,19 @@ def test_a_connection_cut_after_the_server_applied_a_step_is_retried_without_app
         assert kv.data_channel
     assert len(calls) == 4  # the cut step came twice, and was applied once
     assert out.asnumpy().tolist() == [-3.0] * 4
+
+
+@pytest.mark.parametrize("port", ["70000", "x", "-2"])
+def test_serve_refuses_a_data_port_that_is_not_one(
+        port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from paramstore.server.app import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--data-port", port])
+    assert exited.value.code == 2
+    assert "is not a port (0-65535) or 'off'" in capsys.readouterr().err
+
+
+def test_a_data_port_in_use_is_refused(make_server: Callable[..., Any]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken, pytest.raises(OSError):
+        make_server(data_port=taken.getsockname()[1])

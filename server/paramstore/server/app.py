@@ -243,6 +243,7 @@ def create_server(
                                        limits_of_data, data_tls)
         except OSError:
             admission.close()
+            server.stop(None)  # frees the gRPC port it bound
             raise
         servicer.data_channel = data_channel
     endpoint = None
@@ -522,10 +523,9 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 def _data_port(text: str) -> int | None:
     if text.lower() in ("off", "-1"):
         return None
-    port = int(text)
-    if not 0 <= port < 65536:
+    if not text.isdigit() or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535) or 'off'")
-    return port
+    return int(text)
 
 
 def _data_limits(args: argparse.Namespace) -> DataLimits:
