@@ -19,7 +19,7 @@ import pytest
 from certificates import Authority
 
 from paramstore import nd, optimizer
-from paramstore.client import connect
+from paramstore.client import connect, kvstore
 from paramstore.client.errors import FailedPrecondition, PermissionDenied
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
@@ -360,8 +360,10 @@ def test_a_slowloris_header_is_closed_while_a_worker_trains(worker: Worker) -> N
     assert steps
 
 
-def test_connections_beyond_the_cap_are_refused_and_workers_fall_back_to_grpc(
-        worker: Worker, caplog: pytest.LogCaptureFixture) -> None:
+def test_connections_beyond_the_cap_are_refused_and_workers_fall_back_to_grpc_for_a_while(
+        worker: Worker, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kvstore, "DATA_CHANNEL_RETRY_SECONDS", 1.0)
     held = [worker.raw() for _ in range(LIMITS.max_connections)]
     time.sleep(0.2)
     refused = worker.raw()
@@ -372,6 +374,9 @@ def test_connections_beyond_the_cap_are_refused_and_workers_fall_back_to_grpc(
     assert "go through gRPC" in caplog.text
     for stream in held:
         stream.close()
+    time.sleep(1.2)  # the worker tries the channel again
+    worker.step(6.0)
+    assert worker.kv.data_channel
 
 
 # ---- TLS, switched off, shutdown ---------------------------------------------------------------

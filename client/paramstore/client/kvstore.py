@@ -52,6 +52,7 @@ _log = logging.getLogger("paramstore.client")
 
 Key = str | int
 _RETRIES = 3  # training calls run again after a failover or a move
+DATA_CHANNEL_RETRY_SECONDS = 60.0  # a data channel that could not be used is tried again then
 Result = TypeVar("Result")
 
 
@@ -134,8 +135,9 @@ class RemoteKVStore(KVStoreBase):
         self._steps.close()
         self._steps = StepStream(self._client, reply.idle_timeout_seconds)
         self._close_data()
-        # A worker of a server without a data channel, or one it could not use, steps on gRPC.
+        # A worker of a server without a data channel steps on gRPC.
         self._data_port = reply.data_port if self._wants_data_channel else 0
+        self._data_retry_at = 0.0  # until then, after a failure to open the channel, gRPC
         self._data_idle_limit = (reply.idle_timeout_seconds or 30.0) / 2
         return float(reply.lease_seconds)
 
@@ -312,13 +314,14 @@ class RemoteKVStore(KVStoreBase):
     def _data_connection(self) -> DataConnection | None:
         """The connection to the server's data channel: the open one unless it idled for
         half the server's idle timeout, else a new one, or None when there is no channel to
-        use (the worker then steps through gRPC; why is logged once)."""
+        use (the worker then steps through gRPC; why is logged, and the channel tried again
+        `DATA_CHANNEL_RETRY_SECONDS` later)."""
         connection = self._data
         if connection is not None and not connection.closed and \
                 time.monotonic() - connection.used < self._data_idle_limit:
             return connection
         self._close_data()
-        if not self._data_port:
+        if not self._data_port or time.monotonic() < self._data_retry_at:
             return None
         try:
             reply = self._client.call("OpenDataChannel", pb.OpenDataChannelRequest(
@@ -332,8 +335,8 @@ class RemoteKVStore(KVStoreBase):
             raise  # the step is tried again (`_training`), the channel with it
         except (ParamstoreError, OSError, ssl.SSLError) as error:
             _log.warning("store %s: training steps go through gRPC, not the server's data "
-                         "channel: %s", self.store, error)
-            self._data_port = 0
+                         "channel, for %g s: %s", self.store, DATA_CHANNEL_RETRY_SECONDS, error)
+            self._data_retry_at = time.monotonic() + DATA_CHANNEL_RETRY_SECONDS
             return None
         return self._data
 

@@ -216,10 +216,6 @@ class DataChannel:
         for connection in connections:
             _shut(connection)
 
-    def connections(self) -> int:
-        with self._lock:
-            return len(self._connections)
-
     # ---- connections -------------------------------------------------------------------------
 
     def _accept(self) -> None:
