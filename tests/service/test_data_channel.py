@@ -19,7 +19,7 @@ import pytest
 from certificates import Authority
 
 from paramstore import nd, optimizer
-from paramstore.client import connect, kvstore
+from paramstore.client import connect, data_channel
 from paramstore.client.errors import FailedPrecondition, PermissionDenied
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
@@ -363,12 +363,12 @@ def test_a_slowloris_header_is_closed_while_a_worker_trains(worker: Worker) -> N
 def test_connections_beyond_the_cap_are_refused_and_workers_fall_back_to_grpc_for_a_while(
         worker: Worker, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(kvstore, "DATA_CHANNEL_RETRY_SECONDS", 1.0)
+    monkeypatch.setattr(data_channel, "RETRY_SECONDS", 1.0)
     held = [worker.raw() for _ in range(LIMITS.max_connections)]
     time.sleep(0.2)
     refused = worker.raw()
     assert closed(refused, within=READ_TIMEOUT / 2)  # at once, not after the read timeout
-    worker.kv._close_data()  # its next step needs a new connection, which is refused
+    worker.kv._data.close()  # its next step needs a new connection, which is refused
     worker.step(5.0)
     assert not worker.kv.data_channel
     assert "go through gRPC" in caplog.text

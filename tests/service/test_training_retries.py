@@ -41,7 +41,7 @@ class LostAnswers:
                 if exchanges[id(client)] in lose.get(client, ()):
                     self.lost += 1
                     kv._steps.close()
-                    kv._close_data()
+                    kv._data.close()
                     raise Unavailable("the step's answer was lost on its way back")
                 return result
 

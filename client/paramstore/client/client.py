@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import tempfile
 import threading
 import time
@@ -20,6 +21,7 @@ from grpc.experimental import ChannelOptions
 from paramstore import checkpoint
 from paramstore._memory import keep_freed_memory
 from paramstore.client import transfer
+from paramstore.client.data_channel import client_tls
 from paramstore.client.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -106,6 +108,7 @@ class Client:
         # copied: reusing the freed blocks spares page-faulting every pulled byte's memory.
         keep_freed_memory()
         self._tls, self._client_cert = tls, client_cert
+        self._data_channel_tls: ssl.SSLContext | None = None
         self._connections: dict[str, _Connection] = {}
         self._connections_lock = threading.Lock()
         # UNAVAILABLE is retried on another replica only when there are several to try.
@@ -271,6 +274,13 @@ class Client:
                     address, self._tls, self._client_cert,
                     retries=len(self._routes.addresses) == 1)
             return connection
+
+    def data_channel_tls(self) -> ssl.SSLContext | None:
+        """The TLS of the client's channels (None: plain text) for data channel connections,
+        made once."""
+        if self._data_channel_tls is None and self._tls is not False:
+            self._data_channel_tls = client_tls(self._tls, self._client_cert)
+        return self._data_channel_tls
 
     def progress_bar(self, total: int, description: str) -> Any:
         return transfer.progress_bar(total, description, self.progress)

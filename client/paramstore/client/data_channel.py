@@ -1,4 +1,4 @@
-"""`DataConnection`: a worker's training steps over the server's data channel.
+"""`DataChannel`: a worker's training steps over the server's data channel.
 
 The server's data channel (`paramstore.server.data_channel`; the framing is `DataStep` and
 `DataStatus` in the .proto) moves a step's tensors over a plain TCP or TLS connection, sent from
@@ -10,24 +10,35 @@ from `OpenDataChannel`; an error status ends it, and the next step opens a new o
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import socket
 import ssl
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 
 from paramstore.client import transfer
-from paramstore.client.errors import ParamstoreError, Unavailable, from_status
+from paramstore.client.errors import (
+    NotOwner,
+    NotTraining,
+    ParamstoreError,
+    Unavailable,
+    from_status,
+)
 from paramstore.dtypes import numpy_dtype
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 CONNECT_TIMEOUT = 10.0
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+RETRY_SECONDS = 60.0  # a channel that could not be used is tried again then
+_log = logging.getLogger("paramstore.client")
 
 
 class Refused(ParamstoreError):
@@ -35,8 +46,8 @@ class Refused(ParamstoreError):
     through gRPC instead."""
 
 
-def client_tls(tls: bool | str | bytes | Path, client_cert: tuple[bytes, bytes] | None
-               ) -> ssl.SSLContext | None:
+def client_tls(tls: bool | str | os.PathLike[str] | bytes,
+               client_cert: tuple[bytes, bytes] | None) -> ssl.SSLContext | None:
     """The TLS the gRPC channel uses (`connect`'s `tls` and `client_cert`), for the data
     channel; None for plain text."""
     if tls is False:
@@ -143,3 +154,51 @@ class DataConnection:
 def _bytes_of(array: np.ndarray) -> memoryview:
     """The bytes of `array` (C-contiguous), without a copy."""
     return array.reshape(-1).view(np.uint8).data
+
+
+class DataChannel:
+    """A worker's use of the server's data channel, from one join to the next: its connection,
+    opened when a step needs it with a ticket from `OpenDataChannel` on `client` (routed to
+    the store's owner), and replaced when it idled for half the server's idle timeout
+    (`idle_timeout`), before the server would close it. `port` 0: the server has none."""
+
+    def __init__(self, client: Any, store: str, port: int, idle_timeout: float) -> None:
+        self._client = client
+        self._store = store
+        self._port = port
+        self._idle_limit = (idle_timeout or 30.0) / 2
+        self._connection: DataConnection | None = None
+        self._retry_at = 0.0  # after a failure to use the channel, steps go through gRPC until
+
+    def connection(self, rank: int) -> DataConnection | None:
+        """The open connection, or a new one, or None when there is no channel to use now
+        (the step then goes through gRPC; why is logged, and the channel tried again
+        `RETRY_SECONDS` later). Raises `NotTraining`, `NotOwner`, `Unavailable` from the
+        ticket's call: the step is tried again, as any."""
+        connection = self._connection
+        if connection is not None and not connection.closed and \
+                time.monotonic() - connection.used < self._idle_limit:
+            return connection
+        self.close()
+        if not self._port or time.monotonic() < self._retry_at:
+            return None
+        try:
+            reply = self._client.call("OpenDataChannel", pb.OpenDataChannelRequest(
+                store=self._store, rank=rank))
+            host = reply.host or self._client.address.split(",")[0].rsplit(":", 1)[0]
+            self._connection = DataConnection.open(
+                host, reply.port, reply.ticket, self._client.data_channel_tls(),
+                self._client.timeout)
+        except (NotTraining, NotOwner, Unavailable):
+            raise
+        except (ParamstoreError, OSError) as error:  # ssl.SSLError is an OSError
+            _log.warning("store %s: training steps go through gRPC, not the server's data "
+                         "channel, for %g s: %s", self._store, RETRY_SECONDS, error)
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            return None
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -21,12 +21,9 @@ the worker keeps the residuals, the server sums what the codes stand for.
 from __future__ import annotations
 
 import atexit
-import logging
 import mmap
 import secrets
-import ssl
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +34,7 @@ import numpy as np
 
 from paramstore import _files
 from paramstore.client import transfer
-from paramstore.client.data_channel import DataConnection, client_tls
+from paramstore.client.data_channel import DataChannel
 from paramstore.client.errors import NotOwner, NotTraining, ParamstoreError, Unavailable
 from paramstore.client.steps import StepStream
 from paramstore.dtypes import numpy_dtype
@@ -48,11 +45,8 @@ from paramstore.proto import shared_memory as segments
 from paramstore.proto.chunks import CHUNK_BYTES
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
-_log = logging.getLogger("paramstore.client")
-
 Key = str | int
 _RETRIES = 3  # training calls run again after a failover or a move
-DATA_CHANNEL_RETRY_SECONDS = 60.0  # a data channel that could not be used is tried again then
 Result = TypeVar("Result")
 
 
@@ -85,8 +79,7 @@ class RemoteKVStore(KVStoreBase):
         self._join_request = (mode, num_workers, timeout, shared_memory)
         self._steps = StepStream(client, 0.0)  # replaced at each join, with its idle timeout
         self._wants_data_channel = data_channel
-        self._data: DataConnection | None = None
-        self._data_tls: ssl.SSLContext | None = None
+        self._data = DataChannel(client, store, 0, 0.0)  # replaced at each join
         self.data_channel = False
         self._rank = -1  # none until the first join; then kept when it joins again
         lease = self._join()
@@ -134,11 +127,10 @@ class RemoteKVStore(KVStoreBase):
         self.type = f"dist_{reply.mode}"
         self._steps.close()
         self._steps = StepStream(self._client, reply.idle_timeout_seconds)
-        self._close_data()
-        # A worker of a server without a data channel steps on gRPC.
-        self._data_port = reply.data_port if self._wants_data_channel else 0
-        self._data_retry_at = 0.0  # until then, after a failure to open the channel, gRPC
-        self._data_idle_limit = (reply.idle_timeout_seconds or 30.0) / 2
+        self._data.close()
+        self._data = DataChannel(self._client, self.store,
+                                 reply.data_port if self._wants_data_channel else 0,
+                                 reply.idle_timeout_seconds)
         return float(reply.lease_seconds)
 
     def _training(self, run: Callable[[], Result]) -> Result:
@@ -299,7 +291,7 @@ class RemoteKVStore(KVStoreBase):
     ) -> list[transfer.Received]:
         """One step over the socket: the new values, each received into
         `destination(spec)` or, where that is None, a new array."""
-        connection = self._data_connection()
+        connection = self._data.connection(self._rank)
         self.data_channel = connection is not None
         if connection is not None:
             self.bytes_sent += transfer.outgoing_bytes(outgoing)
@@ -310,40 +302,6 @@ class RemoteKVStore(KVStoreBase):
             lambda continuing: self._requests(outgoing, training=True),
             lambda replies: transfer.receive(replies, f"pushpull {self.store}", False,
                                              count=len(outgoing), destination=destination)[1])
-
-    def _data_connection(self) -> DataConnection | None:
-        """The connection to the server's data channel: the open one unless it idled for
-        half the server's idle timeout, else a new one, or None when there is no channel to
-        use (the worker then steps through gRPC; why is logged, and the channel tried again
-        `DATA_CHANNEL_RETRY_SECONDS` later)."""
-        connection = self._data
-        if connection is not None and not connection.closed and \
-                time.monotonic() - connection.used < self._data_idle_limit:
-            return connection
-        self._close_data()
-        if not self._data_port or time.monotonic() < self._data_retry_at:
-            return None
-        try:
-            reply = self._client.call("OpenDataChannel", pb.OpenDataChannelRequest(
-                store=self.store, rank=self._rank))
-            if self._data_tls is None and self._client._tls is not False:
-                self._data_tls = client_tls(self._client._tls, self._client._client_cert)
-            host = reply.host or self._client.address.split(",")[0].rsplit(":", 1)[0]
-            self._data = DataConnection.open(host, reply.port, reply.ticket, self._data_tls,
-                                             self._client.timeout)
-        except (NotTraining, NotOwner, Unavailable):
-            raise  # the step is tried again (`_training`), the channel with it
-        except (ParamstoreError, OSError, ssl.SSLError) as error:
-            _log.warning("store %s: training steps go through gRPC, not the server's data "
-                         "channel, for %g s: %s", self.store, DATA_CHANNEL_RETRY_SECONDS, error)
-            self._data_retry_at = time.monotonic() + DATA_CHANNEL_RETRY_SECONDS
-            return None
-        return self._data
-
-    def _close_data(self) -> None:
-        if self._data is not None:
-            self._data.close()
-            self._data = None
 
     def _push_pull_shared(self, outgoing: list[transfer.Outgoing], apart: bool = False
                           ) -> list[transfer.Received]:
@@ -504,7 +462,7 @@ class RemoteKVStore(KVStoreBase):
         self._closed.set()
         atexit.unregister(self.close)
         self._steps.close()
-        self._close_data()
+        self._data.close()
         self._release_segment()
         try:
             self._client.call("LeaveTraining", pb.LeaveTrainingRequest(
