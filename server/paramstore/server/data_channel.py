@@ -20,11 +20,8 @@ or cut short applies nothing, and an error ends the connection after its status 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import math
-import secrets
 import socket
 import ssl
 import tempfile
@@ -40,22 +37,14 @@ import numpy as np
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server import failures
-from paramstore.server.errors import (
-    InvalidArgument,
-    NotOwner,
-    NotTraining,
-    ResourceExhausted,
-    StoreError,
-)
+from paramstore.server.data_tickets import TICKET_SECONDS, Ticket, Tickets
+from paramstore.server.errors import InvalidArgument, NotOwner, NotTraining, StoreError
 
 if TYPE_CHECKING:
     from paramstore.server.servicer import ParamStoreServicer
-    from paramstore.server.training import TrainingSession
 
 _log = logging.getLogger("paramstore.server")
 
-TICKET_SECONDS = 10.0
-MAX_TICKETS = 1024  # outstanding at once; more is a client asking in a loop
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_READ_TIMEOUT = 10.0
 MIN_BYTES_PER_SECOND = 1 << 20  # a body slower than this is a stall, not a network
@@ -80,67 +69,6 @@ class DataLimits:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value}")
-
-
-@dataclass(frozen=True)
-class Ticket:
-    """What a redeemed ticket admits: one worker's steps on one store's training."""
-
-    store: str
-    rank: int
-    session: TrainingSession
-    expires: float
-
-
-class Tickets:
-    """Outstanding tickets, by the SHA-256 of their bytes (a lookup that tells a timing
-    observer nothing about the bytes themselves, then a constant-time comparison). A rank has
-    one at most: a new one replaces the last, so they are bounded by the ranks joined."""
-
-    def __init__(self, lifetime: float = TICKET_SECONDS, limit: int = MAX_TICKETS) -> None:
-        self.lifetime = lifetime
-        self._limit = limit
-        self._tickets: dict[bytes, tuple[bytes, Ticket]] = {}
-        self._of_rank: dict[tuple[str, int], bytes] = {}  # -> the digest of its ticket
-        self._lock = threading.Lock()
-
-    def issue(self, store: str, rank: int, session: TrainingSession) -> bytes:
-        """A new ticket for `rank` of `store`'s `session`. Raises `ResourceExhausted` when
-        too many are outstanding."""
-        secret = secrets.token_bytes(frames.TICKET_BYTES)
-        now = time.monotonic()
-        with self._lock:
-            self._drop_expired(now)
-            self._tickets.pop(self._of_rank.pop((store, rank), b""), None)
-            if len(self._tickets) >= self._limit:
-                raise ResourceExhausted(
-                    f"{self._limit} data channel tickets are outstanding, the server's limit; "
-                    "retry shortly")
-            digest = _digest(secret)
-            self._tickets[digest] = (secret, Ticket(store, rank, session, now + self.lifetime))
-            self._of_rank[store, rank] = digest
-        return secret
-
-    def redeem(self, presented: bytes) -> Ticket | None:
-        """The ticket `presented`, used up; None when it is unknown, used or expired."""
-        digest = _digest(presented)
-        with self._lock:
-            entry = self._tickets.pop(digest, None)
-            if entry is not None and self._of_rank.get((entry[1].store, entry[1].rank)) == digest:
-                del self._of_rank[entry[1].store, entry[1].rank]
-        if entry is None or not hmac.compare_digest(entry[0], presented):
-            return None
-        return entry[1] if entry[1].expires > time.monotonic() else None
-
-    def _drop_expired(self, now: float) -> None:
-        for key in [key for key, (_, ticket) in self._tickets.items() if ticket.expires <= now]:
-            ticket = self._tickets.pop(key)[1]
-            if self._of_rank.get((ticket.store, ticket.rank)) == key:
-                del self._of_rank[ticket.store, ticket.rank]
-
-
-def _digest(secret: bytes) -> bytes:
-    return hashlib.sha256(secret).digest()
 
 
 def server_tls(cert_chain: bytes, key: bytes, client_ca: bytes | None) -> ssl.SSLContext:
