@@ -277,8 +277,9 @@ def test_rolling_restart_loses_no_acknowledged_snapshot(cluster: Cluster) -> Non
     np.testing.assert_equal(sorted(acknowledged), ["w0", "w1", "w2"])
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_training_worker_resumes_on_the_new_owner_from_the_last_snapshot(
-        cluster: Cluster, make_server) -> None:  # type: ignore[no-untyped-def]
+        cluster: Cluster, make_server, transport: str) -> None:  # type: ignore[no-untyped-def]
     from test_training_state import Worker, assert_weights_equal
 
     with make_server().connect() as single:  # the same 8 steps, never interrupted
@@ -286,13 +287,14 @@ def test_a_training_worker_resumes_on_the_new_owner_from_the_last_snapshot(
 
     cluster.start_all()
     with cluster.connect() as client:
-        worker = Worker(client, "m")
+        worker = Worker(client, "m", **TRANSPORTS[transport])
         worker.train(0, 5)
         client.store("m").snapshot(step=5)  # weights and Adam's state
         owner = _settled(cluster, "m")
         cluster.replica_at(owner).kill()
         resumed = worker.train(5, 3)  # the same worker object: it joins the new owner itself
         assert _owner(cluster.addresses, "m") not in ("", owner)
+        assert worker.kv.data_channel == (transport == "data-channel")
     assert_weights_equal(resumed, uninterrupted)
 
 
