@@ -235,12 +235,9 @@ def create_server(
                            "server?) or not an address of this machine")
     data_channel = None
     if data_port is not None:
-        limits_of_data = dataclasses.replace(data_limits or DataLimits(),
-                                             idle_timeout=calls.idle_timeout)
-        data_tls = server_tls(tls[0], tls[1], tls_client_ca) if tls is not None else None
         try:
-            data_channel = DataChannel(servicer, address.rsplit(":", 1)[0], data_port,
-                                       limits_of_data, data_tls)
+            data_channel = _data_channel(servicer, address, data_port, data_limits, calls,
+                                         tls, tls_client_ca)
         except OSError:
             admission.close()
             server.stop(None)  # frees the gRPC port it bound
@@ -255,6 +252,15 @@ def create_server(
         data_channel.advertised_host = replica.address.rsplit(":", 1)[0]
     return ParamStoreServer(server, health_servicer, registry, endpoint, admission,
                             training, replica, data_channel), port
+
+
+def _data_channel(servicer: ParamStoreServicer, address: str, port: int,
+                  limits: DataLimits | None, calls: CallLimits,
+                  tls: tuple[bytes, bytes] | None, tls_client_ca: bytes | None) -> DataChannel:
+    """The data channel on `address`'s host: its calls' idle timeout, their TLS."""
+    limits = dataclasses.replace(limits or DataLimits(), idle_timeout=calls.idle_timeout)
+    context = server_tls(tls[0], tls[1], tls_client_ca) if tls is not None else None
+    return DataChannel(servicer, address.rsplit(":", 1)[0], port, limits, context)
 
 
 def _check_cluster_marker(backend: Backend, cluster: ClusterConfig | None) -> None:
