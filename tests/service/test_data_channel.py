@@ -360,6 +360,19 @@ def test_a_slowloris_header_is_closed_while_a_worker_trains(worker: Worker) -> N
     assert steps
 
 
+def test_a_body_trickling_in_is_closed_and_changes_nothing(worker: Worker) -> None:
+    stream = worker.admitted()
+    stream.sendall(header(begin(worker), spec()))
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        for byte in gradient():
+            stream.sendall(bytes([byte]))
+            time.sleep(0.25)
+    assert time.monotonic() - started < READ_TIMEOUT + 3
+    assert worker.weight().tolist() == [0.0] * 4
+    worker.step(8.0)
+
+
 def test_connections_beyond_the_cap_are_refused_and_workers_fall_back_to_grpc_for_a_while(
         worker: Worker, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
