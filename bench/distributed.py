@@ -13,6 +13,9 @@ warmup) and for the server (its process from the end of the warmup, read from /p
 change is judged by the CPU it removes. Workers on the server's host move their data through shared
 memory; the runs repeat with 2-bit gradient compression (`--threshold`) and over the socket
 (`shared_memory=False`: the path of workers on other hosts), there also with float16 gradients.
+The socket rows go through the server's data channel (on by default: a TCP connection outside
+gRPC); the "socket grpc" rows keep the steps on gRPC (`data_channel=False`), the baseline the
+data channel is measured against in the same run.
 
 `--compare-mxnet PYTHON` runs MXNet 1.9.1 `dist_sync` (ps-lite, one server) and
 `--compare-torch PYTHON` PyTorch DDP (gloo) on the same workload with those interpreters, in the
@@ -151,14 +154,17 @@ def _moved(kvstore: Any) -> int:
 
 def paramstore_worker(args: argparse.Namespace) -> dict[str, float]:
     from paramstore.client import connect
+    from paramstore.client.train_demo import TRANSPORTS
 
     compression = json.loads(args.compression) if args.compression else None
     kind = compression["type"] if compression else "plain"
-    store = f"bench-{args.workers[0]}-{kind}-{args.socket}"
+    store = f"bench-{args.workers[0]}-{kind}-{args.transport}"
     with connect(args.address) as client:
         kv = client.kvstore(store, mode="sync", num_workers=args.workers[0], timeout=120,
-                            shared_memory=not args.socket)
+                            **TRANSPORTS[args.transport])
         found = train(kv, kv.rank, args.workers[0], args, compression)
+        if args.transport == "data-channel" and not kv.data_channel:
+            raise SystemExit("the worker fell back to gRPC: the data channel row would lie")
         kv.close()
     return found
 
@@ -299,10 +305,11 @@ def _collect(processes: list[subprocess.Popen[str]], args: argparse.Namespace,
 
 
 def measure_paramstore(server: int, address: str, workers: int, args: argparse.Namespace,
-                       compression: str = "", socket: bool = False) -> dict[str, float]:
+                       compression: str = "", transport: str = "shared-memory"
+                       ) -> dict[str, float]:
     """`workers` paramstore workers training through the server of process id `server`."""
     command = _worker_command(sys.executable, "paramstore", address, workers, args, compression)
-    command += ["--socket"] if socket else []
+    command += ["--transport", transport]
     return _collect([subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
                      for _ in range(workers)], args, server)
 
@@ -372,7 +379,7 @@ def main() -> None:
         parser.add_argument(f"--{role}-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--compression", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--socket", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--transport", default="shared-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for role, run in (("paramstore", paramstore_worker), ("mxnet", mxnet_worker),
                       ("torch", torch_worker)):
@@ -385,8 +392,10 @@ def main() -> None:
 
     two_bit = json.dumps({"type": "2bit", "threshold": args.threshold})
     fp16 = json.dumps({"type": "fp16"})
-    ours = {"": ("", False), ", 2bit": (two_bit, False), ", socket": ("", True),
-            ", socket 2bit": (two_bit, True), ", socket fp16": (fp16, True)}
+    ours = {"": ("", "shared-memory"), ", 2bit": (two_bit, "shared-memory"),
+            ", socket": ("", "data-channel"), ", socket 2bit": (two_bit, "data-channel"),
+            ", socket fp16": (fp16, "data-channel"), ", socket grpc": ("", "grpc"),
+            ", socket grpc 2bit": (two_bit, "grpc")}
     found: dict[tuple[str, int, str], dict[str, float]] = {}  # (framework, workers, setup)
 
     def keep(key: tuple[str, int, str], figures: dict[str, float]) -> None:
@@ -405,9 +414,10 @@ def main() -> None:
                 if args.compare_torch:
                     keep(("torch", 0, ""), measure_torch(args.compare_torch, 0, args))
                 for workers in args.workers:
-                    for label, (how, socket) in ours.items():
+                    for label, (how, transport) in ours.items():
                         keep(("paramstore", workers, label),
-                             measure_paramstore(server.pid, address, workers, args, how, socket))
+                             measure_paramstore(server.pid, address, workers, args, how,
+                                                transport))
                     if args.compare_mxnet:
                         for label, how in (("", ""), (", 2bit", two_bit)):
                             keep(("mxnet", workers, label),
@@ -443,7 +453,8 @@ def main() -> None:
     for (framework, workers, label), figures in found.items():
         if framework == "paramstore" or not workers:
             continue
-        for mine in ([label, ", socket" + (" 2bit" if label else "")]
+        for mine in ([label, ", socket" + (" 2bit" if label else ""),
+                      ", socket grpc" + (" 2bit" if label else "")]
                      + ([", 2bit", ", socket 2bit"] if not label else [])):
             paramstore = found["paramstore", workers, mine]
             ratio = paramstore["steps_per_s"] / figures["steps_per_s"]

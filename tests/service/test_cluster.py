@@ -17,6 +17,7 @@ import pytest
 from chapter_nets import mlp
 from replicas import Cluster, eventually
 from server_process import paramstore_command
+from training_runs import TRANSPORTS
 
 from paramstore import nd, optimizer
 from paramstore.client import Unavailable, connect
@@ -276,8 +277,9 @@ def test_rolling_restart_loses_no_acknowledged_snapshot(cluster: Cluster) -> Non
     np.testing.assert_equal(sorted(acknowledged), ["w0", "w1", "w2"])
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_training_worker_resumes_on_the_new_owner_from_the_last_snapshot(
-        cluster: Cluster, make_server) -> None:  # type: ignore[no-untyped-def]
+        cluster: Cluster, make_server, transport: str) -> None:  # type: ignore[no-untyped-def]
     from test_training_state import Worker, assert_weights_equal
 
     with make_server().connect() as single:  # the same 8 steps, never interrupted
@@ -285,13 +287,14 @@ def test_a_training_worker_resumes_on_the_new_owner_from_the_last_snapshot(
 
     cluster.start_all()
     with cluster.connect() as client:
-        worker = Worker(client, "m")
+        worker = Worker(client, "m", **TRANSPORTS[transport])
         worker.train(0, 5)
         client.store("m").snapshot(step=5)  # weights and Adam's state
         owner = _settled(cluster, "m")
         cluster.replica_at(owner).kill()
         resumed = worker.train(5, 3)  # the same worker object: it joins the new owner itself
         assert _owner(cluster.addresses, "m") not in ("", owner)
+        assert worker.kv.data_channel == (transport == "data-channel")
     assert_weights_equal(resumed, uninterrupted)
 
 
@@ -318,8 +321,9 @@ def test_a_cluster_url_that_is_not_etcd_is_refused(url: str) -> None:
         parse_url(url)
 
 
+@pytest.mark.parametrize("transport", ["data-channel", "grpc"])
 def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeating_a_step(
-        cluster: Cluster) -> None:
+        cluster: Cluster, transport: str) -> None:
     cluster.start_all()
     decisions: list[bool] = []
     stop = threading.Event()
@@ -327,11 +331,12 @@ def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeatin
     together = threading.Barrier(2, action=lambda: decisions.append(stop.is_set()))
     answers: dict[int, list[float]] = {}
     failures: list[BaseException] = []
+    used: set[bool] = set()  # whether steps went through the data channel
 
     def work() -> None:
         with cluster.connect() as client:
             kv = client.kvstore("m", mode="sync", num_workers=2, timeout=30,
-                                shared_memory=False)
+                                **TRANSPORTS[transport])
             kv.init("w", nd.zeros(3))
             kv.set_optimizer(optimizer.SGD(learning_rate=1.0))
             out = nd.zeros(3)
@@ -339,6 +344,7 @@ def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeatin
                 while together.wait(60) >= 0 and not decisions[-1]:
                     kv.pushpull("w", nd.ones(3) * (kv.rank + 1), out=out)  # 1 + 2 per step
                     answers.setdefault(kv.rank, []).append(float(out.asnumpy()[0]))
+                    used.add(kv.data_channel)
             except BaseException as error:  # noqa: B902 - every failure is the test's
                 failures.append(error)
                 together.abort()
@@ -351,3 +357,4 @@ def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeatin
     assert steps > 10 and len(answers[1]) == steps
     # Each step subtracts the summed gradient, 3, once: none lost, none applied twice.
     assert answers[0] == answers[1] == [-3.0 * (step + 1) for step in range(steps)]
+    assert (transport == "data-channel") in used

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from server_process import wait_for_line
-from training_runs import train_in_one_process
+from training_runs import TRANSPORTS, train_in_one_process
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
@@ -41,12 +41,13 @@ def parameters(result: Any) -> list[np.ndarray]:
     return [result[name] for name in names]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_two_sync_workers_on_half_batches_end_where_one_process_on_the_union_ends(
-    make_server: Callable[..., Any], tmp_path: Path,
+    make_server: Callable[..., Any], tmp_path: Path, transport: str,
 ) -> None:
     server = make_server()
     outs = [tmp_path / "w0.npz", tmp_path / "w1.npz"]
-    options = dict(workers=2, steps=8, batch_size=32,
+    options = dict(workers=2, steps=8, batch_size=32, transport=transport,
                    optimizer_params='{"learning_rate": 0.5, "momentum": 0.9}')
     assert finish(start_workers(server.address, outs, **options)) == [0, 0]
 

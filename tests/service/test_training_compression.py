@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from training_runs import train_tied_mlp
+from training_runs import TRANSPORTS, train_tied_mlp
 
 from paramstore import kvstore, nd
 from paramstore.client.errors import InvalidArgument
@@ -23,12 +23,14 @@ RECORDED = json.loads(
 DIST_SYNC = [case for case in RECORDED if case["kvstore"] == "dist_sync"]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("case", DIST_SYNC, ids=lambda case: f"{case['workers']}w-{case['shape']}")
-def test_sync_workers_pull_what_mxnet_dist_sync_pulls(make_server: Callable[..., Any], case):
+def test_sync_workers_pull_what_mxnet_dist_sync_pulls(make_server: Callable[..., Any], case,
+                                                      transport: str):
     server = make_server()
     clients = [server.connect() for _ in range(case["workers"])]
-    stores = [client.kvstore("two-bit", mode="sync", num_workers=case["workers"], timeout=20)
-              for client in clients]
+    stores = [client.kvstore("two-bit", mode="sync", num_workers=case["workers"], timeout=20,
+                             **TRANSPORTS[transport]) for client in clients]
     pulled: dict[int, list[list[float]]] = {kv.rank: [] for kv in stores}
 
     def work(kv: Any) -> None:
@@ -52,17 +54,19 @@ def test_sync_workers_pull_what_mxnet_dist_sync_pulls(make_server: Callable[...,
         np.testing.assert_array_equal(np.array(pulled[rank], dtype=np.float32), expected)
 
 
+@pytest.mark.parametrize("transport", ["data-channel", "grpc"])
 @pytest.mark.parametrize("compression, share", [
     ({"type": "2bit", "threshold": 0.05}, 1 / 3),  # float32 init, then a 16th a step
     ({"type": "fp16"}, 0.7),  # float32 init, then half a step
 ])
 def test_a_compressed_worker_ends_where_the_in_process_kvstore_ends(
-    make_server: Callable[..., Any], compression: dict[str, Any], share: float,
+    make_server: Callable[..., Any], compression: dict[str, Any], share: float, transport: str,
 ) -> None:
     with make_server().connect() as client:
-        kv = client.kvstore("mlp", mode="sync", num_workers=1, shared_memory=False)
+        kv = client.kvstore("mlp", mode="sync", num_workers=1, **TRANSPORTS[transport])
         remote = train_tied_mlp(kv, compression)
-        plain = client.kvstore("plain", mode="sync", num_workers=1, shared_memory=False)
+        assert kv.data_channel == (transport == "data-channel")
+        plain = client.kvstore("plain", mode="sync", num_workers=1, **TRANSPORTS[transport])
         train_tied_mlp(plain)
     local = train_tied_mlp(kvstore.create(), compression)
     for got, want in zip(remote, local):

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from training_runs import train_in_one_process, train_tied_mlp
+from training_runs import TRANSPORTS, train_in_one_process, train_tied_mlp
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
+from paramstore.client import RemoteKVStore
 from paramstore.client.errors import Unavailable
-from paramstore.client.steps import StepStream
 from paramstore.client.train_demo import global_batch, shard, tied_mlp
 from paramstore.name import NameManager
 from paramstore.proto.v1 import paramstore_pb2 as pb
@@ -26,29 +26,34 @@ from paramstore.proto.v1 import paramstore_pb2 as pb
 
 class LostAnswers:
     """Loses the answers of the chosen steps of a client's worker (counted from 1): the server
-    applied them, the worker hears `Unavailable`."""
+    applied them, the worker hears `Unavailable`, whichever way its steps go (shared memory,
+    the data channel or gRPC)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, lose: dict[Any, set[int]]) -> None:
         self.lost = 0
         exchanges: Counter[int] = Counter()
-        exchange = StepStream.exchange
 
-        def losing(stream: StepStream, requests: Any, read: Callable[[Any], Any]) -> Any:
-            result = exchange(stream, requests, read)
-            client = stream._client
-            exchanges[id(client)] += 1
-            if exchanges[id(client)] in lose.get(client, ()):
-                self.lost += 1
-                stream.close()
-                raise Unavailable("the step's answer was lost on its way back")
-            return result
+        def losing(exchange: Callable[..., Any]) -> Callable[..., Any]:
+            def lose_some(kv: RemoteKVStore, *args: Any, **kwargs: Any) -> Any:
+                result = exchange(kv, *args, **kwargs)
+                client = kv._client
+                exchanges[id(client)] += 1
+                if exchanges[id(client)] in lose.get(client, ()):
+                    self.lost += 1
+                    kv._steps.close()
+                    kv._data.close()
+                    raise Unavailable("the step's answer was lost on its way back")
+                return result
 
-        monkeypatch.setattr(StepStream, "exchange", losing)
+            return lose_some
+
+        for method in ("_push_pull_socket", "_push_pull_shared"):
+            monkeypatch.setattr(RemoteKVStore, method, losing(getattr(RemoteKVStore, method)))
 
 
-@pytest.mark.parametrize("shared_memory", [True, False], ids=["shared-memory", "socket"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_worker_whose_answers_are_lost_trains_as_without_the_fault(
-    make_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, shared_memory: bool,
+    make_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, transport: str,
 ) -> None:
     server = make_server()
     with server.connect() as client, server.connect() as faulty:
@@ -56,21 +61,24 @@ def test_a_worker_whose_answers_are_lost_trains_as_without_the_fault(
             expected = train_tied_mlp(kv, steps=5)
         lost = LostAnswers(monkeypatch, {faulty: {2, 4}})
         with faulty.kvstore("faulty", mode="sync", num_workers=1, timeout=10,
-                            shared_memory=shared_memory) as kv:
+                            **TRANSPORTS[transport]) as kv:
             got = train_tied_mlp(kv, steps=5)
+            assert kv.data_channel == (transport == "data-channel")
     assert lost.lost == 2
     for got_one, want in zip(got, expected):
         np.testing.assert_array_equal(got_one, want)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_two_sync_workers_losing_answers_end_where_one_process_ends(
-    make_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+    make_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, transport: str,
 ) -> None:
     server = make_server()
     steps, batch_size, params = 6, 16, {"learning_rate": 0.5, "momentum": 0.9}
     clients = [server.connect(), server.connect()]
     lost = LostAnswers(monkeypatch, {clients[0]: {2}, clients[1]: {3, 5}})
-    kvs = [client.kvstore("mlp", mode="sync", num_workers=2, timeout=20) for client in clients]
+    kvs = [client.kvstore("mlp", mode="sync", num_workers=2, timeout=20,
+                          **TRANSPORTS[transport]) for client in clients]
     nets = []
     for _ in kvs:  # alike, names and weights; each thread records on its own tape
         ps_random.seed(0)

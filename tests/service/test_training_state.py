@@ -26,13 +26,13 @@ ADAM = {"learning_rate": 0.01}
 class Worker:
     """One worker of a store's training: the chapter's tied MLP and a Trainer on a kvstore."""
 
-    def __init__(self, client: Any, store: str = "m") -> None:
+    def __init__(self, client: Any, store: str = "m", **options: Any) -> None:
         ps_random.seed(0)
         with NameManager():  # every worker's parameters get the same names (the store's keys)
             self.net = tied_mlp()
         self.net.initialize()
         self.net(nd.array(global_batch(0, 1)[0]))  # finishes the deferred initialization
-        self.kv = client.kvstore(store, mode="sync", num_workers=1)
+        self.kv = client.kvstore(store, mode="sync", num_workers=1, **options)
         self.trainer = gluon.Trainer(self.net.collect_params(), "adam", ADAM, kvstore=self.kv)
         params = list({id(param): param for param in self.net.collect_params().values()}.values())
         names, arrays = [param.name for param in params], [param.data() for param in params]

@@ -9,7 +9,9 @@ import numpy as np
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
-from paramstore.client.train_demo import global_batch, tied_mlp
+from paramstore.client.train_demo import TRANSPORTS, global_batch, tied_mlp
+
+__all__ = ["TRANSPORTS", "train_in_one_process", "train_tied_mlp"]
 
 
 def train_tied_mlp(kv: Any, compression: dict[str, Any] | None = None,

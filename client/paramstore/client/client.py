@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import tempfile
 import threading
 import time
@@ -20,6 +21,7 @@ from grpc.experimental import ChannelOptions
 from paramstore import checkpoint
 from paramstore._memory import keep_freed_memory
 from paramstore.client import transfer
+from paramstore.client.data_channel import client_tls
 from paramstore.client.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -106,6 +108,7 @@ class Client:
         # copied: reusing the freed blocks spares page-faulting every pulled byte's memory.
         keep_freed_memory()
         self._tls, self._client_cert = tls, client_cert
+        self._data_channel_tls: ssl.SSLContext | None = None
         self._connections: dict[str, _Connection] = {}
         self._connections_lock = threading.Lock()
         # UNAVAILABLE is retried on another replica only when there are several to try.
@@ -178,7 +181,7 @@ class Client:
 
     def kvstore(
         self, store: str, mode: str = "sync", num_workers: int = 1, timeout: float = 0.0,
-        shared_memory: bool = True,
+        shared_memory: bool = True, data_channel: bool = True,
     ) -> RemoteKVStore:
         """Join `store`'s distributed training as one worker: a KVStore for `gluon.Trainer`.
 
@@ -186,7 +189,9 @@ class Client:
         `num_workers` summed, one update per step) or "async" (each push applied on arrival);
         `timeout`: seconds a sync step waits for missing workers (0: the server's default).
         A worker on the server's host moves its gradients and weights through shared memory
-        instead of the socket, unless `shared_memory` is False.
+        instead of the socket, unless `shared_memory` is False; over the socket, steps take the
+        server's data channel (a TCP connection outside gRPC, admitted by a ticket) when it has
+        one, unless `data_channel` is False, and gRPC otherwise.
         Raises `InvalidArgument`, `FailedPrecondition` (the store trains in another mode or
         with another worker count, or every rank is taken).
         """
@@ -194,7 +199,8 @@ class Client:
             self.create_store(store)
         except AlreadyExists:
             pass
-        return RemoteKVStore(self, store, mode, num_workers, timeout, shared_memory)
+        return RemoteKVStore(self, store, mode, num_workers, timeout, shared_memory,
+                             data_channel)
 
     # ---- plumbing ----------------------------------------------------------------------------
 
@@ -268,6 +274,13 @@ class Client:
                     address, self._tls, self._client_cert,
                     retries=len(self._routes.addresses) == 1)
             return connection
+
+    def data_channel_tls(self) -> ssl.SSLContext | None:
+        """The TLS of the client's channels (None: plain text) for data channel connections,
+        made once."""
+        if self._data_channel_tls is None and self._tls is not False:
+            self._data_channel_tls = client_tls(self._tls, self._client_cert)
+        return self._data_channel_tls
 
     def progress_bar(self, total: int, description: str) -> Any:
         return transfer.progress_bar(total, description, self.progress)

@@ -144,8 +144,14 @@ def from_rpc_error(error: grpc.RpcError) -> ParamstoreError:
     """The SDK error for a failed call: the server's error kind, else its status."""
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     message = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
-    trailers = error.trailing_metadata() if isinstance(error, grpc.Call) else None
-    kind = dict(trailers or ()).get(ERROR_KEY, "")
-    cls = NotOwner if dict(trailers or ()).get(OWNER_KEY) else \
-        _BY_KIND.get(kind) or _BY_STATUS.get(code, ParamstoreError)
+    trailers = dict((error.trailing_metadata() if isinstance(error, grpc.Call) else None) or ())
+    return from_status(code, message, trailers.get(ERROR_KEY, ""), trailers.get(OWNER_KEY, ""))
+
+
+def from_status(code: grpc.StatusCode | None, message: str, kind: str = "",
+                owner: str = "") -> ParamstoreError:
+    """The SDK error for a status `code` with the server's error `kind` and, for a store
+    another replica owns, its `owner`."""
+    cls = NotOwner if owner else \
+        _BY_KIND.get(kind) or _BY_STATUS.get(code, ParamstoreError)  # type: ignore[arg-type]
     return cls(message, code.name if code is not None else None)

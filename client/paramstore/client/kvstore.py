@@ -34,6 +34,7 @@ import numpy as np
 
 from paramstore import _files
 from paramstore.client import transfer
+from paramstore.client.data_channel import DataChannel
 from paramstore.client.errors import NotOwner, NotTraining, ParamstoreError, Unavailable
 from paramstore.client.steps import StepStream
 from paramstore.dtypes import numpy_dtype
@@ -62,19 +63,24 @@ class RemoteKVStore(KVStoreBase):
     `bytes_sent` and `bytes_received` count the tensor bytes moved so far. `shared_memory` is
     True when the worker runs on the server's host and its pushes move their data through a
     shared-memory segment rather than the socket (pass `shared_memory=False` to always use the
-    socket).
+    socket). Over the socket, steps go through the server's data channel when it offers one
+    (`data_channel` says whether the last step did; pass `data_channel=False` to keep them on
+    gRPC), else, or when it cannot be reached, through gRPC.
     """
 
     takes_key_lists = True  # a list of keys moves in one round trip
 
     def __init__(
         self, client: Any, store: str, mode: str, num_workers: int, timeout: float = 0.0,
-        shared_memory: bool = True,
+        shared_memory: bool = True, data_channel: bool = True,
     ) -> None:
         self._client = client
         self.store = store
         self._join_request = (mode, num_workers, timeout, shared_memory)
         self._steps = StepStream(client, 0.0)  # replaced at each join, with its idle timeout
+        self._wants_data_channel = data_channel
+        self._data = DataChannel(client, store, 0, 0.0)  # replaced at each join
+        self.data_channel = False
         self._rank = -1  # none until the first join; then kept when it joins again
         lease = self._join()
         self._segment: SharedMemory | None = None  # its name; the data goes through _mapped
@@ -121,6 +127,10 @@ class RemoteKVStore(KVStoreBase):
         self.type = f"dist_{reply.mode}"
         self._steps.close()
         self._steps = StepStream(self._client, reply.idle_timeout_seconds)
+        self._data.close()
+        self._data = DataChannel(self._client, self.store,
+                                 reply.data_port if self._wants_data_channel else 0,
+                                 reply.idle_timeout_seconds)
         return float(reply.lease_seconds)
 
     def _training(self, run: Callable[[], Result]) -> Result:
@@ -281,6 +291,13 @@ class RemoteKVStore(KVStoreBase):
     ) -> list[transfer.Received]:
         """One step over the socket: the new values, each received into
         `destination(spec)` or, where that is None, a new array."""
+        connection = self._data.connection(self._rank)
+        self.data_channel = connection is not None
+        if connection is not None:
+            self.bytes_sent += transfer.outgoing_bytes(outgoing)
+            begin = pb.PushBegin(store=self.store, rank=self._rank, step=self._steps_done + 1)
+            self._compress_on_wire(begin)
+            return connection.exchange(begin, outgoing, destination)
         return self._steps.exchange(
             lambda continuing: self._requests(outgoing, training=True),
             lambda replies: transfer.receive(replies, f"pushpull {self.store}", False,
@@ -445,6 +462,7 @@ class RemoteKVStore(KVStoreBase):
         self._closed.set()
         atexit.unregister(self.close)
         self._steps.close()
+        self._data.close()
         self._release_segment()
         try:
             self._client.call("LeaveTraining", pb.LeaveTrainingRequest(

@@ -40,6 +40,14 @@ def tied_mlp(hidden: int = 8) -> Any:
     return net
 
 
+# How a worker's steps move their data: `Client.kvstore`'s options for each.
+TRANSPORTS: dict[str, dict[str, bool]] = {
+    "shared-memory": {},  # on the server's host; elsewhere the data channel, else gRPC
+    "data-channel": {"shared_memory": False},
+    "grpc": {"shared_memory": False, "data_channel": False},
+}
+
+
 def global_batch(step: int, batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Step `step`'s batch of the synthetic task: labels from a fixed linear teacher."""
     teacher = np.random.default_rng(TEACHER_SEED).normal(size=(FEATURES, CLASSES))
@@ -68,7 +76,7 @@ def train_worker(args: argparse.Namespace) -> int:
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     client = connect(args.address)
     kv = client.kvstore(args.store, mode=args.mode, num_workers=args.workers,
-                        timeout=args.timeout)
+                        timeout=args.timeout, **TRANSPORTS[args.transport])
     print(f"joined rank={kv.rank}", flush=True)
     # Finish the deferred initialization, then start from the store's weights: those of the
     # first worker, or of a restored snapshot when training resumes.
@@ -132,6 +140,9 @@ def worker_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=0.0)
     parser.add_argument("--retries", type=int, default=0)
     parser.add_argument("--stall-after", type=int, default=None)
+    parser.add_argument("--transport", default="shared-memory", choices=TRANSPORTS,
+                        help="the way steps move their data, where it can (default: shared "
+                             "memory on the server's host)")
     parser.add_argument("--out", default="")
     return parser
 

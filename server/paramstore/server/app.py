@@ -4,6 +4,7 @@ SIGTERM or SIGINT, `main()` parses the command line flags."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -31,6 +32,13 @@ from paramstore.server.admission import (
 )
 from paramstore.server.auth import Token, TokenCheck, caller_naming, read_tokens
 from paramstore.server.cluster import DEFAULT_LEASE_TTL, ClusterConfig, Replica
+from paramstore.server.data_channel import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_READ_TIMEOUT,
+    DataChannel,
+    DataLimits,
+    server_tls,
+)
 from paramstore.server.errors import StoreError
 from paramstore.server.limits import DEFAULT_MAX_PARAMETERS, Limits, default_max_total_bytes
 from paramstore.server.metrics import MetricsEndpoint, ServerMetrics
@@ -62,7 +70,8 @@ class ParamStoreServer:
                  registry: StoreRegistry, metrics: MetricsEndpoint | None = None,
                  admission: Admission | None = None,
                  training: TrainingCoordinator | None = None,
-                 replica: Replica | None = None) -> None:
+                 replica: Replica | None = None,
+                 data_channel: DataChannel | None = None) -> None:
         self.grpc_server = server
         self.health = health_servicer
         self.registry = registry
@@ -70,10 +79,13 @@ class ParamStoreServer:
         self.admission = admission
         self.training = training
         self.replica = replica  # when the server is one replica of a cluster
+        self.data_channel = data_channel  # training steps outside gRPC, when it has one
 
     def start(self) -> None:
         """Serve; a replica joins its cluster and takes the stores placed on it first."""
         self.grpc_server.start()
+        if self.data_channel is not None:
+            self.data_channel.start()
         if self.replica is not None:
             self.replica.start(self.registry)
         for service in ("", SERVICE_NAME):
@@ -89,10 +101,14 @@ class ParamStoreServer:
         if self.replica is not None:  # a last snapshot of each store, then another takes it
             self.replica.close()
         calls_done = self.grpc_server.stop(grace)
+        if self.data_channel is not None:
+            self.data_channel.close()
         stopped = threading.Event()
 
         def finish() -> None:
             calls_done.wait()
+            if self.data_channel is not None:
+                self.data_channel.abort()
             if self.training is not None:
                 self.training.close()
             if self.admission is not None:
@@ -127,6 +143,8 @@ def create_server(
     limits: Limits | None = None,
     calls: CallLimits | None = None,
     cluster: ClusterConfig | None = None,
+    data_port: int | None = 0,
+    data_limits: DataLimits | None = None,
 ) -> tuple[ParamStoreServer, int]:
     """Build a server on `address` (port 0 picks a free one) and return it with its port.
 
@@ -145,8 +163,12 @@ def create_server(
     port; the host is loopback unless told otherwise). `cluster`: the server is one replica
     of several coordinated by etcd (`paramstore.server.cluster`); `data_dir` must then be
     object storage every replica shares, and an empty `advertise` means the bound address.
+    `data_port`: the port of the data channel for training steps, on the address's host (0: a
+    free one; None: no data channel), bounded by `data_limits`
+    (`paramstore.server.data_channel`; its idle timeout is `calls`'s).
     Raises `RuntimeError` when the address cannot be bound (or is in use by another server),
-    `OSError` when the metrics port cannot, `ValueError` for a cluster on a local folder.
+    `OSError` when the metrics or data port cannot, `ValueError` for a cluster on a local
+    folder.
     """
     calls = calls or CallLimits()
     replica = None
@@ -186,12 +208,11 @@ def create_server(
     )
     if replica is not None:  # a store that moves away ends its training here
         replica.on_release.append(lambda store: training.end(store, moved=True))
-    _add_servicer(
-        ParamStoreServicer(registry, max_import_bytes=max_import_bytes, training=training,
-                           inflight=InflightBytes(calls.max_inflight_bytes),
-                           idle_timeout=calls.idle_timeout),
-        server,
-    )
+    servicer = ParamStoreServicer(registry, max_import_bytes=max_import_bytes,
+                                  training=training,
+                                  inflight=InflightBytes(calls.max_inflight_bytes),
+                                  idle_timeout=calls.idle_timeout)
+    _add_servicer(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in ("", SERVICE_NAME):
@@ -212,13 +233,34 @@ def create_server(
         admission.close()
         raise RuntimeError(f"cannot listen on {address}: the address is in use (another "
                            "server?) or not an address of this machine")
+    data_channel = None
+    if data_port is not None:
+        try:
+            data_channel = _data_channel(servicer, address, data_port, data_limits, calls,
+                                         tls, tls_client_ca)
+        except OSError:
+            admission.close()
+            server.stop(None)  # frees the gRPC port it bound
+            raise
+        servicer.data_channel = data_channel
     endpoint = None
     if metrics is not None and metrics_port is not None:
         endpoint = metrics.serve_http(metrics_host, metrics_port)
     if replica is not None and not replica.address:
         replica.set_address(f"{address.rsplit(':', 1)[0]}:{port}")
+    if replica is not None and data_channel is not None:
+        data_channel.advertised_host = replica.address.rsplit(":", 1)[0]
     return ParamStoreServer(server, health_servicer, registry, endpoint, admission,
-                            training, replica), port
+                            training, replica, data_channel), port
+
+
+def _data_channel(servicer: ParamStoreServicer, address: str, port: int,
+                  limits: DataLimits | None, calls: CallLimits,
+                  tls: tuple[bytes, bytes] | None, tls_client_ca: bytes | None) -> DataChannel:
+    """The data channel on `address`'s host: its calls' idle timeout, their TLS."""
+    limits = dataclasses.replace(limits or DataLimits(), idle_timeout=calls.idle_timeout)
+    context = server_tls(tls[0], tls[1], tls_client_ca) if tls is not None else None
+    return DataChannel(servicer, address.rsplit(":", 1)[0], port, limits, context)
 
 
 def _check_cluster_marker(backend: Backend, cluster: ClusterConfig | None) -> None:
@@ -364,6 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_cluster_flags(parser)
     _add_limit_flags(parser)
     _add_call_flags(parser)
+    _add_data_flags(parser)
     args = parser.parse_args(argv)
     if args.snapshot_every < 0 or not 0 < args.worker_timeout < float("inf") \
             or not 0 < args.worker_lease < float("inf"):
@@ -388,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               worker_timeout=args.worker_timeout, worker_lease=args.worker_lease,
               snapshot_every=args.snapshot_every,
               metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-              calls=_call_limits(args), cluster=_cluster(args, parser))
+              calls=_call_limits(args), cluster=_cluster(args, parser),
+              data_port=args.data_port, data_limits=_data_limits(args))
     except (OSError, RuntimeError, ValueError, StoreError) as error:
         _log.error("paramstore serve: %s", error)
         return 1
@@ -465,6 +509,34 @@ def _add_call_flags(parser: argparse.ArgumentParser) -> None:
     calls.add_argument("--max-inflight-bytes", type=int, default=DEFAULT_MAX_INFLIGHT_BYTES,
                        metavar="BYTES", help="bytes that requests being received may hold "
                                              f"together (default {DEFAULT_MAX_INFLIGHT_BYTES})")
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group(
+        "the data channel (training steps of workers without shared memory, outside gRPC)")
+    data.add_argument("--data-port", type=_data_port, default=0, metavar="PORT|off",
+                      help="its TCP port on the --address host (default 0: a free one, told to "
+                           "workers when they join; off: none, steps go through gRPC)")
+    data.add_argument("--max-data-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                      metavar="N", help="data connections open at once "
+                                        f"(default {DEFAULT_MAX_CONNECTIONS})")
+    data.add_argument("--data-read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
+                      metavar="SECONDS",
+                      help="seconds a worker has to send its ticket once connected, or a step "
+                           f"header once begun (default {DEFAULT_READ_TIMEOUT:g})")
+
+
+def _data_port(text: str) -> int | None:
+    if text.lower() in ("off", "-1"):
+        return None
+    if not text.isdigit() or not 0 <= int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535) or 'off'")
+    return int(text)
+
+
+def _data_limits(args: argparse.Namespace) -> DataLimits:
+    return DataLimits(max_connections=args.max_data_connections,
+                      read_timeout=args.data_read_timeout)
 
 
 def _call_limits(args: argparse.Namespace) -> CallLimits:

@@ -14,7 +14,7 @@ import math
 import mmap
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import grpc
 import numpy as np
@@ -51,6 +51,9 @@ from paramstore.server.request_ids import request_id
 from paramstore.server.storage import RetentionPolicy, SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
 from paramstore.server.training import TrainingAborted, TrainingCoordinator
+
+if TYPE_CHECKING:
+    from paramstore.server.data_channel import DataChannel
 
 _log = logging.getLogger("paramstore.server")
 
@@ -174,6 +177,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self.max_import_bytes = max_import_bytes
         self.training = training or TrainingCoordinator(registry)
         self._segments = segments.Segments()
+        self.data_channel: DataChannel | None = None  # set by the server when it has one
 
     # ---- stores ------------------------------------------------------------------------------
 
@@ -402,7 +406,22 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             rank=rank, num_workers=session.num_workers, mode=session.mode, step=session.step,
             lease_seconds=session.lease, idle_timeout_seconds=self.idle_timeout,
             shared_memory_probe=shared_memory.read_probe(probe) if probe else b"",
+            data_port=self.data_channel.port if self.data_channel is not None else 0,
         )
+
+    @_rpc
+    def OpenDataChannel(self, request: pb.OpenDataChannelRequest, context: Any,
+                        call: _Call) -> Any:
+        channel = self.data_channel
+        if channel is None:
+            raise FailedPrecondition("this server has no data channel (serve --data-port off): "
+                                     "training steps go through PushPullSteps")
+        session = self.training.session(request.store)
+        session.heartbeat(request.rank)  # a live worker's rank, or the worker joins again
+        ticket = channel.tickets.issue(request.store, request.rank, session)
+        return pb.OpenDataChannelResponse(ticket=ticket, port=channel.port,
+                                          host=channel.advertised_host,
+                                          expires_seconds=channel.tickets.lifetime)
 
     @_rpc
     def LeaveTraining(self, request: pb.LeaveTrainingRequest, context: Any, call: _Call) -> Any:
@@ -531,6 +550,27 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             offset = _adopt_region(segment, offset, info, buffer, stays=bool(begin.values_offset))
             items.append(_incoming(info, buffer, codec))
         return items
+
+    def data_step_items(
+        self, begin: pb.PushBegin, specs: list[pb.ParameterSpec], take: Take,
+    ) -> tuple[Callable[[], list[Incoming]], list[np.ndarray]]:
+        """A data channel step's parameters, checked and admitted as a PushPull's are: the
+        buffers their bytes go into, and a function giving the step's items once they are in."""
+        if len(specs) != begin.parameter_count:
+            raise InvalidArgument(f"the step has {len(specs)} parameters, its PushBegin "
+                                  f"announced {begin.parameter_count}")
+        codec = _codec(begin, allowed=True)
+        budget = self.registry.budget(self.registry.get(begin.store))
+        declared = [self._declared(spec, budget, take, codec) for spec in specs]
+        buffers = [buffer.data for _, buffer in declared if buffer.data is not None]
+
+        def items() -> list[Incoming]:
+            for _, buffer in declared:
+                if buffer.data is not None:
+                    buffer.adopt(buffer.data)  # received whole
+            return [_incoming(info, buffer, codec) for info, buffer in declared]
+
+        return items, buffers
 
     @_rpc
     def Barrier(self, request: pb.BarrierRequest, context: Any, call: _Call) -> Any:

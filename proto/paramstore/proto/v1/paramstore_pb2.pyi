@@ -506,7 +506,7 @@ class JoinTrainingRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class JoinTrainingResponse(_message.Message):
-    __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds", "shared_memory_probe", "idle_timeout_seconds")
+    __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds", "shared_memory_probe", "idle_timeout_seconds", "data_port")
     RANK_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -514,6 +514,7 @@ class JoinTrainingResponse(_message.Message):
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_PORT_FIELD_NUMBER: _ClassVar[int]
     rank: int
     num_workers: int
     mode: str
@@ -521,7 +522,8 @@ class JoinTrainingResponse(_message.Message):
     lease_seconds: float
     shared_memory_probe: bytes
     idle_timeout_seconds: float
-    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[bytes] = ..., idle_timeout_seconds: _Optional[float] = ...) -> None: ...
+    data_port: int
+    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[bytes] = ..., idle_timeout_seconds: _Optional[float] = ..., data_port: _Optional[int] = ...) -> None: ...
 
 class LeaveTrainingRequest(_message.Message):
     __slots__ = ("store", "rank")
@@ -594,3 +596,43 @@ class HeartbeatRequest(_message.Message):
 class HeartbeatResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class OpenDataChannelRequest(_message.Message):
+    __slots__ = ("store", "rank")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    rank: int
+    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+
+class OpenDataChannelResponse(_message.Message):
+    __slots__ = ("ticket", "port", "host", "expires_seconds")
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ticket: bytes
+    port: int
+    host: str
+    expires_seconds: float
+    def __init__(self, ticket: _Optional[bytes] = ..., port: _Optional[int] = ..., host: _Optional[str] = ..., expires_seconds: _Optional[float] = ...) -> None: ...
+
+class DataStep(_message.Message):
+    __slots__ = ("begin", "parameters")
+    BEGIN_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    begin: PushBegin
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
+    def __init__(self, begin: _Optional[_Union[PushBegin, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
+
+class DataStatus(_message.Message):
+    __slots__ = ("code", "message", "error_kind", "owner")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    error_kind: str
+    owner: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., error_kind: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...

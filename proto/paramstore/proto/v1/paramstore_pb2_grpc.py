@@ -205,6 +205,11 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.OpenDataChannel = channel.unary_unary(
+                '/paramstore.v1.ParamStore/OpenDataChannel',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
+                _registered_method=True)
 
 
 class ParamStoreServicer:
@@ -527,6 +532,19 @@ class ParamStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenDataChannel(self, request, context):
+        """A ticket for the server's data channel (JoinTrainingResponse.data_port): a TCP
+        connection that carries the joined worker's PushPull steps without gRPC's framing. The
+        ticket is random, valid once, for `expires_seconds`, and binds the connection to this store
+        and rank; the worker sends it first thing on the connection (see `DataStep`).
+        FAILED_PRECONDITION (the server has no data channel, or the rank is not a live worker's:
+        join again); INVALID_ARGUMENT (rank); NOT_FOUND (store); RESOURCE_EXHAUSTED (too many
+        tickets outstanding). A read-only token gets PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParamStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -699,6 +717,11 @@ def add_ParamStoreServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'OpenDataChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenDataChannel,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1620,6 +1643,33 @@ class ParamStore:
             '/paramstore.v1.ParamStore/Heartbeat',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenDataChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/OpenDataChannel',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
             options,
             channel_credentials,
             insecure,
