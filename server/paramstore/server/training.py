@@ -388,8 +388,9 @@ class TrainingSession:
         def change(state: StoreState) -> dict[str, np.ndarray]:
             if self.optimizer is None:  # the store keeps its own copy: `total` may be a view
                 return {key: np.array(total, copy=True)}
-            weight = np.array(state.array(key), copy=True)
-            self.optimizer.update(key, weight, total)
+            stored = cast(np.ndarray, state.array(key))
+            weight = np.empty_like(stored)  # the state's arrays stay as they are: a new one
+            self.optimizer.update(key, stored, total, out=weight)
             return {key: weight}
 
         state = store.update(change)
