@@ -70,10 +70,22 @@ class Optimizer:
         if custom is not None and len(inspect.signature(custom).parameters) == 5:
             cls._gluon_update = custom  # type: ignore[attr-defined]
             cls.update = Optimizer._update_ndarrays  # type: ignore[method-assign]
+        apply = cls.__dict__.get("_apply")
+        if apply is not None:
+            cls._applies_out = "out" in inspect.signature(apply).parameters
 
-    def _update_ndarrays(self, key: Key, weight: np.ndarray, grad: np.ndarray) -> None:
+    # Whether `_apply` takes `out=` and writes the moved weight there: else `update(out=)`
+    # copies the weight into `out` first and moves it in place.
+    _applies_out = False
+
+    def _update_ndarrays(self, key: Key, weight: np.ndarray, grad: np.ndarray,
+                         out: np.ndarray | None = None) -> None:
         """`update` for a subclass written for Gluon: its own rule, on NDArray views."""
         from paramstore.nd.ndarray import NDArray
+
+        if out is not None and out is not weight:
+            np.copyto(out, weight)
+            weight = out
 
         w, g = NDArray._wrap(weight), NDArray._wrap(grad)
         if key not in self._states:
@@ -198,23 +210,34 @@ class Optimizer:
         """Fresh per-key state for `weight` (zeros shaped like it)."""
         return tuple(np.zeros_like(weight) for _ in self.state_names())
 
-    def update(self, key: Key, weight: np.ndarray, grad: np.ndarray) -> None:
-        """Move `weight` in place by one step of this optimizer, given `grad` (left unchanged).
+    def update(self, key: Key, weight: np.ndarray, grad: np.ndarray,
+               out: np.ndarray | None = None) -> None:
+        """Move `weight` by one step of this optimizer, given `grad` (left unchanged): in place,
+        or into `out`, an array of the weight's shape and dtype, leaving `weight` unchanged
+        too (what a caller that keeps the old weight would otherwise copy first).
 
-        Raises `ValueError` when `grad` and `weight` differ in shape.
+        Raises `ValueError` when `grad` or `out` and `weight` differ in shape.
         """
         if grad.shape != weight.shape:
             raise ValueError(
                 f"gradient of shape {grad.shape} for the weight {key!r} of shape {weight.shape}"
             )
+        if out is None:
+            out = weight
+        elif out.shape != weight.shape or out.dtype != weight.dtype:
+            raise ValueError(f"out is {out.dtype}{list(out.shape)} for the weight {key!r} of "
+                             f"{weight.dtype}{list(weight.shape)}")
         if self.multi_precision and weight.dtype == np.float16:
             # The update runs on a float32 copy kept across steps; the weight gets its rounding.
             master = self._masters.get(key)
             if master is None:
                 master = self._masters[key] = weight.astype(np.float32)
             self.update(key, master, grad.astype(np.float32))
-            np.copyto(weight, master, casting="unsafe")
+            np.copyto(out, master, casting="unsafe")
             return
+        if out is not weight and not self._applies_out:
+            np.copyto(out, weight)
+            weight = out
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = self.create_state(weight)
@@ -227,7 +250,10 @@ class Optimizer:
             lr, wd = self.lr * holder.lr_mult, self.wd * holder.wd_mult
         else:
             lr, wd = self._get_lr(key), self._get_wd(key)
-        self._apply(weight, grad, state, lr, wd, count)
+        if self._applies_out:
+            self._apply(weight, grad, state, lr, wd, count, out=out)
+        else:
+            self._apply(weight, grad, state, lr, wd, count)
 
     def _update_count(self, key: Key) -> int:
         """Count one more update of `key`; return its count (Gluon's name, for subclasses)."""
@@ -483,12 +509,14 @@ class SGD(Optimizer):
         lr: float,
         wd: float,
         count: int,
+        out: np.ndarray | None = None,
     ) -> None:
+        out = weight if out is None else out
         # Products of scalars in the weight's precision, in the order of Gluon's float32 kernel.
         scalar = weight.dtype.type
         if not (state or wd or self.clip_gradient) and weight.size <= _SMALL:
             # The common plain step; small temporaries cost less than managing scratch space.
-            weight -= grad * (scalar(lr) * scalar(self.rescale_grad))
+            np.subtract(weight, grad * (scalar(lr) * scalar(self.rescale_grad)), out=out)
             return
         step, decay = self._buffers(weight, 2)
         if self.clip_gradient:
@@ -503,11 +531,11 @@ class SGD(Optimizer):
             if decay is not None:
                 velocity -= decay
             velocity -= step
-            weight += velocity
+            np.add(weight, velocity, out=out)
             return
         if decay is not None:
             step += decay
-        weight -= step
+        np.subtract(weight, step, out=out)
 
 
 @register

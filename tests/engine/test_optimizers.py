@@ -57,6 +57,33 @@ def test_an_optimizer_resumed_from_its_states_continues_exactly(case, name, kwar
                                   steps(built(name, kwargs), dtype)[-1])
 
 
+@pytest.mark.filterwarnings("ignore:learning rate from")
+@pytest.mark.parametrize("case, name, kwargs, dtype", OPTIMIZERS,
+                         ids=[case[0] for case in OPTIMIZERS])
+@pytest.mark.parametrize("size", [1, 5000], ids=["small", "large"])
+def test_an_update_into_out_equals_the_update_in_place_and_keeps_the_weight(
+        case, name, kwargs, dtype, size):
+    if name == "sgld":
+        pytest.skip("SGLD draws noise")
+    in_place, into_out = built(name, kwargs), built(name, kwargs)
+    moved = np.tile(WEIGHT.astype(dtype), size)
+    kept = moved.copy()
+    for grad in GRADIENTS:
+        grad = np.tile(grad.astype(dtype), size)
+        in_place.update(0, moved, grad)
+        kept.flags.writeable = False  # out= must leave the weight it reads as it is
+        out = np.empty_like(kept)
+        into_out.update(0, kept, grad, out=out)
+        np.testing.assert_array_equal(out, moved)
+        kept = out
+
+
+def test_an_update_into_out_of_another_shape_is_refused():
+    with pytest.raises(ValueError, match="out is float32"):
+        optimizer.create("sgd").update(0, np.ones(3, np.float32), np.ones(3, np.float32),
+                                       out=np.empty(4, np.float32))
+
+
 @pytest.mark.parametrize("name, defaults", [
     ("nag", {"learning_rate": 0.01, "momentum": 0.0}),
     ("signum", {"learning_rate": 0.01, "momentum": 0.9, "wd_lh": 0.0}),

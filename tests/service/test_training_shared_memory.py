@@ -297,3 +297,39 @@ def test_same_parameters_on_a_calls_first_step_is_refused_and_changes_nothing(
         for one in (segment, other):
             one.close()
             one.unlink()
+
+
+def test_a_same_parameters_step_through_another_segment_reads_that_segment(
+    joined: Any,
+) -> None:
+    segment, other = segments.create(2 * segments.ALIGN), segments.create(2 * segments.ALIGN)
+    try:
+        steps = _shared_step(segment, [5, 5, 5]) + _shared_step(other, [7, 7, 7], same=True)
+        list(joined.stream("PushPullSteps", iter(steps)))
+        # Without an optimizer the gradient becomes the value: the second step's, read where
+        # it names it, written back there.
+        assert _stored(joined) == [7.0, 7.0, 7.0]
+        assert np.frombuffer(other.buf, "<f4", 3, segments.ALIGN).tolist() == [7.0, 7.0, 7.0]
+    finally:
+        for one in (segment, other):
+            one.close()
+            one.unlink()
+
+
+def test_steps_of_other_keys_and_kinds_in_turn_answer_each_steps_values(client: Any) -> None:
+    kv = client.kvstore("mlp", mode="sync", num_workers=1)
+    kv.init(["a", "b"], [nd.zeros(3), nd.zeros((2, 2))])
+    outs = [nd.zeros(3), nd.zeros((2, 2))]
+    # Without an optimizer each step's gradient becomes the value.
+    for step, keys in enumerate([["a", "b"], ["a", "b"], ["a"], ["a", "b"], ["b"]], start=1):
+        gradients = {"a": nd.ones(3) * step, "b": nd.ones((2, 2)) * -step}
+        if step % 2:
+            kv.pushpull(keys, [gradients[key] for key in keys],
+                        out=[outs[0 if key == "a" else 1] for key in keys])
+        else:  # values over the gradients, then pulled
+            kv.push(keys, [gradients[key] for key in keys])
+            kv.pull(keys, out=[outs[0 if key == "a" else 1] for key in keys])
+        for key in keys:
+            got = outs[0 if key == "a" else 1].asnumpy()
+            np.testing.assert_array_equal(got, gradients[key].asnumpy())
+    kv.close()

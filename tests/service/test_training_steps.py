@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from paramstore import nd
-from paramstore.client.errors import InvalidArgument
+from paramstore.client.errors import Aborted, InvalidArgument
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server.admission import CallLimits
 
@@ -144,3 +144,47 @@ def test_workers_on_long_lived_calls_train_in_step_from_threads(
         thread.join(30)
     # Without an optimizer each step's value is the sum of the two workers' gradients.
     assert results == {0: [3.0] * 3, 1: [3.0] * 3}
+
+
+def test_a_step_aborted_for_a_missing_worker_leaves_none_of_its_keys_behind(
+    make_server: Callable[..., Any],
+) -> None:
+    server = make_server()
+    with server.connect() as first_client, server.connect() as second_client:
+        first = first_client.kvstore("mlp", mode="sync", num_workers=2, timeout=0.5)
+        first.init(["a", "b"], [nd.zeros(3), nd.zeros(3)])
+        with pytest.raises(Aborted, match=r"rank \[1\]"):  # rank 1 has not joined yet
+            first.push(["a", "b"], [nd.ones(3) * 100, nd.ones(3) * 100])
+        second = second_client.kvstore("mlp", mode="sync", num_workers=2, timeout=10)
+        outs = {kv.rank: [nd.zeros(3), nd.zeros(3)] for kv in (first, second)}
+
+        def step(kv: Any) -> None:
+            gradient = nd.ones(3) * (kv.rank + 1)
+            kv.pushpull(["a", "b"], [gradient, gradient], out=outs[kv.rank])
+
+        helper = threading.Thread(target=step, args=(second,))
+        helper.start()
+        step(first)
+        helper.join(10)
+        # Without an optimizer the value is the sum of this step's gradients, the aborted
+        # step's gradient of "b" included in none.
+        assert {rank: [out.asnumpy().tolist() for out in pair] for rank, pair in outs.items()} \
+            == {0: [[3.0] * 3] * 2, 1: [[3.0] * 3] * 2}
+        first.close()
+        second.close()
+
+
+def test_a_step_pushing_both_names_of_a_tie_updates_the_tensor_once_for_each(
+    make_server: Callable[..., Any],
+) -> None:
+    with make_server().connect() as client:
+        kv = client.kvstore("mlp", mode="sync", num_workers=1, timeout=5)
+        kv.init("w", nd.ones(3))
+        client.store("mlp").tie("alias", "w")
+        outs = [nd.zeros(3), nd.zeros(3)]
+        kv.pushpull(["w", "alias"], [nd.ones(3) * 2, nd.ones(3) * 5], out=outs)
+        # Without an optimizer each round's gradient becomes the value: "w" answers its
+        # round's, "alias" the round after it, which the store keeps.
+        assert [out.asnumpy().tolist() for out in outs] == [[2.0] * 3, [5.0] * 3]
+        assert client.store("mlp").collect_params()["w"].data().asnumpy().tolist() == [5.0] * 3
+        kv.close()

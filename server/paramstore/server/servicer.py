@@ -515,7 +515,9 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         total = 0 if segment is not None else sum(value.nbytes for _, value in values)
         yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total,
                                                  shared_memory=segment is not None))
-        parameters = _Parameters(begin.store, [item.info for item in items])
+        parameters = _Parameters(begin.store, [item.info for item in items],
+                                 (segment, bool(begin.values_offset), items)
+                                 if segment is not None and codec is None else None)
         if begin.same_parameters:
             return parameters
         yield from chunks.parameter_messages(pb.PullResponse, (
@@ -540,6 +542,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                 + ("" if previous is None else f"; the previous step had "
                    f"{len(previous.infos)} on store {previous.store!r}") + ")"
             )
+        stays = bool(begin.values_offset)
+        if previous.views is not None and codec is None:
+            mapped, stayed, items = previous.views
+            if mapped is segment and stayed == stays:
+                return items  # the same regions of the same mapping as the last step
         budget = self.registry.budget(self.registry.get(begin.store))
         items = []
         offset = 0
@@ -547,7 +554,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             budget.admit(info)
             buffer = _Buffer(f"parameter {info.name!r}", _data_bytes(info, codec), take,
                              allocate=False)
-            offset = _adopt_region(segment, offset, info, buffer, stays=bool(begin.values_offset))
+            offset = _adopt_region(segment, offset, info, buffer, stays=stays)
             items.append(_incoming(info, buffer, codec))
         return items
 
@@ -686,10 +693,13 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
 
 class _Parameters(NamedTuple):
-    """A PushPull step's store and parameters, for a next step with the same ones."""
+    """A PushPull step's store and parameters, for a next step with the same ones; for a
+    step through shared memory also its segment, whether the gradients stayed as the worker
+    wrote them, and its items: views of the segment, which a next step there reads again."""
 
     store: str
     infos: list[ParameterInfo]
+    views: tuple[mmap.mmap, bool, list[Incoming]] | None = None
 
 
 def _data_bytes(info: ParameterInfo, codec: compression.Codec | None) -> int:

@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
@@ -245,13 +245,11 @@ class TrainingSession:
             self._renew(rank)
             record = self._claim(rank, step)
         try:
-            results = []
-            for item in items:  # a repeat still reads every item: the stream stays in step
-                value = record.values.get(item.info.name)
-                if value is None:
-                    value = record.values[item.info.name] = self._push_key(rank, item)
-                results.append((item.info.name, value))
-            return results
+            items = list(items)  # a repeat still reads every item: the stream stays in step
+            new = {item.info.name: item for item in items if item.info.name not in record.values}
+            if new:
+                record.values.update(self._push_keys(rank, list(new.values())))
+            return [(item.info.name, record.values[item.info.name]) for item in items]
         finally:
             with self._cond:
                 record.busy = False
@@ -273,23 +271,33 @@ class TrainingSession:
         last.busy = True
         return last
 
-    def _push_key(self, rank: int, item: Incoming) -> np.ndarray:
-        target, gradient = self._checked(item)
-        if self.mode == "sync":
-            value = self._gather(target, rank, gradient, self._apply)
-        else:
-            with self._cond:
-                value = self._apply(target, {rank: gradient})
-        if value is None:  # every round of a key ends with its updated value
-            raise FailedPrecondition(f"key {item.info.name!r} has no value after its step")
-        return value
+    def _push_keys(self, rank: int, items: list[Incoming]) -> dict[str, np.ndarray]:
+        """The new value of each item's key after `rank`'s gradients. In sync mode the keys
+        of a step are handed in together: a worker waits once for all of them, and the worker
+        completing the step's rounds updates their keys in one store write. Names of one
+        stored tensor (a tie) go in successive rounds, as separate pushes would."""
+        checked = [(item.info.name, *self._checked(item)) for item in items]
+        values: dict[str, np.ndarray | None] = {}
+        for batch in _one_name_per_key(checked):
+            keys = [(key, gradient) for _, key, gradient in batch]
+            if self.mode == "sync":
+                outcome = self._gather(keys, rank, self._apply)
+            else:
+                with self._cond:
+                    outcome = self._apply([(key, {rank: gradient}) for key, gradient in keys])
+            values.update((name, outcome[key]) for name, key, _ in batch)
+        for name, value in values.items():
+            if value is None:  # every round of a key ends with its updated value
+                raise FailedPrecondition(f"key {name!r} has no value after its step")
+        return cast(dict[str, np.ndarray], values)
 
     def barrier(self, rank: int) -> None:
         """Wait until every rank reached the barrier. Raises `TrainingAborted`,
         `InvalidArgument` or `FailedPrecondition` for a rank that is not a live worker's."""
         with self._cond:
             self._renew(rank)
-        self._gather(_BARRIER_KEY, rank, None, lambda key, contributions: None)
+        self._gather([(_BARRIER_KEY, None)], rank,
+                     lambda rounds: {key: None for key, _ in rounds})
 
     def _checked(self, item: Incoming) -> tuple[str, np.ndarray]:
         state = self.registry.get(self.store).state()
@@ -310,41 +318,80 @@ class TrainingSession:
 
     def _gather(
         self,
-        key: str,
+        keys: Sequence[tuple[str, np.ndarray | None]],
         rank: int,
-        value: np.ndarray | None,
-        complete: Callable[[str, dict[int, np.ndarray | None]], np.ndarray | None],
-    ) -> np.ndarray | None:
-        """Add `rank`'s `value` to `key`'s open round, run `complete` once every rank is in,
-        and give each caller the outcome. A rank ahead of the others waits for the next round."""
+        complete: Callable[[list[tuple[str, dict[int, np.ndarray | None]]]],
+                           dict[str, np.ndarray | None]],
+    ) -> dict[str, np.ndarray | None]:
+        """Add `rank`'s value of each of `keys` (distinct) to the key's open round, run
+        `complete` once on the rounds this contribution completes (every rank is in), and give
+        each caller the outcome of every key. A rank ahead of the others waits for the next
+        round. A rank whose step fails withdraws from the rounds still open."""
         with self._cond:
-            while True:
-                current = self._rounds.get(key)
-                if current is None:
-                    current = self._rounds[key] = _Round(started=time.monotonic())
-                if rank not in current.contributions:
-                    break
-                self._wait(key, current)
-            current.contributions[rank] = value
-            if len(current.contributions) == self.num_workers:
+            rounds: list[tuple[str, _Round]] = []
+            try:
+                for key, value in keys:
+                    rounds.append((key, self._contribute(key, rank, value)))
+                completed = [(key, current) for key, current in rounds
+                             if len(current.contributions) == self.num_workers]
+                for key, _ in completed:
+                    del self._rounds[key]
+                if completed:
+                    self._complete(completed, complete)
+                for key, current in rounds:
+                    while not current.done and current.error is None:
+                        self._wait(key, current)
+                    if current.failure is not None:
+                        raise copy.copy(current.failure)  # each waiter fails alike, its own error
+                    if current.error is not None and self._moved:
+                        raise NotTraining(current.error)  # the worker joins the new owner
+                    if current.error is not None:
+                        raise TrainingAborted(current.error)
+            except BaseException:
+                self._withdraw(rank, rounds)
+                raise
+            return {key: current.result for key, current in rounds}
+
+    def _contribute(self, key: str, rank: int, value: np.ndarray | None) -> _Round:
+        """Put `rank`'s `value` in `key`'s open round (a new one when none is open, or after
+        the one `rank` is already in completes) and return the round."""
+        while True:
+            current = self._rounds.get(key)
+            if current is None:
+                current = self._rounds[key] = _Round(started=time.monotonic())
+            if rank not in current.contributions:
+                current.contributions[rank] = value
+                return current
+            self._wait(key, current)
+
+    def _complete(
+        self, completed: list[tuple[str, _Round]],
+        complete: Callable[[list[tuple[str, dict[int, np.ndarray | None]]]],
+                           dict[str, np.ndarray | None]],
+    ) -> None:
+        """Run `complete` on the `completed` rounds (out of `_rounds` already) and tell their
+        waiters the outcome."""
+        try:
+            results = complete([(key, current.contributions) for key, current in completed])
+            for key, current in completed:
+                current.result = results[key]
+        except StoreError as failure:  # as a store handed over: nothing was applied
+            for _, current in completed:
+                current.failure = failure
+        finally:
+            for _, current in completed:
+                current.done = True
+            self._cond.notify_all()
+
+    def _withdraw(self, rank: int, rounds: list[tuple[str, _Round]]) -> None:
+        """Take `rank`'s values out of those `rounds` that are still open: a failed step
+        leaves nothing behind for a later round to add."""
+        for key, current in rounds:
+            if current.done or current.error is not None or self._rounds.get(key) is not current:
+                continue
+            current.contributions.pop(rank, None)
+            if not current.contributions:
                 del self._rounds[key]
-                try:
-                    current.result = complete(key, current.contributions)
-                except StoreError as failure:  # as a store handed over: nothing was applied
-                    current.failure = failure
-                    raise
-                finally:
-                    current.done = True
-                    self._cond.notify_all()
-            while not current.done and current.error is None:
-                self._wait(key, current)
-            if current.failure is not None:
-                raise copy.copy(current.failure)  # each waiter fails alike, with its own error
-            if current.error is not None and self._moved:
-                raise NotTraining(current.error)  # the worker joins the new owner
-            if current.error is not None:
-                raise TrainingAborted(current.error)
-            return current.result
 
     def _wait(self, key: str, current: _Round) -> None:
         """Wait for `current` to change; past its deadline, abort it for every waiter."""
@@ -369,32 +416,29 @@ class TrainingSession:
             del self._rounds[key]
         self._cond.notify_all()
 
-    def _apply(self, key: str, contributions: dict[int, np.ndarray | None]) -> np.ndarray:
-        """Sum the gradients in rank order, update the key's weight, count the step.
+    def _apply(self, rounds: list[tuple[str, dict[int, np.ndarray | None]]]
+               ) -> dict[str, np.ndarray | None]:
+        """For each key of `rounds`, sum its gradients in rank order and update its weight, all
+        in one store write; count the step.
 
         Without an optimizer the sum becomes the value (a gradient all-reduce)."""
-        arrays = [contributions[rank] for rank in sorted(contributions)]
-        if any(array is None for array in arrays):
-            raise InvalidArgument(f"a gradient for {key!r} came without data")
-        # Each contribution was received for this round alone (a buffer, or the worker's region
-        # of shared memory): the sum goes into the first in place, unless it is read-only (a
-        # worker's gradient buffer that must stay as it is).
-        total = cast(np.ndarray, arrays[0])
-        for array in arrays[1:]:
-            total = np.add(total, cast(np.ndarray, array),
-                           out=total if total.flags.writeable else None)
+        totals = {key: _summed(key, contributions) for key, contributions in rounds}
         store = self.registry.get(self.store)
 
         def change(state: StoreState) -> dict[str, np.ndarray]:
-            if self.optimizer is None:  # the store keeps its own copy: `total` may be a view
-                return {key: np.array(total, copy=True)}
-            weight = np.array(state.array(key), copy=True)
-            self.optimizer.update(key, weight, total)
-            return {key: weight}
+            if self.optimizer is None:  # the store keeps its own copy: a total may be a view
+                return {key: np.array(total, copy=True) for key, total in totals.items()}
+            weights = {}
+            for key, total in totals.items():
+                stored = cast(np.ndarray, state.array(key))
+                weights[key] = np.empty_like(stored)  # the state's arrays stay as they are
+                self.optimizer.update(key, stored, total, out=weights[key])
+            return weights
 
         state = store.update(change)
-        self._count(key)
-        return state.data[key]
+        for key in totals:
+            self._count(key)
+        return {key: state.data[key] for key in totals}
 
     def _count(self, key: str) -> None:
         self._updates[key] = self._updates.get(key, 0) + 1
@@ -429,6 +473,35 @@ class TrainingSession:
         infos = self.registry.snapshots(self.store)
         if infos:
             self.step = max(infos[-1].step, 0)
+
+
+def _summed(key: str, contributions: dict[int, np.ndarray | None]) -> np.ndarray:
+    """The gradients of `contributions` summed in rank order."""
+    arrays = [contributions[rank] for rank in sorted(contributions)]
+    if any(array is None for array in arrays):
+        raise InvalidArgument(f"a gradient for {key!r} came without data")
+    # Each contribution was received for this round alone (a buffer, or the worker's region
+    # of shared memory): the sum goes into the first in place, unless it is read-only (a
+    # worker's gradient buffer that must stay as it is).
+    total = cast(np.ndarray, arrays[0])
+    for array in arrays[1:]:
+        total = np.add(total, cast(np.ndarray, array),
+                       out=total if total.flags.writeable else None)
+    return total
+
+
+def _one_name_per_key(
+    checked: list[tuple[str, str, np.ndarray]],
+) -> Iterator[list[tuple[str, str, np.ndarray]]]:
+    """`checked` (name, key, gradient) in order, cut into runs in which no key comes twice."""
+    batch: list[tuple[str, str, np.ndarray]] = []
+    for entry in checked:
+        if any(entry[1] == key for _, key, _ in batch):
+            yield batch
+            batch = []
+        batch.append(entry)
+    if batch:
+        yield batch
 
 
 class TrainingCoordinator:
