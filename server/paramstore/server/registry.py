@@ -114,7 +114,7 @@ class StoreRegistry:
             _log.exception("store %s could not be opened; it is not served", name)
             return False
         if contents is not None:
-            self._stores[name] = Store(name, contents.state, contents.optimizer)
+            self._stores[name] = Store(name, contents.state, contents.optimizer, contents.steps)
         return contents is not None
 
     def adopt(self, name: str) -> bool:
@@ -251,7 +251,7 @@ class StoreRegistry:
     def optimizer_states(self, name: str) -> bytes:
         """The store's optimizer and its state as a safetensors file (`optimizer.save_states`).
         Raises `StoreNotFound`, `FailedPrecondition` (no optimizer)."""
-        _, optimizer = self.get(name).capture()
+        _, optimizer, _ = self.get(name).capture()
         if optimizer is None:
             raise FailedPrecondition(
                 f"store {name!r} has no optimizer: set one (Trainer, kvstore.set_optimizer) first")

@@ -11,6 +11,16 @@ The optimizer is rebuilt from its `dumps()` JSON only. It belongs to the store (
 so every snapshot of the store commits the optimizer state with the weights, a restore brings
 both back, and a server restarted on the same data resumes training exactly. `snapshot_every`
 steps, a snapshot is captured at the step's end and written off the training path.
+
+A worker numbers its steps from 1 when it takes a rank, and goes on numbering when it joins
+again under the same rank (after a move of the store, or a restart of its server). The store
+records, with each update, the rank's step and the keys that step has updated so far
+(`Store.steps`), and every snapshot commits that record with the weights. So a step sent
+again, its answer lost, is applied once: on this server, on the replica the store was handed
+to, or on a server restarted from a snapshot that holds the step, each key the step already
+updated is answered with its value, and only the others are applied. A step that skips ahead
+of the record was lost with a server that stopped before committing it: the worker is told so,
+rather than training on from other weights than its own.
 """
 
 from __future__ import annotations
@@ -66,11 +76,13 @@ class _Round:
 
 @dataclass
 class _Step:
-    """A worker's last numbered step: the value each of its keys got, kept so that the step
-    sent again (its answer lost) is answered without counting twice."""
+    """A worker's last numbered step: the value each of its keys (stored names) got, kept so
+    that the step sent again (its answer lost) is answered without counting twice. A key
+    applied by the server that held the store before has no value here (None): its current
+    value is the answer."""
 
     number: int
-    values: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict[str, np.ndarray | None] = field(default_factory=dict)
     busy: bool = True  # an attempt is running: a repeat waits for it
 
 
@@ -104,9 +116,12 @@ class TrainingSession:
         self._joined_at: dict[int, float] = {}
         self._rounds: dict[str, _Round] = {}
         self._updates: dict[str, int] = {}  # applied updates per key
-        self._last_steps: dict[int, _Step] = {}  # rank -> its last numbered step
-        self.step = 0
         self._store = registry.get(store)
+        # rank -> its last numbered step; those the store committed come with it from storage
+        self._last_steps = {rank: _Step(step.number, dict.fromkeys(step.keys), busy=False)
+                            for rank, step in self._store.steps().items()}
+        self._stepping: dict[int, _Step] = {}  # rank -> the step its call is applying
+        self.step = 0
         self._resume_from_snapshot()
 
     @property
@@ -143,7 +158,11 @@ class TrainingSession:
                 self._cond.wait(min(remaining, 0.25))
             rank = wanted if wanted in free else free[0]
             self._live.add(rank)
-            self._last_steps.pop(rank, None)  # a worker numbers its steps from 1 at each join
+            if rank == wanted:  # the same worker again: its steps go on from its last one
+                self._last_steps.setdefault(rank, _Step(0, busy=False))
+            else:  # a new worker numbers its steps from 1
+                self._last_steps.pop(rank, None)
+                self._store.forget_steps(rank)
             self._joined_at[rank] = self._renewed[rank] = time.monotonic()
             return rank
 
@@ -236,36 +255,45 @@ class TrainingSession:
     def push_pull(self, rank: int, items: Iterable[Incoming], step: int = 0
                   ) -> list[tuple[str, np.ndarray]]:
         """Hand in gradients from `rank` for its step number `step` (0: unnumbered); the new
-        value of each key, in order. A repeat of the rank's last step applies none of its keys
-        again: it answers with the values they got then.
+        value of each key, in order. A repeat of the rank's last step applies none of the keys
+        it applied already (on this server or the one that held the store before): it
+        answers with the values they got.
 
-        Raises `FailedPrecondition` (rank not joined, shape or dtype differs, no data),
-        `ParameterNotFound`, `TrainingAborted` (sync step missing workers after the timeout)."""
+        Raises `FailedPrecondition` (rank not joined, shape or dtype differs, no data, a step
+        that does not follow the rank's last one), `ParameterNotFound`, `TrainingAborted`
+        (sync step missing workers after the timeout)."""
         with self._cond:
             self._renew(rank)
             record = self._claim(rank, step)
+            self._stepping[rank] = record
         try:
             results = []
             for item in items:  # a repeat still reads every item: the stream stays in step
-                value = record.values.get(item.info.name)
-                if value is None:
-                    value = record.values[item.info.name] = self._push_key(rank, item)
-                results.append((item.info.name, value))
+                key, gradient = self._checked(item)
+                value = record.values[key] if key in record.values else \
+                    self._push_key(rank, key, gradient)
+                # None: applied by the server that held the store before this one
+                results.append((item.info.name, self._value(key) if value is None else value))
             return results
         finally:
             with self._cond:
                 record.busy = False
+                if self._stepping.get(rank) is record:
+                    del self._stepping[rank]
                 self._cond.notify_all()
 
     def _claim(self, rank: int, step: int) -> _Step:
         """The record of `rank`'s step `step`, once no other attempt at it runs (under the
-        condition's lock)."""
+        condition's lock). Raises `FailedPrecondition` for a step that neither repeats nor
+        follows the rank's last one."""
         last = self._last_steps.get(rank)
-        if step == 0 or last is None or last.number != step:
-            record = _Step(step)
-            if step:
-                self._last_steps[rank] = record
+        if step == 0:
+            return _Step(0)
+        if last is None or step == last.number + 1:
+            record = self._last_steps[rank] = _Step(step)
             return record
+        if step != last.number:
+            raise FailedPrecondition(self._out_of_step(rank, step, last.number))
         # The first attempt may still wait in its round (its caller gone): its outcome is ours.
         while last.busy:
             self._check_open()
@@ -273,15 +301,29 @@ class TrainingSession:
         last.busy = True
         return last
 
-    def _push_key(self, rank: int, item: Incoming) -> np.ndarray:
-        target, gradient = self._checked(item)
+    def _out_of_step(self, rank: int, step: int, last: int) -> str:
+        said = (f"rank {rank} sent its step {step}, but store {self.store!r} last applied its "
+                f"step {last}")
+        if step < last:
+            return f"{said}: a step sent again must be the rank's last one"
+        return (f"{said}: the steps after it were lost, applied by a server that stopped "
+                "before committing them, and the store resumed from its last snapshot; "
+                "restore a snapshot and start the workers again from its step")
+
+    def _value(self, key: str) -> np.ndarray:
+        value = self._store.state().array(key)
+        if value is None:
+            raise FailedPrecondition(f"key {key!r} has no value")
+        return value
+
+    def _push_key(self, rank: int, key: str, gradient: np.ndarray) -> np.ndarray:
         if self.mode == "sync":
-            value = self._gather(target, rank, gradient, self._apply)
+            value = self._gather(key, rank, gradient, self._apply)
         else:
             with self._cond:
-                value = self._apply(target, {rank: gradient})
+                value = self._apply(key, {rank: gradient})
         if value is None:  # every round of a key ends with its updated value
-            raise FailedPrecondition(f"key {item.info.name!r} has no value after its step")
+            raise FailedPrecondition(f"key {key!r} has no value after its step")
         return value
 
     def barrier(self, rank: int) -> None:
@@ -392,9 +434,15 @@ class TrainingSession:
             self.optimizer.update(key, weight, total)
             return {key: weight}
 
-        state = store.update(change)
+        # Recorded with the data: a snapshot holding this update knows which steps it was of.
+        stepping = {rank: self._stepping[rank] for rank in contributions
+                    if rank in self._stepping and self._stepping[rank].number}
+        state = store.update(change, {rank: step.number for rank, step in stepping.items()})
+        value = state.data[key]
+        for step in stepping.values():
+            step.values[key] = value
         self._count(key)
-        return state.data[key]
+        return value
 
     def _count(self, key: str) -> None:
         self._updates[key] = self._updates.get(key, 0) + 1
