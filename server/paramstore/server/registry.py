@@ -39,6 +39,7 @@ from paramstore.server.storage import (
     open_backend,
 )
 from paramstore.server.storage.codec import NO_STEP
+from paramstore.server.storage.retention import HAND_OVER
 from paramstore.server.stores import Incoming, ParameterInfo, Store, StoreState
 
 _log = logging.getLogger("paramstore.server")
@@ -131,7 +132,8 @@ class StoreRegistry:
             return
         store.close(error)
         if store.state().parameters:
-            self.catalog.take_snapshot(name, lambda: Contents(*store.capture()))
+            self.catalog.take_snapshot(name, lambda: Contents(*store.capture()),
+                                       metadata=HAND_OVER)
         self.drop(name, error)
 
     def drop(self, name: str, error: Exception) -> Store | None:
