@@ -120,6 +120,29 @@ def test_a_step_applied_before_a_hand_over_is_not_applied_again_by_the_new_owner
     assert_weights_equal(got, train_in_one_process(3, BATCH, "adam", ADAM))
 
 
+def test_a_step_committed_before_its_owner_is_killed_is_not_applied_again_by_the_next(
+        etcd_endpoint: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = Cluster(etcd_endpoint, s3_endpoint, size=2, lease_ttl=3.0,
+                      flags=("--snapshot-every", "1"))
+
+    def kill_once_committed() -> None:  # the step's periodic snapshot, then SIGKILL
+        with cluster.connect() as watcher:
+            eventually(lambda: 2 in [info.step for info in watcher.store("m").snapshots()],
+                       30, "the snapshot of step 2")
+        cluster.replica_at(_settled(cluster, "m")).kill()
+
+    try:
+        with cluster.start_all().connect() as client:
+            worker = Worker(client)
+            stop = StopAtStep(monkeypatch, client, 2, kill_once_committed)
+            got = worker.train(0, 3)
+            worker.kv.close()
+    finally:
+        cluster.stop_all()
+    assert stop.stopped
+    assert_weights_equal(got, train_in_one_process(3, BATCH, "adam", ADAM))
+
+
 def test_a_step_cut_by_a_hand_over_between_its_keys_applies_each_key_once(
         cluster: Cluster) -> None:
     """Rank 0 pushes keys a and b in one step; rank 1 pushes a, then b in a step of its own.
