@@ -68,6 +68,18 @@ def cluster(etcd_endpoint: str, s3_endpoint: str) -> Iterator[Cluster]:
         print(f"---- replica {replica.address}\n" + "".join(lines[-100:]))
 
 
+def _assert_trains_as_one_process(client: Client, monkeypatch: pytest.MonkeyPatch, step: int,
+                                  stop: Callable[[], None]) -> None:
+    """Three steps of a worker whose server `stop`s at its step `step` end where one process
+    training alone ends: weights, and the Adam state that produced them."""
+    worker = Worker(client)
+    stopping = StopAtStep(monkeypatch, client, step, stop)
+    got = worker.train(0, 3)
+    worker.kv.close()
+    assert stopping.stopped
+    assert_weights_equal(got, train_in_one_process(3, BATCH, "adam", ADAM))
+
+
 def _restart_under_its_address(tmp_path: Path, *flags: str, crash_at: str = ""
                                ) -> ServerProcess:
     """A server on a port it keeps across restarts (a worker with one address finds it again),
@@ -92,14 +104,9 @@ def test_a_step_committed_before_a_kill_is_not_applied_again_after_the_restart(
 
     try:
         with server.connect() as client:
-            worker = Worker(client)
-            stop = StopAtStep(monkeypatch, client, 1, restart)
-            got = worker.train(0, 3)
-            worker.kv.close()
+            _assert_trains_as_one_process(client, monkeypatch, 1, restart)
     finally:
         server.kill()
-    assert stop.stopped
-    assert_weights_equal(got, train_in_one_process(3, BATCH, "adam", ADAM))
 
 
 def test_a_step_applied_before_a_hand_over_is_not_applied_again_by_the_new_owner(
@@ -112,12 +119,7 @@ def test_a_step_applied_before_a_hand_over_is_not_applied_again_by_the_new_owner
         owner.reap()
 
     with cluster.connect() as client:
-        worker = Worker(client)
-        stop = StopAtStep(monkeypatch, client, 2, hand_over)
-        got = worker.train(0, 3)
-        worker.kv.close()
-    assert stop.stopped
-    assert_weights_equal(got, train_in_one_process(3, BATCH, "adam", ADAM))
+        _assert_trains_as_one_process(client, monkeypatch, 2, hand_over)
 
 
 def test_a_step_committed_before_its_owner_is_killed_is_not_applied_again_by_the_next(
@@ -133,14 +135,9 @@ def test_a_step_committed_before_its_owner_is_killed_is_not_applied_again_by_the
 
     try:
         with cluster.start_all().connect() as client:
-            worker = Worker(client)
-            stop = StopAtStep(monkeypatch, client, 2, kill_once_committed)
-            got = worker.train(0, 3)
-            worker.kv.close()
+            _assert_trains_as_one_process(client, monkeypatch, 2, kill_once_committed)
     finally:
         cluster.stop_all()
-    assert stop.stopped
-    assert_weights_equal(got, train_in_one_process(3, BATCH, "adam", ADAM))
 
 
 def test_a_step_cut_by_a_hand_over_between_its_keys_applies_each_key_once(
