@@ -120,6 +120,8 @@ def test_a_step_applied_before_a_hand_over_is_not_applied_again_by_the_new_owner
 
     with cluster.connect() as client:
         _assert_trains_as_one_process(client, monkeypatch, 2, hand_over)
+        # The hand-over snapshot is labelled with the step its weights are at.
+        assert [info.step for info in client.store("m").snapshots()] == [2]
 
 
 def test_a_step_committed_before_its_owner_is_killed_is_not_applied_again_by_the_next(

@@ -102,6 +102,8 @@ class StoreRegistry:
         self._capacities: dict[str, tuple[StoreState, int]] = {}
         # Called with a store's name once it is deleted (a training session ends with it).
         self.on_delete: list[Callable[[str], None]] = []
+        # The step a store's training is at (NO_STEP: none), for its hand-over snapshot.
+        self.training_step: Callable[[str], int] = lambda name: NO_STEP
         self._lock = threading.Lock()
         self._stores: dict[str, Store] = {}
         if ownership is None:
@@ -133,7 +135,7 @@ class StoreRegistry:
         store.close(error)
         if store.state().parameters:
             self.catalog.take_snapshot(name, lambda: Contents(*store.capture()),
-                                       metadata=HAND_OVER)
+                                       step=self.training_step(name), metadata=HAND_OVER)
         self.drop(name, error)
 
     def drop(self, name: str, error: Exception) -> Store | None:

@@ -46,6 +46,7 @@ from paramstore.server.errors import (
 )
 from paramstore.server.registry import StoreRegistry
 from paramstore.server.storage import PendingSnapshot
+from paramstore.server.storage.codec import NO_STEP
 from paramstore.server.stores import Incoming, StoreState
 
 _log = logging.getLogger("paramstore.server")
@@ -121,8 +122,8 @@ class TrainingSession:
         self._last_steps = {rank: _Step(step.number, dict.fromkeys(step.keys), busy=False)
                             for rank, step in self._store.steps().items()}
         self._stepping: dict[int, _Step] = {}  # rank -> the step its call is applying
-        self.step = 0
-        self._resume_from_snapshot()
+        # Steps every key has had: counted on from the step the store resumed at.
+        self._resumed = self.step = self._resumed_step()
 
     @property
     def optimizer(self) -> opt.Optimizer | None:
@@ -274,6 +275,8 @@ class TrainingSession:
                     self._push_key(rank, key, gradient)
                 # None: applied by the server that held the store before this one
                 results.append((item.info.name, self._value(key) if value is None else value))
+            with self._cond:
+                self._count()
             return results
         finally:
             with self._cond:
@@ -441,13 +444,14 @@ class TrainingSession:
         value = state.data[key]
         for step in stepping.values():
             step.values[key] = value
-        self._count(key)
+        self._updates[key] = self._updates.get(key, 0) + 1
         return value
 
-    def _count(self, key: str) -> None:
-        self._updates[key] = self._updates.get(key, 0) + 1
-        step = min(self._updates.values())
-        if step == self.step:
+    def _count(self) -> None:
+        """Count the steps every key has had, once a push-pull applied all its keys: a step's
+        snapshot holds the whole step (under the condition's lock)."""
+        step = self._resumed + min(self._updates.values(), default=0)
+        if step <= self.step:
             return
         self.step = step
         if self.snapshot_every and step % self.snapshot_every == 0:
@@ -472,11 +476,11 @@ class TrainingSession:
         except Exception:
             _log.exception("store %s: periodic snapshot at step %d failed", self.store, step)
 
-    def _resume_from_snapshot(self) -> None:
-        """Take the step of the store's newest snapshot (its optimizer state came with it)."""
-        infos = self.registry.snapshots(self.store)
-        if infos:
-            self.step = max(infos[-1].step, 0)
+    def _resumed_step(self) -> int:
+        """The step of the store's newest snapshot that has one (its optimizer state came with
+        it)."""
+        steps = [info.step for info in self.registry.snapshots(self.store) if info.step >= 0]
+        return steps[-1] if steps else 0
 
 
 class TrainingCoordinator:
@@ -497,6 +501,7 @@ class TrainingCoordinator:
         self._sessions: dict[str, TrainingSession] = {}
         self._lock = threading.Lock()
         registry.on_delete.append(self.end)
+        registry.training_step = self._step_of
         self._snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-every")
 
     def join(
@@ -541,6 +546,10 @@ class TrainingCoordinator:
                 f"store {store!r} is not being trained: join its training first"
             )
         return session
+
+    def _step_of(self, store: str) -> int:
+        session = self._sessions.get(store)
+        return NO_STEP if session is None else session.step
 
     def end(self, store: str, moved: bool = False) -> None:
         """End `store`'s session, if it has one: its store was deleted (or `moved` to another
