@@ -56,6 +56,7 @@ class Cluster:
     size: int = 3
     lease_ttl: float = 3.0
     env: dict[str, str] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()  # more `paramstore serve` flags for every replica
     replicas: list[Replica] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -76,7 +77,7 @@ class Cluster:
         replica.process, _ = start_serve(
             f"s3://{self.bucket}/data", "--address", replica.address,
             "--s3-endpoint", self.s3_endpoint, "--cluster", self.url,
-            "--advertise", replica.address, "--lease-ttl", str(self.lease_ttl),
+            "--advertise", replica.address, "--lease-ttl", str(self.lease_ttl), *self.flags,
             log=replica.log, env={**self.env, **(env or {})})
         wait_for_health(grpc.insecure_channel(replica.address), 30)
         return replica

@@ -337,13 +337,16 @@ def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeatin
         with cluster.connect() as client:
             kv = client.kvstore("m", mode="sync", num_workers=2, timeout=30,
                                 **TRANSPORTS[transport])
-            kv.init("w", nd.zeros(3))
+            kv.init(["w", "v"], [nd.zeros(3), nd.zeros(3)])
             kv.set_optimizer(optimizer.SGD(learning_rate=1.0))
-            out = nd.zeros(3)
+            out = [nd.zeros(3), nd.zeros(3)]
             try:
                 while together.wait(60) >= 0 and not decisions[-1]:
-                    kv.pushpull("w", nd.ones(3) * (kv.rank + 1), out=out)  # 1 + 2 per step
-                    answers.setdefault(kv.rank, []).append(float(out.asnumpy()[0]))
+                    gradient = nd.ones(3) * (kv.rank + 1)  # 1 + 2 per step
+                    # Two keys: a move may cut a step between them.
+                    kv.pushpull(["w", "v"], [gradient, gradient], out=out)
+                    answers.setdefault(kv.rank, []).append(float(out[0].asnumpy()[0]))
+                    answers.setdefault(kv.rank, []).append(float(out[1].asnumpy()[0]))
                     used.add(kv.data_channel)
             except BaseException as error:  # noqa: B902 - every failure is the test's
                 failures.append(error)
@@ -353,8 +356,9 @@ def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeatin
 
     cluster.restart_under([threading.Thread(target=work) for _ in range(2)], stop)
     assert not failures, failures
-    steps = len(answers[0])
-    assert steps > 10 and len(answers[1]) == steps
-    # Each step subtracts the summed gradient, 3, once: none lost, none applied twice.
-    assert answers[0] == answers[1] == [-3.0 * (step + 1) for step in range(steps)]
+    steps = len(answers[0]) // 2
+    assert steps > 10 and len(answers[1]) == 2 * steps
+    # Each step subtracts the summed gradient, 3, once from each key: none lost, none twice.
+    assert answers[0] == answers[1] == [-3.0 * (step + 1) for step in range(steps)
+                                        for _ in ("w", "v")]
     assert (transport == "data-channel") in used

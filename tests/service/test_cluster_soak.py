@@ -10,6 +10,11 @@ import time
 import pytest
 from replicas import Cluster, eventually
 from test_cluster import _filled, _first_value, _owner
+from test_training_shared_memory import (
+    _assert_same_weights_and_gradients,
+    _backward,
+    _local_and_remote_nets,
+)
 
 from paramstore.client import connect
 
@@ -103,3 +108,34 @@ def test_rolling_restarts_under_load_fail_no_call(cluster: Cluster) -> None:
             time.sleep(2)
             cluster.rolling_restart(pause=2)
     load.check()
+
+
+def test_a_worker_trains_bit_exactly_as_one_process_through_rolling_restarts(
+        cluster: Cluster) -> None:
+    """The tied MLP trained through the cluster and in this process side by side, step after
+    step, while every replica restarts in turn (each move a hand-over of the store, its steps
+    cut wherever they were): weights and gradients stay equal to the last bit."""
+    cluster.start_all()
+    stop = threading.Event()
+    steps: list[int] = []
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with connect(cluster.addresses) as client, \
+                    client.kvstore("mlp", mode="sync", num_workers=1, timeout=30) as kv:
+                (local, here), (remote, there) = _local_and_remote_nets(kv)
+                step = 0
+                while not stop.is_set():
+                    for net, trainer in ((local, here), (remote, there)):
+                        _backward(net, step)
+                        trainer.step(8)
+                    _assert_same_weights_and_gradients(remote, local)
+                    step += 1
+                steps.append(step)
+        except BaseException as error:  # noqa: B902 - every failure is the test's
+            failures.append(error)
+
+    cluster.restart_under([threading.Thread(target=work)], stop)
+    assert not failures, failures
+    assert steps and steps[0] > 20

@@ -8,7 +8,7 @@ import pytest
 
 from paramstore.server.errors import InvalidArgument
 from paramstore.server.storage import RetentionPolicy
-from paramstore.server.storage.retention import doomed
+from paramstore.server.storage.retention import HAND_OVER, doomed
 
 
 @dataclass
@@ -81,3 +81,28 @@ def test_a_policy_without_rules_keeps_everything():
 def test_a_bad_policy_is_refused(options):
     with pytest.raises(InvalidArgument):
         RetentionPolicy(**options)
+
+
+def handed_over(*infos: Info) -> list[Info]:
+    """`infos` with a snapshot written for a hand-over after each."""
+    taken = []
+    for info in infos:
+        taken += [info, Info(f"{len(taken) + 1:08d}", -1, dict(HAND_OVER))]
+    return [Info(f"{index:08d}", each.step, each.metadata)
+            for index, each in enumerate(taken, start=1)]
+
+
+def test_hand_over_snapshots_do_not_count_against_keep_last():
+    infos = handed_over(*history(*"123"))  # user, hand-over, user, hand-over, user, hand-over
+    assert kept(RetentionPolicy(keep_last=2), infos) == [3, 5, 6]
+
+
+def test_only_the_newest_hand_over_snapshot_is_kept_and_only_while_it_is_the_newest():
+    infos = handed_over(*history(*"12"))
+    assert kept(RetentionPolicy(), infos) == [1, 3, 4]
+    assert kept(RetentionPolicy(), infos[:-1]) == [1, 3]
+
+
+def test_a_tagged_hand_over_snapshot_is_kept():
+    infos = handed_over(*history(*"12"))
+    assert kept(RetentionPolicy(keep_last=1), infos, frozenset({"00000002"})) == [2, 3, 4]

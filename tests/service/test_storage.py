@@ -24,7 +24,7 @@ from paramstore.server.errors import (
     StoreNotFound,
 )
 from paramstore.server.storage import Backend, Catalog, Contents, LocalBackend
-from paramstore.server.stores import Incoming, ParameterInfo, Store
+from paramstore.server.stores import AppliedStep, Incoming, ParameterInfo, Store
 
 
 @pytest.fixture
@@ -251,6 +251,22 @@ def test_the_optimizer_state_is_committed_and_restored_with_the_weights(make_bac
     for name, array in store.optimizer.get_states().items():
         np.testing.assert_array_equal(restored.optimizer.get_states()[name], array)
     assert Catalog(make_backend()).open_store("s").optimizer is not None
+
+
+def test_the_workers_last_steps_are_committed_with_the_state_they_produced(make_backend):
+    catalog = Catalog(make_backend())
+    catalog.create_store("s")
+    store = store_with(1.0)
+    store.push("", [param("v", np.zeros(3, np.float32))])
+    store.update(lambda state: {"w": state.array("w") + 1}, {0: 7, 1: 7})
+    store.update(lambda state: {"v": state.array("v") + 1}, {0: 7})  # rank 1 not there yet
+    catalog.take_snapshot("s", lambda: Contents(*store.capture()))
+    store.update(lambda state: {"v": state.array("v") + 1}, {1: 7})  # after the snapshot
+    recovered = Catalog(make_backend()).open_store("s")
+    assert recovered is not None
+    assert recovered.steps == {0: AppliedStep(7, frozenset({"w", "v"})),
+                               1: AppliedStep(7, frozenset({"w"}))}
+    assert value_of(Contents(recovered.state)) == 2.0
 
 
 def _stepped(optimizer: opt.Optimizer, weight: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ remote KVStore."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,34 @@ def test_optimizer_states_of_a_store_without_an_optimizer_are_refused(
         (tmp_path / "junk").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
         with pytest.raises(InvalidArgument, match="not an optimizer states file"):
             kv.load_optimizer_states(str(tmp_path / "junk"))
+
+
+def _two_key_steps(client: Any, steps: int) -> None:
+    """`steps` sync steps of one worker on keys a and b (SGD, rate 1: each takes 1 off both)."""
+    with client.kvstore("ab", mode="sync", num_workers=1) as kv:
+        kv.init(["a", "b"], [nd.zeros(2), nd.zeros(2)])
+        kv.set_optimizer(opt.SGD(learning_rate=1.0))
+        out = [nd.zeros(2), nd.zeros(2)]
+        for _ in range(steps):
+            kv.pushpull(["a", "b"], [nd.ones(2), nd.ones(2)], out=out)
+
+
+def test_periodic_snapshots_hold_whole_steps_and_count_on_after_a_restart(
+        make_server: Callable[..., Any]) -> None:
+    server = make_server(snapshot_every=1)
+    with server.connect() as client:
+        _two_key_steps(client, 2)
+    server.server.stop(None).wait()  # the periodic snapshots being written are finished
+    with make_server(data_dir=server.data_dir, snapshot_every=1).connect() as client:
+        _two_key_steps(client, 1)
+        store = client.store("ab")
+        deadline = time.monotonic() + 10
+        while len(store.snapshots()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # written off the training path
+        taken = store.snapshots()
+        assert [info.step for info in taken] == [1, 2, 3]
+        for info in taken:
+            store.restore(info.id)
+            params = store.collect_params()
+            for key in ("a", "b"):
+                assert params[key].data().asnumpy().tolist() == [-info.step] * 2, (info, key)

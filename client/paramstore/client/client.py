@@ -213,11 +213,16 @@ class Client:
             for attempt in self._routes.attempts(store, retries=retries):
                 sent = sent_again()
                 try:
-                    return self._connection(attempt.address).method(method)(
+                    reply = self._connection(attempt.address).method(method)(
                         sent, metadata=metadata, timeout=self.timeout)
                 except grpc.RpcError as error:
                     if not attempt.retry(error):
                         raise from_rpc_error(error) from None
+                else:
+                    # The store's owner answered: its calls that cannot fail over (a
+                    # training worker's steps) go there too.
+                    self._routes.learn(store, attempt.address)
+                    return reply
         raise AssertionError("unreachable: attempts never end")
 
     def pages(self, method: str, request: Any) -> Iterator[Any]:

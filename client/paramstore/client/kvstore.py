@@ -123,8 +123,9 @@ class RemoteKVStore(KVStoreBase):
                 probe.close()
                 probe.unlink()
         self.shared_memory = probe is not None and reply.shared_memory_probe == secret
+        if reply.rank != self._rank:  # a new rank numbers its steps from 1; the same goes on
+            self._steps_done = 0
         self._rank = reply.rank
-        self._steps_done = 0  # steps are numbered from 1 at each join
         self._num_workers = reply.num_workers
         self.type = f"dist_{reply.mode}"
         self._steps.close()

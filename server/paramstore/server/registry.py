@@ -39,6 +39,7 @@ from paramstore.server.storage import (
     open_backend,
 )
 from paramstore.server.storage.codec import NO_STEP
+from paramstore.server.storage.retention import HAND_OVER
 from paramstore.server.stores import Incoming, ParameterInfo, Store, StoreState
 
 _log = logging.getLogger("paramstore.server")
@@ -101,6 +102,8 @@ class StoreRegistry:
         self._capacities: dict[str, tuple[StoreState, int]] = {}
         # Called with a store's name once it is deleted (a training session ends with it).
         self.on_delete: list[Callable[[str], None]] = []
+        # The step a store's training is at (NO_STEP: none), for its hand-over snapshot.
+        self.training_step: Callable[[str], int] = lambda name: NO_STEP
         self._lock = threading.Lock()
         self._stores: dict[str, Store] = {}
         if ownership is None:
@@ -114,7 +117,7 @@ class StoreRegistry:
             _log.exception("store %s could not be opened; it is not served", name)
             return False
         if contents is not None:
-            self._stores[name] = Store(name, contents.state, contents.optimizer)
+            self._stores[name] = Store(name, contents.state, contents.optimizer, contents.steps)
         return contents is not None
 
     def adopt(self, name: str) -> bool:
@@ -131,7 +134,8 @@ class StoreRegistry:
             return
         store.close(error)
         if store.state().parameters:
-            self.catalog.take_snapshot(name, lambda: Contents(*store.capture()))
+            self.catalog.take_snapshot(name, lambda: Contents(*store.capture()),
+                                       step=self.training_step(name), metadata=HAND_OVER)
         self.drop(name, error)
 
     def drop(self, name: str, error: Exception) -> Store | None:
@@ -251,7 +255,7 @@ class StoreRegistry:
     def optimizer_states(self, name: str) -> bytes:
         """The store's optimizer and its state as a safetensors file (`optimizer.save_states`).
         Raises `StoreNotFound`, `FailedPrecondition` (no optimizer)."""
-        _, optimizer = self.get(name).capture()
+        _, optimizer, _ = self.get(name).capture()
         if optimizer is None:
             raise FailedPrecondition(
                 f"store {name!r} has no optimizer: set one (Trainer, kvstore.set_optimizer) first")

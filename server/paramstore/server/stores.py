@@ -58,6 +58,17 @@ class Incoming:
 
 
 @dataclass(frozen=True)
+class AppliedStep:
+    """What a training worker's numbered step has updated so far: its number and the keys
+    (stored names) it changed. A store commits its workers' last steps with every snapshot, so
+    that the server holding the store next applies none of those keys again when a worker
+    sends its step again."""
+
+    number: int
+    keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class StoreState:
     """A store's contents at one version. Never modified: writes make a new one."""
 
@@ -105,18 +116,23 @@ class Store:
     """One named store. Writers serialize on the store's lock; readers use `state()`.
 
     `optimizer` is the optimizer of the store's training, if any: it updates weights only inside
-    `update`, under the lock, so `capture` sees weights and optimizer state of the same moment.
+    `update`, under the lock, so `capture` sees weights and optimizer state of the same moment,
+    and so do the training workers' last steps (`steps`), recorded by the same `update`.
     """
 
     def __init__(
-        self, name: str, state: StoreState | None = None, optimizer: opt.Optimizer | None = None
+        self, name: str, state: StoreState | None = None, optimizer: opt.Optimizer | None = None,
+        steps: Mapping[int, AppliedStep] | None = None,
     ) -> None:
-        """A store named `name`, empty or holding `state` (under a new version)."""
+        """A store named `name`, empty or holding `state` (under a new version), with the last
+        `steps` of its training workers (rank -> step)."""
         self.name = name
         self._lock = threading.Lock()
         state = state or StoreState()
         self._state = dataclasses.replace(state, version=next_version(state.version))
         self.optimizer = optimizer
+        # rank -> its last step's number and the keys it updated; changed under the lock only
+        self._steps = {rank: (step.number, set(step.keys)) for rank, step in (steps or {}).items()}
         self._closed: Exception | None = None
 
     def close(self, error: Exception) -> None:
@@ -135,11 +151,26 @@ class Store:
         """The current contents (an attribute read is atomic: no lock needed)."""
         return self._state
 
-    def capture(self) -> tuple[StoreState, opt.Optimizer | None]:
-        """The contents and a copy of the optimizer, as of one moment."""
+    def capture(self) -> tuple[StoreState, opt.Optimizer | None, dict[int, AppliedStep]]:
+        """The contents, a copy of the optimizer and the workers' last steps, as of one
+        moment."""
         with self._lock:
             optimizer = None if self.optimizer is None else opt.copy_of(self.optimizer)
-            return self._state, optimizer
+            return self._state, optimizer, self._applied_steps()
+
+    def steps(self) -> dict[int, AppliedStep]:
+        """The last numbered step of each training worker (rank) and what it updated."""
+        with self._lock:
+            return self._applied_steps()
+
+    def forget_steps(self, rank: int) -> None:
+        """Drop the steps of `rank`'s worker: a new worker, numbering its steps from 1, took it."""
+        with self._lock:
+            self._steps.pop(rank, None)
+
+    def _applied_steps(self) -> dict[int, AppliedStep]:
+        return {rank: AppliedStep(number, frozenset(keys))
+                for rank, (number, keys) in self._steps.items()}
 
     def push(
         self, prefix: str, items: Iterable[Incoming], *, expected_version: int = 0
@@ -236,16 +267,26 @@ class Store:
             return replaced
 
     def update(
-        self, change: Callable[[StoreState], Mapping[str, np.ndarray]]
+        self, change: Callable[[StoreState], Mapping[str, np.ndarray]],
+        steps: Mapping[int, int] | None = None,
     ) -> StoreState:
         """Overwrite data computed by `change(current_state)` -> {stored name: array}, under the
-        store's lock so that no other write interleaves. `change` raises to change nothing."""
+        store's lock so that no other write interleaves. `change` raises to change nothing.
+        `steps`: rank -> the numbered training step of that worker the update belongs to; the
+        changed names are recorded as applied in it, with the data."""
         with self._lock:
             current = self._state
             data = dict(current.data)
-            for name, array in change(current).items():
+            changed = change(current)
+            for name, array in changed.items():
                 data[name] = _frozen(array)
-            return self._commit(current, current.prefix, dict(current.parameters), data)
+            committed = self._commit(current, current.prefix, dict(current.parameters), data)
+            for rank, number in (steps or {}).items():
+                record = self._steps.get(rank)
+                if record is None or record[0] != number:
+                    record = self._steps[rank] = (number, set())
+                record[1].update(changed)
+            return committed
 
     def _check_version(self, expected: int) -> StoreState:
         current = self._state

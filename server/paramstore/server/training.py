@@ -11,6 +11,16 @@ The optimizer is rebuilt from its `dumps()` JSON only. It belongs to the store (
 so every snapshot of the store commits the optimizer state with the weights, a restore brings
 both back, and a server restarted on the same data resumes training exactly. `snapshot_every`
 steps, a snapshot is captured at the step's end and written off the training path.
+
+A worker numbers its steps from 1 when it takes a rank, and goes on numbering when it joins
+again under the same rank (after a move of the store, or a restart of its server). The store
+records, with each update, the rank's step and the keys that step has updated so far
+(`Store.steps`), and every snapshot commits that record with the weights. So a step sent
+again, its answer lost, is applied once: on this server, on the replica the store was handed
+to, or on a server restarted from a snapshot that holds the step, each key the step already
+updated is answered with its value, and only the others are applied. A step that skips ahead
+of the record was lost with a server that stopped before committing it: the worker is told so,
+rather than training on from other weights than its own.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from paramstore.server.errors import (
 )
 from paramstore.server.registry import StoreRegistry
 from paramstore.server.storage import PendingSnapshot
+from paramstore.server.storage.codec import NO_STEP
 from paramstore.server.stores import Incoming, StoreState
 
 _log = logging.getLogger("paramstore.server")
@@ -66,11 +77,13 @@ class _Round:
 
 @dataclass
 class _Step:
-    """A worker's last numbered step: the value each of its keys got, kept so that the step
-    sent again (its answer lost) is answered without counting twice."""
+    """A worker's last numbered step: the value each of its keys (stored names) got, kept so
+    that the step sent again (its answer lost) is answered without counting twice. A key
+    applied by the server that held the store before has no value here (None): its current
+    value is the answer."""
 
     number: int
-    values: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict[str, np.ndarray | None] = field(default_factory=dict)
     busy: bool = True  # an attempt is running: a repeat waits for it
 
 
@@ -104,10 +117,13 @@ class TrainingSession:
         self._joined_at: dict[int, float] = {}
         self._rounds: dict[str, _Round] = {}
         self._updates: dict[str, int] = {}  # applied updates per key
-        self._last_steps: dict[int, _Step] = {}  # rank -> its last numbered step
-        self.step = 0
         self._store = registry.get(store)
-        self._resume_from_snapshot()
+        # rank -> its last numbered step; those the store committed come with it from storage
+        self._last_steps = {rank: _Step(step.number, dict.fromkeys(step.keys), busy=False)
+                            for rank, step in self._store.steps().items()}
+        self._stepping: dict[int, _Step] = {}  # rank -> the step its call is applying
+        # Steps every key has had: counted on from the step the store resumed at.
+        self._resumed = self.step = self._resumed_step()
 
     @property
     def optimizer(self) -> opt.Optimizer | None:
@@ -143,7 +159,11 @@ class TrainingSession:
                 self._cond.wait(min(remaining, 0.25))
             rank = wanted if wanted in free else free[0]
             self._live.add(rank)
-            self._last_steps.pop(rank, None)  # a worker numbers its steps from 1 at each join
+            if rank == wanted:  # the same worker again: its steps go on from its last one
+                self._last_steps.setdefault(rank, _Step(0, busy=False))
+            else:  # a new worker numbers its steps from 1
+                self._last_steps.pop(rank, None)
+                self._store.forget_steps(rank)
             self._joined_at[rank] = self._renewed[rank] = time.monotonic()
             return rank
 
@@ -236,34 +256,47 @@ class TrainingSession:
     def push_pull(self, rank: int, items: Iterable[Incoming], step: int = 0
                   ) -> list[tuple[str, np.ndarray]]:
         """Hand in gradients from `rank` for its step number `step` (0: unnumbered); the new
-        value of each key, in order. A repeat of the rank's last step applies none of its keys
-        again: it answers with the values they got then.
+        value of each key, in order. A repeat of the rank's last step applies none of the keys
+        it applied already (on this server or the one that held the store before): it
+        answers with the values they got.
 
-        Raises `FailedPrecondition` (rank not joined, shape or dtype differs, no data),
-        `ParameterNotFound`, `TrainingAborted` (sync step missing workers after the timeout)."""
+        Raises `FailedPrecondition` (rank not joined, shape or dtype differs, no data, a step
+        that does not follow the rank's last one), `ParameterNotFound`, `TrainingAborted`
+        (sync step missing workers after the timeout)."""
         with self._cond:
             self._renew(rank)
             record = self._claim(rank, step)
+            self._stepping[rank] = record
         try:
             items = list(items)  # a repeat still reads every item: the stream stays in step
-            new = {item.info.name: item for item in items if item.info.name not in record.values}
-            if new:
-                record.values.update(self._push_keys(rank, list(new.values())))
-            return [(item.info.name, record.values[item.info.name]) for item in items]
+            checked = [(item.info.name, *self._checked(item)) for item in items]
+            # A repeat applies only the keys its first attempt did not (here, or on the server
+            # that held the store before: those have no value in the record, None).
+            new = [entry for entry in checked if entry[1] not in record.values]
+            pushed = self._push_keys(rank, new) if new else {}
+            with self._cond:
+                self._count()
+            return [(name, pushed[name] if name in pushed else self._answer(record, key))
+                    for name, key, _ in checked]
         finally:
             with self._cond:
                 record.busy = False
+                if self._stepping.get(rank) is record:
+                    del self._stepping[rank]
                 self._cond.notify_all()
 
     def _claim(self, rank: int, step: int) -> _Step:
         """The record of `rank`'s step `step`, once no other attempt at it runs (under the
-        condition's lock)."""
+        condition's lock). Raises `FailedPrecondition` for a step that neither repeats nor
+        follows the rank's last one."""
         last = self._last_steps.get(rank)
-        if step == 0 or last is None or last.number != step:
-            record = _Step(step)
-            if step:
-                self._last_steps[rank] = record
+        if step == 0:
+            return _Step(0)
+        if last is None or step == last.number + 1:
+            record = self._last_steps[rank] = _Step(step)
             return record
+        if step != last.number:
+            raise FailedPrecondition(self._out_of_step(rank, step, last.number))
         # The first attempt may still wait in its round (its caller gone): its outcome is ours.
         while last.busy:
             self._check_open()
@@ -271,12 +304,13 @@ class TrainingSession:
         last.busy = True
         return last
 
-    def _push_keys(self, rank: int, items: list[Incoming]) -> dict[str, np.ndarray]:
-        """The new value of each item's key after `rank`'s gradients. In sync mode the keys
-        of a step are handed in together: a worker waits once for all of them, and the worker
-        completing the step's rounds updates their keys in one store write. Names of one
-        stored tensor (a tie) go in successive rounds, as separate pushes would."""
-        checked = [(item.info.name, *self._checked(item)) for item in items]
+    def _push_keys(self, rank: int, checked: list[tuple[str, str, np.ndarray]]
+                   ) -> dict[str, np.ndarray]:
+        """The new value of each name of `checked` (name, key, gradient) after `rank`'s
+        gradients. In sync mode the keys of a step are handed in together: a worker waits once
+        for all of them, and the worker completing the step's rounds updates their keys in one
+        store write. Names of one stored tensor (a tie) go in successive rounds, as separate
+        pushes would."""
         values: dict[str, np.ndarray | None] = {}
         for batch in _one_name_per_key(checked):
             keys = [(key, gradient) for _, key, gradient in batch]
@@ -290,6 +324,25 @@ class TrainingSession:
             if value is None:  # every round of a key ends with its updated value
                 raise FailedPrecondition(f"key {name!r} has no value after its step")
         return cast(dict[str, np.ndarray], values)
+
+    def _out_of_step(self, rank: int, step: int, last: int) -> str:
+        said = (f"rank {rank} sent its step {step}, but store {self.store!r} last applied its "
+                f"step {last}")
+        if step < last:
+            return f"{said}: a step sent again must be the rank's last one"
+        return (f"{said}: the steps after it were lost, applied by a server that stopped "
+                "before committing them, and the store resumed from its last snapshot; "
+                "restore a snapshot and start the workers again from its step")
+
+    def _answer(self, record: _Step, key: str) -> np.ndarray:
+        """The value `key` got in the step of `record`: its current one when the server that
+        held the store before applied it."""
+        value = record.values[key]
+        if value is None:
+            value = self._store.state().array(key)
+        if value is None:
+            raise FailedPrecondition(f"key {key!r} has no value")
+        return value
 
     def barrier(self, rank: int) -> None:
         """Wait until every rank reached the barrier. Raises `TrainingAborted`,
@@ -419,7 +472,7 @@ class TrainingSession:
     def _apply(self, rounds: list[tuple[str, dict[int, np.ndarray | None]]]
                ) -> dict[str, np.ndarray | None]:
         """For each key of `rounds`, sum its gradients in rank order and update its weight, all
-        in one store write; count the step.
+        in one store write, counting each key's update.
 
         Without an optimizer the sum becomes the value (a gradient all-reduce)."""
         totals = {key: _summed(key, contributions) for key, contributions in rounds}
@@ -435,15 +488,22 @@ class TrainingSession:
                 self.optimizer.update(key, stored, total, out=weights[key])
             return weights
 
-        state = store.update(change)
+        # Recorded with the data: a snapshot holding this update knows which steps it was of.
+        ranks = {rank for _, contributions in rounds for rank in contributions}
+        stepping = {rank: self._stepping[rank] for rank in ranks
+                    if rank in self._stepping and self._stepping[rank].number}
+        state = store.update(change, {rank: step.number for rank, step in stepping.items()})
         for key in totals:
-            self._count(key)
+            self._updates[key] = self._updates.get(key, 0) + 1
+            for step in stepping.values():
+                step.values[key] = state.data[key]
         return {key: state.data[key] for key in totals}
 
-    def _count(self, key: str) -> None:
-        self._updates[key] = self._updates.get(key, 0) + 1
-        step = min(self._updates.values())
-        if step == self.step:
+    def _count(self) -> None:
+        """Count the steps every key has had, once a push-pull applied all its keys: a step's
+        snapshot holds the whole step (under the condition's lock)."""
+        step = self._resumed + min(self._updates.values(), default=0)
+        if step <= self.step:
             return
         self.step = step
         if self.snapshot_every and step % self.snapshot_every == 0:
@@ -468,11 +528,11 @@ class TrainingSession:
         except Exception:
             _log.exception("store %s: periodic snapshot at step %d failed", self.store, step)
 
-    def _resume_from_snapshot(self) -> None:
-        """Take the step of the store's newest snapshot (its optimizer state came with it)."""
-        infos = self.registry.snapshots(self.store)
-        if infos:
-            self.step = max(infos[-1].step, 0)
+    def _resumed_step(self) -> int:
+        """The step of the store's newest snapshot that has one (its optimizer state came with
+        it)."""
+        steps = [info.step for info in self.registry.snapshots(self.store) if info.step >= 0]
+        return steps[-1] if steps else 0
 
 
 def _summed(key: str, contributions: dict[int, np.ndarray | None]) -> np.ndarray:
@@ -522,6 +582,7 @@ class TrainingCoordinator:
         self._sessions: dict[str, TrainingSession] = {}
         self._lock = threading.Lock()
         registry.on_delete.append(self.end)
+        registry.training_step = self._step_of
         self._snapshots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-every")
 
     def join(
@@ -566,6 +627,10 @@ class TrainingCoordinator:
                 f"store {store!r} is not being trained: join its training first"
             )
         return session
+
+    def _step_of(self, store: str) -> int:
+        session = self._sessions.get(store)
+        return NO_STEP if session is None else session.step
 
     def end(self, store: str, moved: bool = False) -> None:
         """End `store`'s session, if it has one: its store was deleted (or `moved` to another

@@ -18,6 +18,8 @@ data. The rules:
   what a crash leaves uncommitted is removed when the store is opened.
 - A snapshot's id is allocated in the critical section that captures the state (and the
   optimizer state of a training store, committed with it), so ids and states never disagree.
+  The commit record holds the training workers' last steps as of that capture (rank, step
+  number, keys updated), so that whoever opens the store applies none of them again.
 - Retention runs only after the new snapshot is committed, and never deletes a snapshot that
   a kept delta snapshot needs as its base; nor does a delete. It deletes newest first, so that
   a crash midway leaves no delta snapshot without its base.
@@ -48,6 +50,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from paramstore import checkpoint
@@ -67,7 +70,7 @@ from paramstore.server.storage import codec
 from paramstore.server.storage.backend import Backend, BackendError
 from paramstore.server.storage.retention import RetentionPolicy, doomed
 from paramstore.server.storage.steps import reached
-from paramstore.server.stores import StoreState
+from paramstore.server.stores import AppliedStep, StoreState
 
 _log = logging.getLogger("paramstore.server")
 
@@ -94,10 +97,12 @@ class SnapshotInfo:
 
 
 class Contents(NamedTuple):
-    """What a snapshot restores: the store's state and, for a training store, its optimizer."""
+    """What a snapshot restores: the store's state and, for a training store, its optimizer and
+    its workers' last steps (rank -> step)."""
 
     state: StoreState
     optimizer: opt.Optimizer | None = None
+    steps: Mapping[int, AppliedStep] = MappingProxyType({})
 
 
 class PendingSnapshot(NamedTuple):
@@ -120,6 +125,7 @@ class _Record:
     checksums: dict[str, int]  # CRC-32C of each tensor the parameters hold
     base: str = ""  # a delta snapshot's base id
     request: str = ""  # the id of the request that took it, when it carried one
+    steps: Mapping[int, AppliedStep] = field(default_factory=dict)  # its workers' last steps
 
 
 @dataclass
@@ -433,7 +439,8 @@ class Catalog:
                 files.name, snapshot_id, step, int(file_metadata[codec.CREATED_KEY]),
                 dict(metadata), size, contents.state.version, base=pending.base,
             )
-            record = _Record(info, parameters, optimizer, checksums, pending.base, request_id)
+            record = _Record(info, parameters, optimizer, checksums, pending.base, request_id,
+                             contents.steps)
             with files.lock:  # a delete commits its tombstone under this lock: never both
                 if files.deleted:
                     raise StoreNotFound(f"store {files.name!r} was deleted meanwhile")
@@ -584,7 +591,7 @@ class Catalog:
                          files.name, snapshot_id, self.backend.location(record.parameters), error)
             files.damaged.add(snapshot_id)
             raise _damaged(snapshot_id, error) from None
-        return Contents(state, optimizer)
+        return Contents(state, optimizer, record.steps if select is None else {})
 
     @contextlib.contextmanager
     def snapshot_file(
@@ -817,7 +824,32 @@ def _record_json(record: _Record) -> bytes:
         "metadata": info.metadata, "size_bytes": info.size_bytes, "version": info.version,
         "parameters": record.parameters, "optimizer": record.optimizer,
         "checksums": record.checksums, "base": record.base, "request": record.request,
+        "steps": _steps_json(record.steps),
     }, separators=(",", ":")).encode()
+
+
+def _steps_json(steps: Mapping[int, AppliedStep]) -> list[dict[str, Any]]:
+    """The workers' last steps, the ranks whose steps are alike together (in sync training,
+    every rank's last step is the same once it is complete)."""
+    ranks: dict[AppliedStep, list[int]] = {}
+    for rank, step in sorted(steps.items()):
+        ranks.setdefault(step, []).append(rank)
+    return [{"ranks": alike, "step": step.number, "keys": sorted(step.keys)}
+            for step, alike in ranks.items()]
+
+
+def _parse_steps(raw: object) -> dict[int, AppliedStep]:
+    if not isinstance(raw, list):
+        raise ValueError("steps must be a list")
+    steps = {}
+    for entry in raw:
+        keys = entry["keys"]
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise ValueError("the keys of a step must be names")
+        step = AppliedStep(int(entry["step"]), frozenset(keys))
+        for rank in entry["ranks"]:
+            steps[int(rank)] = step
+    return steps
 
 
 def _parse_record(store: str, data: bytes) -> _Record:
@@ -838,7 +870,8 @@ def _parse_record(store: str, data: bytes) -> _Record:
     if base:
         info = replace(info, base=validation.snapshot_id(base))
     return _Record(info, str(raw["parameters"]), None if optimizer is None else str(optimizer),
-                   checksums, info.base, str(raw.get("request") or ""))
+                   checksums, info.base, str(raw.get("request") or ""),
+                   _parse_steps(raw.get("steps") or []))
 
 
 def _saw(files: _StoreFiles, snapshot_id: str, state: StoreState) -> None:
