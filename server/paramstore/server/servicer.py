@@ -24,7 +24,7 @@ from paramstore.proto import chunks, shared_memory
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
 from paramstore.proto.wire import ERROR_KEY, OWNER_KEY
-from paramstore.server import failures, validation
+from paramstore.server import failures, incoming, validation
 from paramstore.server import shared_memory as segments
 from paramstore.server.admission import (
     DEFAULT_IDLE_TIMEOUT,
@@ -49,7 +49,7 @@ from paramstore.server.limits import Budget
 from paramstore.server.registry import StoreRegistry
 from paramstore.server.request_ids import request_id
 from paramstore.server.storage import RetentionPolicy, SnapshotInfo
-from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
+from paramstore.server.stores import Incoming, ParameterInfo, StoreState
 from paramstore.server.training import TrainingAborted, TrainingCoordinator
 
 _log = logging.getLogger("paramstore.server")
@@ -580,23 +580,29 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         items: list[Incoming] = []
         current: tuple[ParameterInfo, _Buffer] | None = None
         offset = 0
-        if segment is not None:  # batches of specs only: the data is in the segment
-            stream = chunks.expand(requests, data_inline=False)
-        else:  # a compressed stream's chunks are codes, which batches cannot describe
-            stream = requests if codec is not None else chunks.expand(requests)
+        # Batches of specs only, with the data in the segment, are spread out; batches with
+        # their data are taken whole. A compressed stream's chunks are codes, which batches
+        # cannot describe.
+        stream = chunks.expand(requests, data_inline=False) if segment is not None else requests
         if stop_at_count:
             stream = _until(stream, lambda: len(items) + int(
                 current is not None and current[1].full) >= begin.parameter_count)
         for request in stream:
             kind = request.WhichOneof("item")
-            if kind == "parameter":
+            if kind == "batch":
+                if codec is not None:
+                    raise InvalidArgument("compressed gradients travel as specs and chunks, "
+                                          "never in a ParameterBatch")
+                if current is not None:
+                    items.append(_incoming(*current))
+                    current = None
+                _check_announced(len(items) + len(request.batch.parameters), begin)
+                items.extend(incoming.batch_items(request.batch, budget, take,
+                                                  self.registry.max_tensor_bytes))
+            elif kind == "parameter":
                 if current is not None:
                     items.append(_incoming(*current, codec))
-                if len(items) + 1 > begin.parameter_count:
-                    raise InvalidArgument(
-                        f"the push stream has more parameters than the {begin.parameter_count} "
-                        "its PushBegin announced"
-                    )
+                _check_announced(len(items) + 1, begin)
                 current = self._declared(request.parameter, budget, take, codec,
                                          allocate=segment is None)
                 if segment is not None:
@@ -625,17 +631,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self, spec: pb.ParameterSpec, budget: Budget, take: Take,
         codec: compression.Codec | None, allocate: bool = True,
     ) -> tuple[ParameterInfo, _Buffer]:
-        shape = None if spec.shape_unknown else tuple(spec.shape)
-        info = validated_info(
-            spec.name, shape, spec.dtype, spec.dtype_label, spec.kind, spec.alias_of,
-            self.registry.max_tensor_bytes,
-        )
-        if spec.has_data and (info.shape is None or info.alias_of):
-            raise InvalidArgument(
-                f"parameter {info.name!r} cannot carry data: "
-                + ("it is an alias" if info.alias_of else "its shape is unknown")
-            )
-        budget.admit(info)
+        info = incoming.declared_info(spec, budget, self.registry.max_tensor_bytes)
         if codec is not None and np.dtype(info.dtype).kind != "f":
             raise InvalidArgument(
                 f"parameter {info.name!r} is {info.dtype}: compressed gradients need a "
@@ -643,6 +639,13 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             )
         return info, _Buffer(f"parameter {info.name!r}",
                              _data_bytes(info, codec) if spec.has_data else None, take, allocate)
+
+
+def _check_announced(count: int, begin: pb.PushBegin) -> None:
+    """Raise unless a push stream's `count` parameters so far are at most PushBegin's."""
+    if count > begin.parameter_count:
+        raise InvalidArgument(f"the push stream has more parameters than the "
+                              f"{begin.parameter_count} its PushBegin announced")
 
 
 class _Parameters(NamedTuple):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,7 +43,7 @@ class ParameterInfo:
     kind: str = "Parameter"
     alias_of: str | None = None
 
-    @property
+    @functools.cached_property  # asked per parameter of every push: worked out once
     def nbytes(self) -> int:
         """The bytes of its data (0 while its shape is unknown)."""
         if self.shape is None:
@@ -49,8 +51,7 @@ class ParameterInfo:
         return math.prod(self.shape) * validation.ITEMSIZES[self.dtype]
 
 
-@dataclass(frozen=True)
-class Incoming:
+class Incoming(NamedTuple):  # a tuple: made per pushed parameter, quicker than a dataclass
     """A parameter as a push declares it, with its data when it has some."""
 
     info: ParameterInfo
