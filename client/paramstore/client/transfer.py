@@ -133,7 +133,7 @@ def push_requests(
     begin.parameter_count = len(outgoing) if count is None else count
     yield pb.PushRequest(begin=begin)
     yield from chunks.parameter_messages(
-        pb.PushRequest, ((item.spec, item.data) for item in outgoing), batches,
+        ((item.spec.SerializeToString(), item.data) for item in outgoing), batches,
         sent=bar.update,
     )
 

@@ -218,7 +218,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         reply = pb.CollectParamsResponse(prefix=state.prefix, version=state.version)
         used = reply.ByteSize()
         for info in state.select(matches):
-            spec = _spec(info, state)
+            spec = _spec(info, state.array(info.name) is not None)
             used += spec.ByteSize() + 8
             if reply.parameters and used > REPLY_BYTES:
                 yield reply
@@ -250,10 +250,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         state = plan.state
         yield pb.PullResponse(begin=pb.PullBegin(
             prefix=state.prefix, version=state.version, data_bytes=plan.data_bytes))
-        yield from chunks.parameter_messages(pb.PullResponse, (
-            (_spec(info, state, has_data=sends_data),
-             state.data[info.alias_of or info.name] if sends_data else None)
-            for info, sends_data in plan.parameters
+        yield from chunks.parameter_messages((
+            (_serialized_spec(info, data is not None), data) for info, data in plan.parameters
         ), batches=request.batches)
 
     @_rpc
@@ -499,9 +497,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         parameters = _Parameters(begin.store, [item.info for item in items])
         if begin.same_parameters:
             return parameters
-        yield from chunks.parameter_messages(pb.PullResponse, (
+        yield from chunks.parameter_messages((
             (pb.ParameterSpec(name=name, shape=value.shape, dtype=value.dtype.name,
-                              dtype_label=value.dtype.name, kind="Parameter", has_data=True),
+                              dtype_label=value.dtype.name, kind="Parameter",
+                              has_data=True).SerializeToString(),
              None if segment is not None else value)
             for name, value in values
         ), batches=segment is not None)
@@ -783,7 +782,7 @@ def _received_bytes(items: list[Incoming]) -> int:
     return sum(item.data.nbytes for item in items if item.data is not None)
 
 
-def _spec(info: ParameterInfo, state: StoreState, *, has_data: bool | None = None) -> Any:
+def _spec(info: ParameterInfo, has_data: bool) -> pb.ParameterSpec:
     return pb.ParameterSpec(
         name=info.name,
         shape=info.shape or (),
@@ -792,8 +791,16 @@ def _spec(info: ParameterInfo, state: StoreState, *, has_data: bool | None = Non
         dtype_label=info.dtype_label,
         kind=info.kind,
         alias_of=info.alias_of or "",
-        has_data=state.array(info.name) is not None if has_data is None else has_data,
+        has_data=has_data,
     )
+
+
+# Descriptions outlive versions (a write of data keeps them), so a pull of many small
+# parameters reuses their serialized specs instead of building each again. Bounded: about
+# 200 bytes an entry.
+@functools.lru_cache(maxsize=1 << 18)
+def _serialized_spec(info: ParameterInfo, has_data: bool) -> bytes:
+    return _spec(info, has_data).SerializeToString()
 
 
 def _store_info(name: str, state: StoreState) -> pb.StoreInfo:
