@@ -155,7 +155,7 @@ def parameter_messages(
             specs, pieces, size = [], [], 0
         yield _framed(_PARAMETER_TAG, spec)
         if data is not None:
-            flat = memoryview(data.reshape(-1).view(np.uint8))
+            flat = data.reshape(-1).view(np.uint8).data
             for start in range(0, len(flat), CHUNK_BYTES):
                 piece = flat[start:start + CHUNK_BYTES]
                 if sent is not None:

@@ -245,7 +245,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def Pull(
         self, request: pb.PullRequest, context: Any, call: _Call
-    ) -> Iterator[pb.PullResponse]:
+    ) -> Iterator[pb.PullResponse | bytes]:
         plan = self.registry.pull(request.store, list(request.names), request.select)
         state = plan.state
         yield pb.PullResponse(begin=pb.PullBegin(
@@ -455,14 +455,14 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def PushPull(
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
-    ) -> Iterator[pb.PullResponse]:
+    ) -> Iterator[pb.PullResponse | bytes]:
         requests = iter(requests)
         yield from self._push_pull_step(self._begin(requests, call), requests, call, False)
 
     @_rpc
     def PushPullSteps(
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
-    ) -> Iterator[pb.PullResponse]:
+    ) -> Iterator[pb.PullResponse | bytes]:
         requests = iter(requests)
         previous: _Parameters | None = None
         while (first := next(requests, None)) is not None:
@@ -472,7 +472,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def _push_pull_step(
         self, begin: pb.PushBegin, requests: Iterator[pb.PushRequest], call: _Call,
         one_of_many: bool, previous: _Parameters | None = None,
-    ) -> Generator[pb.PullResponse, None, _Parameters]:
+    ) -> Generator[pb.PullResponse | bytes, None, _Parameters]:
         """One PushPull step: its parameters (after `begin`, or `previous` ones), then the
         replies; returns its parameters. A step `one_of_many` on its call reads no further than
         its last parameter's bytes."""
