@@ -11,12 +11,15 @@ a `CollectParams` listing (specs only, cheap) checks every shape and dtype again
 destinations, so a mismatch is refused before anything is written; when the pull then reads
 the very version the listing showed, nothing more is needed. Otherwise (many names, or a write
 in between) each destination's previous values are kept aside before its bytes are written,
-and restored when a later parameter disagrees or the stream fails. Either way a pull the
-server refuses (a mismatch, a missing name, a store that kept changing) leaves the local
-parameters as they were (another thread reading them meanwhile may see the pulled values for a
-moment). A pull of the listed version cut off mid-stream (the connection lost) may leave some
-parameters with their new values and the rest with their old ones: keeping a copy of every
-destination for that case would cost a copy of every byte pulled, and pulling again mends it.
+and restored when a later parameter disagrees or the stream fails. Small parameters come whole
+in batches: their bytes stay in the received messages (each no bigger than its previous values
+would be) and are written once every part of the pull arrived and agreed, so nothing of theirs
+is kept aside or undone. Either way a pull the server refuses (a mismatch, a missing name, a
+store that kept changing) leaves the local parameters as they were (another thread reading
+them meanwhile may see the pulled values for a moment). A pull of the listed version cut off
+mid-stream (the connection lost) may leave some parameters with their new values and the rest
+with their old ones: keeping a copy of every destination for that case would cost a copy of
+every byte pulled, and pulling again mends it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -164,14 +167,16 @@ def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
 @dataclass(slots=True)  # one per parameter pulled: slots make it small and quick
 class _Target:
     """Where one pulled tensor goes: the destination's arrays (the first receives the chunks),
-    or, for a parameter without data yet, the chunks kept for `set_data`."""
+    or, for a parameter without data yet, the chunks kept for `set_data`. A tensor that came
+    whole in a batch keeps a view of its bytes until `finish` writes them."""
 
     name: str
     spec: pb.ParameterSpec
     destination: Any
     arrays: list[np.ndarray] | None
+    whole: memoryview | None = None
     flat: np.ndarray | None = None  # the first array's bytes, written in place
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes] | None = None  # made when the first chunk is kept
     filled: int = 0
 
 
@@ -231,15 +236,16 @@ class _Pull:
         keep_previous = True  # False when the stream reads the version the listing checked
         sources: dict[str, _Target] = {}  # tensor (target name) -> where it went, this stream
 
-        def start(spec: pb.ParameterSpec) -> Callable[[bytes], None] | None:
+        def start(spec: pb.ParameterSpec, whole: memoryview | None
+                  ) -> Callable[[bytes], None] | None:
             nonlocal position
             if self._stopped.is_set():
                 raise _Stopped
             if position >= len(names):
                 raise ParamstoreError("the server sent more parameters than asked for")
-            target = self._start(names[position], spec, sources, keep_previous)
+            target = self._start(names[position], spec, whole, sources, keep_previous)
             position += 1
-            return None if target is None else self._writer(target)
+            return None if target is None or whole is not None else self._writer(target)
 
         with contextlib.ExitStack() as stack:
             stack.callback(getattr(replies, "close", lambda: None))  # a call left early ends
@@ -265,8 +271,8 @@ class _Pull:
 
         return write
 
-    def _start(self, name: str, spec: pb.ParameterSpec, sources: dict[str, _Target],
-               keep_previous: bool) -> _Target | None:
+    def _start(self, name: str, spec: pb.ParameterSpec, whole: memoryview | None,
+               sources: dict[str, _Target], keep_previous: bool) -> _Target | None:
         destination = self.params[name]
         # An alias sent without data follows, in its stream, the name that carried the data.
         source = sources.get(spec.alias_of) if not spec.has_data else None
@@ -274,13 +280,15 @@ class _Pull:
             return None  # no data in the store: the local parameter is left alone
         arrays = _arrays_of(destination)
         _check(name, source.spec if source is not None else spec, destination, arrays)
-        if arrays is not None and keep_previous:
+        # What `finish` writes (a tensor that came whole, aliases) needs no previous values:
+        # `finish` runs only once every part of the pull arrived and agreed.
+        if arrays is not None and keep_previous and whole is None and source is None:
             self.saved.append((arrays[0], arrays[0].copy()))
         if source is not None:
             self.aliases.append((name, source))
             return None
-        target = _Target(name, spec, destination, arrays)
-        if arrays is not None and arrays[0].flags.c_contiguous:
+        target = _Target(name, spec, destination, arrays, whole)
+        if whole is None and arrays is not None and arrays[0].flags.c_contiguous:
             target.flat = arrays[0].reshape(-1).view(np.uint8)
         sources[spec.alias_of or spec.name] = target
         self.targets.append(target)
@@ -295,7 +303,7 @@ class _Pull:
             destination = self.params[name]
             arrays = _arrays_of(destination)
             if arrays is None:
-                destination.set_data(_value_of(source))
+                destination.set_data(np.array(_value_of(source)))
             else:
                 for array in arrays:
                     np.copyto(array, _value_of(source))
@@ -312,6 +320,8 @@ def _append(target: _Target, chunk: bytes) -> None:
     end = target.filled + len(chunk)
     if target.flat is not None:
         target.flat[target.filled:end] = np.frombuffer(chunk, np.uint8)
+    elif target.chunks is None:
+        target.chunks = [chunk]
     else:
         target.chunks.append(chunk)
     target.filled = end
@@ -319,21 +329,24 @@ def _append(target: _Target, chunk: bytes) -> None:
 
 def _settle(target: _Target) -> None:
     if target.arrays is None:  # a deferred parameter: it keeps the data for its initialization
-        target.destination.set_data(_value_of(target))
+        target.destination.set_data(np.array(_value_of(target)))
         return
     first, *others = target.arrays
-    if target.flat is None:
+    if target.whole is not None:  # `_check` made sure that shape and dtype agree
+        np.copyto(first, np.frombuffer(target.whole, first.dtype).reshape(first.shape))
+    elif target.flat is None:
         first[...] = _value_of(target)
     for other in others:
         np.copyto(other, first)
 
 
 def _value_of(target: _Target) -> np.ndarray:
-    """The pulled tensor as an array."""
+    """The pulled tensor as an array (a read-only view of the received bytes, for one that
+    came whole)."""
     if target.flat is not None:
         return target.arrays[0]  # type: ignore[index]
-    data = np.frombuffer(b"".join(target.chunks), _dtype(target.spec))
-    return data.reshape(_shape(target.spec)).copy()
+    received = target.whole if target.whole is not None else b"".join(target.chunks or ())
+    return np.frombuffer(received, _dtype(target.spec)).reshape(_shape(target.spec))
 
 
 def _shape(spec: pb.ParameterSpec) -> tuple[int, ...]:

@@ -162,7 +162,8 @@ def receive(
     received: list[Received] = []
     arrays: dict[str, np.ndarray] = {}
 
-    def start(spec: pb.ParameterSpec) -> Callable[[bytes], None] | None:
+    def start(spec: pb.ParameterSpec, whole: memoryview | None
+              ) -> Callable[[bytes], None] | None:
         data = None
         if spec.has_data:
             data = destination(spec) if destination is not None else None
@@ -173,7 +174,13 @@ def receive(
         elif spec.alias_of:
             data = arrays.get(spec.alias_of)
         received.append(Received(spec, data))
-        return _filler(data) if spec.has_data and data is not None else None
+        if not spec.has_data or data is None:
+            return None
+        write = _filler(data)
+        if whole is None:
+            return write
+        write(whole)
+        return None
 
     with contextlib.ExitStack() as stack:
         def bar(begin: pb.PullBegin) -> Callable[[int], None]:
@@ -187,12 +194,12 @@ def receive(
     return begin, received
 
 
-def _filler(array: np.ndarray) -> Callable[[bytes], None]:
+def _filler(array: np.ndarray) -> Callable[[bytes | memoryview], None]:
     """Writes consecutive chunks into `array`'s bytes (`wire.read_pull` checks their sizes)."""
     flat = array.reshape(-1).view(np.uint8)
     filled = 0
 
-    def write(chunk: bytes) -> None:
+    def write(chunk: bytes | memoryview) -> None:
         nonlocal filled
         flat[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
         filled += len(chunk)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from paramstore.dtypes import numpy_dtype
+from paramstore.proto import wire
 
 # Measured on loopback: throughput rises up to 1 MiB chunks and is flat beyond; 1 MiB also stays
 # well under gRPC's default 4 MiB message limit, so grpcurl and other clients work.
@@ -106,20 +106,12 @@ def expand(messages: Iterable[Any], data_inline: bool = True) -> Iterator[Any]:
         for spec in message.batch.parameters:
             yield RawParameter(spec)
             if spec.has_data and data_inline:
-                size = spec_bytes(spec)
+                size = wire.data_bytes(spec)
                 yield RawChunk(data[offset:offset + size])
                 offset += size
         if offset != len(data):
             # A reader sees a chunk it cannot place and reports it.
             yield RawChunk(data[offset:])
-
-
-def spec_bytes(spec: Any) -> int:
-    """The bytes of the data a spec declares."""
-    count = 1
-    for dim in spec.shape:
-        count *= int(dim)
-    return count * numpy_dtype(spec.dtype).itemsize
 
 
 def parameter_messages(
