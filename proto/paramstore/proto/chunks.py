@@ -167,6 +167,11 @@ def _batch(specs: list[bytes], pieces: list[Any], sent: Callable[[int], None] | 
     return b"".join((_BATCH_TAG, _varint(length), *specs, data_header, *pieces))
 
 
+def field(number: int, payload: bytes) -> bytes:
+    """The length-delimited field `number` holding `payload`, serialized."""
+    return _framed(bytes([number << 3 | 2]), payload)
+
+
 def _framed(tag: bytes, payload: bytes | memoryview) -> bytes:
     """A length-delimited field: its tag, the payload's length, the payload."""
     return b"".join((tag, _varint(len(payload)), payload))
