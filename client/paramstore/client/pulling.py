@@ -115,17 +115,18 @@ def parts(params: Any, calls: int = PARALLEL_CALLS,
     """The names of `params` in up to `calls` parts of about equal bytes, each of at least
     `min_bytes` (one part for a small pull), each in the order of `params`. Names of one local
     parameter stay in one part, where the store sends its tensor once."""
-    groups: dict[int, list[int]] = {}  # id of a destination -> positions of its names
-    sizes: dict[int, int] = {}
+    sizes: dict[int, int] = {}  # id of a destination -> its bytes
     names = list(params.keys())
-    for position, name in enumerate(names):
+    for name in names:
         destination = params[name]
-        groups.setdefault(id(destination), []).append(position)
         arrays = _arrays_of(destination)
         sizes[id(destination)] = arrays[0].nbytes if arrays else 0
-    count = min(calls, len(groups), max(1, sum(sizes.values()) // min_bytes))
+    count = min(calls, len(sizes), max(1, sum(sizes.values()) // min_bytes))
     if count <= 1:
         return [names] if names else []
+    groups: dict[int, list[int]] = {}  # id of a destination -> positions of its names
+    for position, name in enumerate(names):
+        groups.setdefault(id(params[name]), []).append(position)
     loads = [0] * count
     members: list[list[int]] = [[] for _ in range(count)]
     for key in sorted(groups, key=sizes.__getitem__, reverse=True):  # biggest first
@@ -274,23 +275,27 @@ class _Pull:
     def _start(self, name: str, spec: pb.ParameterSpec, whole: memoryview | None,
                sources: dict[str, _Target], keep_previous: bool) -> _Target | None:
         destination = self.params[name]
-        # An alias sent without data follows, in its stream, the name that carried the data.
-        source = sources.get(spec.alias_of) if not spec.has_data else None
-        if not spec.has_data and source is None:
-            return None  # no data in the store: the local parameter is left alone
+        alias_of = spec.alias_of  # each field read once: a read costs as much as a dict lookup
+        source = None
+        if whole is None and not spec.has_data:
+            # An alias sent without data follows, in its stream, the name that carried the data.
+            source = sources.get(alias_of)
+            if source is None:
+                return None  # no data in the store: the local parameter is left alone
         arrays = _arrays_of(destination)
         _check(name, source.spec if source is not None else spec, destination, arrays)
-        # What `finish` writes (a tensor that came whole, aliases) needs no previous values:
-        # `finish` runs only once every part of the pull arrived and agreed.
-        if arrays is not None and keep_previous and whole is None and source is None:
-            self.saved.append((arrays[0], arrays[0].copy()))
         if source is not None:
             self.aliases.append((name, source))
             return None
         target = _Target(name, spec, destination, arrays, whole)
-        if whole is None and arrays is not None and arrays[0].flags.c_contiguous:
-            target.flat = arrays[0].reshape(-1).view(np.uint8)
-        sources[spec.alias_of or spec.name] = target
+        # What `finish` writes (a tensor that came whole, aliases) needs no previous values:
+        # `finish` runs only once every part of the pull arrived and agreed.
+        if whole is None and arrays is not None:
+            if keep_previous:
+                self.saved.append((arrays[0], arrays[0].copy()))
+            if arrays[0].flags.c_contiguous:
+                target.flat = arrays[0].reshape(-1).view(np.uint8)
+        sources[alias_of or name] = target
         self.targets.append(target)
         return target
 
@@ -331,13 +336,14 @@ def _settle(target: _Target) -> None:
     if target.arrays is None:  # a deferred parameter: it keeps the data for its initialization
         target.destination.set_data(np.array(_value_of(target)))
         return
-    first, *others = target.arrays
+    first = target.arrays[0]
     if target.whole is not None:  # `_check` made sure that shape and dtype agree
         np.copyto(first, np.frombuffer(target.whole, first.dtype).reshape(first.shape))
     elif target.flat is None:
         first[...] = _value_of(target)
-    for other in others:
-        np.copyto(other, first)
+    if len(target.arrays) > 1:
+        for other in target.arrays[1:]:
+            np.copyto(other, first)
 
 
 def _value_of(target: _Target) -> np.ndarray:
