@@ -119,6 +119,9 @@ def parts(params: Any, calls: int = PARALLEL_CALLS,
     names = list(params.keys())
     for name in names:
         destination = params[name]
+        if isinstance(destination, np.ndarray):
+            sizes[id(destination)] = destination.nbytes  # the common case, without a list
+            continue
         arrays = _arrays_of(destination)
         sizes[id(destination)] = arrays[0].nbytes if arrays else 0
     count = min(calls, len(sizes), max(1, sum(sizes.values()) // min_bytes))
