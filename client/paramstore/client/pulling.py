@@ -25,6 +25,7 @@ every byte pulled, and pulling again mends it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -164,7 +165,7 @@ def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
             raise ParameterNotFound(f"the store has no parameter {name!r}")
         if not spec.shape_unknown and (spec.has_data or spec.alias_of):
             destination = params[name]
-            _check(name, spec, destination, _arrays_of(destination))
+            _check(name, _shape(spec), _dtype(spec), destination, _arrays_of(destination))
     return version
 
 
@@ -175,9 +176,10 @@ class _Target:
     whole in a batch keeps a view of its bytes until `finish` writes them."""
 
     name: str
-    spec: pb.ParameterSpec
+    shape: tuple[int, ...]
+    dtype: np.dtype  # little-endian, as the bytes travel
     destination: Any
-    arrays: list[np.ndarray] | None
+    arrays: tuple[np.ndarray, ...] | None
     whole: memoryview | None = None
     flat: np.ndarray | None = None  # the first array's bytes, written in place
     chunks: list[bytes] | None = None  # made when the first chunk is kept
@@ -286,11 +288,15 @@ class _Pull:
             if source is None:
                 return None  # no data in the store: the local parameter is left alone
         arrays = _arrays_of(destination)
-        _check(name, source.spec if source is not None else spec, destination, arrays)
+        shape, dtype = (source.shape, source.dtype) if source is not None else \
+            (_shape(spec), _dtype(spec))
+        _check(name, shape, dtype, destination, arrays)
         if source is not None:
             self.aliases.append((name, source))
             return None
-        target = _Target(name, spec, destination, arrays, whole)
+        # The target keeps no message and no list: what outlives a pull's reading is what the
+        # garbage collector walks again and again.
+        target = _Target(name, shape, dtype, destination, arrays, whole)
         # What `finish` writes (a tensor that came whole, aliases) needs no previous values:
         # `finish` runs only once every part of the pull arrived and agreed.
         if whole is None and arrays is not None:
@@ -355,7 +361,7 @@ def _value_of(target: _Target) -> np.ndarray:
     if target.flat is not None:
         return target.arrays[0]  # type: ignore[index]
     received = target.whole if target.whole is not None else b"".join(target.chunks or ())
-    return np.frombuffer(received, _dtype(target.spec)).reshape(_shape(target.spec))
+    return np.frombuffer(received, target.dtype).reshape(target.shape)
 
 
 def _shape(spec: pb.ParameterSpec) -> tuple[int, ...]:
@@ -363,7 +369,12 @@ def _shape(spec: pb.ParameterSpec) -> tuple[int, ...]:
 
 
 def _dtype(spec: pb.ParameterSpec) -> np.dtype:
-    return numpy_dtype(spec.dtype).newbyteorder("<")
+    return _wire_dtype(spec.dtype)
+
+
+@functools.lru_cache(maxsize=64)  # bounded: names come from the wire
+def _wire_dtype(name: str) -> np.dtype:
+    return numpy_dtype(name).newbyteorder("<")
 
 
 # ---- destinations ----------------------------------------------------------------------------
@@ -373,22 +384,23 @@ def _is_parameter(value: Any) -> bool:
     return hasattr(value, "list_data") and hasattr(value, "set_data")
 
 
-def _arrays_of(destination: Any) -> list[np.ndarray] | None:
-    """The NumPy arrays a pull writes into, or None for a parameter without data yet."""
+def _arrays_of(destination: Any) -> tuple[np.ndarray, ...] | None:
+    """The NumPy arrays a pull writes into, or None for a parameter without data yet. A tuple
+    of arrays, which the garbage collector stops tracking."""
     if isinstance(destination, np.ndarray):
-        return [destination]  # the cheap test first: a failed hasattr raises inside
+        return (destination,)  # the cheap test first: a failed hasattr raises inside
     if _is_parameter(destination):
         try:
-            return [np.asarray(array) for array in destination.list_data()]
+            return tuple(np.asarray(array) for array in destination.list_data())
         except RuntimeError:  # not initialized, or its initialization is deferred
             return None
-    return [np.asarray(destination)]
+    return (np.asarray(destination),)
 
 
-def _check(name: str, spec: pb.ParameterSpec, destination: Any,
-           arrays: list[np.ndarray] | None) -> None:
-    """Raise `FailedPrecondition` unless `destination` can take the tensor of `spec`."""
-    shape, dtype = _shape(spec), numpy_dtype(spec.dtype)
+def _check(name: str, shape: tuple[int, ...], dtype: np.dtype, destination: Any,
+           arrays: tuple[np.ndarray, ...] | None) -> None:
+    """Raise `FailedPrecondition` unless `destination` can take a tensor of `shape` and
+    `dtype`."""
     if arrays is None:
         local_shape = tuple(destination.shape or ())
         agrees = len(local_shape) == len(shape) and all(
