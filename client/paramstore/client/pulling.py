@@ -203,7 +203,9 @@ class _Pull:
         # GIL, and by the list's own lock in free-threaded builds), and a lock taken per
         # parameter costs more than the rest of its bookkeeping.
         self.targets: list[_Target] = []  # where each tensor went
-        self.aliases: list[tuple[str, _Target]] = []  # (local name, tensor) sent without data
+        self.staged: list[_Staged] = []  # tensors that came whole, one _Staged per stream
+        # (local name, tensor) sent without data; the tensor's target, or its array
+        self.aliases: list[tuple[str, _Target | np.ndarray]] = []
         self.saved: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its previous values)
         self._stopped = threading.Event()
 
@@ -240,7 +242,10 @@ class _Pull:
         its store version."""
         position = 0
         keep_previous = True  # False when the stream reads the version the listing checked
-        sources: dict[str, _Target] = {}  # tensor (target name) -> where it went, this stream
+        # tensor (target name) -> where it went in this stream: its target, or its array
+        sources: dict[str, _Target | np.ndarray] = {}
+        staged = _Staged()
+        self.staged.append(staged)
 
         def start(spec: pb.ParameterSpec, whole: memoryview | None
                   ) -> Callable[[bytes], None] | None:
@@ -249,7 +254,7 @@ class _Pull:
                 raise _Stopped
             if position >= len(names):
                 raise ParamstoreError("the server sent more parameters than asked for")
-            target = self._start(names[position], spec, whole, sources, keep_previous)
+            target = self._start(names[position], spec, whole, sources, staged, keep_previous)
             position += 1
             return None if target is None or whole is not None else self._writer(target)
 
@@ -278,7 +283,8 @@ class _Pull:
         return write
 
     def _start(self, name: str, spec: pb.ParameterSpec, whole: memoryview | None,
-               sources: dict[str, _Target], keep_previous: bool) -> _Target | None:
+               sources: dict[str, _Target | np.ndarray], staged: _Staged,
+               keep_previous: bool) -> _Target | None:
         destination = self.params[name]
         alias_of = spec.alias_of  # each field read once: a read costs as much as a dict lookup
         source = None
@@ -293,6 +299,10 @@ class _Pull:
         _check(name, shape, dtype, destination, arrays)
         if source is not None:
             self.aliases.append((name, source))
+            return None
+        if whole is not None and arrays is not None and len(arrays) == 1:
+            staged.add(arrays[0], whole)  # the common case: one array, written by `finish`
+            sources[alias_of or name] = arrays[0]
             return None
         # The target keeps no message and no list: what outlives a pull's reading is what the
         # garbage collector walks again and again.
@@ -311,22 +321,46 @@ class _Pull:
     def finish(self) -> None:
         """Complete what waits for the whole stream: deferred parameters, non-contiguous and
         extra-context arrays, and aliases sent without data."""
+        for staged in self.staged:
+            staged.write()
         for target in self.targets:
             _settle(target)
         for name, source in self.aliases:
             destination = self.params[name]
             arrays = _arrays_of(destination)
+            value = source if isinstance(source, np.ndarray) else _value_of(source)
             if arrays is None:
-                destination.set_data(np.array(_value_of(source)))
+                destination.set_data(np.array(value))
             else:
                 for array in arrays:
-                    np.copyto(array, _value_of(source))
+                    np.copyto(array, value)
 
     def undo(self) -> None:
         """Give every array written so far its previous values back."""
         for array, previous in reversed(self.saved):
             np.copyto(array, previous)
         self.saved.clear()
+
+
+class _Staged:
+    """The tensors of one stream that came whole, each for one array: their bytes copied
+    together into one buffer, written into the arrays by `write`. Nothing per tensor outlives
+    the reading but an (array, offset) pair, which the garbage collector stops tracking."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.places: list[tuple[np.ndarray, int]] = []
+
+    def add(self, array: np.ndarray, whole: memoryview) -> None:
+        self.places.append((array, len(self.data)))
+        self.data += whole
+
+    def write(self) -> None:
+        """Write each tensor into its array (`_check` made sure that shape and dtype agree)."""
+        data = self.data
+        for array, offset in self.places:
+            np.copyto(array, np.frombuffer(data, array.dtype, array.size, offset)
+                      .reshape(array.shape))
 
 
 def _append(target: _Target, chunk: bytes) -> None:
