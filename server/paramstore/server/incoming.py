@@ -2,19 +2,21 @@
 `ParameterBatch` taken as one unit.
 
 A batch is one message holding many small parameters, so its cost is the loop over its specs:
-that loop does only what each spec needs (its checks, its admission to the budget, a view of its
-bytes), and everything a batch can do once is done once (one accounting call, one buffer). A
-re-pushed parameter whose description is the stored one keeps the stored `ParameterInfo`: it
-passed every check when it was stored.
+that loop does only what each needs (its description, its admission to the budget, a view of
+its bytes), and everything a batch can do once is done once (one accounting call, one buffer).
+A description depends on its spec alone, so it is worked out once per serialized spec: a
+re-pushed parameter costs a lookup, and keeps the very `ParameterInfo` the store holds.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server import validation
 from paramstore.server.errors import InvalidArgument
 from paramstore.server.limits import Budget
@@ -25,23 +27,26 @@ def declared_info(spec: Any, budget: Budget, max_tensor_bytes: int) -> Parameter
     """The parameter a `ParameterSpec` declares, checked and admitted to `budget`. Raises
     `InvalidArgument` (a bad name, shape, dtype, label or kind, or data on a parameter that
     cannot carry any) and `ResourceExhausted` (a limit)."""
-    name, alias_of, has_data = spec.name, spec.alias_of, spec.has_data
-    shape = None if spec.shape_unknown else tuple(spec.shape)
-    dtype, label, kind = spec.dtype, spec.dtype_label or spec.dtype, spec.kind or "Parameter"
-    stored = budget.state.parameters.get(name)
-    if stored is not None and not alias_of and stored.alias_of is None and \
-            stored.shape == shape and stored.dtype == dtype and \
-            stored.dtype_label == label and stored.kind == kind:
-        info = stored  # the common re-push: the stored description, checked when it was stored
-    else:
-        info = validated_info(name, shape, dtype, label, kind, alias_of, max_tensor_bytes)
-    if has_data and (shape is None or alias_of):
-        raise InvalidArgument(
-            f"parameter {name!r} cannot carry data: "
-            + ("it is an alias" if alias_of else "its shape is unknown")
-        )
+    info, _ = described(spec.SerializeToString(), max_tensor_bytes)
     budget.admit(info)
     return info
+
+
+# Bounded: an entry is its key's bytes and a ParameterInfo, which the stores share.
+@functools.lru_cache(maxsize=1 << 17)
+def described(serialized: bytes, max_tensor_bytes: int) -> tuple[ParameterInfo, bool]:
+    """The checked description of a serialized `ParameterSpec`, and whether data follows it
+    (raises as `declared_info`, and caches no error)."""
+    spec = pb.ParameterSpec.FromString(serialized)
+    shape = None if spec.shape_unknown else tuple(spec.shape)
+    info = validated_info(spec.name, shape, spec.dtype, spec.dtype_label or spec.dtype,
+                          spec.kind or "Parameter", spec.alias_of, max_tensor_bytes)
+    if spec.has_data and (shape is None or spec.alias_of):
+        raise InvalidArgument(
+            f"parameter {info.name!r} cannot carry data: "
+            + ("it is an alias" if spec.alias_of else "its shape is unknown")
+        )
+    return info, spec.has_data
 
 
 def batch_items(batch: Any, budget: Budget, take: Callable[[int, str], None],
@@ -57,8 +62,9 @@ def batch_items(batch: Any, budget: Budget, take: Callable[[int, str], None],
     items = []
     offset = 0
     for spec in specs:
-        info = declared_info(spec, budget, max_tensor_bytes)
-        if not spec.has_data:
+        info, has_data = described(spec.SerializeToString(), max_tensor_bytes)
+        budget.admit(info)
+        if not has_data:
             items.append(Incoming(info))
             continue
         end = offset + info.nbytes
