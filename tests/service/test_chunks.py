@@ -50,12 +50,21 @@ def _read_back(messages):
     return list(chunks.expand(deserialize(m) for m in messages))
 
 
+def _items(sizes):
+    """Float32 parameters p0, p1, ... of `sizes` elements, each with its spec."""
+    return [(_spec(f"p{i}", size), np.arange(size, dtype=np.float32) + i)
+            for i, size in enumerate(sizes)]
+
+
+def _written(items):
+    return list(chunks.parameter_messages(
+        (spec.SerializeToString(), data) for spec, data in items))
+
+
 @given(st.lists(st.integers(min_value=0, max_value=70_000), max_size=40))
 def test_batched_parameters_read_back_as_specs_and_their_bytes(sizes):
-    items = [(_spec(f"p{i}", size), np.arange(size, dtype=np.float32) + i)
-             for i, size in enumerate(sizes)]
-    messages = list(chunks.parameter_messages(
-        (spec.SerializeToString(), data) for spec, data in items))
+    items = _items(sizes)
+    messages = _written(items)
     assert all(len(m) < 2 * chunks.CHUNK_BYTES for m in messages)
     back = _read_back(messages)
     got, current = {}, None
@@ -93,10 +102,8 @@ def test_push_and_pull_messages_number_their_fields_alike():
 
 @given(st.lists(st.integers(min_value=0, max_value=300), max_size=30))
 def test_a_written_batch_is_the_batch_protobuf_reads_in_either_stream(sizes):
-    items = [(_spec(f"p{i}", size), np.arange(size, dtype=np.float32) + i)
-             for i, size in enumerate(sizes)]
-    messages = list(chunks.parameter_messages(
-        (spec.SerializeToString(), data) for spec, data in items))
+    items = _items(sizes)
+    messages = _written(items)
     expected = pb.ParameterBatch(parameters=[spec for spec, _ in items],
                                  data=b"".join(data.tobytes() for _, data in items))
     assert len(messages) == (1 if items else 0)
