@@ -47,16 +47,25 @@ def _spec(name, size):
 def _read_back(messages):
     """Serialize and deserialize as the wire would, then expand the batches."""
     deserialize = chunks.deserializer(pb.PullResponse)
-    wire = [m if isinstance(m, bytes) else m.SerializeToString() for m in messages]
-    return list(chunks.expand(deserialize(m) for m in wire))
+    return list(chunks.expand(deserialize(m) for m in messages))
+
+
+def _items(sizes):
+    """Float32 parameters p0, p1, ... of `sizes` elements, each with its spec."""
+    return [(_spec(f"p{i}", size), np.arange(size, dtype=np.float32) + i)
+            for i, size in enumerate(sizes)]
+
+
+def _written(items):
+    return list(chunks.parameter_messages(
+        (spec.SerializeToString(), data) for spec, data in items))
 
 
 @given(st.lists(st.integers(min_value=0, max_value=70_000), max_size=40))
 def test_batched_parameters_read_back_as_specs_and_their_bytes(sizes):
-    items = [(_spec(f"p{i}", size), np.arange(size, dtype=np.float32) + i)
-             for i, size in enumerate(sizes)]
-    messages = list(chunks.parameter_messages(pb.PullResponse, items))
-    assert all(isinstance(m, bytes) or m.ByteSize() < 2 * chunks.CHUNK_BYTES for m in messages)
+    items = _items(sizes)
+    messages = _written(items)
+    assert all(len(m) < 2 * chunks.CHUNK_BYTES for m in messages)
     back = _read_back(messages)
     got, current = {}, None
     for message in back:
@@ -71,13 +80,33 @@ def test_batched_parameters_read_back_as_specs_and_their_bytes(sizes):
 
 
 def test_many_small_parameters_take_few_messages():
-    items = [(_spec(f"p{i}", 4), np.zeros(4, np.float32)) for i in range(10_000)]
-    messages = list(chunks.parameter_messages(pb.PushRequest, items))
+    items = [(_spec(f"p{i}", 4).SerializeToString(), np.zeros(4, np.float32))
+             for i in range(10_000)]
+    messages = list(chunks.parameter_messages(items))
     assert len(messages) < 20
-    assert len(list(chunks.parameter_messages(pb.PushRequest, items, batches=False))) == 20_000
+    assert len(list(chunks.parameter_messages(items, batches=False))) == 20_000
 
 
 def test_bytes_a_batch_cannot_place_come_out_as_a_stray_chunk():
     batch = pb.PullResponse(batch=pb.ParameterBatch(parameters=[_spec("w", 1)], data=b"\0" * 6))
     kinds = [m.WhichOneof("item") for m in chunks.expand([batch])]
     assert kinds == ["parameter", "chunk", "chunk"]
+
+
+def test_push_and_pull_messages_number_their_fields_alike():
+    for message in (pb.PushRequest, pb.PullResponse):
+        fields = message.DESCRIPTOR.fields_by_name
+        assert (fields["parameter"].number, fields["chunk"].number, fields["batch"].number) == (
+            chunks.PARAMETER_FIELD, chunks.CHUNK_FIELD, chunks.BATCH_FIELD)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=30))
+def test_a_written_batch_is_the_batch_protobuf_reads_in_either_stream(sizes):
+    items = _items(sizes)
+    messages = _written(items)
+    expected = pb.ParameterBatch(parameters=[spec for spec, _ in items],
+                                 data=b"".join(data.tobytes() for _, data in items))
+    assert len(messages) == (1 if items else 0)
+    for message in messages:
+        assert pb.PushRequest.FromString(message).batch == expected
+        assert pb.PullResponse.FromString(message).batch == expected

@@ -1,9 +1,9 @@
 """Fuzzing the wire with hypothesis: push streams of random names, shapes, dtypes and chunks
-(reordered, truncated, duplicated, or a stream cut short by its client), and random pulls,
-listings and snapshot calls, sent with the raw generated stubs to a `paramstore serve`
-process. Whatever arrives, the server answers with a proper status (never UNKNOWN or
-INTERNAL), a refused call leaves the store exactly as it was, an accepted push holds exactly
-the bytes sent, and the process never dies."""
+(reordered, truncated, duplicated, or a stream cut short by its client; parameters alone or in
+batches), and random pulls, listings and snapshot calls, sent with the raw generated stubs to
+a `paramstore serve` process. Whatever arrives, the server answers with a proper status (never
+UNKNOWN or INTERNAL), a refused call leaves the store exactly as it was, an accepted push
+holds exactly the bytes sent, and the process never dies."""
 
 from __future__ import annotations
 
@@ -135,6 +135,8 @@ def parameters(draw):
 def push_streams(draw):
     store = draw(mostly(st.just(STORE), st.sampled_from(["missing", "../up", ""])))
     stream = push_stream(store, draw(st.lists(parameters(), max_size=3)))
+    if len(stream) > 1 and draw(st.booleans()):
+        stream = batched(stream, draw(st.integers(1, 3)))
     defect = draw(mostly(st.just("none"),
                          st.sampled_from(["no begin", "two begins", "chunk first"])))
     if defect == "no begin":
@@ -144,6 +146,23 @@ def push_streams(draw):
     elif defect == "chunk first":
         stream = [stream[0], pb.PushRequest(chunk=b"\x00" * 4), *stream[1:]]
     return stream
+
+
+def batched(stream: list[pb.PushRequest], size: int) -> list[pb.PushRequest]:
+    """The stream with its parameters in ParameterBatch messages of `size` parameters: their
+    specs, and their chunks joined (whether or not they add up to what the specs declare)."""
+    parameters: list[tuple[pb.ParameterSpec, list[bytes]]] = []
+    for request in stream[1:]:
+        if request.WhichOneof("item") == "parameter":
+            parameters.append((request.parameter, []))
+        else:
+            parameters[-1][1].append(request.chunk)
+    return [stream[0], *(
+        pb.PushRequest(batch=pb.ParameterBatch(
+            parameters=[declared for declared, _ in parameters[start:start + size]],
+            data=b"".join(chunk for _, chunks in parameters[start:start + size]
+                          for chunk in chunks)))
+        for start in range(0, len(parameters), size))]
 
 
 def sent_data(stream: list[pb.PushRequest]) -> dict[str, bytes]:
@@ -163,6 +182,17 @@ def sent_data(stream: list[pb.PushRequest]) -> dict[str, bytes]:
                 current = None
         elif kind == "chunk" and current is not None:
             current += request.chunk
+        elif kind == "batch":  # its bytes add up: the push was accepted
+            offset = 0
+            for declared in request.batch.parameters:
+                if declared.name in data:
+                    declared_twice.add(declared.name)
+                size = int(np.prod(declared.shape)) * np.dtype(declared.dtype).itemsize \
+                    if declared.has_data else 0
+                data[declared.name] = bytearray(request.batch.data[offset:offset + size])
+                offset += size
+                if not declared.has_data:
+                    del data[declared.name]
     return {name: bytes(value) for name, value in data.items() if name not in declared_twice}
 
 

@@ -11,23 +11,27 @@ a `CollectParams` listing (specs only, cheap) checks every shape and dtype again
 destinations, so a mismatch is refused before anything is written; when the pull then reads
 the very version the listing showed, nothing more is needed. Otherwise (many names, or a write
 in between) each destination's previous values are kept aside before its bytes are written,
-and restored when a later parameter disagrees or the stream fails. Either way a pull the
-server refuses (a mismatch, a missing name, a store that kept changing) leaves the local
-parameters as they were (another thread reading them meanwhile may see the pulled values for a
-moment). A pull of the listed version cut off mid-stream (the connection lost) may leave some
-parameters with their new values and the rest with their old ones: keeping a copy of every
-destination for that case would cost a copy of every byte pulled, and pulling again mends it.
+and restored when a later parameter disagrees or the stream fails. Small parameters come whole
+in batches: their bytes stay in the received messages (each no bigger than its previous values
+would be) and are written once every part of the pull arrived and agreed, so nothing of theirs
+is kept aside or undone. Either way a pull the server refuses (a mismatch, a missing name, a
+store that kept changing) leaves the local parameters as they were (another thread reading
+them meanwhile may see the pulled values for a moment). A pull of the listed version cut off
+mid-stream (the connection lost) may leave some parameters with their new values and the rest
+with their old ones: keeping a copy of every destination for that case would cost a copy of
+every byte pulled, and pulling again mends it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -112,17 +116,21 @@ def parts(params: Any, calls: int = PARALLEL_CALLS,
     """The names of `params` in up to `calls` parts of about equal bytes, each of at least
     `min_bytes` (one part for a small pull), each in the order of `params`. Names of one local
     parameter stay in one part, where the store sends its tensor once."""
-    groups: dict[int, list[int]] = {}  # id of a destination -> positions of its names
-    sizes: dict[int, int] = {}
+    sizes: dict[int, int] = {}  # id of a destination -> its bytes
     names = list(params.keys())
-    for position, name in enumerate(names):
+    for name in names:
         destination = params[name]
-        groups.setdefault(id(destination), []).append(position)
+        if isinstance(destination, np.ndarray):
+            sizes[id(destination)] = destination.nbytes  # the common case, without a list
+            continue
         arrays = _arrays_of(destination)
         sizes[id(destination)] = arrays[0].nbytes if arrays else 0
-    count = min(calls, len(groups), max(1, sum(sizes.values()) // min_bytes))
+    count = min(calls, len(sizes), max(1, sum(sizes.values()) // min_bytes))
     if count <= 1:
         return [names] if names else []
+    groups: dict[int, list[int]] = {}  # id of a destination -> positions of its names
+    for position, name in enumerate(names):
+        groups.setdefault(id(params[name]), []).append(position)
     loads = [0] * count
     members: list[list[int]] = [[] for _ in range(count)]
     for key in sorted(groups, key=sizes.__getitem__, reverse=True):  # biggest first
@@ -157,21 +165,24 @@ def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
             raise ParameterNotFound(f"the store has no parameter {name!r}")
         if not spec.shape_unknown and (spec.has_data or spec.alias_of):
             destination = params[name]
-            _check(name, spec, destination, _arrays_of(destination))
+            _check(name, _shape(spec), _dtype(spec), destination, _arrays_of(destination))
     return version
 
 
 @dataclass(slots=True)  # one per parameter pulled: slots make it small and quick
 class _Target:
     """Where one pulled tensor goes: the destination's arrays (the first receives the chunks),
-    or, for a parameter without data yet, the chunks kept for `set_data`."""
+    or, for a parameter without data yet, the chunks kept for `set_data`. A tensor that came
+    whole in a batch keeps a view of its bytes until `finish` writes them."""
 
     name: str
-    spec: pb.ParameterSpec
+    shape: tuple[int, ...]
+    dtype: np.dtype  # little-endian, as the bytes travel
     destination: Any
-    arrays: list[np.ndarray] | None
+    arrays: tuple[np.ndarray, ...] | None
+    whole: memoryview | None = None
     flat: np.ndarray | None = None  # the first array's bytes, written in place
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes] | None = None  # made when the first chunk is kept
     filled: int = 0
 
 
@@ -192,7 +203,9 @@ class _Pull:
         # GIL, and by the list's own lock in free-threaded builds), and a lock taken per
         # parameter costs more than the rest of its bookkeeping.
         self.targets: list[_Target] = []  # where each tensor went
-        self.aliases: list[tuple[str, _Target]] = []  # (local name, tensor) sent without data
+        self.staged: list[_Staged] = []  # tensors that came whole, one _Staged per stream
+        # (local name, tensor) sent without data; the tensor's target, or its array
+        self.aliases: list[tuple[str, _Target | np.ndarray]] = []
         self.saved: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its previous values)
         self._stopped = threading.Event()
 
@@ -229,17 +242,21 @@ class _Pull:
         its store version."""
         position = 0
         keep_previous = True  # False when the stream reads the version the listing checked
-        sources: dict[str, _Target] = {}  # tensor (target name) -> where it went, this stream
+        # tensor (target name) -> where it went in this stream: its target, or its array
+        sources: dict[str, _Target | np.ndarray] = {}
+        staged = _Staged()
+        self.staged.append(staged)
 
-        def start(spec: pb.ParameterSpec) -> Callable[[bytes], None] | None:
+        def start(spec: pb.ParameterSpec, whole: memoryview | None
+                  ) -> Callable[[bytes], None] | None:
             nonlocal position
             if self._stopped.is_set():
                 raise _Stopped
             if position >= len(names):
                 raise ParamstoreError("the server sent more parameters than asked for")
-            target = self._start(names[position], spec, sources, keep_previous)
+            target = self._start(names[position], spec, whole, sources, staged, keep_previous)
             position += 1
-            return None if target is None else self._writer(target)
+            return None if target is None or whole is not None else self._writer(target)
 
         with contextlib.ExitStack() as stack:
             stack.callback(getattr(replies, "close", lambda: None))  # a call left early ends
@@ -265,40 +282,58 @@ class _Pull:
 
         return write
 
-    def _start(self, name: str, spec: pb.ParameterSpec, sources: dict[str, _Target],
+    def _start(self, name: str, spec: pb.ParameterSpec, whole: memoryview | None,
+               sources: dict[str, _Target | np.ndarray], staged: _Staged,
                keep_previous: bool) -> _Target | None:
         destination = self.params[name]
-        # An alias sent without data follows, in its stream, the name that carried the data.
-        source = sources.get(spec.alias_of) if not spec.has_data else None
-        if not spec.has_data and source is None:
-            return None  # no data in the store: the local parameter is left alone
+        alias_of = spec.alias_of  # each field read once: a read costs as much as a dict lookup
+        source = None
+        if whole is None and not spec.has_data:
+            # An alias sent without data follows, in its stream, the name that carried the data.
+            source = sources.get(alias_of)
+            if source is None:
+                return None  # no data in the store: the local parameter is left alone
         arrays = _arrays_of(destination)
-        _check(name, source.spec if source is not None else spec, destination, arrays)
-        if arrays is not None and keep_previous:
-            self.saved.append((arrays[0], arrays[0].copy()))
+        shape, dtype = (source.shape, source.dtype) if source is not None else \
+            (_shape(spec), _dtype(spec))
+        _check(name, shape, dtype, destination, arrays)
         if source is not None:
             self.aliases.append((name, source))
             return None
-        target = _Target(name, spec, destination, arrays)
-        if arrays is not None and arrays[0].flags.c_contiguous:
-            target.flat = arrays[0].reshape(-1).view(np.uint8)
-        sources[spec.alias_of or spec.name] = target
+        if whole is not None and arrays is not None and len(arrays) == 1:
+            staged.add(arrays[0], whole)  # the common case: one array, written by `finish`
+            sources[alias_of or name] = arrays[0]
+            return None
+        # The target keeps no message and no list: what outlives a pull's reading is what the
+        # garbage collector walks again and again.
+        target = _Target(name, shape, dtype, destination, arrays, whole)
+        # What `finish` writes (a tensor that came whole, aliases) needs no previous values:
+        # `finish` runs only once every part of the pull arrived and agreed.
+        if whole is None and arrays is not None:
+            if keep_previous:
+                self.saved.append((arrays[0], arrays[0].copy()))
+            if arrays[0].flags.c_contiguous:
+                target.flat = arrays[0].reshape(-1).view(np.uint8)
+        sources[alias_of or name] = target
         self.targets.append(target)
         return target
 
     def finish(self) -> None:
         """Complete what waits for the whole stream: deferred parameters, non-contiguous and
         extra-context arrays, and aliases sent without data."""
+        for staged in self.staged:
+            staged.write()
         for target in self.targets:
             _settle(target)
         for name, source in self.aliases:
             destination = self.params[name]
             arrays = _arrays_of(destination)
+            value = source if isinstance(source, np.ndarray) else _value_of(source)
             if arrays is None:
-                destination.set_data(_value_of(source))
+                destination.set_data(np.array(value))
             else:
                 for array in arrays:
-                    np.copyto(array, _value_of(source))
+                    np.copyto(array, value)
 
     def undo(self) -> None:
         """Give every array written so far its previous values back."""
@@ -307,11 +342,34 @@ class _Pull:
         self.saved.clear()
 
 
+class _Staged:
+    """The tensors of one stream that came whole, each for one array: their bytes copied
+    together into one buffer, written into the arrays by `write`. Nothing per tensor outlives
+    the reading but an (array, offset) pair, which the garbage collector stops tracking."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.places: list[tuple[np.ndarray, int]] = []
+
+    def add(self, array: np.ndarray, whole: memoryview) -> None:
+        self.places.append((array, len(self.data)))
+        self.data += whole
+
+    def write(self) -> None:
+        """Write each tensor into its array (`_check` made sure that shape and dtype agree)."""
+        data = self.data
+        for array, offset in self.places:
+            np.copyto(array, np.frombuffer(data, array.dtype, array.size, offset)
+                      .reshape(array.shape))
+
+
 def _append(target: _Target, chunk: bytes) -> None:
     """Write the next chunk of `target` (`wire.read_pull` checks that it fits)."""
     end = target.filled + len(chunk)
     if target.flat is not None:
         target.flat[target.filled:end] = np.frombuffer(chunk, np.uint8)
+    elif target.chunks is None:
+        target.chunks = [chunk]
     else:
         target.chunks.append(chunk)
     target.filled = end
@@ -319,21 +377,25 @@ def _append(target: _Target, chunk: bytes) -> None:
 
 def _settle(target: _Target) -> None:
     if target.arrays is None:  # a deferred parameter: it keeps the data for its initialization
-        target.destination.set_data(_value_of(target))
+        target.destination.set_data(np.array(_value_of(target)))
         return
-    first, *others = target.arrays
-    if target.flat is None:
+    first = target.arrays[0]
+    if target.whole is not None:  # `_check` made sure that shape and dtype agree
+        np.copyto(first, np.frombuffer(target.whole, first.dtype).reshape(first.shape))
+    elif target.flat is None:
         first[...] = _value_of(target)
-    for other in others:
-        np.copyto(other, first)
+    if len(target.arrays) > 1:
+        for other in target.arrays[1:]:
+            np.copyto(other, first)
 
 
 def _value_of(target: _Target) -> np.ndarray:
-    """The pulled tensor as an array."""
+    """The pulled tensor as an array (a read-only view of the received bytes, for one that
+    came whole)."""
     if target.flat is not None:
         return target.arrays[0]  # type: ignore[index]
-    data = np.frombuffer(b"".join(target.chunks), _dtype(target.spec))
-    return data.reshape(_shape(target.spec)).copy()
+    received = target.whole if target.whole is not None else b"".join(target.chunks or ())
+    return np.frombuffer(received, target.dtype).reshape(target.shape)
 
 
 def _shape(spec: pb.ParameterSpec) -> tuple[int, ...]:
@@ -341,7 +403,12 @@ def _shape(spec: pb.ParameterSpec) -> tuple[int, ...]:
 
 
 def _dtype(spec: pb.ParameterSpec) -> np.dtype:
-    return numpy_dtype(spec.dtype).newbyteorder("<")
+    return _wire_dtype(spec.dtype)
+
+
+@functools.lru_cache(maxsize=64)  # bounded: names come from the wire
+def _wire_dtype(name: str) -> np.dtype:
+    return numpy_dtype(name).newbyteorder("<")
 
 
 # ---- destinations ----------------------------------------------------------------------------
@@ -351,22 +418,23 @@ def _is_parameter(value: Any) -> bool:
     return hasattr(value, "list_data") and hasattr(value, "set_data")
 
 
-def _arrays_of(destination: Any) -> list[np.ndarray] | None:
-    """The NumPy arrays a pull writes into, or None for a parameter without data yet."""
+def _arrays_of(destination: Any) -> tuple[np.ndarray, ...] | None:
+    """The NumPy arrays a pull writes into, or None for a parameter without data yet. A tuple
+    of arrays, which the garbage collector stops tracking."""
     if isinstance(destination, np.ndarray):
-        return [destination]  # the cheap test first: a failed hasattr raises inside
+        return (destination,)  # the cheap test first: a failed hasattr raises inside
     if _is_parameter(destination):
         try:
-            return [np.asarray(array) for array in destination.list_data()]
+            return tuple(np.asarray(array) for array in destination.list_data())
         except RuntimeError:  # not initialized, or its initialization is deferred
             return None
-    return [np.asarray(destination)]
+    return (np.asarray(destination),)
 
 
-def _check(name: str, spec: pb.ParameterSpec, destination: Any,
-           arrays: list[np.ndarray] | None) -> None:
-    """Raise `FailedPrecondition` unless `destination` can take the tensor of `spec`."""
-    shape, dtype = _shape(spec), numpy_dtype(spec.dtype)
+def _check(name: str, shape: tuple[int, ...], dtype: np.dtype, destination: Any,
+           arrays: tuple[np.ndarray, ...] | None) -> None:
+    """Raise `FailedPrecondition` unless `destination` can take a tensor of `shape` and
+    `dtype`."""
     if arrays is None:
         local_shape = tuple(destination.shape or ())
         agrees = len(local_shape) == len(shape) and all(

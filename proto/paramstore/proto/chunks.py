@@ -17,27 +17,24 @@ from typing import Any
 
 import numpy as np
 
-from paramstore.dtypes import numpy_dtype
+from paramstore.proto import wire
 
 # Measured on loopback: throughput rises up to 1 MiB chunks and is flat beyond; 1 MiB also stays
 # well under gRPC's default 4 MiB message limit, so grpcurl and other clients work.
 CHUNK_BYTES = 1 << 20
 BATCH_PARAMETER_BYTES = 64 << 10  # parameters of at most this many bytes travel in batches
-CHUNK_FIELD = 3  # `bytes chunk = 3` in PushRequest and PullResponse
-_TAG = bytes([CHUNK_FIELD << 3 | 2])  # wire type 2: length-delimited
+# Field numbers shared by PushRequest and PullResponse, and ParameterBatch's; every field
+# written by hand is length-delimited (wire type 2).
+PARAMETER_FIELD, CHUNK_FIELD, BATCH_FIELD = 2, 3, 4
+_PARAMETER_TAG = bytes([PARAMETER_FIELD << 3 | 2])
+_TAG = bytes([CHUNK_FIELD << 3 | 2])
+_BATCH_TAG = bytes([BATCH_FIELD << 3 | 2])
+_BATCH_SPEC_TAG, _BATCH_DATA_TAG = bytes([1 << 3 | 2]), bytes([2 << 3 | 2])
 
 
 def encode(data: memoryview | bytes) -> bytes:
     """The serialized message `{chunk: data}` (one copy of `data`)."""
-    length = len(data)
-    header = bytearray(_TAG)
-    while True:
-        byte = length & 0x7F
-        length >>= 7
-        header.append(byte | 0x80 if length else byte)
-        if not length:
-            break
-    return b"".join((header, data))
+    return _framed(_TAG, data)
 
 
 class RawChunk:
@@ -109,7 +106,7 @@ def expand(messages: Iterable[Any], data_inline: bool = True) -> Iterator[Any]:
         for spec in message.batch.parameters:
             yield RawParameter(spec)
             if spec.has_data and data_inline:
-                size = spec_bytes(spec)
+                size = wire.data_bytes(spec)
                 yield RawChunk(data[offset:offset + size])
                 offset += size
         if offset != len(data):
@@ -117,58 +114,78 @@ def expand(messages: Iterable[Any], data_inline: bool = True) -> Iterator[Any]:
             yield RawChunk(data[offset:])
 
 
-def spec_bytes(spec: Any) -> int:
-    """The bytes of the data a spec declares."""
-    count = 1
-    for dim in spec.shape:
-        count *= int(dim)
-    return count * numpy_dtype(spec.dtype).itemsize
-
-
 def parameter_messages(
-    make: Callable[..., Any],
-    items: Iterable[tuple[Any, np.ndarray | None]],
+    items: Iterable[tuple[bytes, np.ndarray | None]],
     batches: bool = True,
     sent: Callable[[int], None] | None = None,
-) -> Iterator[Any]:
-    """The messages carrying `items` (spec, data or None) in a push or pull stream built with
-    `make` (`PushRequest` or `PullResponse`): with `batches`, runs of parameters of at most
-    `BATCH_PARAMETER_BYTES` as `ParameterBatch` messages of under `CHUNK_BYTES`; the others as
-    their spec and pre-serialized chunks. `sent(n)` is told each n data bytes written."""
-    specs: list[Any] = []
-    pieces: list[memoryview] = []
+) -> Iterator[bytes]:
+    """The serialized messages carrying `items` (a serialized ParameterSpec, and its data as a
+    little-endian array or None) in a push or pull stream: `PushRequest` and
+    `PullResponse` number their fields alike, so the bytes are either. With `batches`, runs of
+    parameters of at most `BATCH_PARAMETER_BYTES` go as `ParameterBatch` messages of under
+    `CHUNK_BYTES`; the others as their spec and chunks. `sent(n)` is told each n data bytes
+    written."""
+    specs: list[bytes] = []  # each spec framed as a ParameterBatch.parameters entry
+    pieces: list[Any] = []  # their data, in order
     size = 0
     for spec, data in items:
-        flat = None if data is None else memoryview(
-            np.ascontiguousarray(data).reshape(-1).view(np.uint8).data)
-        nbytes = 0 if flat is None else len(flat)
+        if data is not None and not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)  # its bytes are joined into the message as they lie
+        nbytes = 0 if data is None else data.nbytes
         if batches and nbytes <= BATCH_PARAMETER_BYTES:
-            cost = nbytes + spec.ByteSize() + 8
+            cost = nbytes + len(spec) + 8
             if specs and size + cost > CHUNK_BYTES:
-                yield _batch(make, specs, pieces, sent)
+                yield _batch(specs, pieces, sent)
                 specs, pieces, size = [], [], 0
-            specs.append(spec)
-            if flat is not None:
-                pieces.append(flat)
+            specs.append(_framed(_BATCH_SPEC_TAG, spec))
+            if nbytes:
+                pieces.append(data)
             size += cost
             continue
         if specs:
-            yield _batch(make, specs, pieces, sent)
+            yield _batch(specs, pieces, sent)
             specs, pieces, size = [], [], 0
-        yield make(parameter=spec)
-        if flat is not None:
+        yield _framed(_PARAMETER_TAG, spec)
+        if data is not None:
+            flat = data.reshape(-1).view(np.uint8).data
             for start in range(0, len(flat), CHUNK_BYTES):
                 piece = flat[start:start + CHUNK_BYTES]
                 if sent is not None:
                     sent(len(piece))
                 yield encode(piece)  # a serialized {chunk: piece} message
     if specs:
-        yield _batch(make, specs, pieces, sent)
+        yield _batch(specs, pieces, sent)
 
 
-def _batch(make: Callable[..., Any], specs: list[Any], pieces: list[memoryview],
-           sent: Callable[[int], None] | None) -> Any:
-    data = b"".join(pieces)
+def _batch(specs: list[bytes], pieces: list[Any], sent: Callable[[int], None] | None) -> bytes:
+    """The message `{batch: {parameters: specs, data: pieces joined}}`, serialized."""
+    data_length = sum(piece.nbytes for piece in pieces)
     if sent is not None:
-        sent(len(data))
-    return make(batch={"parameters": specs, "data": data})
+        sent(data_length)
+    data_header = _BATCH_DATA_TAG + _varint(data_length)
+    length = sum(map(len, specs)) + len(data_header) + data_length
+    return b"".join((_BATCH_TAG, _varint(length), *specs, data_header, *pieces))
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """The length-delimited field `number` holding `payload`, serialized."""
+    return _framed(bytes([number << 3 | 2]), payload)
+
+
+def _framed(tag: bytes, payload: bytes | memoryview) -> bytes:
+    """A length-delimited field: its tag, the payload's length, the payload."""
+    return b"".join((tag, _varint(len(payload)), payload))
+
+
+def _varint(number: int) -> bytes:
+    if number < 0x80:
+        return _SMALL_VARINTS[number]
+    encoded = bytearray()
+    while number >= 0x80:
+        encoded.append(number & 0x7F | 0x80)
+        number >>= 7
+    encoded.append(number)
+    return bytes(encoded)
+
+
+_SMALL_VARINTS = [bytes((number,)) for number in range(0x80)]

@@ -18,12 +18,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from paramstore.dtypes import numpy_dtype
-from paramstore.proto import chunks
 
 SERVICE = "paramstore.v1.ParamStore"
 ERROR_KEY = "paramstore-error"
@@ -49,18 +49,22 @@ class StreamError(ValueError):
     """A pull stream that breaks the contract (order of messages, byte counts)."""
 
 
-def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], None] | None],
+def read_pull(replies: Iterable[Any],
+              start: Callable[[Any, memoryview | None], Callable[[Any], None] | None],
               on_begin: Callable[[Any], Callable[[int], None] | None] | None = None,
               count: int | None = None) -> Any:
     """Read a pull stream (`Pull`, `PushPull`): PullBegin, then each ParameterSpec followed,
-    when `has_data`, by exactly its bytes in chunks. The one reader of that stream.
+    when `has_data`, by exactly its bytes in chunks, or runs of parameters whole in
+    ParameterBatch messages. The one reader of that stream.
 
-    `start(spec)` is called for each parameter and returns where its chunks go (a function
-    of one chunk), or None to drop them. `on_begin(begin)` may return a function told every
-    chunk's size (a progress bar). With `count` (one step of `PushPullSteps`) reading stops
-    after the last byte of that many parameters, leaving the rest of `replies` unread.
-    Returns the PullBegin. Raises `StreamError` for a stream out of order, a parameter given
-    more or fewer bytes than its shape and dtype hold, or a stream that ends half-way."""
+    `start(spec, whole)` is called for each parameter: `whole` is a view of all its bytes when
+    they came with the spec in a batch (valid while the caller keeps it), else None. It returns
+    where the chunks that follow go (a function of one chunk), or None to drop them.
+    `on_begin(begin)` may return a function told every chunk's size (a progress bar). With
+    `count` (one step of `PushPullSteps`) reading stops after the last byte of that many
+    parameters, leaving the rest of `replies` unread. Returns the PullBegin. Raises
+    `StreamError` for a stream out of order, a parameter given more or fewer bytes than its
+    shape and dtype hold, or a stream that ends half-way."""
     replies = iter(replies)
     first = next(replies, None)
     if first is None or first.WhichOneof("item") != "begin":
@@ -69,12 +73,12 @@ def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], Non
     name, write, expected, filled, seen = "", None, 0, 0, 0
     if count == 0:
         return first.begin
-    for reply in chunks.expand(replies):  # batches of small parameters, spread out
+    for reply in replies:
         kind = reply.WhichOneof("item")
         if kind == "parameter":
             _check_filled(name, expected, filled)
             spec = reply.parameter
-            name, write, filled = spec.name, start(spec), 0
+            name, write, filled = spec.name, start(spec, None), 0
             expected = data_bytes(spec) if spec.has_data else 0
             seen += 1
         elif kind == "chunk":
@@ -86,6 +90,10 @@ def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], Non
                 write(reply.chunk)
             if progress is not None:
                 progress(len(reply.chunk))
+        elif kind == "batch":
+            _check_filled(name, expected, filled)
+            name, write, expected, filled = "", None, 0, 0
+            seen = _read_batch(reply.batch, start, progress, seen, count)
         else:
             raise StreamError("the server's pull stream holds a second PullBegin")
         if seen == count and filled == expected:
@@ -96,9 +104,41 @@ def read_pull(replies: Iterable[Any], start: Callable[[Any], Callable[[Any], Non
     return first.begin
 
 
+def _read_batch(batch: Any, start: Callable[[Any, memoryview | None], Any],
+                progress: Callable[[int], None] | None, seen: int, count: int | None) -> int:
+    """Give `start` each parameter of a batch with a view of its bytes, up to the `count`-th
+    parameter of the stream; return how many the stream has seen."""
+    data = memoryview(batch.data)
+    if progress is not None:
+        progress(len(data))
+    offset = 0
+    for spec in batch.parameters:
+        if spec.has_data:
+            end = offset + data_bytes(spec)
+            if end > len(data):
+                raise StreamError(f"the server sent {len(data) - offset} of the "
+                                  f"{end - offset} bytes of {spec.name!r}")
+            start(spec, data[offset:end])
+            offset = end
+        else:
+            start(spec, None)
+        seen += 1
+        if seen == count:
+            return seen
+    if offset != len(data):
+        raise StreamError(f"the server sent {len(data) - offset} bytes more than the "
+                          f"parameters of its batch hold")
+    return seen
+
+
 def data_bytes(spec: Any) -> int:
     """Bytes of data a ParameterSpec's shape and dtype hold."""
-    return int(numpy_dtype(spec.dtype).itemsize) * math.prod(spec.shape)
+    return _itemsize(spec.dtype) * math.prod(spec.shape)
+
+
+@functools.lru_cache(maxsize=64)  # bounded: names come from the wire
+def _itemsize(dtype: str) -> int:
+    return int(numpy_dtype(dtype).itemsize)
 
 
 def _check_filled(name: str, expected: int, filled: int) -> None:

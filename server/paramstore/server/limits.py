@@ -92,6 +92,8 @@ class Budget:
             return
         self.seen.add(info.name)
         existing = self.state.parameters.get(info.name)
+        if existing is info:
+            return  # a stored parameter as it is: no new name, no new bytes
         if existing is None:
             self.parameters += 1
             if limits.max_parameters and self.parameters > limits.max_parameters:

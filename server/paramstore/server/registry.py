@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+import numpy as np
+
 from paramstore import optimizer as opt
 from paramstore.server import validation
 from paramstore.server.diff import ParameterDiff, diff
@@ -48,11 +50,11 @@ DEFAULT_MAX_TENSOR_BYTES = 16 << 30
 
 
 class PullPlan(NamedTuple):
-    """A pull: the state it reads, each parameter with whether its data is sent, and the
-    bytes of data sent in all."""
+    """A pull: the state it reads, each parameter with the data sent for it (None when it has
+    none, or its tensor went with an earlier name), and the bytes of data sent in all."""
 
     state: StoreState
-    parameters: list[tuple[ParameterInfo, bool]]
+    parameters: list[tuple[ParameterInfo, np.ndarray | None]]
     data_bytes: int
 
 
@@ -239,15 +241,19 @@ class StoreRegistry:
             infos = [state.info(each) for each in names]
         else:
             infos = state.select(validation.select(select))
+        data = state.data
         sent: set[str] = set()
         parameters = []
+        total = 0
         for info in infos:
             source = info.alias_of or info.name
-            sends = state.array(info.name) is not None and source not in sent
-            if sends:
+            array = data.get(source)
+            if array is not None and source not in sent:
                 sent.add(source)
-            parameters.append((info, sends))
-        total = sum(_nbytes(state, info.name) for info, sends in parameters if sends)
+                total += array.nbytes
+            else:
+                array = None
+            parameters.append((info, array))
         return PullPlan(state, parameters, total)
 
     # ---- the optimizer of a training store ------------------------------------------------------
@@ -423,7 +429,3 @@ class StoreRegistry:
 
         return check
 
-
-def _nbytes(state: StoreState, name: str) -> int:
-    array = state.array(name)
-    return 0 if array is None else array.nbytes

@@ -24,7 +24,7 @@ from paramstore.proto import chunks, shared_memory
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
 from paramstore.proto.wire import ERROR_KEY, OWNER_KEY
-from paramstore.server import failures, validation
+from paramstore.server import failures, incoming, validation
 from paramstore.server import shared_memory as segments
 from paramstore.server.admission import (
     DEFAULT_IDLE_TIMEOUT,
@@ -49,7 +49,7 @@ from paramstore.server.limits import Budget
 from paramstore.server.registry import StoreRegistry
 from paramstore.server.request_ids import request_id
 from paramstore.server.storage import RetentionPolicy, SnapshotInfo
-from paramstore.server.stores import Incoming, ParameterInfo, StoreState, validated_info
+from paramstore.server.stores import Incoming, ParameterInfo, StoreState
 from paramstore.server.training import TrainingAborted, TrainingCoordinator
 
 if TYPE_CHECKING:
@@ -222,7 +222,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         reply = pb.CollectParamsResponse(prefix=state.prefix, version=state.version)
         used = reply.ByteSize()
         for info in state.select(matches):
-            spec = _spec(info, state)
+            spec = _spec(info, state.array(info.name) is not None)
             used += spec.ByteSize() + 8
             if reply.parameters and used > REPLY_BYTES:
                 yield reply
@@ -249,15 +249,13 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def Pull(
         self, request: pb.PullRequest, context: Any, call: _Call
-    ) -> Iterator[pb.PullResponse]:
+    ) -> Iterator[pb.PullResponse | bytes]:
         plan = self.registry.pull(request.store, list(request.names), request.select)
         state = plan.state
         yield pb.PullResponse(begin=pb.PullBegin(
             prefix=state.prefix, version=state.version, data_bytes=plan.data_bytes))
-        yield from chunks.parameter_messages(pb.PullResponse, (
-            (_spec(info, state, has_data=sends_data),
-             state.data[info.alias_of or info.name] if sends_data else None)
-            for info, sends_data in plan.parameters
+        yield from chunks.parameter_messages((
+            (_serialized_spec(info, data is not None), data) for info, data in plan.parameters
         ), batches=request.batches)
 
     @_rpc
@@ -476,14 +474,14 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def PushPull(
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
-    ) -> Iterator[pb.PullResponse]:
+    ) -> Iterator[pb.PullResponse | bytes]:
         requests = iter(requests)
         yield from self._push_pull_step(self._begin(requests, call), requests, call, False)
 
     @_rpc
     def PushPullSteps(
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
-    ) -> Iterator[pb.PullResponse]:
+    ) -> Iterator[pb.PullResponse | bytes]:
         requests = iter(requests)
         previous: _Parameters | None = None
         while (first := next(requests, None)) is not None:
@@ -493,7 +491,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def _push_pull_step(
         self, begin: pb.PushBegin, requests: Iterator[pb.PushRequest], call: _Call,
         one_of_many: bool, previous: _Parameters | None = None,
-    ) -> Generator[pb.PullResponse, None, _Parameters]:
+    ) -> Generator[pb.PullResponse | bytes, None, _Parameters]:
         """One PushPull step: its parameters (after `begin`, or `previous` ones), then the
         replies; returns its parameters. A step `one_of_many` on its call reads no further than
         its last parameter's bytes."""
@@ -520,9 +518,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
                                  if segment is not None and codec is None else None)
         if begin.same_parameters:
             return parameters
-        yield from chunks.parameter_messages(pb.PullResponse, (
+        yield from chunks.parameter_messages((
             (pb.ParameterSpec(name=name, shape=value.shape, dtype=value.dtype.name,
-                              dtype_label=value.dtype.name, kind="Parameter", has_data=True),
+                              dtype_label=value.dtype.name, kind="Parameter",
+                              has_data=True).SerializeToString(),
              None if segment is not None else value)
             for name, value in values
         ), batches=segment is not None)
@@ -627,23 +626,29 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         items: list[Incoming] = []
         current: tuple[ParameterInfo, _Buffer] | None = None
         offset = 0
-        if segment is not None:  # batches of specs only: the data is in the segment
-            stream = chunks.expand(requests, data_inline=False)
-        else:  # a compressed stream's chunks are codes, which batches cannot describe
-            stream = requests if codec is not None else chunks.expand(requests)
+        # Batches of specs only, with the data in the segment, are spread out; batches with
+        # their data are taken whole. A compressed stream's chunks are codes, which batches
+        # cannot describe.
+        stream = chunks.expand(requests, data_inline=False) if segment is not None else requests
         if stop_at_count:
             stream = _until(stream, lambda: len(items) + int(
                 current is not None and current[1].full) >= begin.parameter_count)
         for request in stream:
             kind = request.WhichOneof("item")
-            if kind == "parameter":
+            if kind == "batch":
+                if codec is not None:
+                    raise InvalidArgument("compressed gradients travel as specs and chunks, "
+                                          "never in a ParameterBatch")
+                if current is not None:
+                    items.append(_incoming(*current))
+                    current = None
+                _check_announced(len(items) + len(request.batch.parameters), begin)
+                items.extend(incoming.batch_items(request.batch, budget, take,
+                                                  self.registry.max_tensor_bytes))
+            elif kind == "parameter":
                 if current is not None:
                     items.append(_incoming(*current, codec))
-                if len(items) + 1 > begin.parameter_count:
-                    raise InvalidArgument(
-                        f"the push stream has more parameters than the {begin.parameter_count} "
-                        "its PushBegin announced"
-                    )
+                _check_announced(len(items) + 1, begin)
                 current = self._declared(request.parameter, budget, take, codec,
                                          allocate=segment is None)
                 if segment is not None:
@@ -672,17 +677,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self, spec: pb.ParameterSpec, budget: Budget, take: Take,
         codec: compression.Codec | None, allocate: bool = True,
     ) -> tuple[ParameterInfo, _Buffer]:
-        shape = None if spec.shape_unknown else tuple(spec.shape)
-        info = validated_info(
-            spec.name, shape, spec.dtype, spec.dtype_label, spec.kind, spec.alias_of,
-            self.registry.max_tensor_bytes,
-        )
-        if spec.has_data and (info.shape is None or info.alias_of):
-            raise InvalidArgument(
-                f"parameter {info.name!r} cannot carry data: "
-                + ("it is an alias" if info.alias_of else "its shape is unknown")
-            )
-        budget.admit(info)
+        info = incoming.declared_info(spec, budget, self.registry.max_tensor_bytes)
         if codec is not None and np.dtype(info.dtype).kind != "f":
             raise InvalidArgument(
                 f"parameter {info.name!r} is {info.dtype}: compressed gradients need a "
@@ -690,6 +685,13 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             )
         return info, _Buffer(f"parameter {info.name!r}",
                              _data_bytes(info, codec) if spec.has_data else None, take, allocate)
+
+
+def _check_announced(count: int, begin: pb.PushBegin) -> None:
+    """Raise unless a push stream's `count` parameters so far are at most PushBegin's."""
+    if count > begin.parameter_count:
+        raise InvalidArgument(f"the push stream has more parameters than the "
+                              f"{begin.parameter_count} its PushBegin announced")
 
 
 class _Parameters(NamedTuple):
@@ -830,7 +832,7 @@ def _received_bytes(items: list[Incoming]) -> int:
     return sum(item.data.nbytes for item in items if item.data is not None)
 
 
-def _spec(info: ParameterInfo, state: StoreState, *, has_data: bool | None = None) -> Any:
+def _spec(info: ParameterInfo, has_data: bool) -> pb.ParameterSpec:
     return pb.ParameterSpec(
         name=info.name,
         shape=info.shape or (),
@@ -839,8 +841,16 @@ def _spec(info: ParameterInfo, state: StoreState, *, has_data: bool | None = Non
         dtype_label=info.dtype_label,
         kind=info.kind,
         alias_of=info.alias_of or "",
-        has_data=state.array(info.name) is not None if has_data is None else has_data,
+        has_data=has_data,
     )
+
+
+# Descriptions outlive versions (a write of data keeps them), so a pull of many small
+# parameters reuses their serialized specs instead of building each again. Bounded: about
+# 200 bytes an entry.
+@functools.lru_cache(maxsize=1 << 18)
+def _serialized_spec(info: ParameterInfo, has_data: bool) -> bytes:
+    return _spec(info, has_data).SerializeToString()
 
 
 def _store_info(name: str, state: StoreState) -> pb.StoreInfo:
