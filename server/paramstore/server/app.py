@@ -46,6 +46,7 @@ from paramstore.server.reflection import enable_reflection
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
 from paramstore.server.request_ids import RequestIds
 from paramstore.server.servicer import ParamStoreServicer
+from paramstore.server.step_calls import StepCalls
 from paramstore.server.storage import Backend, open_backend
 from paramstore.server.training import (
     DEFAULT_WORKER_LEASE,
@@ -71,7 +72,8 @@ class ParamStoreServer:
                  admission: Admission | None = None,
                  training: TrainingCoordinator | None = None,
                  replica: Replica | None = None,
-                 data_channel: DataChannel | None = None) -> None:
+                 data_channel: DataChannel | None = None,
+                 step_calls: StepCalls | None = None) -> None:
         self.grpc_server = server
         self.health = health_servicer
         self.registry = registry
@@ -80,6 +82,7 @@ class ParamStoreServer:
         self.training = training
         self.replica = replica  # when the server is one replica of a cluster
         self.data_channel = data_channel  # training steps outside gRPC, when it has one
+        self.step_calls = step_calls or StepCalls()  # the servicer's PushPullSteps calls
 
     def start(self) -> None:
         """Serve; a replica joins its cluster and takes the stores placed on it first."""
@@ -101,6 +104,7 @@ class ParamStoreServer:
         if self.replica is not None:  # a last snapshot of each store, then another takes it
             self.replica.close()
         calls_done = self.grpc_server.stop(grace)
+        self.step_calls.close()  # a worker's step stream idle between steps: not worth a wait
         if self.data_channel is not None:
             self.data_channel.close()
         stopped = threading.Event()
@@ -251,7 +255,7 @@ def create_server(
     if replica is not None and data_channel is not None:
         data_channel.advertised_host = replica.address.rsplit(":", 1)[0]
     return ParamStoreServer(server, health_servicer, registry, endpoint, admission,
-                            training, replica, data_channel), port
+                            training, replica, data_channel, servicer.step_calls), port
 
 
 def _data_channel(servicer: ParamStoreServicer, address: str, port: int,
