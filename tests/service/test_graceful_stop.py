@@ -1,5 +1,6 @@
 """A graceful stop (SIGTERM) of a single server: a training worker's step stream idle between
-steps is ended at once with UNAVAILABLE."""
+steps is ended at once with UNAVAILABLE, and every store in training is committed first, so that
+its workers resume exactly after a restart."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
+import pytest
 from server_process import ServerProcess
+from test_training_moves import _restart_under_its_address
+from test_training_state import ADAM, BATCH, Worker, assert_weights_equal
+from training_runs import train_in_one_process
 
 from paramstore.client.errors import ResourceExhausted
 from paramstore.proto.v1 import paramstore_pb2 as pb
@@ -52,6 +58,35 @@ def test_a_step_stream_whose_worker_sends_nothing_ends_unavailable_at_a_graceful
     assert error.code() == grpc.StatusCode.UNAVAILABLE, error
     assert dict(error.trailing_metadata() or ())[ERROR_KEY] == "ShuttingDown"
     assert "shutting down" in (error.details() or "")
+
+
+@pytest.mark.parametrize("transport", ["shared memory", "grpc", "data channel"])
+def test_a_worker_resumes_exactly_after_a_graceful_restart(
+        transport: str, tmp_path: Path) -> None:
+    """Two steps, SIGTERM (prompt: the worker's step stream is idle), a restart on the same
+    data, two more steps: the weights of four steps in one process. The two first steps were
+    never snapshotted but by the stop."""
+    server = _restart_under_its_address(tmp_path)
+    try:
+        with server.connect() as client:
+            worker = Worker(client, **_transport_options(transport))
+            worker.train(0, 2)
+            assert server.terminate(timeout=PROMPT_STOP_SECONDS) == 0
+            server.start()
+            got = worker.train(2, 2)
+            worker.kv.close()
+            snapshots = client.store("m").snapshots()
+    finally:
+        server.kill()
+    assert_weights_equal(got, train_in_one_process(4, BATCH, "adam", ADAM))
+    assert [(info.step, info.metadata.get("paramstore.trigger")) for info in snapshots] \
+        == [(2, "hand-over")]
+
+
+def _transport_options(transport: str) -> dict[str, Any]:
+    return {"shared memory": {},
+            "grpc": {"shared_memory": False, "data_channel": False},
+            "data channel": {"shared_memory": False}}[transport]
 
 
 def _wait_until_refused(server: ServerProcess) -> None:
