@@ -104,7 +104,9 @@ class ParamStoreServer:
         if self.replica is not None:  # a last snapshot of each store, then another takes it
             self.replica.close()
         calls_done = self.grpc_server.stop(grace)
-        self.step_calls.close()  # a worker's step stream idle between steps: not worth a wait
+        # A worker's step stream idle between steps is not worth a wait.
+        _log.info("ended %d training step streams idle between steps; steps begun finish",
+                  self.step_calls.close())
         if self.data_channel is not None:
             self.data_channel.close()
         stopped = threading.Event()

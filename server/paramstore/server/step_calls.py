@@ -92,13 +92,15 @@ class StepCalls:
         finally:
             next_step.finish()
 
-    def close(self) -> None:
-        """End the calls waiting for a step now, and the others when their step is done."""
+    def close(self) -> int:
+        """End the calls waiting for a step now, and the others when their step is done.
+        Returns how many were waiting."""
         with self._lock:
             self._closed = True
             waiting = list(self._waiting)
         for next_step in waiting:
             next_step.stop()
+        return len(waiting)
 
     def wait(self, next_step: _NextStep) -> bool:
         """Count `next_step` as waiting; False when the server stops already."""
