@@ -249,6 +249,8 @@ def create_server(
             server.stop(None)  # frees the gRPC port it bound
             raise
         servicer.data_channel = data_channel
+        if metrics is not None:
+            data_channel.record_step = metrics.record
     endpoint = None
     if metrics is not None and metrics_port is not None:
         endpoint = metrics.serve_http(metrics_host, metrics_port)

@@ -27,6 +27,7 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +49,8 @@ _log = logging.getLogger("paramstore.server")
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_READ_TIMEOUT = 10.0
 MIN_BYTES_PER_SECOND = 1 << 20  # a body slower than this is a stall, not a network
-_METHOD = "DataChannel"
+_METHOD = "DataChannel"  # a step's name in logs and metrics
+_STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class DataChannel:
         self._connections: dict[socket.socket, bool] = {}  # -> busy with a step
         self._of_rank: dict[tuple[str, int], socket.socket] = {}  # a rank's one connection
         self._closing = threading.Event()
+        # Told each step's status and start, as a gRPC call's (`ServerMetrics.record`).
+        self.record_step: Callable[[str, str, float], None] = lambda method, status, started: None
         self._accepting = threading.Thread(target=self._accept, name="paramstore-data-accept",
                                            daemon=True)
 
@@ -231,14 +235,21 @@ class DataChannel:
         while not self._closing.is_set():
             header = self._next_header(stream)
             self._set_busy(stream, True)
+            started, status = time.perf_counter(), "CANCELLED"  # unless it is answered
+            refusal: pb.DataStatus | None = None
             try:
                 previous = self._step(stream, ticket, header, previous)
+                status = "OK"
             except _Refused as refused:
-                frames.send_message(stream, refused.status)
-                _drain(stream, self.limits.read_timeout)
-                return
+                refusal = refused.status
+                status = _STATUS_NAMES.get(refusal.code, "UNKNOWN")
             finally:
                 self._set_busy(stream, False)
+                self.record_step(_METHOD, status, started)
+            if refusal is not None:
+                frames.send_message(stream, refusal)
+                _drain(stream, self.limits.read_timeout)
+                return
 
     def _set_busy(self, stream: socket.socket, busy: bool) -> None:
         with self._lock:
