@@ -34,6 +34,7 @@ from paramstore.server.auth import Token, TokenCheck, caller_naming, read_tokens
 from paramstore.server.cluster import DEFAULT_LEASE_TTL, ClusterConfig, Replica
 from paramstore.server.data_channel import (
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_PEER,
     DEFAULT_READ_TIMEOUT,
     DataChannel,
     DataLimits,
@@ -528,6 +529,10 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--max-data-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
                       metavar="N", help="data connections open at once "
                                         f"(default {DEFAULT_MAX_CONNECTIONS})")
+    data.add_argument("--max-data-connections-per-peer", type=int,
+                      default=DEFAULT_MAX_CONNECTIONS_PER_PEER, metavar="N",
+                      help="data connections open at once from one peer address; a worker "
+                           f"refused steps through gRPC (default {DEFAULT_MAX_CONNECTIONS_PER_PEER})")
     data.add_argument("--data-read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
                       metavar="SECONDS",
                       help="seconds a worker has to send its ticket once connected, or a step "
@@ -544,6 +549,7 @@ def _data_port(text: str) -> int | None:
 
 def _data_limits(args: argparse.Namespace) -> DataLimits:
     return DataLimits(max_connections=args.max_data_connections,
+                      max_connections_per_peer=args.max_data_connections_per_peer,
                       read_timeout=args.data_read_timeout)
 
 
