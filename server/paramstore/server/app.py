@@ -532,7 +532,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--max-data-connections-per-peer", type=int,
                       default=DEFAULT_MAX_CONNECTIONS_PER_PEER, metavar="N",
                       help="data connections open at once from one peer address; a worker "
-                           f"refused steps through gRPC (default {DEFAULT_MAX_CONNECTIONS_PER_PEER})")
+                           "refused steps through gRPC "
+                           f"(default {DEFAULT_MAX_CONNECTIONS_PER_PEER})")
     data.add_argument("--data-read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
                       metavar="SECONDS",
                       help="seconds a worker has to send its ticket once connected, or a step "
