@@ -3,6 +3,7 @@ pulls whose replies are never read, requests never sent), too many calls, too ma
 flight. Health and other callers keep being answered, stalled calls are cancelled, and
 nothing acknowledged is lost."""
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,11 +12,14 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_data_channel import READ_TIMEOUT, closed, read_status
+from test_data_channel import Worker as DataWorker
 
 from paramstore.client.errors import ResourceExhausted
 from paramstore.proto import wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server.admission import CallLimits
+from paramstore.server.data_channel import DataLimits
 
 pytest_plugins = ("server_fixtures",)  # `make_server`
 
@@ -312,3 +316,36 @@ def test_nothing_acknowledged_is_lost_under_attack(big_store):
 @pytest.mark.slow
 def test_a_minute_of_attack_loses_nothing_and_never_freezes(big_store):
     honest_writes_under_attack(big_store, seconds=60)
+
+
+OTHER_PEER = "127.0.0.2"  # loopback too, a peer of its own
+
+
+def test_one_peer_cannot_take_every_data_connection(make_server):
+    server = make_server(data_limits=DataLimits(max_connections=4, max_connections_per_peer=2,
+                                                read_timeout=READ_TIMEOUT))
+    worker = DataWorker(server.address)
+    try:
+        held = [worker.raw() for _ in range(2)]
+        time.sleep(0.2)
+        assert closed(worker.raw(), within=READ_TIMEOUT / 2)  # at once, not after the timeout
+        assert _admitted_from(worker, OTHER_PEER)  # another address still gets in
+        for stream in held:
+            stream.close()
+        deadline = time.monotonic() + ANSWER_WITHIN  # the closed ones are counted out
+        while not _admitted_from(worker, "127.0.0.1"):
+            assert time.monotonic() < deadline, "the peer's closed connections still count"
+            time.sleep(0.1)
+    finally:
+        worker.close()
+
+
+def _admitted_from(worker, source):
+    """Whether a connection from `source` is admitted with a fresh ticket."""
+    with socket.create_connection((worker.host, worker.port), timeout=10,
+                                  source_address=(source, 0)) as stream:
+        try:
+            stream.sendall(worker.ticket().ticket)
+            return read_status(stream).code == 0
+        except ConnectionError:  # refused: closed without a status
+            return False

@@ -13,7 +13,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from replicas import eventually
 from server_process import running_server
+from test_data_channel import Worker as DataWorker
+from test_data_channel import begin, gradient, header, read_status, spec
 
 import paramstore
 from paramstore.client.errors import StoreNotFound, Unauthenticated
@@ -139,3 +142,25 @@ def test_duration_buckets_reach_half_an_hour(metered):
     for name in ("paramstore_snapshot_duration_seconds", "paramstore_call_duration_seconds"):
         bounds = {dict(labels)["le"] for sample, labels in samples if sample == f"{name}_bucket"}
         assert {"60.0", "300.0", "1800.0"} <= bounds, name
+
+
+def test_data_channel_steps_are_counted_as_calls_by_status(make_server):
+    metered = make_server(metrics_port=0)
+    worker = DataWorker(metered.address)
+    try:
+        for value in (1.0, 2.0, 3.0):
+            worker.step(value)
+        assert worker.kv.data_channel
+        stream = worker.admitted()  # a step of another rank than its ticket's is refused
+        stream.sendall(header(begin(worker, rank=worker.kv.rank), spec()) + gradient())
+        assert read_status(stream).code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        stream.close()
+    finally:
+        worker.close()
+    # A step is counted once answered, the refused one before its status is sent.
+    ok = ("paramstore_calls_total", (("method", "DataChannel"), ("status", "OK")))
+    eventually(lambda: scrape(metered.server.metrics.port).get(ok) == 3, 10, "3 steps counted")
+    samples = scrape(metered.server.metrics.port)
+    assert samples[("paramstore_calls_total",
+                    (("method", "DataChannel"), ("status", "INVALID_ARGUMENT")))] == 1
+    assert samples[("paramstore_call_duration_seconds_count", (("method", "DataChannel"),))] == 4

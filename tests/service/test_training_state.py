@@ -17,7 +17,7 @@ from paramstore import autograd, gluon, nd
 from paramstore import optimizer as opt
 from paramstore import random as ps_random
 from paramstore.client.errors import FailedPrecondition, InvalidArgument
-from paramstore.client.train_demo import global_batch, tied_mlp
+from paramstore.client.train_demo import global_batch, shard, tied_mlp
 from paramstore.name import NameManager
 
 BATCH = 16
@@ -25,15 +25,17 @@ ADAM = {"learning_rate": 0.01}
 
 
 class Worker:
-    """One worker of a store's training: the chapter's tied MLP and a Trainer on a kvstore."""
+    """One worker of a store's training: the chapter's tied MLP and a Trainer on a kvstore.
+    Each of `num_workers` sync workers trains on its rank's share of every batch."""
 
-    def __init__(self, client: Any, store: str = "m", **options: Any) -> None:
+    def __init__(self, client: Any, store: str = "m", num_workers: int = 1,
+                 **options: Any) -> None:
         ps_random.seed(0)
         with NameManager():  # every worker's parameters get the same names (the store's keys)
             self.net = tied_mlp()
         self.net.initialize()
         self.net(nd.array(global_batch(0, 1)[0]))  # finishes the deferred initialization
-        self.kv = client.kvstore(store, mode="sync", num_workers=1, **options)
+        self.kv = client.kvstore(store, mode="sync", num_workers=num_workers, **options)
         self.trainer = gluon.Trainer(self.net.collect_params(), "adam", ADAM, kvstore=self.kv)
         params = list({id(param): param for param in self.net.collect_params().values()}.values())
         names, arrays = [param.name for param in params], [param.data() for param in params]
@@ -43,9 +45,10 @@ class Worker:
 
     def train(self, first_step: int, steps: int) -> list[np.ndarray]:
         for step in range(first_step, first_step + steps):
-            features, labels = global_batch(step, BATCH)
+            features, labels = (nd.array(shard(array, self.kv.rank, self.kv.num_workers))
+                                for array in global_batch(step, BATCH))
             with autograd.record():
-                loss = self.loss(self.net(nd.array(features)), nd.array(labels))
+                loss = self.loss(self.net(features), labels)
             loss.backward()
             self.trainer.step(BATCH)
         return [param.data().asnumpy() for param in self.net.collect_params().values()]

@@ -184,7 +184,7 @@ def run_demo(workers: int, steps: int, output: Path, mode: str = "sync") -> Path
                 raise RuntimeError(f"workers exited with codes {codes}")
             curves = [np.load(out)["losses"] for out in outs]
         finally:
-            server.stop(None)
+            server.stop(None).wait()  # its last snapshots are written before the folder goes
     figure, axes = plt.subplots(figsize=(7, 4))
     for index, curve in enumerate(curves):
         axes.plot(curve, label=f"worker {index}")

@@ -34,6 +34,7 @@ from paramstore.server.auth import Token, TokenCheck, caller_naming, read_tokens
 from paramstore.server.cluster import DEFAULT_LEASE_TTL, ClusterConfig, Replica
 from paramstore.server.data_channel import (
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_PEER,
     DEFAULT_READ_TIMEOUT,
     DataChannel,
     DataLimits,
@@ -46,6 +47,7 @@ from paramstore.server.reflection import enable_reflection
 from paramstore.server.registry import DEFAULT_MAX_TENSOR_BYTES, StoreRegistry
 from paramstore.server.request_ids import RequestIds
 from paramstore.server.servicer import ParamStoreServicer
+from paramstore.server.step_calls import StepCalls
 from paramstore.server.storage import Backend, open_backend
 from paramstore.server.training import (
     DEFAULT_WORKER_LEASE,
@@ -71,7 +73,8 @@ class ParamStoreServer:
                  admission: Admission | None = None,
                  training: TrainingCoordinator | None = None,
                  replica: Replica | None = None,
-                 data_channel: DataChannel | None = None) -> None:
+                 data_channel: DataChannel | None = None,
+                 step_calls: StepCalls | None = None) -> None:
         self.grpc_server = server
         self.health = health_servicer
         self.registry = registry
@@ -80,6 +83,7 @@ class ParamStoreServer:
         self.training = training
         self.replica = replica  # when the server is one replica of a cluster
         self.data_channel = data_channel  # training steps outside gRPC, when it has one
+        self.step_calls = step_calls or StepCalls()  # the servicer's PushPullSteps calls
 
     def start(self) -> None:
         """Serve; a replica joins its cluster and takes the stores placed on it first."""
@@ -101,6 +105,9 @@ class ParamStoreServer:
         if self.replica is not None:  # a last snapshot of each store, then another takes it
             self.replica.close()
         calls_done = self.grpc_server.stop(grace)
+        # A worker's step stream idle between steps is not worth a wait.
+        _log.info("ended %d training step streams idle between steps; steps begun finish",
+                  self.step_calls.close())
         if self.data_channel is not None:
             self.data_channel.close()
         stopped = threading.Event()
@@ -243,6 +250,8 @@ def create_server(
             server.stop(None)  # frees the gRPC port it bound
             raise
         servicer.data_channel = data_channel
+        if metrics is not None:
+            data_channel.record_step = metrics.record
     endpoint = None
     if metrics is not None and metrics_port is not None:
         endpoint = metrics.serve_http(metrics_host, metrics_port)
@@ -251,7 +260,7 @@ def create_server(
     if replica is not None and data_channel is not None:
         data_channel.advertised_host = replica.address.rsplit(":", 1)[0]
     return ParamStoreServer(server, health_servicer, registry, endpoint, admission,
-                            training, replica, data_channel), port
+                            training, replica, data_channel, servicer.step_calls), port
 
 
 def _data_channel(servicer: ParamStoreServicer, address: str, port: int,
@@ -520,6 +529,11 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--max-data-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
                       metavar="N", help="data connections open at once "
                                         f"(default {DEFAULT_MAX_CONNECTIONS})")
+    data.add_argument("--max-data-connections-per-peer", type=int,
+                      default=DEFAULT_MAX_CONNECTIONS_PER_PEER, metavar="N",
+                      help="data connections open at once from one peer address; a worker "
+                           "refused steps through gRPC "
+                           f"(default {DEFAULT_MAX_CONNECTIONS_PER_PEER})")
     data.add_argument("--data-read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
                       metavar="SECONDS",
                       help="seconds a worker has to send its ticket once connected, or a step "
@@ -536,6 +550,7 @@ def _data_port(text: str) -> int | None:
 
 def _data_limits(args: argparse.Namespace) -> DataLimits:
     return DataLimits(max_connections=args.max_data_connections,
+                      max_connections_per_peer=args.max_data_connections_per_peer,
                       read_timeout=args.data_read_timeout)
 
 

@@ -9,12 +9,13 @@ and the fallback. The framing is `paramstore.v1.DataStep` / `DataStatus` (see th
 It is a second listener of the same process under the same controls: a connection is admitted
 only with a ticket issued over gRPC (so tokens, read-only tokens and mutual TLS apply), single
 use, expiring in seconds, compared in constant time and bound to one store's training and rank;
-TLS with the gRPC port's certificate when that port has one; a bounded number of connections,
-each with its own thread; a header of bounded size that must arrive within `read_timeout`, a
-body at least `MIN_BYTES_PER_SECOND` once begun, and nothing at all between steps for longer
-than the idle timeout. A step's buffers are taken from the server's in-flight byte budget and
-its parameters checked as a gRPC push's are, before a byte of the body is read; a step refused
-or cut short applies nothing, and an error ends the connection after its status is sent.
+TLS with the gRPC port's certificate when that port has one; a bounded number of connections
+(in total and per peer address), each with its own thread; a header of bounded size that must
+arrive within `read_timeout`, a body at least `MIN_BYTES_PER_SECOND` once begun, and nothing
+at all between steps for longer than the idle timeout. A step's buffers are taken from the
+server's in-flight byte budget and its parameters checked as a gRPC push's are, before a byte
+of the body is read; a step refused or cut short applies nothing, and an error ends the
+connection after its status is sent.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import ssl
 import tempfile
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,9 +49,13 @@ if TYPE_CHECKING:
 _log = logging.getLogger("paramstore.server")
 
 DEFAULT_MAX_CONNECTIONS = 64
+# A host's workers each hold one connection; a peer cannot take every slot (as gRPC's calls
+# per caller): a worker refused falls back to gRPC.
+DEFAULT_MAX_CONNECTIONS_PER_PEER = 16
 DEFAULT_READ_TIMEOUT = 10.0
 MIN_BYTES_PER_SECOND = 1 << 20  # a body slower than this is a stall, not a network
-_METHOD = "DataChannel"
+_METHOD = "DataChannel"  # a step's name in logs and metrics
+_STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 @dataclass(frozen=True)
@@ -58,13 +65,15 @@ class DataLimits:
     and for a header once its first byte came; `ticket_seconds`: how long a ticket is valid."""
 
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_peer: int = DEFAULT_MAX_CONNECTIONS_PER_PEER
     read_timeout: float = DEFAULT_READ_TIMEOUT
     idle_timeout: float = 30.0
     ticket_seconds: float = TICKET_SECONDS
 
     def __post_init__(self) -> None:
-        if self.max_connections < 1:
-            raise ValueError(f"max data connections must be positive, got {self.max_connections}")
+        if self.max_connections < 1 or self.max_connections_per_peer < 1:
+            raise ValueError(f"max data connections, in total and per peer, must be positive; "
+                             f"got {self.max_connections} and {self.max_connections_per_peer}")
         for name in ("read_timeout", "idle_timeout", "ticket_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -118,8 +127,11 @@ class DataChannel:
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._connections: dict[socket.socket, bool] = {}  # -> busy with a step
+        self._per_peer: Counter[str] = Counter()  # open connections by peer address
         self._of_rank: dict[tuple[str, int], socket.socket] = {}  # a rank's one connection
         self._closing = threading.Event()
+        # Told each step's status and start, as a gRPC call's (`ServerMetrics.record`).
+        self.record_step: Callable[[str, str, float], None] = lambda method, status, started: None
         self._accepting = threading.Thread(target=self._accept, name="paramstore-data-accept",
                                            daemon=True)
 
@@ -152,17 +164,26 @@ class DataChannel:
                 connection, peer = self._listener.accept()
             except OSError:
                 return  # closed
-            with self._lock:
-                full = len(self._connections) >= self.limits.max_connections
-                if not full:
-                    self._connections[connection] = False
-            if full:
-                _log.warning("data channel: refused a connection from %s: %d connections are "
-                             "open, the server's limit", peer[0], self.limits.max_connections)
+            refusal = self._enter(connection, peer[0])
+            if refusal:
+                _log.warning("data channel: refused a connection from %s: %s", peer[0], refusal)
                 connection.close()
                 continue
             threading.Thread(target=self._serve, args=(connection, peer[0]),
                              name="paramstore-data", daemon=True).start()
+
+    def _enter(self, connection: socket.socket, peer: str) -> str | None:
+        """Count a new connection from `peer`; why it is refused, when it is over a bound."""
+        limits = self.limits
+        with self._lock:
+            if len(self._connections) >= limits.max_connections:
+                return f"{limits.max_connections} connections are open, the server's limit"
+            if self._per_peer[peer] >= limits.max_connections_per_peer:
+                return (f"it has {limits.max_connections_per_peer} connections open, the "
+                        "server's limit per peer")
+            self._connections[connection] = False
+            self._per_peer[peer] += 1
+        return None
 
     def _serve(self, connection: socket.socket, peer: str) -> None:
         stream = connection
@@ -186,6 +207,9 @@ class DataChannel:
             with self._lock:
                 self._connections.pop(stream, None)
                 self._connections.pop(connection, None)
+                self._per_peer[peer] -= 1
+                if not self._per_peer[peer]:
+                    del self._per_peer[peer]
                 for rank, held in list(self._of_rank.items()):
                     if held is stream:
                         del self._of_rank[rank]
@@ -231,14 +255,21 @@ class DataChannel:
         while not self._closing.is_set():
             header = self._next_header(stream)
             self._set_busy(stream, True)
+            started, status = time.perf_counter(), "CANCELLED"  # unless it is answered
+            refusal: pb.DataStatus | None = None
             try:
                 previous = self._step(stream, ticket, header, previous)
+                status = "OK"
             except _Refused as refused:
-                frames.send_message(stream, refused.status)
-                _drain(stream, self.limits.read_timeout)
-                return
+                refusal = refused.status
+                status = _STATUS_NAMES.get(refusal.code, "UNKNOWN")
             finally:
                 self._set_busy(stream, False)
+                self.record_step(_METHOD, status, started)
+            if refusal is not None:
+                frames.send_message(stream, refusal)
+                _drain(stream, self.limits.read_timeout)
+                return
 
     def _set_busy(self, stream: socket.socket, busy: bool) -> None:
         with self._lock:

@@ -58,3 +58,7 @@ class NotOwner(FailedPrecondition):
 class NotTraining(FailedPrecondition):
     """The store has no training session (none began, it ended, or the store moved to this
     replica from its last snapshot): a worker joins again."""
+
+
+class ShuttingDown(StoreError):
+    """The server is stopping: the same request goes to the server that comes next."""

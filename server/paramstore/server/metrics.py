@@ -6,8 +6,10 @@ the text format at `http://HOST:PORT/metrics` for `paramstore serve --metrics-po
 
 Metrics:
 - `paramstore_calls_total{method, status}`: finished calls of paramstore's own methods (health
-  checks and reflection are not counted), by gRPC status name;
-- `paramstore_call_duration_seconds{method}`: a histogram of call durations;
+  checks and reflection are not counted), by gRPC status name; each training step of the data
+  channel counts as a call of method `DataChannel` (as a PushPull call carries one step);
+- `paramstore_call_duration_seconds{method}`: a histogram of call (and data channel step)
+  durations;
 - `paramstore_received_bytes_total{method}`, `paramstore_sent_bytes_total{method}`: serialized
   message bytes (tensor chunks included);
 - `paramstore_snapshot_duration_seconds{operation}`: `take` and `restore` durations;

@@ -136,9 +136,27 @@ class StoreRegistry:
             return
         store.close(error)
         if store.state().parameters:
-            self.catalog.take_snapshot(name, lambda: Contents(*store.capture()),
-                                       step=self.training_step(name), metadata=HAND_OVER)
+            self._last_snapshot(name, store)
         self.drop(name, error)
+
+    def stop_training(self, name: str, error: Exception) -> None:
+        """Refuse every later write to store `name`, in training on a server that stops, with
+        `error`; when it changed since its newest snapshot, take a last one, so that its
+        workers resume exactly after a restart (their applied steps are in it)."""
+        store = self._stores.get(name)
+        if store is None:  # handed over already, or deleted
+            return
+        store.close(error)
+        snapshots = self.catalog.snapshots(name)
+        state = store.state()
+        if state.parameters and (not snapshots or snapshots[-1].version != state.version):
+            self._last_snapshot(name, store)
+
+    def _last_snapshot(self, name: str, store: Store) -> None:
+        """Every write `store` acknowledged, at its training's step, marked as the server's
+        own (`HAND_OVER`): retention does not count it against the user's snapshots."""
+        self.catalog.take_snapshot(name, lambda: Contents(*store.capture()),
+                                   step=self.training_step(name), metadata=HAND_OVER)
 
     def drop(self, name: str, error: Exception) -> Store | None:
         """Stop holding store `name` (another replica owns it now): every write still to come

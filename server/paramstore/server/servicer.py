@@ -40,6 +40,7 @@ from paramstore.server.errors import (
     NotTraining,
     ParameterNotFound,
     ResourceExhausted,
+    ShuttingDown,
     SnapshotNotFound,
     StorageUnavailable,
     StoreError,
@@ -48,6 +49,7 @@ from paramstore.server.errors import (
 from paramstore.server.limits import Budget
 from paramstore.server.registry import StoreRegistry
 from paramstore.server.request_ids import request_id
+from paramstore.server.step_calls import StepCalls
 from paramstore.server.storage import RetentionPolicy, SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState
 from paramstore.server.training import TrainingAborted, TrainingCoordinator
@@ -74,6 +76,7 @@ STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
     NotTraining: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
+    ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     TrainingAborted: grpc.StatusCode.ABORTED,
 }
 
@@ -177,6 +180,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self.max_import_bytes = max_import_bytes
         self.training = training or TrainingCoordinator(registry)
         self._segments = segments.Segments()
+        self.step_calls = StepCalls()  # a stopping server ends the idle ones
         self.data_channel: DataChannel | None = None  # set by the server when it has one
 
     # ---- stores ------------------------------------------------------------------------------
@@ -484,9 +488,11 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     ) -> Iterator[pb.PullResponse | bytes]:
         requests = iter(requests)
         previous: _Parameters | None = None
-        while (first := next(requests, None)) is not None:
-            begin = self._begin_of(first, call)
-            previous = yield from self._push_pull_step(begin, requests, call, True, previous)
+        with self.step_calls.open(requests) as next_step:
+            while (first := next_step()) is not None:
+                begin = self._begin_of(first, call)
+                previous = yield from self._push_pull_step(begin, requests, call, True,
+                                                           previous)
 
     def _push_pull_step(
         self, begin: pb.PushBegin, requests: Iterator[pb.PushRequest], call: _Call,

@@ -42,6 +42,7 @@ from paramstore.server.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotTraining,
+    ShuttingDown,
     StoreError,
 )
 from paramstore.server.registry import StoreRegistry
@@ -642,5 +643,15 @@ class TrainingCoordinator:
             session.end(f"store {store!r} {why}: its training ended here", moved)
 
     def close(self) -> None:
-        """Finish the periodic snapshots being written."""
+        """The server stops, its calls done: finish the periodic snapshots being written,
+        then commit each store still in training (`StoreRegistry.stop_training`)."""
         self._snapshots.shutdown(wait=True)
+        with self._lock:
+            stores = list(self._sessions)
+        for store in stores:
+            try:
+                self.registry.stop_training(store, ShuttingDown(
+                    f"store {store!r} is not trained here any more: the server is shutting "
+                    "down"))
+            except Exception:  # one store's trouble must not cost the others their snapshot
+                _log.exception("store %s: no last snapshot of its training", store)
