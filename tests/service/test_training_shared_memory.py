@@ -13,7 +13,7 @@ from typing import Any, cast
 import grpc
 import numpy as np
 import pytest
-from training_runs import train_tied_mlp
+from training_runs import TRANSPORTS, takes_the_data_channel, train_tied_mlp
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
@@ -26,34 +26,22 @@ from paramstore.proto.v1 import paramstore_pb2 as pb
 
 @pytest.mark.parametrize("compression", [None, {"type": "2bit", "threshold": 0.05},
                                          {"type": "fp16"}])
-def test_a_worker_on_the_servers_host_ends_where_the_socket_path_ends(
-    make_server: Callable[..., Any], compression: dict[str, Any] | None,
+@pytest.mark.parametrize("other", ["data-channel", "shared-memory-grpc"])
+def test_a_worker_on_the_servers_host_ends_where_the_other_paths_end(
+    make_server: Callable[..., Any], compression: dict[str, Any] | None, other: str,
 ) -> None:
     with make_server().connect() as client:
         shared = client.kvstore("shared", mode="sync", num_workers=1)
-        socket = client.kvstore("socket", mode="sync", num_workers=1, shared_memory=False)
-        assert (shared.shared_memory, socket.shared_memory) == (True, False)
+        another = client.kvstore("other", mode="sync", num_workers=1, **TRANSPORTS[other])
         through_memory = train_tied_mlp(shared, compression)
-        through_socket = train_tied_mlp(socket, compression)
+        through_other = train_tied_mlp(another, compression)
+        assert (shared.shared_memory, shared.data_channel) == (True, True)
+        assert (another.shared_memory, another.data_channel) == \
+            (TRANSPORTS[other].get("shared_memory", True), takes_the_data_channel(other))
         shared.close()
-    for got, want in zip(through_memory, through_socket):
+    for got, want in zip(through_memory, through_other, strict=True):
         np.testing.assert_array_equal(got, want)
-    assert shared.bytes_sent == socket.bytes_sent
-
-
-@pytest.mark.parametrize("compression", [None, {"type": "2bit", "threshold": 0.05}])
-def test_a_worker_signalling_its_steps_on_the_data_channel_ends_where_one_on_grpc_ends(
-    make_server: Callable[..., Any], compression: dict[str, Any] | None,
-) -> None:
-    with make_server().connect() as client:
-        on_channel = client.kvstore("channel", mode="sync", num_workers=1)
-        on_grpc = client.kvstore("grpc", mode="sync", num_workers=1, data_channel=False)
-        through_channel = train_tied_mlp(on_channel, compression)
-        through_grpc = train_tied_mlp(on_grpc, compression)
-        assert (on_channel.shared_memory, on_channel.data_channel) == (True, True)
-        assert (on_grpc.shared_memory, on_grpc.data_channel) == (True, False)
-    for got, want in zip(through_channel, through_grpc, strict=True):
-        np.testing.assert_array_equal(got, want)
+    assert shared.bytes_sent == another.bytes_sent
 
 
 def test_without_a_data_channel_a_worker_on_the_servers_host_signals_on_grpc(
