@@ -576,9 +576,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         codec: compression.Codec | None, segment: mmap.mmap, take: Take,
     ) -> list[Incoming]:
         """The parameters `specs`, their data in `segment`'s regions one after another."""
-        if len(specs) != begin.parameter_count:
-            raise InvalidArgument(f"the step has {len(specs)} parameters, its PushBegin "
-                                  f"announced {begin.parameter_count}")
+        _check_count(begin, specs)
         budget = self.registry.budget(self.registry.get(begin.store))
         items = []
         offset = 0
@@ -594,9 +592,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     ) -> tuple[Callable[[], list[Incoming]], list[np.ndarray]]:
         """A data channel step's parameters, checked and admitted as a PushPull's are: the
         buffers their bytes go into, and a function giving the step's items once they are in."""
-        if len(specs) != begin.parameter_count:
-            raise InvalidArgument(f"the step has {len(specs)} parameters, its PushBegin "
-                                  f"announced {begin.parameter_count}")
+        _check_count(begin, specs)
         codec = _codec(begin, allowed=True)
         budget = self.registry.budget(self.registry.get(begin.store))
         declared = [self._declared(spec, budget, take, codec) for spec in specs]
@@ -738,6 +734,13 @@ class StepParameters(NamedTuple):
         views = (segment, bool(begin.values_offset), items) \
             if segment is not None and codec is None else None
         return cls(begin.store, [item.info for item in items], views)
+
+
+def _check_count(begin: pb.PushBegin, specs: list[pb.ParameterSpec]) -> None:
+    """A data channel step's specs are as many as its PushBegin announced."""
+    if len(specs) != begin.parameter_count:
+        raise InvalidArgument(f"the step has {len(specs)} parameters, its PushBegin "
+                              f"announced {begin.parameter_count}")
 
 
 def _step_in_segment(session: TrainingSession, begin: pb.PushBegin, items: list[Incoming],
