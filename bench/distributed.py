@@ -11,8 +11,10 @@ the job). On a machine whose other load varies, steps/s varies with it; the CPU 
 costs vary far less: the table gives them per step for a worker (all its threads, after the
 warmup) and for the server (its process from the end of the warmup, read from /proc), so that a
 change is judged by the CPU it removes. Workers on the server's host move their data through shared
-memory; the runs repeat with 2-bit gradient compression (`--threshold`) and over the socket
-(`shared_memory=False`: the path of workers on other hosts), there also with float16 gradients.
+memory and signal their steps on the data channel (the "shm grpc" rows signal them on the gRPC
+step stream instead: their baseline in the same run); the runs repeat with 2-bit gradient
+compression (`--threshold`) and over the socket (`shared_memory=False`: the path of workers on
+other hosts), there also with float16 gradients.
 The socket rows go through the server's data channel (on by default: a TCP connection outside
 gRPC); the "socket grpc" rows keep the steps on gRPC (`data_channel=False`), the baseline the
 data channel is measured against in the same run.
@@ -163,7 +165,7 @@ def paramstore_worker(args: argparse.Namespace) -> dict[str, float]:
         kv = client.kvstore(store, mode="sync", num_workers=args.workers[0], timeout=120,
                             **TRANSPORTS[args.transport])
         found = train(kv, kv.rank, args.workers[0], args, compression)
-        if args.transport == "data-channel" and not kv.data_channel:
+        if TRANSPORTS[args.transport].get("data_channel", True) and not kv.data_channel:
             raise SystemExit("the worker fell back to gRPC: the data channel row would lie")
         kv.close()
     return found
@@ -392,7 +394,8 @@ def main() -> None:
 
     two_bit = json.dumps({"type": "2bit", "threshold": args.threshold})
     fp16 = json.dumps({"type": "fp16"})
-    ours = {"": ("", "shared-memory"), ", 2bit": (two_bit, "shared-memory"),
+    ours = {"": ("", "shared-memory"), ", shm grpc": ("", "shared-memory-grpc"),
+            ", 2bit": (two_bit, "shared-memory"),
             ", socket": ("", "data-channel"), ", socket 2bit": (two_bit, "data-channel"),
             ", socket fp16": (fp16, "data-channel"), ", socket grpc": ("", "grpc"),
             ", socket grpc 2bit": (two_bit, "grpc")}

@@ -17,7 +17,7 @@ import pytest
 from chapter_nets import mlp
 from replicas import Cluster, eventually
 from server_process import paramstore_command
-from training_runs import TRANSPORTS
+from training_runs import TRANSPORTS, takes_the_data_channel
 
 from paramstore import nd, optimizer
 from paramstore.client import Unavailable, connect
@@ -294,7 +294,7 @@ def test_a_training_worker_resumes_on_the_new_owner_from_the_last_snapshot(
         cluster.replica_at(owner).kill()
         resumed = worker.train(5, 3)  # the same worker object: it joins the new owner itself
         assert _owner(cluster.addresses, "m") not in ("", owner)
-        assert worker.kv.data_channel == (transport == "data-channel")
+        assert worker.kv.data_channel == takes_the_data_channel(transport)
     assert_weights_equal(resumed, uninterrupted)
 
 
@@ -321,7 +321,7 @@ def test_a_cluster_url_that_is_not_etcd_is_refused(url: str) -> None:
         parse_url(url)
 
 
-@pytest.mark.parametrize("transport", ["data-channel", "grpc"])
+@pytest.mark.parametrize("transport", ["shared-memory", "data-channel", "grpc"])
 def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeating_a_step(
         cluster: Cluster, transport: str) -> None:
     cluster.start_all()
@@ -361,4 +361,4 @@ def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeatin
     # Each step subtracts the summed gradient, 3, once from each key: none lost, none twice.
     assert answers[0] == answers[1] == [-3.0 * (step + 1) for step in range(steps)
                                         for _ in ("w", "v")]
-    assert (transport == "data-channel") in used
+    assert takes_the_data_channel(transport) in used

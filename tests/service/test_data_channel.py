@@ -474,8 +474,10 @@ def test_a_stopping_server_closes_idle_data_connections(
         joined.close()
 
 
+@pytest.mark.parametrize("shared_memory", [False, True], ids=["data", "signal"])
 def test_a_connection_cut_after_the_server_applied_a_step_is_retried_without_applying_twice(
-        make_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        make_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+        shared_memory: bool) -> None:
     server = make_server(data_limits=LIMITS)
     channel = server.server.data_channel
     calls = []
@@ -490,13 +492,13 @@ def test_a_connection_cut_after_the_server_applied_a_step_is_retried_without_app
 
     monkeypatch.setattr(TrainingSession, "push_pull", cut_the_second)
     with server.connect() as client, \
-            client.kvstore("d", num_workers=1, timeout=20, shared_memory=False) as kv:
+            client.kvstore("d", num_workers=1, timeout=20, shared_memory=shared_memory) as kv:
         kv.init("w", nd.zeros(SHAPE))
         kv.set_optimizer(optimizer.SGD(learning_rate=1.0))
         out = nd.zeros(SHAPE)
         for _ in range(3):
             kv.pushpull("w", nd.ones(SHAPE), out=out)
-        assert kv.data_channel
+        assert (kv.data_channel, kv.shared_memory) == (True, shared_memory)
     assert len(calls) == 4  # the cut step came twice, and was applied once
     assert out.asnumpy().tolist() == [-3.0] * 4
 

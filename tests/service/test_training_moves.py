@@ -23,39 +23,43 @@ from test_training_state import ADAM, BATCH, Worker, assert_weights_equal
 from training_runs import train_in_one_process
 
 from paramstore import nd, optimizer
-from paramstore.client import Client
+from paramstore.client import Client, RemoteKVStore
 from paramstore.client.errors import FailedPrecondition, ParamstoreError, Unavailable
-from paramstore.client.steps import StepStream
 
 
 class StopAtStep:
     """At its worker's step `step` (counted from 1 on `client`), runs `stop()` once the step
     was sent (its answer received or not), then makes the worker hear `Unavailable`, as when
-    its server went away before answering."""
+    its server went away before answering, whichever way its steps go (shared memory, the
+    data channel or gRPC)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, client: Client, step: int,
                  stop: Callable[[], None]) -> None:
         self.stopped = False
         sent = 0
-        exchange = StepStream.exchange
 
-        def stopping(stream: StepStream, requests: Any, read: Callable[[Any], Any]) -> Any:
-            nonlocal sent
-            if stream._client is not client:
-                return exchange(stream, requests, read)
-            sent += 1
-            if sent != step:
-                return exchange(stream, requests, read)
-            try:
-                exchange(stream, requests, read)
-            except ParamstoreError:
-                pass  # the server went before it answered: the same for the worker
-            stream.close()
-            stop()
-            self.stopped = True
-            raise Unavailable("the server went away before the step's answer arrived")
+        def stopping_in(push_pull: Callable[..., Any]) -> Callable[..., Any]:
+            def stopping(kv: RemoteKVStore, *args: Any, **kwargs: Any) -> Any:
+                nonlocal sent
+                if kv._client is not client:
+                    return push_pull(kv, *args, **kwargs)
+                sent += 1
+                if sent != step:
+                    return push_pull(kv, *args, **kwargs)
+                try:
+                    push_pull(kv, *args, **kwargs)
+                except ParamstoreError:
+                    pass  # the server went before it answered: the same for the worker
+                kv._steps.close()
+                kv._data.close()
+                stop()
+                self.stopped = True
+                raise Unavailable("the server went away before the step's answer arrived")
 
-        monkeypatch.setattr(StepStream, "exchange", stopping)
+            return stopping
+
+        for method in ("_push_pull_socket", "_push_pull_shared"):
+            monkeypatch.setattr(RemoteKVStore, method, stopping_in(getattr(RemoteKVStore, method)))
 
 
 @pytest.fixture

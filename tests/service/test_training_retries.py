@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from training_runs import TRANSPORTS, train_in_one_process, train_tied_mlp
+from training_runs import TRANSPORTS, takes_the_data_channel, train_in_one_process, train_tied_mlp
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
@@ -63,7 +63,7 @@ def test_a_worker_whose_answers_are_lost_trains_as_without_the_fault(
         with faulty.kvstore("faulty", mode="sync", num_workers=1, timeout=10,
                             **TRANSPORTS[transport]) as kv:
             got = train_tied_mlp(kv, steps=5)
-            assert kv.data_channel == (transport == "data-channel")
+            assert kv.data_channel == takes_the_data_channel(transport)
     assert lost.lost == 2
     for got_one, want in zip(got, expected):
         np.testing.assert_array_equal(got_one, want)

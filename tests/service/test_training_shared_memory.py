@@ -3,39 +3,58 @@ shared memory, end where the socket path ends, and bad segments are refused."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+import grpc
 import numpy as np
 import pytest
-from training_runs import train_tied_mlp
+from training_runs import TRANSPORTS, takes_the_data_channel, train_tied_mlp
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
-from paramstore.client.errors import InvalidArgument
+from paramstore.client.errors import InvalidArgument, from_status
 from paramstore.client.train_demo import global_batch, tied_mlp
+from paramstore.proto import data_frames as frames
 from paramstore.proto import shared_memory as segments
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 
 @pytest.mark.parametrize("compression", [None, {"type": "2bit", "threshold": 0.05},
                                          {"type": "fp16"}])
-def test_a_worker_on_the_servers_host_ends_where_the_socket_path_ends(
-    make_server: Callable[..., Any], compression: dict[str, Any] | None,
+@pytest.mark.parametrize("other", ["data-channel", "shared-memory-grpc"])
+def test_a_worker_on_the_servers_host_ends_where_the_other_paths_end(
+    make_server: Callable[..., Any], compression: dict[str, Any] | None, other: str,
 ) -> None:
     with make_server().connect() as client:
         shared = client.kvstore("shared", mode="sync", num_workers=1)
-        socket = client.kvstore("socket", mode="sync", num_workers=1, shared_memory=False)
-        assert (shared.shared_memory, socket.shared_memory) == (True, False)
+        another = client.kvstore("other", mode="sync", num_workers=1, **TRANSPORTS[other])
         through_memory = train_tied_mlp(shared, compression)
-        through_socket = train_tied_mlp(socket, compression)
+        through_other = train_tied_mlp(another, compression)
+        assert (shared.shared_memory, shared.data_channel) == (True, True)
+        assert (another.shared_memory, another.data_channel) == \
+            (TRANSPORTS[other].get("shared_memory", True), takes_the_data_channel(other))
         shared.close()
-    for got, want in zip(through_memory, through_socket):
+    for got, want in zip(through_memory, through_other, strict=True):
         np.testing.assert_array_equal(got, want)
-    assert shared.bytes_sent == socket.bytes_sent
+    assert shared.bytes_sent == another.bytes_sent
+
+
+def test_without_a_data_channel_a_worker_on_the_servers_host_signals_on_grpc(
+    make_server: Callable[..., Any],
+) -> None:
+    with make_server().connect() as client:
+        expected = train_tied_mlp(client.kvstore("with", mode="sync", num_workers=1))
+    with make_server(data_port=None).connect() as client:
+        kv = client.kvstore("without", mode="sync", num_workers=1)
+        got = train_tied_mlp(kv)
+        assert (kv.shared_memory, kv.data_channel) == (True, False)
+    for one, want in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(one, want)
 
 
 def test_a_probe_the_server_cannot_open_means_the_socket(client: Any) -> None:
@@ -71,27 +90,63 @@ def joined(client: Any) -> Any:
     return client
 
 
+Steps = Callable[[Any, list[Any]], None]
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _steps_on_grpc(client: Any, requests: list[Any]) -> None:
+    list(client.stream("PushPullSteps", iter(requests)))
+
+
+def _steps_on_the_data_channel(client: Any, requests: list[Any]) -> None:
+    """The steps of `requests` (PushPull's messages) on one data channel connection of rank 0:
+    each PushBegin and the specs after it as a DataStep. Raises the first refusal's error."""
+    steps: list[pb.DataStep] = []
+    for request in requests:
+        if request.WhichOneof("item") == "begin":
+            steps.append(pb.DataStep(begin=request.begin))
+        else:
+            steps[-1].parameters.append(request.parameter)
+    reply = client.call("OpenDataChannel", pb.OpenDataChannelRequest(store="mlp", rank=0))
+    host = client.address.rsplit(":", 1)[0]
+    with socket.create_connection((host, reply.port), timeout=10) as stream:
+        stream.sendall(reply.ticket)
+        assert frames.read_message(stream, pb.DataStatus).code == 0
+        for step in steps:
+            frames.send_message(stream, step)
+            status = frames.read_message(stream, pb.DataStatus)
+            if status.code:
+                raise from_status(_CODES[status.code], status.message, status.error_kind)
+
+
+@pytest.fixture(params=[_steps_on_grpc, _steps_on_the_data_channel],
+                ids=["grpc", "data-channel"])
+def steps(request: pytest.FixtureRequest) -> Steps:
+    """A way to send a worker's steps whose data is in shared memory (the signal)."""
+    return cast(Steps, request.param)
+
+
 def _stored(client: Any) -> list[float]:
     return client.store("mlp").collect_params()["w"].data().asnumpy().tolist()
 
 
-def test_a_name_that_is_not_a_segment_is_refused(joined: Any) -> None:
+def test_a_name_that_is_not_a_segment_is_refused(joined: Any, steps: Steps) -> None:
     with pytest.raises(InvalidArgument, match="not a shared-memory segment name"):
-        list(joined.stream("PushPull", iter(_requests("../../etc/passwd"))))
+        steps(joined, _requests("../../etc/passwd"))
     assert _stored(joined) == [1.0, 1.0, 1.0]
 
 
-def test_a_segment_that_does_not_exist_is_refused(joined: Any) -> None:
+def test_a_segment_that_does_not_exist_is_refused(joined: Any, steps: Steps) -> None:
     with pytest.raises(InvalidArgument, match="cannot open shared-memory segment"):
-        list(joined.stream("PushPull", iter(_requests(segments.new_name()))))
+        steps(joined, _requests(segments.new_name()))
 
 
-def test_a_segment_too_small_for_the_parameters_is_refused(joined: Any) -> None:
+def test_a_segment_too_small_for_the_parameters_is_refused(joined: Any, steps: Steps) -> None:
     segment = segments.create(8)
     try:
         size = segment.size  # the system may round it up to a page
         with pytest.raises(InvalidArgument, match="too few for parameter 'w'"):
-            list(joined.stream("PushPull", iter(_requests(segment.name, size=size))))
+            steps(joined, _requests(segment.name, size=size))
         assert _stored(joined) == [1.0, 1.0, 1.0]
     finally:
         segment.close()
@@ -238,14 +293,16 @@ def test_two_workers_each_keep_their_own_gradient(make_server: Callable[..., Any
         assert not any(np.allclose(mine, total) for mine, total in zip(grads[rank], summed))
 
 
-def test_values_offset_over_the_gradients_is_refused_and_changes_nothing(joined: Any) -> None:
+def test_values_offset_over_the_gradients_is_refused_and_changes_nothing(
+    joined: Any, steps: Steps,
+) -> None:
     segment = segments.create(4096)
     try:
         requests = _requests(segment.name)
         for offset in (8, 4096 - 16):  # inside the gradient's region; values past the end
             requests[0].begin.values_offset = offset
             with pytest.raises(InvalidArgument, match="values_offset"):
-                list(joined.stream("PushPull", iter(requests)))
+                steps(joined, requests)
         assert _stored(joined) == [1.0, 1.0, 1.0]
     finally:
         segment.close()
@@ -280,18 +337,18 @@ def test_a_step_with_the_same_parameters_sends_and_gets_no_specs(joined: Any) ->
 
 
 def test_same_parameters_on_a_calls_first_step_is_refused_and_changes_nothing(
-    joined: Any,
+    joined: Any, steps: Steps,
 ) -> None:
     segment, other = segments.create(2 * segments.ALIGN), segments.create(2 * segments.ALIGN)
     try:
         with pytest.raises(InvalidArgument, match="same_parameters needs"):
-            list(joined.stream("PushPullSteps", iter(_shared_step(segment, [5, 5, 5], True))))
+            steps(joined, _shared_step(segment, [5, 5, 5], True))
         assert _stored(joined) == [1.0, 1.0, 1.0]
         first = _shared_step(segment, [5, 5, 5])
         again = _shared_step(other, [6, 6, 6], same=True)
         again[0].begin.parameter_count = 2
         with pytest.raises(InvalidArgument, match="as many parameters"):
-            list(joined.stream("PushPullSteps", iter(first + again)))
+            steps(joined, first + again)
         assert _stored(joined) == [5.0, 5.0, 5.0]  # the first step only
     finally:
         for one in (segment, other):
@@ -300,12 +357,11 @@ def test_same_parameters_on_a_calls_first_step_is_refused_and_changes_nothing(
 
 
 def test_a_same_parameters_step_through_another_segment_reads_that_segment(
-    joined: Any,
+    joined: Any, steps: Steps,
 ) -> None:
     segment, other = segments.create(2 * segments.ALIGN), segments.create(2 * segments.ALIGN)
     try:
-        steps = _shared_step(segment, [5, 5, 5]) + _shared_step(other, [7, 7, 7], same=True)
-        list(joined.stream("PushPullSteps", iter(steps)))
+        steps(joined, _shared_step(segment, [5, 5, 5]) + _shared_step(other, [7, 7, 7], True))
         # Without an optimizer the gradient becomes the value: the second step's, read where
         # it names it, written back there.
         assert _stored(joined) == [7.0, 7.0, 7.0]

@@ -11,7 +11,13 @@ from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
 from paramstore.client.train_demo import TRANSPORTS, global_batch, tied_mlp
 
-__all__ = ["TRANSPORTS", "train_in_one_process", "train_tied_mlp"]
+__all__ = ["TRANSPORTS", "takes_the_data_channel", "train_in_one_process", "train_tied_mlp"]
+
+
+def takes_the_data_channel(transport: str) -> bool:
+    """Whether a worker of `transport` (a key of TRANSPORTS) steps on the server's data
+    channel, when the server has one."""
+    return TRANSPORTS[transport].get("data_channel", True)
 
 
 def train_tied_mlp(kv: Any, compression: dict[str, Any] | None = None,

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -39,6 +39,7 @@ CONNECT_TIMEOUT = 10.0
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 RETRY_SECONDS = 60.0  # a channel that could not be used is tried again then
 _log = logging.getLogger("paramstore.client")
+Answer = TypeVar("Answer")
 
 
 class Refused(ParamstoreError):
@@ -111,19 +112,13 @@ class DataConnection:
         Raises the server's error for a refused step and `Unavailable` when the connection
         broke; either way the connection is closed."""
         specs = [item.spec for item in outgoing]
-        begin.parameter_count = len(specs)
-        begin.same_parameters = specs == self._specs
-        header = pb.DataStep(begin=begin, parameters=[] if begin.same_parameters else specs)
-        self._specs = specs
-        try:
-            frames.send_message(self._stream, header)
+
+        def send_body() -> None:
             for item in outgoing:
                 if item.data is not None:
                     self._stream.sendall(_bytes_of(item.data))
-            status = frames.read_message(self._stream, pb.DataStatus)
-            if status.code:
-                raise from_status(_CODES.get(status.code), status.message, status.error_kind,
-                                  status.owner)
+
+        def receive() -> list[transfer.Received]:
             received = []
             for spec in specs:
                 value = destination(spec)
@@ -132,6 +127,33 @@ class DataConnection:
                                      dtype=numpy_dtype(spec.dtype).newbyteorder("<"))
                 frames.read_into(self._stream, _bytes_of(value))
                 received.append(transfer.Received(spec, value))
+            return received
+
+        return self._step(begin, specs, send_body, receive)
+
+    def signal(self, begin: pb.PushBegin, specs: list[pb.ParameterSpec]) -> bool:
+        """One step whose data is in the shared-memory segment `begin` names: the header, then
+        the status (the new values are in the segment). Returns whether the step went with
+        `same_parameters`. Raises as `exchange`."""
+        self._step(begin, specs, lambda: None, lambda: None)
+        return begin.same_parameters
+
+    def _step(self, begin: pb.PushBegin, specs: list[pb.ParameterSpec],
+              send_body: Callable[[], None], receive: Callable[[], Answer]) -> Answer:
+        """Send the header of a step of `specs` (without them when they are the last step's)
+        and `send_body()`; after an OK status, `receive()`."""
+        begin.parameter_count = len(specs)
+        begin.same_parameters = specs == self._specs
+        header = pb.DataStep(begin=begin, parameters=[] if begin.same_parameters else specs)
+        self._specs = specs
+        try:
+            frames.send_message(self._stream, header)
+            send_body()
+            status = frames.read_message(self._stream, pb.DataStatus)
+            if status.code:
+                raise from_status(_CODES.get(status.code), status.message, status.error_kind,
+                                  status.owner)
+            answer = receive()
         except (OSError, frames.Malformed) as error:  # ssl.SSLError is an OSError
             self.close()
             raise Unavailable(f"the data channel connection broke: {error}") from None
@@ -139,7 +161,7 @@ class DataConnection:
             self.close()
             raise
         self.used = time.monotonic()
-        return received
+        return answer
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -63,9 +63,10 @@ class RemoteKVStore(KVStoreBase):
     `bytes_sent` and `bytes_received` count the tensor bytes moved so far. `shared_memory` is
     True when the worker runs on the server's host and its pushes move their data through a
     shared-memory segment rather than the socket (pass `shared_memory=False` to always use the
-    socket). Over the socket, steps go through the server's data channel when it offers one
-    (`data_channel` says whether the last step did; pass `data_channel=False` to keep them on
-    gRPC), else, or when it cannot be reached, through gRPC.
+    socket). Steps go through the server's data channel when it offers one (`data_channel` says
+    whether the last step did; pass `data_channel=False` to keep them on gRPC), else, or when it
+    cannot be reached, through gRPC; through shared memory, only the step's signal and status
+    take that way.
     """
 
     takes_key_lists = True  # a list of keys moves in one round trip
@@ -327,6 +328,12 @@ class RemoteKVStore(KVStoreBase):
                              step=self._steps_done + 1, values_offset=values_offset)
         self._compress_on_wire(begin)
         specs = [item.spec for item in outgoing]
+        connection = self._data.connection(self._rank)
+        self.data_channel = connection is not None
+        if connection is not None:  # the step's signal on the data channel, its data here
+            same = connection.signal(begin, specs)
+            return self._values_in_segment(mapped, values_offset, specs, same, iter(
+                [chunks.RawParameter(spec) for spec in specs]))
 
         def requests(continuing: bool) -> Iterator[Any]:
             # The call remembers its last step's specs: the same ones are not sent again.
@@ -340,26 +347,33 @@ class RemoteKVStore(KVStoreBase):
             first = next(replies, None)
             if first is None or not first.begin.shared_memory:
                 raise ParamstoreError("the server did not answer through shared memory")
-            if begin.same_parameters and self._values_read[:3] == (mapped, values_offset,
-                                                                   specs):
-                return cast(list[transfer.Received], self._values_read[3])
-            received: list[transfer.Received] = []
             answered = iter([chunks.RawParameter(spec) for spec in specs]) \
                 if begin.same_parameters else chunks.expand(replies, data_inline=False)
-            for offset in self._offsets:
-                reply = next(answered, None)
-                if reply is None or reply.WhichOneof("item") != "parameter":
-                    raise ParamstoreError("the server sent data outside its shared-memory "
-                                          "segment, or fewer values than its step had keys")
-                spec = reply.parameter
-                dtype = numpy_dtype(spec.dtype).newbyteorder("<")
-                count = int(np.prod(tuple(spec.shape)))
-                value = np.frombuffer(mapped, dtype, count, values_offset + offset)
-                received.append(transfer.Received(spec, value.reshape(tuple(spec.shape))))
-            self._values_read = (mapped, values_offset, specs, received)
-            return received
+            return self._values_in_segment(mapped, values_offset, specs,
+                                           begin.same_parameters, answered)
 
         return self._steps.exchange(requests, read)
+
+    def _values_in_segment(self, mapped: mmap.mmap, values_offset: int,
+                           specs: list[pb.ParameterSpec], same_parameters: bool,
+                           answered: Iterator[Any]) -> list[transfer.Received]:
+        """A shared-memory step's new values, views of the segment where `answered` (the
+        values' specs) says; those of the last step, the same objects, when it had the same."""
+        if same_parameters and self._values_read[:3] == (mapped, values_offset, specs):
+            return cast(list[transfer.Received], self._values_read[3])
+        received: list[transfer.Received] = []
+        for offset in self._offsets:
+            reply = next(answered, None)
+            if reply is None or reply.WhichOneof("item") != "parameter":
+                raise ParamstoreError("the server sent data outside its shared-memory "
+                                      "segment, or fewer values than its step had keys")
+            spec = reply.parameter
+            dtype = numpy_dtype(spec.dtype).newbyteorder("<")
+            count = int(np.prod(tuple(spec.shape)))
+            value = np.frombuffer(mapped, dtype, count, values_offset + offset)
+            received.append(transfer.Received(spec, value.reshape(tuple(spec.shape))))
+        self._values_read = (mapped, values_offset, specs, received)
+        return received
 
     def _lay_out(self, outgoing: list[transfer.Outgoing]) -> int:
         """Place the step's gradients' regions one after another, as the last step's when its

@@ -42,7 +42,10 @@ def tied_mlp(hidden: int = 8) -> Any:
 
 # How a worker's steps move their data: `Client.kvstore`'s options for each.
 TRANSPORTS: dict[str, dict[str, bool]] = {
-    "shared-memory": {},  # on the server's host; elsewhere the data channel, else gRPC
+    # On the server's host the data goes through shared memory and the signal through the data
+    # channel; elsewhere both through the data channel; without a data channel, through gRPC.
+    "shared-memory": {},
+    "shared-memory-grpc": {"data_channel": False},
     "data-channel": {"shared_memory": False},
     "grpc": {"shared_memory": False, "data_channel": False},
 }

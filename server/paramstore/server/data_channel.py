@@ -16,6 +16,11 @@ at all between steps for longer than the idle timeout. A step's buffers are take
 server's in-flight byte budget and its parameters checked as a gRPC push's are, before a byte
 of the body is read; a step refused or cut short applies nothing, and an error ends the
 connection after its status is sent.
+
+A worker on the server's host sends no body: its header names the shared-memory segment that
+holds its gradients, the step runs as a PushPull through that segment does (the same checks, the
+new values written there), and the status alone answers. Its step then costs one round trip on
+a socket, none of gRPC's thread hand-offs.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 import numpy as np
@@ -44,7 +49,7 @@ from paramstore.server.data_tickets import TICKET_SECONDS, Ticket, Tickets
 from paramstore.server.errors import InvalidArgument, NotOwner, NotTraining, StoreError
 
 if TYPE_CHECKING:
-    from paramstore.server.servicer import ParamStoreServicer
+    from paramstore.server.servicer import ParamStoreServicer, StepParameters
 
 _log = logging.getLogger("paramstore.server")
 
@@ -56,6 +61,9 @@ DEFAULT_READ_TIMEOUT = 10.0
 MIN_BYTES_PER_SECOND = 1 << 20  # a body slower than this is a stall, not a network
 _METHOD = "DataChannel"  # a step's name in logs and metrics
 _STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+# A connection's last step, for a next one with `same_parameters`: the specs of a step whose
+# data came on the connection, the parameters of one whose data is in shared memory.
+_Previous: TypeAlias = "list[pb.ParameterSpec] | StepParameters | None"
 
 
 @dataclass(frozen=True)
@@ -251,7 +259,7 @@ class DataChannel:
         return ticket
 
     def _steps(self, stream: socket.socket, ticket: Ticket) -> None:
-        previous: list[pb.ParameterSpec] | None = None
+        previous: _Previous = None
         while not self._closing.is_set():
             header = self._next_header(stream)
             self._set_busy(stream, True)
@@ -299,21 +307,29 @@ class DataChannel:
             raise _Closed from None
 
     def _step(self, stream: socket.socket, ticket: Ticket, header: pb.DataStep,
-              previous: list[pb.ParameterSpec] | None) -> list[pb.ParameterSpec]:
-        """Receive, run and answer one step; its specs."""
+              previous: _Previous) -> _Previous:
+        """Receive, run and answer one step; its parameters, for a next step with the same."""
         begin = header.begin
-        specs = previous if begin.same_parameters else list(header.parameters)
         try:
             if begin.store != ticket.store or begin.rank != ticket.rank:
                 raise InvalidArgument(
                     f"this data connection carries rank {ticket.rank} of store "
                     f"{ticket.store!r}'s training, not rank {begin.rank} of {begin.store!r}")
-            if specs is None:
-                raise InvalidArgument("same_parameters needs a previous step on the connection")
             session = self._servicer.training.session(ticket.store)
             if session is not ticket.session:
                 raise NotTraining(f"the training of store {ticket.store!r} this data "
                                   "connection was opened for ended: join again")
+            if begin.shared_memory:  # the data is in the segment: a status is the answer
+                parameters = self._servicer.shared_memory_step(
+                    session, begin, list(header.parameters),
+                    None if isinstance(previous, list) else previous)
+                frames.send_message(stream, pb.DataStatus())
+                return parameters
+            specs = list(header.parameters) if not begin.same_parameters else \
+                previous if isinstance(previous, list) else None
+            if specs is None:
+                raise InvalidArgument("same_parameters needs a previous step on the connection "
+                                      "with its data on the connection")
             with self._servicer.inflight.account() as take:
                 items, buffers = self._servicer.data_step_items(begin, specs, take)
                 deadline = time.monotonic() + self.limits.read_timeout + \

@@ -52,7 +52,7 @@ from paramstore.server.request_ids import request_id
 from paramstore.server.step_calls import StepCalls
 from paramstore.server.storage import RetentionPolicy, SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState
-from paramstore.server.training import TrainingAborted, TrainingCoordinator
+from paramstore.server.training import TrainingAborted, TrainingCoordinator, TrainingSession
 
 if TYPE_CHECKING:
     from paramstore.server.data_channel import DataChannel
@@ -487,7 +487,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         self, requests: Iterable[pb.PushRequest], context: Any, call: _Call
     ) -> Iterator[pb.PullResponse | bytes]:
         requests = iter(requests)
-        previous: _Parameters | None = None
+        previous: StepParameters | None = None
         with self.step_calls.open(requests) as next_step:
             while (first := next_step()) is not None:
                 begin = self._begin_of(first, call)
@@ -496,8 +496,8 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     def _push_pull_step(
         self, begin: pb.PushBegin, requests: Iterator[pb.PushRequest], call: _Call,
-        one_of_many: bool, previous: _Parameters | None = None,
-    ) -> Generator[pb.PullResponse | bytes, None, _Parameters]:
+        one_of_many: bool, previous: StepParameters | None = None,
+    ) -> Generator[pb.PullResponse | bytes, None, StepParameters]:
         """One PushPull step: its parameters (after `begin`, or `previous` ones), then the
         replies; returns its parameters. A step `one_of_many` on its call reads no further than
         its last parameter's bytes."""
@@ -509,19 +509,15 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             else:
                 items = self._items(requests, begin, codec, segment, take,
                                     stop_at_count=one_of_many)
-            offset = _values_offset(begin, segment, items) if segment is not None else 0
-            values = self.training.session(begin.store).push_pull(begin.rank, items, begin.step)
-        if segment is not None:
-            for name, value in values:  # each value over its gradient's region, or past them
-                data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
-                segments.region(segment, offset, data.size, f"parameter {name!r}")[:] = data
-                offset += shared_memory.region_bytes(data.size)
+            session = self.training.session(begin.store)
+            if segment is not None:
+                values = _step_in_segment(session, begin, items, segment)
+            else:
+                values = session.push_pull(begin.rank, items, begin.step)
         total = 0 if segment is not None else sum(value.nbytes for _, value in values)
         yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total,
                                                  shared_memory=segment is not None))
-        parameters = _Parameters(begin.store, [item.info for item in items],
-                                 (segment, bool(begin.values_offset), items)
-                                 if segment is not None and codec is None else None)
+        parameters = StepParameters.of(begin, items, codec, segment)
         if begin.same_parameters:
             return parameters
         yield from chunks.parameter_messages((
@@ -534,7 +530,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         return parameters
 
     def _repeated_items(
-        self, begin: pb.PushBegin, previous: _Parameters | None,
+        self, begin: pb.PushBegin, previous: StepParameters | None,
         codec: compression.Codec | None, segment: mmap.mmap | None, take: Take,
     ) -> list[Incoming]:
         """The parameters of a `same_parameters` step: `previous` ones, their data in
@@ -563,14 +559,45 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             items.append(_incoming(info, buffer, codec))
         return items
 
+    def shared_memory_step(
+        self, session: TrainingSession, begin: pb.PushBegin,
+        specs: list[pb.ParameterSpec], previous: StepParameters | None,
+    ) -> StepParameters:
+        """A data channel step whose data is in the shared-memory segment `begin` names, checked
+        as PushPull's: its parameters `specs` (or with `same_parameters` `previous` ones), run
+        on `session`, the new values written to the segment. Returns its parameters."""
+        with self.inflight.account() as take:
+            segment = self._segments.get(begin.shared_memory)
+            codec = _codec(begin, allowed=True)
+            if begin.same_parameters:
+                items = self._repeated_items(begin, previous, codec, segment, take)
+            else:
+                items = self._segment_items(begin, specs, codec, segment, take)
+            _step_in_segment(session, begin, items, segment)
+        return StepParameters.of(begin, items, codec, segment)
+
+    def _segment_items(
+        self, begin: pb.PushBegin, specs: list[pb.ParameterSpec],
+        codec: compression.Codec | None, segment: mmap.mmap, take: Take,
+    ) -> list[Incoming]:
+        """The parameters `specs`, their data in `segment`'s regions one after another."""
+        _check_count(begin, specs)
+        budget = self.registry.budget(self.registry.get(begin.store))
+        items = []
+        offset = 0
+        for spec in specs:
+            info, buffer = self._declared(spec, budget, take, codec, allocate=False)
+            offset = _adopt_region(segment, offset, info, buffer,
+                                   stays=bool(begin.values_offset))
+            items.append(_incoming(info, buffer, codec))
+        return items
+
     def data_step_items(
         self, begin: pb.PushBegin, specs: list[pb.ParameterSpec], take: Take,
     ) -> tuple[Callable[[], list[Incoming]], list[np.ndarray]]:
         """A data channel step's parameters, checked and admitted as a PushPull's are: the
         buffers their bytes go into, and a function giving the step's items once they are in."""
-        if len(specs) != begin.parameter_count:
-            raise InvalidArgument(f"the step has {len(specs)} parameters, its PushBegin "
-                                  f"announced {begin.parameter_count}")
+        _check_count(begin, specs)
         codec = _codec(begin, allowed=True)
         budget = self.registry.budget(self.registry.get(begin.store))
         declared = [self._declared(spec, budget, take, codec) for spec in specs]
@@ -700,7 +727,7 @@ def _check_announced(count: int, begin: pb.PushBegin) -> None:
                               f"{begin.parameter_count} its PushBegin announced")
 
 
-class _Parameters(NamedTuple):
+class StepParameters(NamedTuple):
     """A PushPull step's store and parameters, for a next step with the same ones; for a
     step through shared memory also its segment, whether the gradients stayed as the worker
     wrote them, and its items: views of the segment, which a next step there reads again."""
@@ -708,6 +735,33 @@ class _Parameters(NamedTuple):
     store: str
     infos: list[ParameterInfo]
     views: tuple[mmap.mmap, bool, list[Incoming]] | None = None
+
+    @classmethod
+    def of(cls, begin: pb.PushBegin, items: list[Incoming], codec: compression.Codec | None,
+           segment: mmap.mmap | None) -> StepParameters:
+        views = (segment, bool(begin.values_offset), items) \
+            if segment is not None and codec is None else None
+        return cls(begin.store, [item.info for item in items], views)
+
+
+def _check_count(begin: pb.PushBegin, specs: list[pb.ParameterSpec]) -> None:
+    """A data channel step's specs are as many as its PushBegin announced."""
+    if len(specs) != begin.parameter_count:
+        raise InvalidArgument(f"the step has {len(specs)} parameters, its PushBegin "
+                              f"announced {begin.parameter_count}")
+
+
+def _step_in_segment(session: TrainingSession, begin: pb.PushBegin, items: list[Incoming],
+                     segment: mmap.mmap) -> list[tuple[str, np.ndarray]]:
+    """Run a step whose gradients are in `segment` and write each new value over its
+    gradient's region or past them (`begin.values_offset`, checked before the step runs)."""
+    offset = _values_offset(begin, segment, items)
+    values = session.push_pull(begin.rank, items, begin.step)
+    for name, value in values:
+        data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
+        segments.region(segment, offset, data.size, f"parameter {name!r}")[:] = data
+        offset += shared_memory.region_bytes(data.size)
+    return values
 
 
 def _data_bytes(info: ParameterInfo, codec: compression.Codec | None) -> int:
