@@ -16,7 +16,7 @@ serve: $(STAMP)
 	$(VENV)/bin/paramstore serve --address 127.0.0.1:50051 --data-dir ./paramstore-data
 
 test: $(STAMP) etcd
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=25
 
 soak: $(STAMP) etcd
 	$(PY) -m pytest -q -m slow
