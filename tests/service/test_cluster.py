@@ -17,7 +17,7 @@ import pytest
 from chapter_nets import mlp
 from replicas import Cluster, eventually
 from server_process import paramstore_command
-from training_runs import TRANSPORTS, takes_the_data_channel
+from training_runs import TRANSPORTS, takes_the_data_channel, transports_grpc_ones_in_soak
 
 from paramstore import nd, optimizer
 from paramstore.client import Unavailable, connect
@@ -277,7 +277,7 @@ def test_rolling_restart_loses_no_acknowledged_snapshot(cluster: Cluster) -> Non
     np.testing.assert_equal(sorted(acknowledged), ["w0", "w1", "w2"])
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", transports_grpc_ones_in_soak())
 def test_a_training_worker_resumes_on_the_new_owner_from_the_last_snapshot(
         cluster: Cluster, make_server, transport: str) -> None:  # type: ignore[no-untyped-def]
     from test_training_state import Worker, assert_weights_equal
@@ -321,7 +321,7 @@ def test_a_cluster_url_that_is_not_etcd_is_refused(url: str) -> None:
         parse_url(url)
 
 
-@pytest.mark.parametrize("transport", ["shared-memory", "data-channel", "grpc"])
+@pytest.mark.parametrize("transport", transports_grpc_ones_in_soak())
 def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeating_a_step(
         cluster: Cluster, transport: str) -> None:
     cluster.start_all()

@@ -6,12 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
 from paramstore.client.train_demo import TRANSPORTS, global_batch, tied_mlp
 
-__all__ = ["TRANSPORTS", "takes_the_data_channel", "train_in_one_process", "train_tied_mlp"]
+__all__ = ["TRANSPORTS", "takes_the_data_channel", "train_in_one_process", "train_tied_mlp",
+           "transports_grpc_ones_in_soak"]
+
+
+def transports_grpc_ones_in_soak() -> list[Any]:
+    """TRANSPORTS for a test of many seconds: those stepping on gRPC (the fallback, covered by
+    the quicker training tests) run in `make soak` only, to keep `make test` within its time."""
+    return [pytest.param(name, marks=pytest.mark.slow) if not takes_the_data_channel(name)
+            else name for name in TRANSPORTS]
 
 
 def takes_the_data_channel(transport: str) -> bool:
