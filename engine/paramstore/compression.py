@@ -156,7 +156,27 @@ class Float16Compression:
         if codes.size != self.packed_bytes(size):
             raise ValueError(f"{codes.size} bytes of float16 cannot hold {size} values "
                              f"(they take {self.packed_bytes(size)})")
+        if np.dtype(dtype) == np.float32:
+            return _widened(codes.view(self._WIRE)).reshape(shape)
         return codes.view(self._WIRE).astype(dtype).reshape(shape)
+
+
+def _widened(halves: np.ndarray) -> np.ndarray:
+    """float16 `halves` as float32, exactly as `astype` makes them, in a few vectorized passes:
+    NumPy casts float16 one element at a time, several times slower."""
+    values = np.empty(halves.shape, dtype=np.float32)
+    bits, signed = values.view(np.uint32), values.view(np.int32)
+    np.left_shift(halves.view("<u2"), 16, out=bits, dtype=np.uint32)
+    # The arithmetic shift puts exponent and mantissa where float32 has them; the mask keeps
+    # the sign bit alone of its copies.
+    np.right_shift(signed, 3, out=signed)
+    np.bitwise_and(bits, np.uint32(0x8FFFE000), out=bits)
+    # Scaling by 2**112 turns float16's exponent bias into float32's, subnormals included.
+    np.multiply(values, np.float32(2.0**112), out=values)
+    # Infinities and NaNs came out finite, of magnitude 2**16 or more: those arrays are cast.
+    if values.size and (values.max() >= 2.0**16 or values.min() <= -(2.0**16)):
+        np.copyto(values, halves)
+    return values
 
 
 Codec = TwoBitCompression | Float16Compression
