@@ -25,6 +25,25 @@ TYPES = ("2bit", "fp16")
 DEFAULT_THRESHOLD = 0.5
 _POSITIVE, _NEGATIVE = 0b11, 0b10
 _SHIFTS = np.array([6, 4, 2, 0], dtype=np.uint8)
+# Elements quantized at a time: a key's scratch arrays stay in the CPU's cache, and a gradient
+# of any size costs a few small arrays (no temporary of its size).
+_CHUNK = 1 << 16
+
+
+class _TwoBitKey:
+    """One key's residual and the arrays its pushes reuse (every step, not one per step)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.residual = np.zeros(shape, dtype=np.float32)
+        size = self.residual.size
+        chunk = min(size, _CHUNK)
+        self.positive = np.empty(chunk, dtype=np.bool_)
+        self.negative = np.empty(chunk, dtype=np.bool_)
+        self.sign = np.empty(chunk, dtype=np.int8)
+        self.sent = np.empty(chunk, dtype=np.float32)
+        # Per element two bytes, (sent anything, sent +threshold): as bits, its 2-bit code.
+        self.pairs = np.empty(chunk, dtype=np.uint16)
+        self.codes = np.empty(TwoBitCompression.packed_bytes(size), dtype=np.uint8)
 
 
 class TwoBitCompression:
@@ -36,15 +55,13 @@ class TwoBitCompression:
         if not threshold > 0:
             raise ValueError(f"threshold must be greater than 0, got {threshold}")
         self.threshold = float(np.float32(threshold))
-        self._residuals: dict[Hashable, np.ndarray] = {}
+        self._keys: dict[Hashable, _TwoBitKey] = {}
         # Every byte's four values, so decoding is one table lookup per byte.
         codes = (np.arange(256, dtype=np.uint8)[:, None] >> _SHIFTS) & 0b11
         values = np.zeros((256, 4), dtype=np.float32)
         values[codes == _POSITIVE] = self.threshold
         values[codes == _NEGATIVE] = -self.threshold
         self._table = values
-        self._quanta = np.zeros(4, dtype=np.float32)  # what each code sends
-        self._quanta[_POSITIVE], self._quanta[_NEGATIVE] = self.threshold, -self.threshold
 
     def params(self) -> dict[str, Any]:
         return {"type": self.type, "threshold": self.threshold}
@@ -56,29 +73,43 @@ class TwoBitCompression:
 
     def compress(self, key: Hashable, gradient: np.ndarray) -> np.ndarray:
         """`gradient` plus `key`'s residual, quantized: the codes (uint8, `packed_bytes`
-        long). The residual keeps the remainder. Raises `ValueError` for a gradient that is not
-        floating point, or whose shape differs from the key's earlier ones."""
+        long), in an array of the key's that the key's next push overwrites. The residual
+        keeps the remainder. Raises `ValueError` for a gradient that is not floating point,
+        or whose shape differs from the key's earlier ones."""
         gradient = np.asarray(gradient)
         if gradient.dtype.kind != "f":
             raise ValueError(f"2-bit compression needs a floating-point gradient, got "
                              f"{gradient.dtype} for key {key!r}")
-        residual = self._residuals.get(key)
-        if residual is None:
-            residual = self._residuals[key] = np.zeros(gradient.shape, dtype=np.float32)
-        elif residual.shape != gradient.shape:
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = _TwoBitKey(gradient.shape)
+        elif state.residual.shape != gradient.shape:
             raise ValueError(f"gradient of key {key!r} has shape {gradient.shape}, earlier "
-                             f"ones {residual.shape}")
-        flat = residual.reshape(-1)
-        np.add(flat, gradient.reshape(-1), out=flat, casting="unsafe")
+                             f"ones {state.residual.shape}")
+        residual, flat = state.residual.reshape(-1), gradient.reshape(-1)
+        for start in range(0, residual.size, _CHUNK):
+            self._quantize(state, residual[start:start + _CHUNK], flat[start:start + _CHUNK],
+                           state.codes[start // 4:(start + _CHUNK) // 4])
+        return state.codes
+
+    def _quantize(self, state: _TwoBitKey, residual: np.ndarray, gradient: np.ndarray,
+                  codes: np.ndarray) -> None:
+        """Add `gradient` to `residual`, take out what is sent and write its codes."""
+        size = residual.size
+        positive, negative = state.positive[:size], state.negative[:size]
+        sign, sent, pairs = state.sign[:size], state.sent[:size], state.pairs[:size]
         threshold = np.float32(self.threshold)
-        codes = np.zeros(4 * self.packed_bytes(flat.size), dtype=np.uint8)
-        np.multiply((flat >= threshold).view(np.uint8), _POSITIVE, out=codes[:flat.size])
-        codes[:flat.size] |= (flat <= -threshold).view(np.uint8) << 1  # 0b10, _NEGATIVE
-        flat -= np.take(self._quanta, codes[:flat.size])
-        # Four codes (one per byte of a little-endian word) into one byte, first code highest.
-        words = codes.view("<u4") & np.uint32(0x03030303)
-        packed = (words << 6) | (words >> 4) | (words >> 14) | (words >> 24)
-        return packed.astype(np.uint8)
+        np.add(residual, gradient, out=residual, casting="unsafe")
+        np.greater_equal(residual, threshold, out=positive)
+        np.less_equal(residual, -threshold, out=negative)
+        np.subtract(positive.view(np.int8), negative.view(np.int8), out=sign)
+        np.multiply(sign, threshold, out=sent)  # +threshold, -threshold or +0.0
+        np.subtract(residual, sent, out=residual)
+        # Little-endian, the pair's first byte is positive + negative, its second positive:
+        # packed eight bytes to a byte, they make the codes, first element highest.
+        np.multiply(positive, np.uint16(0x0101), out=pairs)
+        np.add(pairs, negative, out=pairs)
+        codes[:] = np.packbits(pairs.view(np.uint8))
 
     def decompress(self, codes: np.ndarray, shape: tuple[int, ...],
                    dtype: Any = np.float32) -> np.ndarray:
@@ -125,7 +156,27 @@ class Float16Compression:
         if codes.size != self.packed_bytes(size):
             raise ValueError(f"{codes.size} bytes of float16 cannot hold {size} values "
                              f"(they take {self.packed_bytes(size)})")
+        if np.dtype(dtype) == np.float32:
+            return _widened(codes.view(self._WIRE)).reshape(shape)
         return codes.view(self._WIRE).astype(dtype).reshape(shape)
+
+
+def _widened(halves: np.ndarray) -> np.ndarray:
+    """float16 `halves` as float32, exactly as `astype` makes them, in a few vectorized passes:
+    NumPy casts float16 one element at a time, several times slower."""
+    values = np.empty(halves.shape, dtype=np.float32)
+    bits, signed = values.view(np.uint32), values.view(np.int32)
+    np.left_shift(halves.view("<u2"), 16, out=bits, dtype=np.uint32)
+    # The arithmetic shift puts exponent and mantissa where float32 has them; the mask keeps
+    # the sign bit alone of its copies.
+    np.right_shift(signed, 3, out=signed)
+    np.bitwise_and(bits, np.uint32(0x8FFFE000), out=bits)
+    # Scaling by 2**112 turns float16's exponent bias into float32's, subnormals included.
+    np.multiply(values, np.float32(2.0**112), out=values)
+    # Infinities and NaNs came out finite, of magnitude 2**16 or more: those arrays are cast.
+    if values.size and (values.max() >= 2.0**16 or values.min() <= -(2.0**16)):
+        np.copyto(values, halves)
+    return values
 
 
 Codec = TwoBitCompression | Float16Compression

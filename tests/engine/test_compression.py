@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from paramstore import autograd, compression, gluon, kvstore, nd
 
@@ -120,3 +123,102 @@ def test_local_kvstore_with_fp16_stores_the_sum_of_the_rounded_parts():
 def test_fp16_takes_no_threshold():
     with pytest.raises(ValueError, match="fp16 compression takes no threshold"):
         compression.create({"type": "fp16", "threshold": 0.5})
+
+
+# ---- the vectorized codecs against the definitions, element by element ---------------------
+
+def _two_bit_by_definition(residual, gradient, threshold):
+    """The codes and the new residual as the module docstring defines them, one plain pass."""
+    with np.errstate(invalid="ignore"):  # infinity plus its opposite: NaN, as in the codec
+        total = (residual + gradient).astype(np.float32)
+    t = np.float32(threshold)
+    codes = np.where(total >= t, 0b11, np.where(total <= -t, 0b10, 0b00)).astype(np.uint8)
+    sent = np.where(codes == 0b11, t, np.where(codes == 0b10, -t, np.float32(0)))
+    padded = np.zeros(4 * ((codes.size + 3) // 4), np.uint8)
+    padded[:codes.size] = codes
+    quads = padded.reshape(-1, 4)
+    packed = (quads[:, 0] << 6) | (quads[:, 1] << 4) | (quads[:, 2] << 2) | quads[:, 3]
+    return packed.astype(np.uint8), (total - sent.astype(np.float32)).astype(np.float32)
+
+
+def _same_floats(actual, expected):
+    """Equal bit for bit, NaNs equal to NaNs (whatever their payload)."""
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(actual), nan)
+    assert np.array_equal(actual[~nan].view(np.uint32), expected[~nan].view(np.uint32))
+
+
+@st.composite
+def _gradients(draw, threshold):
+    """Pushes of one key: random values with edge ones (exactly +-threshold, ties of a
+    threshold and a residual, infinities, NaN, subnormals) at random places; lengths that leave
+    the last byte of codes part-filled, and some past the chunk the codec works in."""
+    size = draw(st.one_of(st.integers(1, 40), st.sampled_from([65535, 65536 + 5, 2 * 65536 + 3])))
+    dtype = draw(st.sampled_from([np.float32, np.float32, np.float16, np.float64]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    t = np.float32(threshold)
+    edges = np.array([t, -t, t / 2, -t / 2, np.nextafter(t, 0), -np.nextafter(t, 0), 0.0, -0.0,
+                      np.inf, -np.inf, np.nan, 1e-45, 3 * t, 65504.0], dtype=np.float32)
+    if not draw(st.booleans()):  # NaN and infinity stay in a residual for good: not always
+        edges = edges[np.isfinite(edges)]
+    pushes = []
+    for _ in range(draw(st.integers(1, 4))):
+        values = (rng.normal(size=size) * draw(st.sampled_from([0.1, 1.0, 10.0])) * t)
+        values[rng.integers(0, size, size=max(1, size // 8))] = rng.choice(edges,
+                                                                           max(1, size // 8))
+        with np.errstate(over="ignore", invalid="ignore"):
+            pushes.append(values.astype(dtype))
+    return pushes
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), threshold=st.sampled_from([0.5, 0.25, 1e-3, 3.0, 0.1]))
+def test_two_bit_codes_and_residuals_are_the_definitions(data, threshold):
+    codec = compression.TwoBitCompression(threshold)
+    residual = None
+    for gradient in data.draw(_gradients(threshold)):
+        if residual is None:
+            residual = np.zeros(gradient.shape, np.float32)
+        expected_codes, residual = _two_bit_by_definition(residual, gradient, threshold)
+        with np.errstate(over="ignore", invalid="ignore"):
+            codes = codec.compress("w", gradient)
+        np.testing.assert_array_equal(codes, expected_codes)
+        sent = codec.decompress(codes, gradient.shape)
+        t = np.float32(codec.threshold)
+        assert set(np.unique(sent).tolist()) <= {-t, 0.0, t}
+        _same_floats(codec._keys["w"].residual, residual)
+
+
+def test_codes_of_one_key_stay_while_another_key_is_compressed():
+    codec = compression.TwoBitCompression(0.5)
+    first = codec.compress("a", np.array([1.0, -1.0, 0.0], np.float32))
+    codec.compress("b", np.array([-1.0, 1.0, 1.0], np.float32))
+    assert codec.decompress(first, (3,)).tolist() == [0.5, -0.5, 0.0]
+
+
+def test_every_float16_decompresses_to_what_astype_makes():
+    # All 65536 bit patterns: normals, subnormals, zeros, infinities, NaNs of any payload.
+    halves = np.arange(2**16, dtype=np.uint16)
+    codec = compression.Float16Compression()
+    decoded = codec.decompress(halves.view(np.uint8), (2**16,))
+    expected = halves.view(np.float16).astype(np.float32)
+    assert decoded.dtype == np.float32
+    assert np.array_equal(decoded.view(np.uint32), expected.view(np.uint32))
+    finite = halves[(halves & 0x7C00) != 0x7C00]  # an array without them takes the fast path
+    assert np.array_equal(codec.decompress(finite.view(np.uint8), finite.shape).view(np.uint32),
+                          finite.view(np.float16).astype(np.float32).view(np.uint32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=hnp.arrays(np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=9),
+                         elements=st.floats(width=32, allow_nan=True)),
+       dtype=st.sampled_from([np.float32, np.float64, np.float16]))
+def test_fp16_round_trips_as_astype_does(values, dtype):
+    codec = compression.Float16Compression()
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).astype(dtype)
+        decoded = codec.decompress(codec.compress("w", values), values.shape, dtype)
+    assert decoded.shape == values.shape and decoded.dtype == dtype
+    np.testing.assert_array_equal(decoded, expected)
+    np.testing.assert_array_equal(np.signbit(decoded), np.signbit(expected))

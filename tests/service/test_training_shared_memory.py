@@ -263,6 +263,33 @@ def test_closing_gives_the_parameters_memory_of_their_own(client: Any) -> None:
     assert all(np.any(grad != 0) for grad in _arrays(net, "grad"))
 
 
+def test_with_compressed_gradients_the_weights_still_live_in_the_segment(client: Any) -> None:
+    # The gradients go as codes, so they stay the worker's; the new weights arrive in place.
+    kv = client.kvstore("mlp", mode="sync", num_workers=1)
+    ps_random.seed(0)
+    net = tied_mlp()
+    net.initialize()
+    net(nd.array(global_batch(0, 8)[0]))
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5}, kvstore=kv,
+                            compression_params={"type": "2bit", "threshold": 0.05})
+    params = list(net.collect_params().values())
+    for step in range(3):
+        _backward(net, step)
+        trainer.step(8)
+        segment = np.frombuffer(kv._mapped, np.uint8)
+        weights_inside = [np.shares_memory(param.data()._data, segment) for param in params]
+        gradients_inside = [np.shares_memory(param.grad()._data, segment) for param in params]
+        del segment  # the mapping closes with the store
+        assert all(weights_inside)  # moved in at the end of the first step
+        assert not any(gradients_inside)
+    before = _arrays(net, "data")
+    kv.close()
+    for param, want in zip(params, before):
+        np.testing.assert_array_equal(param.data().asnumpy(), want)
+        param.set_data(param.data() + 1)  # memory of its own again, writable
+        np.testing.assert_array_equal(param.data().asnumpy(), want + 1)
+
+
 def test_two_workers_each_keep_their_own_gradient(make_server: Callable[..., Any]) -> None:
     server = make_server()
     grads: dict[int, list[np.ndarray]] = {}

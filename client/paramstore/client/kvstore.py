@@ -209,9 +209,9 @@ class RemoteKVStore(KVStoreBase):
         one has the value's shape and dtype: a step that fails half-way through its answer
         may leave some of them updated.
 
-        Through shared memory each key's gradient (one NDArray, uncompressed) and first `out`
-        array move into the segment after their first step, so that later steps copy nothing
-        here: the server reads the gradient where backward wrote it and writes the new value
+        Through shared memory each key's first `out` array and gradient (one NDArray, unless
+        compressed) move into the segment after their first step, so that later steps copy no
+        values here: the server reads the gradient where backward wrote it and writes the new value
         where the forward pass reads it. They move back to memory of their own at `close`."""
         if self.shared_memory:
             self._push_pull_in_place(key, value, value if out is None else out)
@@ -247,7 +247,7 @@ class RemoteKVStore(KVStoreBase):
             for target in as_list(one_out):
                 if home is None or target is not home.data:
                     np.copyto(buffer_of(target), item.data, casting="unsafe")
-            if home is None and self._compression is None:
+            if home is None:
                 self._move_in(place, as_list(gradient), as_list(one_out), item.data)
 
     def _move_in(self, place: int, gradients: list[Any], targets: list[Any],
@@ -255,13 +255,17 @@ class RemoteKVStore(KVStoreBase):
         """Make the segment the memory of the step's `place`-th key's gradient and of its
         parameter's data (`targets[0]`), when they are one NDArray each, alike in shape and
         dtype, and the data is the array whose tape leaf owns the gradient. Their regions hold
-        their values now."""
+        their values now. A compressed gradient goes as codes: only the data moves in."""
         data, gradient = targets[0], gradients[0]
         fits = len(gradients) == 1 and isinstance(data, NDArray) and \
             isinstance(gradient, NDArray) and data is not gradient and \
             data.shape == gradient.shape == value.shape and \
             data.dtype == gradient.dtype == value.dtype
         if not fits:
+            return
+        if self._compression is not None:
+            rehome(data, value)
+            self._homes[place] = _Home(data, None, None, value)
             return
         assert self._mapped is not None
         region = np.frombuffer(self._mapped, value.dtype, value.size,
@@ -275,7 +279,7 @@ class RemoteKVStore(KVStoreBase):
         for home in self._homes.values():
             if home.data._data is home.value:
                 rehome(home.data, np.array(home.value))
-            if home.gradient._data is home.region:
+            if home.gradient is not None and home.gradient._data is home.region:
                 rehome(home.gradient, np.array(home.region), owner=home.data)
         self._homes.clear()
 
@@ -541,8 +545,8 @@ class _Home:
     """A key whose parameter data and gradient live in the segment: `value` and `region`."""
 
     data: NDArray
-    gradient: NDArray
-    region: np.ndarray
+    gradient: NDArray | None  # None when gradients go compressed
+    region: np.ndarray | None
     value: np.ndarray
 
 
