@@ -416,3 +416,22 @@ def test_steps_of_other_keys_and_kinds_in_turn_answer_each_steps_values(client: 
             got = outs[0 if key == "a" else 1].asnumpy()
             np.testing.assert_array_equal(got, gradients[key].asnumpy())
     kv.close()
+
+
+def test_compression_set_after_plain_steps_leaves_the_gradients_whole(client: Any) -> None:
+    # After plain steps the gradients live in the segment; codes must not land on them.
+    nets = []
+    for store, shared in (("in-segment", True), ("over-socket", False)):
+        kv = client.kvstore(store, mode="sync", num_workers=1, shared_memory=shared)
+        (net, trainer), _ = _local_and_remote_nets(kv, grad_req="add")
+        trainer = gluon.Trainer(net.collect_params(), "sgd",
+                                {"learning_rate": 0.5, "momentum": 0.9}, kvstore=kv)
+        for step in range(4):
+            if step == 2:
+                kv.set_gradient_compression({"type": "2bit", "threshold": 0.01})
+            _backward(net, step)
+            trainer.step(8)
+        nets.append((net, kv))
+    _assert_same_weights_and_gradients(nets[0][0], nets[1][0])
+    for _, kv in nets:
+        kv.close()

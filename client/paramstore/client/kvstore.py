@@ -442,6 +442,12 @@ class RemoteKVStore(KVStoreBase):
             for target in as_list(one_out):
                 np.copyto(buffer_of(target), value, casting="unsafe")
 
+    def set_gradient_compression(self, compression_params: Any) -> None:
+        super().set_gradient_compression(compression_params)
+        # The segment's layout was made for the previous wire format: codes written where a
+        # gradient now lives would overwrite it.
+        self._leave_segment()
+
     def set_optimizer(self, optimizer: Any) -> None:
         """Run `optimizer` on the server: it travels as its `dumps()` JSON. One of the same
         kind keeps the server's per-key state (momentum, moments, counts)."""
