@@ -12,6 +12,13 @@ huge page is zeroed and faulted in whole, and on a virtual machine that costs ab
 the small pages' faults (a 256 MiB push into fresh memory: 2.4 ms of system CPU per MiB with huge
 pages, 0.6 with small ones). Memory that is reused faults nothing either way.
 `NUMPY_MADVISE_HUGEPAGE`, when set, keeps NumPy's own choice.
+
+And the server's threads share one malloc arena. glibc gives each thread an arena of its own,
+and a block returns to the arena it came from: the tensors a push replaces were freed in the
+arena of the thread that received them, and the next push, served by whichever thread of the
+pool is free, found them only when it ran on that same thread. Shared, every push reuses them
+(256 MiB pushes, two servers alternated in one run: 0.50-0.53 ms of server CPU per MiB against
+0.59-0.70 with an arena per thread; pulls alike).
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import ctypes
 import importlib
 import os
 import sys
+from collections.abc import Callable
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 256 << 20
 
@@ -36,13 +45,26 @@ def keep_freed_memory() -> None:
     if _applied:
         return
     _applied = True
+    mallopt = _mallopt()
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+
+
+def share_one_arena() -> None:
+    """On Linux with glibc: every thread started from now on allocates from the arenas that
+    exist (call it before starting threads: then the one arena), so a block freed by one
+    thread is reused by any other."""
+    mallopt = _mallopt()
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, 1)
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's `mallopt`, or None where there is none or `PARAMSTORE_MALLOC_POOL=0`."""
     if not sys.platform.startswith("linux") or os.environ.get("PARAMSTORE_MALLOC_POOL") == "0":
-        return
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # the process's own C library
-    if mallopt is None:
-        return
-    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        return None
+    return getattr(ctypes.CDLL(None), "mallopt", None)  # the process's own C library
 
 
 def avoid_huge_pages() -> None:

@@ -75,7 +75,9 @@ def test_a_pull_reuses_the_last_pulls_chunk_memory(faults):
 
 
 def test_a_push_reuses_the_memory_of_the_tensors_it_replaces(faults):
-    assert faults["kept"]["push"] < faults["returned"]["push"] / 2  # gRPC's own buffers remain
+    # Whichever of the server's threads receives it (they share one arena); gRPC's own
+    # buffers remain.
+    assert faults["kept"]["push"] < faults["returned"]["push"] / 3
 
 
 def _huge_pages_on_advice_only() -> bool:
