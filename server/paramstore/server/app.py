@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from paramstore import logs
-from paramstore._memory import keep_freed_memory
+from paramstore._memory import avoid_huge_pages, keep_freed_memory, share_one_arena
 from paramstore.proto import chunks, wire
 from paramstore.proto.v1 import paramstore_pb2, paramstore_pb2_grpc
 from paramstore.server.admission import (
@@ -332,6 +332,8 @@ def serve(address: str = DEFAULT_ADDRESS, *, port_file: Path | None = None,
     # Every push allocates its tensors anew and frees the ones it replaces: reusing the freed
     # blocks spares page-faulting each received byte's memory in again.
     keep_freed_memory()
+    avoid_huge_pages()
+    share_one_arena()  # before `create_server` starts gRPC's threads
     server, port = create_server(address, **options)
     server.start()
     host = address.rsplit(":", 1)[0]
