@@ -241,7 +241,11 @@ class TrainingSession:
             raise InvalidArgument(f"cannot build the optimizer: {error}") from None
         with self._cond:
             if self.optimizer is not None and type(self.optimizer) is type(rebuilt):
-                rebuilt.set_states(self.optimizer.get_states())
+                try:
+                    rebuilt.set_states(self.optimizer.get_states())
+                except ValueError as error:  # other settings keep other state (momentum or none)
+                    _log.info("store %s: the new optimizer starts without state: %s",
+                              self.store, error)
             self.optimizer = rebuilt
 
     # ---- keys --------------------------------------------------------------------------------
@@ -486,7 +490,15 @@ class TrainingSession:
             for key, total in totals.items():
                 stored = cast(np.ndarray, state.array(key))
                 weights[key] = np.empty_like(stored)  # the state's arrays stay as they are
-                self.optimizer.update(key, stored, total, out=weights[key])
+                try:
+                    self.optimizer.update(key, stored, total, out=weights[key])
+                except (ArithmeticError, TypeError, ValueError) as error:
+                    # Settings or states from the wire that no check before caught: the step
+                    # fails for every worker alike, and nothing is written.
+                    raise FailedPrecondition(
+                        f"the optimizer of store {self.store!r} cannot update key {key!r}: "
+                        f"{error}; set another optimizer or other optimizer states"
+                    ) from None
             return weights
 
         # Recorded with the data: a snapshot holding this update knows which steps it was of.

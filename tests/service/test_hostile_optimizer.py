@@ -1,0 +1,117 @@
+"""A store's optimizer from the wire: settings and states that cannot train are refused where
+they arrive, or fail the step for every worker with FAILED_PRECONDITION, and change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+from paramstore import nd
+from paramstore import optimizer as opt
+from paramstore.client.errors import FailedPrecondition, InvalidArgument
+from paramstore.proto.v1 import paramstore_pb2 as pb
+
+WAIT = 10  # seconds: every call here answers at once, or the test fails rather than hangs
+
+
+def _set_optimizer(client: Any, store: str, text: str) -> None:
+    client.call("SetOptimizer", pb.SetOptimizerRequest(store=store, optimizer=text))
+
+
+def _set_states(client: Any, store: str, data: bytes) -> None:
+    client.call("SetOptimizerStates", iter([pb.SetOptimizerStatesRequest(store=store)] + [
+        pb.SetOptimizerStatesRequest(chunk=data[start:start + (1 << 20)])
+        for start in range(0, len(data), 1 << 20)]))
+
+
+def _stored(client: Any, store: str = "m") -> list[float]:
+    return client.store(store).collect_params()["w"].data().asnumpy().tolist()
+
+
+@pytest.mark.parametrize("settings", [
+    '["adamax", {"beta1": 1.0}]',  # a division by zero
+    '["sgld", {"learning_rate": -1}]',  # the square root of a negative rate
+    '["adam", {"beta1": 1.0}]',  # a bias correction of zero
+])
+def test_an_optimizer_that_cannot_update_fails_the_step_for_every_worker_and_changes_nothing(
+        make_server: Callable[..., Any], settings: str) -> None:
+    with make_server().connect() as client:
+        workers = [client.kvstore("m", mode="sync", num_workers=2, timeout=WAIT)
+                   for _ in range(2)]
+        workers[0].init("w", nd.ones(3))
+        _set_optimizer(client, "m", settings)
+        out = [nd.zeros(3), nd.zeros(3)]
+        with ThreadPoolExecutor(2) as pool:
+            steps = [pool.submit(kv.pushpull, "w", nd.ones(3), out=place)
+                     for kv, place in zip(workers, out)]
+            for step in steps:
+                with pytest.raises(FailedPrecondition, match="cannot update key 'w'"):
+                    step.result(timeout=WAIT)
+        assert _stored(client) == [1.0, 1.0, 1.0]
+        _set_optimizer(client, "m", '["sgd", {"learning_rate": 0.5}]')
+        with ThreadPoolExecutor(2) as pool:
+            for step in [pool.submit(kv.pushpull, "w", nd.ones(3), out=place)
+                         for kv, place in zip(workers, out)]:
+                step.result(timeout=WAIT)
+        assert _stored(client) == [0.0, 0.0, 0.0]  # 1 - 0.5 * (1 + 1)
+
+
+@pytest.mark.parametrize("settings", [
+    '["sgd", {"lr_scheduler": 3}]',
+    '["sgd", {"begin_num_update": 1e400}]',
+    '["sgd", {"begin_num_update": 2.5}]',
+    '["lamb", {"lower_bound": "x"}]',
+])
+def test_settings_that_build_no_optimizer_are_refused_and_keep_the_one_in_use(
+        make_server: Callable[..., Any], settings: str) -> None:
+    with make_server().connect() as client, \
+            client.kvstore("m", mode="sync", num_workers=1) as kv:
+        kv.init("w", nd.ones(3))
+        _set_optimizer(client, "m", '["sgd", {"learning_rate": 1.0}]')
+        with pytest.raises(InvalidArgument, match="cannot build the optimizer"):
+            _set_optimizer(client, "m", settings)
+        kv.pushpull("w", nd.ones(3), out=nd.zeros(3))
+        assert _stored(client) == [0.0, 0.0, 0.0]
+
+
+def _states_file(states: dict[str, np.ndarray], optimizer: opt.Optimizer) -> bytes:
+    return opt.checkpoint.dumps(states, metadata={"paramstore.optimizer": optimizer.dumps()})
+
+
+@pytest.mark.parametrize("momentum", [np.ones(7, np.float32), np.ones(3, np.int8),
+                                      np.ones((3, 1), np.float32)],
+                         ids=["other-shape", "integer", "other-rank"])
+def test_optimizer_states_that_do_not_fit_their_key_are_refused_and_change_nothing(
+        make_server: Callable[..., Any], momentum: np.ndarray) -> None:
+    with make_server().connect() as client, \
+            client.kvstore("m", mode="sync", num_workers=1) as kv:
+        kv.init("w", nd.ones(3))
+        kv.set_optimizer(opt.SGD(learning_rate=1.0, momentum=0.5))
+        kv.pushpull("w", nd.ones(3), out=nd.zeros(3))
+        before = b"".join(reply.chunk for reply in client.stream(
+            "GetOptimizerStates", pb.GetOptimizerStatesRequest(store="m")))
+        sgd = opt.SGD(momentum=0.5)
+        with pytest.raises(InvalidArgument, match="'w/momentum'.*key 'w' is float32\\[3\\]"):
+            _set_states(client, "m", _states_file(
+                {"num_update": np.array(1), "w/count": np.array(1), "w/momentum": momentum}, sgd))
+        after = b"".join(reply.chunk for reply in client.stream(
+            "GetOptimizerStates", pb.GetOptimizerStatesRequest(store="m")))
+        assert after == before
+        kv.pushpull("w", nd.ones(3), out=nd.zeros(3))  # the store still trains
+
+
+def test_an_optimizer_of_the_same_kind_with_other_settings_replaces_one_with_state(
+        make_server: Callable[..., Any]) -> None:
+    with make_server().connect() as client, \
+            client.kvstore("m", mode="sync", num_workers=1) as kv:
+        kv.init("w", nd.ones(3))
+        kv.set_optimizer(opt.SGD(learning_rate=1.0, momentum=0.5))
+        kv.pushpull("w", nd.ones(3), out=nd.zeros(3))  # keeps a momentum
+        kv.set_optimizer(opt.SGD(learning_rate=1.0))  # which plain SGD has no room for
+        kv.pushpull("w", nd.ones(3), out=nd.zeros(3))
+        assert _stored(client) == [-1.0, -1.0, -1.0]  # 1 - 1, then - 1 with no momentum
+
