@@ -1,5 +1,6 @@
 """A store's optimizer from the wire: settings and states that cannot train are refused where
-they arrive, or fail the step for every worker with FAILED_PRECONDITION, and change nothing."""
+they arrive, or fail the step for every worker with FAILED_PRECONDITION, and change nothing;
+a states file is held within the bytes the server lets requests hold."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 
 from paramstore import nd
 from paramstore import optimizer as opt
-from paramstore.client.errors import FailedPrecondition, InvalidArgument
+from paramstore.client.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.server.admission import CallLimits
 
 WAIT = 10  # seconds: every call here answers at once, or the test fails rather than hangs
 
@@ -115,3 +117,22 @@ def test_an_optimizer_of_the_same_kind_with_other_settings_replaces_one_with_sta
         kv.pushpull("w", nd.ones(3), out=nd.zeros(3))
         assert _stored(client) == [-1.0, -1.0, -1.0]  # 1 - 1, then - 1 with no momentum
 
+
+def test_an_optimizer_states_file_counts_against_the_bytes_in_flight(
+        make_server: Callable[..., Any]) -> None:
+    limit = 64 << 10
+    server = make_server(calls=CallLimits(max_inflight_bytes=limit))
+    with server.connect() as client, \
+            client.kvstore("m", mode="sync", num_workers=1) as kv:
+        kv.init("w", nd.zeros(1024))
+        big, small = opt.Adam(), opt.SGD(momentum=0.9)
+        big.update("other", np.zeros(limit // 4, np.float32), np.ones(limit // 4, np.float32))
+        small.update("w", np.zeros(1024, np.float32), np.ones(1024, np.float32))
+        with pytest.raises(ResourceExhausted, match="optimizer states file"):
+            _set_states(client, "m", opt.dumps_states(big))  # twice the bound
+        with pytest.raises(FailedPrecondition, match="no optimizer"):
+            list(client.stream("GetOptimizerStates", pb.GetOptimizerStatesRequest(store="m")))
+        _set_states(client, "m", opt.dumps_states(small))  # within the bound: taken
+        kv.pushpull("w", nd.ones(1024), out=nd.zeros(1024))
+        # The file's momentum (-0.01) was taken: 0.9 * -0.01 - 0.01 * 1, not -0.01.
+        np.testing.assert_allclose(_stored(client), [-0.019] * 1024, rtol=1e-6)

@@ -465,14 +465,16 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         call.store = first.store
         self.registry.get(first.store)
         data = bytearray()
-        for request in requests:
-            if request.WhichOneof("item") != "chunk":
-                raise InvalidArgument("the store may only come first")
-            data += request.chunk
-            if len(data) > self.max_import_bytes:
-                raise ResourceExhausted(
-                    f"the file has more than the server's {self.max_import_bytes}-byte limit")
-        self.registry.load_optimizer_states(first.store, data)
+        with self.inflight.account() as take:  # held whole until read: bounded as pushes are
+            for request in requests:
+                if request.WhichOneof("item") != "chunk":
+                    raise InvalidArgument("the store may only come first")
+                take(len(request.chunk), "the optimizer states file")
+                data += request.chunk
+                if len(data) > self.max_import_bytes:
+                    raise ResourceExhausted(
+                        f"the file has more than the server's {self.max_import_bytes}-byte limit")
+            self.registry.load_optimizer_states(first.store, data)
         return pb.SetOptimizerStatesResponse()
 
     @_rpc
