@@ -172,8 +172,7 @@ class TrainingSession:
         """Give `rank` back. Raises `InvalidArgument` for a rank outside the session."""
         with self._cond:
             self._check_range(rank)
-            self._live.discard(rank)
-            self._renewed.pop(rank, None)
+            self._depart(rank)
             self._cond.notify_all()
 
     def heartbeat(self, rank: int) -> None:
@@ -226,8 +225,17 @@ class TrainingSession:
         for rank in [rank for rank in self._live if self._renewed.get(rank, 0.0) < lapsed]:
             _log.warning("store %s: rank %d freed: no heartbeat for %g s", self.store, rank,
                          self.lease)
-            self._live.discard(rank)
-            self._renewed.pop(rank, None)
+            self._depart(rank)
+
+    def _depart(self, rank: int) -> None:
+        """Free `rank` (under the condition's lock). Its last step keeps its number and keys
+        but not their values, which a departed worker would hold in memory for good: a repeat
+        of it is answered with the keys' current values, as after a move of the store."""
+        self._live.discard(rank)
+        self._renewed.pop(rank, None)
+        last = self._last_steps.get(rank)
+        if last is not None and not last.busy:
+            last.values = dict.fromkeys(last.values)
 
     # ---- the optimizer -----------------------------------------------------------------------
 
@@ -467,9 +475,9 @@ class TrainingSession:
         )
         _log.warning("%s", current.error)
         # A rank that joined during the round is a worker on its way, not a lost one.
-        self._live.difference_update(
-            rank for rank in missing if self._joined_at.get(rank, 0.0) < current.started
-        )
+        for rank in missing:
+            if self._joined_at.get(rank, 0.0) < current.started:
+                self._depart(rank)
         if self._rounds.get(key) is current:
             del self._rounds[key]
         self._cond.notify_all()
