@@ -1,25 +1,34 @@
 """Workers that come and go: what a departed worker leaves behind on the server stays bounded,
-and its step numbering still holds when it comes back under its rank."""
+its step numbering still holds when it comes back under its rank, and a worker whose rank
+lapsed and went to another can no longer act in the other's name."""
 
 from __future__ import annotations
 
 import gc
+import signal
+import subprocess
+import sys
+import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 
 from paramstore import nd
 from paramstore import optimizer as opt
+from paramstore.client.errors import FailedPrecondition
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 MIB_FLOATS = 1 << 18  # float32 values in a MiB
+WAIT = 30  # seconds a process may take to answer before the test fails rather than hangs
 
 
-def _step(client: Any, rank: int, step: int, gradient: np.ndarray) -> float:
-    """Rank `rank`'s numbered step `step` of key w through PushPull; the first value it gets."""
-    begin = pb.PushBegin(store="s", rank=rank, parameter_count=1, step=step)
+def _step(client: Any, rank: int, step: int, gradient: np.ndarray, worker: int = 0) -> float:
+    """Rank `rank`'s numbered step `step` of key w through PushPull (from the worker of
+    worker_id `worker`); the first value it gets."""
+    begin = pb.PushBegin(store="s", rank=rank, parameter_count=1, step=step, worker_id=worker)
     spec = pb.ParameterSpec(name="w", shape=list(gradient.shape), dtype="float32",
                             dtype_label="float32", kind="Parameter", has_data=True)
     replies = list(client.stream("PushPull", iter([
@@ -32,6 +41,10 @@ def _step(client: Any, rank: int, step: int, gradient: np.ndarray) -> float:
 def _joined(client: Any, workers: int, rank: int | None = None) -> int:
     return client.call("JoinTraining", pb.JoinTrainingRequest(
         store="s", mode="async", num_workers=workers, rank=rank)).rank
+
+
+def _stored(client: Any) -> list[float]:
+    return client.store("s").collect_params()["w"].data().asnumpy().tolist()
 
 
 def _traced_bytes() -> int:
@@ -73,3 +86,59 @@ def test_a_step_sent_again_after_leaving_and_rejoining_its_rank_is_applied_once(
         assert _joined(client, 2, rank=rank) == rank  # the same worker, back under its rank
         assert _step(client, rank, 1, np.ones(3, np.float32)) == -1.0  # its answer, not -2
         assert _step(client, rank, 2, np.ones(3, np.float32)) == -2.0
+
+
+def test_a_worker_whose_rank_lapsed_and_went_to_another_can_neither_step_nor_free_it(
+        make_server: Callable[..., Any]) -> None:
+    with make_server(worker_lease=0.5).connect() as client:
+        with client.kvstore("s", mode="sync", num_workers=1) as first:
+            first.init("w", nd.zeros(3))
+        lapsed = client.call("JoinTraining", pb.JoinTrainingRequest(
+            store="s", mode="sync", num_workers=1))
+        time.sleep(0.8)  # no heartbeat for longer than the lease
+        with client.kvstore("s", mode="sync", num_workers=1) as holder:
+            assert holder.rank == lapsed.rank == 0
+            rank, worker = lapsed.rank, lapsed.worker_id
+            calls = {
+                "Heartbeat": pb.HeartbeatRequest(store="s", rank=rank, worker_id=worker),
+                "Barrier": pb.BarrierRequest(store="s", rank=rank, worker_id=worker),
+                "OpenDataChannel": pb.OpenDataChannelRequest(store="s", rank=rank,
+                                                             worker_id=worker),
+            }
+            for method, request in calls.items():
+                with pytest.raises(FailedPrecondition, match="another worker's now"):
+                    client.call(method, request)
+            with pytest.raises(FailedPrecondition, match="another worker's now"):
+                _step(client, rank, 1, np.ones(3, np.float32), worker)
+            client.call("LeaveTraining", pb.LeaveTrainingRequest(store="s", rank=rank,
+                                                                 worker_id=worker))
+            holder.pushpull("w", nd.ones(3), out=nd.zeros(3))  # still the holder's rank, step 1
+            assert holder.rank == 0 and _stored(client) == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.slow  # three leases of waiting; the test above is the server's quick one
+def test_a_paused_worker_that_lost_its_rank_is_told_and_leaves_the_new_holder_be(
+        make_server: Callable[..., Any]) -> None:
+    server = make_server(worker_lease=0.5)
+    script = ("import sys; from paramstore.client import connect\n"
+              "kv = connect(sys.argv[1]).kvstore('s', num_workers=1)\n"
+              "print('joined', kv.rank, flush=True); sys.stdin.readline()\n"
+              "try:\n    kv.barrier(); print('stepped', flush=True)\n"
+              "except Exception as error:\n    print(type(error).__name__, flush=True)\n"
+              "kv.close()\n")
+    paused = subprocess.Popen([sys.executable, "-c", script, server.address], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert paused.stdout is not None and paused.stdin is not None
+        assert paused.stdout.readline().split() == ["joined", "0"]
+        paused.send_signal(signal.SIGSTOP)  # as a long pause of its process would
+        with server.connect() as client, client.kvstore("s", num_workers=1) as holder:
+            paused.send_signal(signal.SIGCONT)
+            paused.stdin.write("step\n")
+            paused.stdin.flush()
+            assert paused.stdout.readline().strip() == "FailedPrecondition"  # all ranks held
+            assert paused.wait(timeout=WAIT) == 0  # closed: left with its own worker_id
+            client.call("Barrier", pb.BarrierRequest(store="s", rank=holder.rank))  # still live
+    finally:
+        paused.kill()
+        paused.wait()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -115,6 +116,7 @@ class TrainingSession:
         self._snapshots = snapshots
         self._cond = threading.Condition()
         self._live: set[int] = set()
+        self._workers: dict[int, int] = {}  # live rank -> the worker_id of its join
         self._joined_at: dict[int, float] = {}
         self._rounds: dict[str, _Round] = {}
         self._updates: dict[str, int] = {}  # applied updates per key
@@ -136,8 +138,9 @@ class TrainingSession:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    def join(self, wanted: int | None = None) -> int:
-        """A rank for a new worker: `wanted` when it is free (a worker rejoining after a
+    def join(self, wanted: int | None = None) -> tuple[int, int]:
+        """A rank for a new worker and its worker_id (new at each join, which the worker's
+        calls of the rank carry): `wanted` when it is free (a worker rejoining after a
         failover keeps its rank), else the lowest one no live worker holds. When every rank is
         held, waits up to one lease for a dead worker's rank to lapse.
 
@@ -166,20 +169,25 @@ class TrainingSession:
                 self._last_steps.pop(rank, None)
                 self._store.forget_steps(rank)
             self._joined_at[rank] = self._renewed[rank] = time.monotonic()
-            return rank
+            worker = self._workers[rank] = secrets.randbits(63) + 1
+            return rank, worker
 
-    def leave(self, rank: int) -> None:
-        """Give `rank` back. Raises `InvalidArgument` for a rank outside the session."""
+    def leave(self, rank: int, worker: int = 0) -> None:
+        """Give `rank` back, unless `worker` (its worker_id; 0: any) no longer holds it.
+        Raises `InvalidArgument` for a rank outside the session."""
         with self._cond:
             self._check_range(rank)
+            if worker and worker != self._workers.get(rank):
+                return  # a worker whose rank lapsed and went to another: it is not ours to free
             self._depart(rank)
             self._cond.notify_all()
 
-    def heartbeat(self, rank: int) -> None:
+    def heartbeat(self, rank: int, worker: int = 0) -> None:
         """Keep `rank` for another lease. Raises `InvalidArgument`, `FailedPrecondition`
-        (the rank lapsed or was never joined: join again)."""
+        (the rank lapsed or was never joined, or is another worker's than `worker`'s: join
+        again)."""
         with self._cond:
-            self._renew(rank)
+            self._renew(rank, worker)
 
     def end(self, reason: str, moved: bool = False) -> None:
         """End the session: every waiting and later call fails. When its store `moved` to
@@ -205,9 +213,9 @@ class TrainingSession:
                 f"workers (ranks 0 to {self.num_workers - 1})"
             )
 
-    def _renew(self, rank: int) -> None:
-        """Check that `rank` is a live worker's and keep it for another lease (under the
-        condition's lock)."""
+    def _renew(self, rank: int, worker: int = 0) -> None:
+        """Check that `rank` is a live worker's (that of `worker`, its worker_id, unless 0) and
+        keep it for another lease (under the condition's lock)."""
         self._check_open()
         self._store.check_open()  # a store being handed over: UNAVAILABLE, the client retries
         self._check_range(rank)
@@ -216,6 +224,12 @@ class TrainingSession:
             raise NotTraining(
                 f"rank {rank} is not a live worker of store {self.store!r} (it left, or sent "
                 f"no heartbeat for {self.lease:g} s): join again"
+            )
+        if worker and worker != self._workers.get(rank):
+            raise NotTraining(
+                f"rank {rank} of store {self.store!r} is another worker's now: this one sent no "
+                f"heartbeat for {self.lease:g} s and its rank went to a worker that joined; "
+                "join again"
             )
         self._renewed[rank] = time.monotonic()
 
@@ -233,6 +247,7 @@ class TrainingSession:
         of it is answered with the keys' current values, as after a move of the store."""
         self._live.discard(rank)
         self._renewed.pop(rank, None)
+        self._workers.pop(rank, None)
         last = self._last_steps.get(rank)
         if last is not None and not last.busy:
             last.values = dict.fromkeys(last.values)
@@ -266,9 +281,10 @@ class TrainingSession:
             new = [item for item in items if state.array(item.info.name) is None]
             return store.push(state.prefix or prefix, new) if new else state
 
-    def push_pull(self, rank: int, items: Iterable[Incoming], step: int = 0
+    def push_pull(self, rank: int, items: Iterable[Incoming], step: int = 0, worker: int = 0
                   ) -> list[tuple[str, np.ndarray]]:
-        """Hand in gradients from `rank` for its step number `step` (0: unnumbered); the new
+        """Hand in gradients from `rank` (the worker of worker_id `worker`, unless 0) for its
+        step number `step` (0: unnumbered); the new
         value of each key, in order. A repeat of the rank's last step applies none of the keys
         it applied already (on this server or the one that held the store before): it
         answers with the values they got.
@@ -277,7 +293,7 @@ class TrainingSession:
         that does not follow the rank's last one), `ParameterNotFound`, `TrainingAborted`
         (sync step missing workers after the timeout)."""
         with self._cond:
-            self._renew(rank)
+            self._renew(rank, worker)
             record = self._claim(rank, step)
             self._stepping[rank] = record
         try:
@@ -357,11 +373,12 @@ class TrainingSession:
             raise FailedPrecondition(f"key {key!r} has no value")
         return value
 
-    def barrier(self, rank: int) -> None:
+    def barrier(self, rank: int, worker: int = 0) -> None:
         """Wait until every rank reached the barrier. Raises `TrainingAborted`,
-        `InvalidArgument` or `FailedPrecondition` for a rank that is not a live worker's."""
+        `InvalidArgument` or `FailedPrecondition` for a rank that is not a live worker's
+        (`worker`'s, unless 0)."""
         with self._cond:
-            self._renew(rank)
+            self._renew(rank, worker)
         self._gather([(_BARRIER_KEY, None)], rank,
                      lambda rounds: {key: None for key, _ in rounds})
 
@@ -609,9 +626,10 @@ class TrainingCoordinator:
     def join(
         self, store: str, mode: str, num_workers: int, timeout: float = 0.0,
         wanted: int | None = None,
-    ) -> tuple[int, TrainingSession]:
+    ) -> tuple[int, int, TrainingSession]:
         """Join `store`'s training, starting it on the first join; `wanted` is the rank the
-        worker asks for (granted when free).
+        worker asks for (granted when free). Returns the rank, the worker's worker_id and the
+        session.
 
         Raises `StoreNotFound`, `InvalidArgument` (mode, worker count, timeout),
         `FailedPrecondition` (another mode or worker count, or no free rank)."""
@@ -637,7 +655,7 @@ class TrainingCoordinator:
                 f"store {store!r} trains in {session.mode} mode with {session.num_workers} "
                 f"workers; got {mode} with {num_workers}"
             )
-        return session.join(wanted), session
+        return *session.join(wanted), session
 
     def session(self, store: str) -> TrainingSession:
         """The store's session. Raises `StoreNotFound`, `FailedPrecondition` (none yet)."""
