@@ -74,6 +74,27 @@ def test_departed_workers_hold_no_copies_of_the_weights(
     assert held < 4 << 20, f"{held / 2**20:.1f} MiB held after {workers} workers left"
 
 
+
+def _mapped_segments_gone(pid: int) -> int:
+    """How many shared-memory segments their workers unlinked process `pid` still maps."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return sum("/paramstore-" in line and "(deleted)" in line for line in maps)
+
+
+def test_the_segments_of_workers_that_left_are_no_longer_mapped(
+        spawn_server: Callable[..., Any]) -> None:
+    server = spawn_server()
+    with server.connect() as client:
+        for worker in range(4):
+            with client.kvstore("s", mode="sync", num_workers=1) as kv:
+                if worker == 0:
+                    kv.init("w", nd.zeros(MIB_FLOATS))
+                assert kv.shared_memory
+                kv.pushpull("w", nd.ones(MIB_FLOATS), out=nd.zeros(MIB_FLOATS))
+        assert _stored(client)[:2] == [1.0, 1.0]
+    assert _mapped_segments_gone(server.process.pid) == 0
+
+
 def test_a_step_sent_again_after_leaving_and_rejoining_its_rank_is_applied_once(
         make_server: Callable[..., Any]) -> None:
     with make_server().connect() as client:
