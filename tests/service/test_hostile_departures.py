@@ -5,7 +5,9 @@ lapsed and went to another can no longer act in the other's name."""
 from __future__ import annotations
 
 import gc
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,20 +20,22 @@ import pytest
 
 from paramstore import nd
 from paramstore import optimizer as opt
-from paramstore.client.errors import FailedPrecondition
+from paramstore.client.errors import FailedPrecondition, InvalidArgument
+from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 MIB_FLOATS = 1 << 18  # float32 values in a MiB
 WAIT = 30  # seconds a process may take to answer before the test fails rather than hangs
 
 
-def _step(client: Any, rank: int, step: int, gradient: np.ndarray, worker: int = 0) -> float:
-    """Rank `rank`'s numbered step `step` of key w through PushPull (from the worker of
+def _step(client: Any, rank: int, step: int, gradient: np.ndarray, worker: int = 0,
+          method: str = "PushPull") -> float:
+    """Rank `rank`'s numbered step `step` of key w through `method` (from the worker of
     worker_id `worker`); the first value it gets."""
     begin = pb.PushBegin(store="s", rank=rank, parameter_count=1, step=step, worker_id=worker)
     spec = pb.ParameterSpec(name="w", shape=list(gradient.shape), dtype="float32",
                             dtype_label="float32", kind="Parameter", has_data=True)
-    replies = list(client.stream("PushPull", iter([
+    replies = list(client.stream(method, iter([
         pb.PushRequest(begin=begin), pb.PushRequest(parameter=spec),
         pb.PushRequest(chunk=gradient.tobytes())])))
     chunk = next(reply.chunk for reply in replies if reply.WhichOneof("item") == "chunk")
@@ -93,6 +97,59 @@ def test_the_segments_of_workers_that_left_are_no_longer_mapped(
                 kv.pushpull("w", nd.ones(MIB_FLOATS), out=nd.zeros(MIB_FLOATS))
         assert _stored(client)[:2] == [1.0, 1.0]
     assert _mapped_segments_gone(server.process.pid) == 0
+
+
+
+def _threads_and_descriptors(pid: int) -> tuple[int, int]:
+    return len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _refused_steps(client: Any, data_channel: bool) -> None:
+    """A worker that joins, has a step refused on each path and an optimizer refused, and
+    leaves."""
+    joined = client.call("JoinTraining", pb.JoinTrainingRequest(
+        store="s", mode="sync", num_workers=4))
+    for method in ("PushPull", "PushPullSteps"):
+        with pytest.raises(FailedPrecondition, match="gradient of 'w'"):  # of another shape
+            _step(client, joined.rank, 1, np.ones(5, np.float32), joined.worker_id, method)
+    with pytest.raises(InvalidArgument):
+        client.call("SetOptimizer", pb.SetOptimizerRequest(store="s", optimizer="[1]"))
+    if data_channel:
+        ticket = client.call("OpenDataChannel", pb.OpenDataChannelRequest(
+            store="s", rank=joined.rank, worker_id=joined.worker_id))
+        with socket.create_connection(("127.0.0.1", ticket.port), timeout=WAIT) as stream:
+            stream.sendall(ticket.ticket)
+            assert frames.read_message(stream, pb.DataStatus).code == 0
+            frames.send_message(stream, pb.DataStep(begin=pb.PushBegin(
+                store="s", rank=joined.rank, parameter_count=1, worker_id=joined.worker_id)))
+            assert frames.read_message(stream, pb.DataStatus).code != 0  # no parameter came
+    client.call("LeaveTraining", pb.LeaveTrainingRequest(store="s", rank=joined.rank,
+                                                         worker_id=joined.worker_id))
+
+
+def test_refused_steps_of_workers_that_come_and_go_leave_no_threads_or_descriptors(
+        spawn_server: Callable[..., Any]) -> None:
+    server = spawn_server()
+    pid = server.process.pid
+    with server.connect() as client:
+        with client.kvstore("s", mode="sync", num_workers=4) as first:
+            first.init("w", nd.zeros(3))
+        for data_channel in (False, True):  # the pool's threads, the data channel's listener
+            _refused_steps(client, data_channel)
+        threads, descriptors = _threads_and_descriptors(pid)
+        for worker in range(8):
+            _refused_steps(client, data_channel=worker % 2 == 1)
+        # The server's pool may start a thread or two while calls overlap; a thread per call
+        # or per worker would be eight.
+        bound = (threads + 2, descriptors)
+        deadline = time.monotonic() + WAIT  # a call's reader thread ends as its call does
+        while not _within(_threads_and_descriptors(pid), bound) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _within(_threads_and_descriptors(pid), bound)
+
+
+def _within(counts: tuple[int, int], bound: tuple[int, int]) -> bool:
+    return all(count <= most for count, most in zip(counts, bound))
 
 
 def test_a_step_sent_again_after_leaving_and_rejoining_its_rank_is_applied_once(
