@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ import pytest
 
 from paramstore import nd
 from paramstore import optimizer as opt
-from paramstore.client.errors import FailedPrecondition, InvalidArgument
+from paramstore.client.errors import Aborted, FailedPrecondition, InvalidArgument, ParamstoreError
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
@@ -220,3 +222,71 @@ def test_a_paused_worker_that_lost_its_rank_is_told_and_leaves_the_new_holder_be
     finally:
         paused.kill()
         paused.wait()
+
+
+ANSWERS = (InvalidArgument, FailedPrecondition, Aborted)  # the refusals a mix may meet
+
+
+def _mixed_worker(client: Any, seed: int, mode: str, workers: int) -> list[str]:
+    """A worker doing training calls in a random order, some out of turn; the errors it got
+    other than `ANSWERS`."""
+    chance = random.Random(seed)
+    held: Any = None
+    step = 0
+    unexpected = []
+    for _ in range(24):
+        # Mostly a worker's calls in turn; sometimes out of turn, or with a rank not its own.
+        action = chance.choice(["step"] * 6 + ["barrier", "heartbeat", "leave", "optimizer",
+                                               "states"] if held is not None else
+                               ["join"] * 3 + ["step", "barrier", "heartbeat", "leave"])
+        rank, worker = (held.rank, held.worker_id) if held is not None else \
+            (chance.randrange(-1, workers + 1), chance.choice([0, 1]))
+        try:
+            if action == "join" and held is None:
+                held, step = client.call("JoinTraining", pb.JoinTrainingRequest(
+                    store="s", mode=mode, num_workers=workers, timeout_seconds=0.2)), 0
+            elif action == "step":
+                step += chance.choice([1] * 8 + [0, 5])  # the next step; the last again; ahead
+                _step(client, rank, step, np.ones(chance.choice([3] * 9 + [4]), np.float32),
+                      worker)
+            elif action == "barrier":
+                client.call("Barrier", pb.BarrierRequest(store="s", rank=rank, worker_id=worker))
+            elif action == "heartbeat":
+                client.call("Heartbeat", pb.HeartbeatRequest(store="s", rank=rank,
+                                                             worker_id=worker))
+            elif action == "leave":
+                client.call("LeaveTraining", pb.LeaveTrainingRequest(store="s", rank=rank,
+                                                                     worker_id=worker))
+                held = None
+            elif action == "optimizer":
+                client.call("SetOptimizer", pb.SetOptimizerRequest(store="s", optimizer=(
+                    chance.choice(['["sgd", {"momentum": 0.9}]', '["sgd", {}]',
+                                   '["adam", {"beta1": 1.0}]', '["adamax", {"beta1": 1.0}]',
+                                   '["sgd", {"lr_scheduler": 3}]']))))
+            elif action == "states":
+                _set_states(client, chance.choice([b"junk", opt.dumps_states(opt.SGD())]))
+        except ANSWERS:
+            pass
+        except ParamstoreError as error:
+            unexpected.append(f"{action}: {type(error).__name__}: {error}")
+    return unexpected
+
+
+def _set_states(client: Any, data: bytes) -> None:
+    client.call("SetOptimizerStates", iter([pb.SetOptimizerStatesRequest(store="s"),
+                                            pb.SetOptimizerStatesRequest(chunk=data)]))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_training_calls_mixed_from_threads_get_honest_answers_and_never_hang(
+        make_server: Callable[..., Any], mode: str) -> None:
+    workers = 4
+    with make_server(worker_lease=1.0).connect() as client:
+        with client.kvstore("s", mode=mode, num_workers=workers, timeout=0.2) as first:
+            first.init("w", nd.zeros(3))
+        with ThreadPoolExecutor(workers) as pool:
+            mixes = [pool.submit(_mixed_worker, client, seed, mode, workers)
+                     for seed in range(workers)]
+            assert [mix.result(timeout=WAIT) for mix in mixes] == [[]] * workers
+        value = np.array(_stored(client))
+        assert value.shape == (3,) and np.isfinite(value).all()
