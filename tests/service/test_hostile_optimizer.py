@@ -4,8 +4,10 @@ a states file is held within the bytes the server lets requests hold."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,3 +138,25 @@ def test_an_optimizer_states_file_counts_against_the_bytes_in_flight(
         kv.pushpull("w", nd.ones(1024), out=nd.zeros(1024))
         # The file's momentum (-0.01) was taken: 0.9 * -0.01 - 0.01 * 1, not -0.01.
         np.testing.assert_allclose(_stored(client), [-0.019] * 1024, rtol=1e-6)
+
+
+class _WritesAFile:
+    """Unpickled, it would create `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.path, "w"))
+
+
+def test_a_pickle_sent_as_optimizer_states_is_refused_and_never_unpickled(
+        make_server: Callable[..., Any], tmp_path: Path) -> None:
+    written = tmp_path / "unpickled"
+    with make_server().connect() as client, \
+            client.kvstore("m", mode="sync", num_workers=1) as kv:
+        kv.init("w", nd.ones(3))
+        for protocol in (2, pickle.HIGHEST_PROTOCOL):
+            with pytest.raises(InvalidArgument, match="not an optimizer states file"):
+                _set_states(client, "m", pickle.dumps(_WritesAFile(str(written)), protocol))
+        assert not written.exists()
