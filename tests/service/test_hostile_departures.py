@@ -196,6 +196,29 @@ def test_a_worker_whose_rank_lapsed_and_went_to_another_can_neither_step_nor_fre
             assert holder.rank == 0 and _stored(client) == [1.0, 1.0, 1.0]
 
 
+
+def test_a_worker_back_on_its_rank_after_another_held_it_does_not_go_on_from_the_others_steps(
+        make_server: Callable[..., Any]) -> None:
+    with make_server(worker_lease=0.5).connect() as client:
+        with client.kvstore("s", mode="async", num_workers=1) as first:
+            first.init("w", nd.zeros(3))
+            first.set_optimizer(opt.SGD(learning_rate=1.0))
+        returning = client.call("JoinTraining", pb.JoinTrainingRequest(
+            store="s", mode="async", num_workers=1))
+        assert _step(client, 0, 1, np.ones(3, np.float32), returning.worker_id) == -1.0
+        time.sleep(0.8)  # its rank lapses, and another worker takes it and steps twice
+        other = client.call("JoinTraining", pb.JoinTrainingRequest(
+            store="s", mode="async", num_workers=1))
+        for step in (1, 2):
+            _step(client, 0, step, np.ones(3, np.float32), other.worker_id)
+        client.call("LeaveTraining", pb.LeaveTrainingRequest(store="s", rank=0,
+                                                             worker_id=other.worker_id))
+        back = client.call("JoinTraining", pb.JoinTrainingRequest(
+            store="s", mode="async", num_workers=1, rank=0, worker_id=returning.worker_id))
+        # Its step 2 is its own next step, not a repeat of the other worker's step 2.
+        assert _step(client, 0, 2, np.ones(3, np.float32), back.worker_id) == -4.0
+
+
 @pytest.mark.slow  # three leases of waiting; the test above is the server's quick one
 def test_a_paused_worker_that_lost_its_rank_is_told_and_leaves_the_new_holder_be(
         make_server: Callable[..., Any]) -> None:

@@ -117,7 +117,7 @@ class RemoteKVStore(KVStoreBase):
             reply = self._client.call("JoinTraining", pb.JoinTrainingRequest(
                 store=self.store, mode=mode, num_workers=num_workers, timeout_seconds=timeout,
                 shared_memory_probe=probe.name if probe else "",
-                rank=self._rank if self._rank >= 0 else None,
+                rank=self._rank if self._rank >= 0 else None, worker_id=self._worker_id,
             ))
         finally:
             if probe is not None:

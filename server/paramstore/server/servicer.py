@@ -401,7 +401,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     def JoinTraining(self, request: pb.JoinTrainingRequest, context: Any, call: _Call) -> Any:
         rank, worker, session = self.training.join(
             request.store, request.mode, request.num_workers, request.timeout_seconds,
-            request.rank if request.HasField("rank") else None,
+            request.rank if request.HasField("rank") else None, request.worker_id,
         )
         probe = request.shared_memory_probe
         return pb.JoinTrainingResponse(

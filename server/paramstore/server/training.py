@@ -117,6 +117,7 @@ class TrainingSession:
         self._cond = threading.Condition()
         self._live: set[int] = set()
         self._workers: dict[int, int] = {}  # live rank -> the worker_id of its join
+        self._stepped_by: dict[int, int] = {}  # rank -> the worker_id its last steps are of
         self._joined_at: dict[int, float] = {}
         self._rounds: dict[str, _Round] = {}
         self._updates: dict[str, int] = {}  # applied updates per key
@@ -138,11 +139,12 @@ class TrainingSession:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    def join(self, wanted: int | None = None) -> tuple[int, int]:
+    def join(self, wanted: int | None = None, previous: int = 0) -> tuple[int, int]:
         """A rank for a new worker and its worker_id (new at each join, which the worker's
         calls of the rank carry): `wanted` when it is free (a worker rejoining after a
-        failover keeps its rank), else the lowest one no live worker holds. When every rank is
-        held, waits up to one lease for a dead worker's rank to lapse.
+        failover keeps its rank, and its step numbers unless another worker than that of
+        worker_id `previous` held the rank since), else the lowest one no live worker holds.
+        When every rank is held, waits up to one lease for a dead worker's rank to lapse.
 
         Raises `FailedPrecondition` when every rank is still held then."""
         deadline = time.monotonic() + self.lease + 1.0
@@ -163,13 +165,14 @@ class TrainingSession:
                 self._cond.wait(min(remaining, 0.25))
             rank = wanted if wanted in free else free[0]
             self._live.add(rank)
-            if rank == wanted:  # the same worker again: its steps go on from its last one
+            again = not previous or self._stepped_by.get(rank, previous) == previous
+            if rank == wanted and again:  # the same worker: its steps go on from its last one
                 self._last_steps.setdefault(rank, _Step(0, busy=False))
             else:  # a new worker numbers its steps from 1
                 self._last_steps.pop(rank, None)
                 self._store.forget_steps(rank)
             self._joined_at[rank] = self._renewed[rank] = time.monotonic()
-            worker = self._workers[rank] = secrets.randbits(63) + 1
+            worker = self._workers[rank] = self._stepped_by[rank] = secrets.randbits(63) + 1
             return rank, worker
 
     def leave(self, rank: int, worker: int = 0) -> None:
@@ -625,11 +628,11 @@ class TrainingCoordinator:
 
     def join(
         self, store: str, mode: str, num_workers: int, timeout: float = 0.0,
-        wanted: int | None = None,
+        wanted: int | None = None, previous: int = 0,
     ) -> tuple[int, int, TrainingSession]:
         """Join `store`'s training, starting it on the first join; `wanted` is the rank the
-        worker asks for (granted when free). Returns the rank, the worker's worker_id and the
-        session.
+        worker asks for (granted when free), `previous` the worker_id of its last join.
+        Returns the rank, the worker's worker_id and the session.
 
         Raises `StoreNotFound`, `InvalidArgument` (mode, worker count, timeout),
         `FailedPrecondition` (another mode or worker count, or no free rank)."""
@@ -655,7 +658,7 @@ class TrainingCoordinator:
                 f"store {store!r} trains in {session.mode} mode with {session.num_workers} "
                 f"workers; got {mode} with {num_workers}"
             )
-        return *session.join(wanted), session
+        return *session.join(wanted, previous), session
 
     def session(self, store: str) -> TrainingSession:
         """The store's session. Raises `StoreNotFound`, `FailedPrecondition` (none yet)."""

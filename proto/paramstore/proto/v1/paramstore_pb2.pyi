@@ -492,20 +492,22 @@ class ImportSnapshotRequest(_message.Message):
     def __init__(self, begin: _Optional[_Union[ImportBegin, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class JoinTrainingRequest(_message.Message):
-    __slots__ = ("store", "mode", "num_workers", "timeout_seconds", "shared_memory_probe", "rank")
+    __slots__ = ("store", "mode", "num_workers", "timeout_seconds", "shared_memory_probe", "rank", "worker_id")
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     store: str
     mode: str
     num_workers: int
     timeout_seconds: float
     shared_memory_probe: str
     rank: int
-    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+    worker_id: int
+    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ..., rank: _Optional[int] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class JoinTrainingResponse(_message.Message):
     __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds", "shared_memory_probe", "idle_timeout_seconds", "data_port", "worker_id")
