@@ -5,8 +5,10 @@ a states file is held within the bytes the server lets requests hold."""
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,12 @@ import pytest
 
 from paramstore import nd
 from paramstore import optimizer as opt
-from paramstore.client.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from paramstore.client.errors import (
+    Cancelled,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.server.admission import CallLimits
 
@@ -160,3 +167,53 @@ def test_a_pickle_sent_as_optimizer_states_is_refused_and_never_unpickled(
             with pytest.raises(InvalidArgument, match="not an optimizer states file"):
                 _set_states(client, "m", pickle.dumps(_WritesAFile(str(written)), protocol))
         assert not written.exists()
+
+
+def test_an_upload_of_optimizer_states_that_stalls_is_cut_and_gives_its_bytes_back(
+        make_server: Callable[..., Any]) -> None:
+    server = make_server(calls=CallLimits(max_inflight_bytes=64 << 10, idle_timeout=1.0))
+    sgd = opt.SGD(momentum=0.9)
+    sgd.update("w", np.zeros(8 << 10, np.float32), np.ones(8 << 10, np.float32))
+    data = opt.dumps_states(sgd)  # 32 KiB and a header: two do not fit the bound
+    ended = threading.Event()
+
+    def stalled() -> Iterator[pb.SetOptimizerStatesRequest]:
+        yield pb.SetOptimizerStatesRequest(store="m")
+        yield pb.SetOptimizerStatesRequest(chunk=data[:len(data) - 1])
+        ended.wait(WAIT)  # the last byte never comes
+
+    with server.connect() as client, server.connect() as stalling, \
+            client.kvstore("m", mode="sync", num_workers=1) as kv, ThreadPoolExecutor(4) as pool:
+        kv.init("w", nd.zeros(8 << 10))
+        try:
+            upload = _holding(lambda: pool.submit(stalling.call, "SetOptimizerStates",
+                                                  stalled()), client, len(data))
+            with pytest.raises(Cancelled):
+                upload.result(timeout=WAIT)
+        finally:
+            ended.set()
+        with pytest.raises(FailedPrecondition, match="no optimizer"):  # nothing was loaded
+            list(client.stream("GetOptimizerStates", pb.GetOptimizerStatesRequest(store="m")))
+        _set_states(client, "m", data)  # the stalled upload's bytes are back
+        kv.pushpull("w", nd.ones(8 << 10), out=nd.zeros(8 << 10))
+        np.testing.assert_allclose(_stored(client), [-0.019] * (8 << 10), rtol=1e-6)
+
+
+def _holding(start: Callable[[], Future[Any]], client: Any, held: int) -> Future[Any]:
+    """An upload `start()`s, once the server holds its `held` bytes of the 64 KiB bound: then
+    an upload of junk that would fit alone is refused for its bytes rather than read and
+    refused for what it is. An upload refused while such junk held the bytes starts again."""
+    junk = bytes(64 * 1024 - held // 2)
+    deadline = time.monotonic() + WAIT
+    upload = start()
+    while True:
+        try:
+            _set_states(client, "m", junk)
+        except ResourceExhausted as error:
+            assert "optimizer states file" in str(error)
+            return upload
+        except InvalidArgument:
+            assert time.monotonic() < deadline, "the stalled upload never held its bytes"
+            if upload.done():
+                upload = start()
+            time.sleep(0.01)
