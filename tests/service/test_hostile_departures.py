@@ -26,6 +26,8 @@ from paramstore.client.errors import Aborted, FailedPrecondition, InvalidArgumen
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
+pytest_plugins = ("server_fixtures",)  # `served`: one server process for the module
+
 MIB_FLOATS = 1 << 18  # float32 values in a MiB
 WAIT = 30  # seconds a process may take to answer before the test fails rather than hangs
 
@@ -87,18 +89,15 @@ def _mapped_segments_gone(pid: int) -> int:
         return sum("/paramstore-" in line and "(deleted)" in line for line in maps)
 
 
-def test_the_segments_of_workers_that_left_are_no_longer_mapped(
-        spawn_server: Callable[..., Any]) -> None:
-    server = spawn_server()
-    with server.connect() as client:
-        for worker in range(4):
-            with client.kvstore("s", mode="sync", num_workers=1) as kv:
-                if worker == 0:
-                    kv.init("w", nd.zeros(MIB_FLOATS))
-                assert kv.shared_memory
-                kv.pushpull("w", nd.ones(MIB_FLOATS), out=nd.zeros(MIB_FLOATS))
-        assert _stored(client)[:2] == [1.0, 1.0]
-    assert _mapped_segments_gone(server.process.pid) == 0
+def test_the_segments_of_workers_that_left_are_no_longer_mapped(served: Any, remote: Any) -> None:
+    for worker in range(4):
+        with remote.kvstore("s", mode="sync", num_workers=1) as kv:
+            if worker == 0:
+                kv.init("w", nd.zeros(MIB_FLOATS))
+            assert kv.shared_memory
+            kv.pushpull("w", nd.ones(MIB_FLOATS), out=nd.zeros(MIB_FLOATS))
+    assert _stored(remote)[:2] == [1.0, 1.0]
+    assert _mapped_segments_gone(served.process.pid) == 0
 
 
 
@@ -130,24 +129,22 @@ def _refused_steps(client: Any, data_channel: bool) -> None:
 
 
 def test_refused_steps_of_workers_that_come_and_go_leave_no_threads_or_descriptors(
-        spawn_server: Callable[..., Any]) -> None:
-    server = spawn_server()
-    pid = server.process.pid
-    with server.connect() as client:
-        with client.kvstore("s", mode="sync", num_workers=4) as first:
-            first.init("w", nd.zeros(3))
-        for data_channel in (False, True):  # the pool's threads, the data channel's listener
-            _refused_steps(client, data_channel)
-        threads, descriptors = _threads_and_descriptors(pid)
-        for worker in range(8):
-            _refused_steps(client, data_channel=worker % 2 == 1)
-        # The server's pool may start a thread or two while calls overlap; a thread per call
-        # or per worker would be eight.
-        bound = (threads + 2, descriptors)
-        deadline = time.monotonic() + WAIT  # a call's reader thread ends as its call does
-        while not _within(_threads_and_descriptors(pid), bound) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _within(_threads_and_descriptors(pid), bound)
+        served: Any, remote: Any) -> None:
+    pid = served.process.pid
+    with remote.kvstore("s", mode="sync", num_workers=4) as first:
+        first.init("w", nd.zeros(3))
+    for data_channel in (False, True):  # the pool's threads, the data channel's listener
+        _refused_steps(remote, data_channel)
+    threads, descriptors = _threads_and_descriptors(pid)
+    for worker in range(8):
+        _refused_steps(remote, data_channel=worker % 2 == 1)
+    # The server's pool may start a thread or two while calls overlap; a thread per call or
+    # per worker would be eight.
+    bound = (threads + 2, descriptors)
+    deadline = time.monotonic() + WAIT  # a call's reader thread ends as its call does
+    while not _within(_threads_and_descriptors(pid), bound) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _within(_threads_and_descriptors(pid), bound)
 
 
 def _within(counts: tuple[int, int], bound: tuple[int, int]) -> bool:
