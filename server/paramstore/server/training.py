@@ -5,7 +5,9 @@ in sync mode the session waits until every rank pushed a key for the current ste
 gradients (in rank order, so every run adds alike), applies the optimizer once and answers every
 worker with the same new weight; in async mode each push is applied on arrival. A step that
 misses workers for longer than the timeout is aborted for everyone waiting, with a message
-naming the missing ranks, and those ranks are freed for a restarted worker to take.
+naming the missing ranks, and those ranks are freed for a restarted worker to take. A join
+also gives the worker a worker_id, which its calls of the rank carry: a worker whose rank lapsed
+and went to another can no longer act in its name.
 
 The optimizer is rebuilt from its `dumps()` JSON only. It belongs to the store (`Store.optimizer`),
 so every snapshot of the store commits the optimizer state with the weights, a restore brings
