@@ -131,7 +131,9 @@ class LAMB(Optimizer):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.beta1, self.beta2 = _real("beta1", beta1), _real("beta2", beta2)
         self.epsilon = _real("epsilon", epsilon)
-        self.lower_bound, self.upper_bound = lower_bound, upper_bound
+        self.lower_bound, self.upper_bound = (
+            None if bound is None else _real(name, bound)
+            for name, bound in (("lower_bound", lower_bound), ("upper_bound", upper_bound)))
         self.bias_correction = bool(bias_correction)
 
     def _apply(self, weight: np.ndarray, grad: np.ndarray, state: State, lr: float, wd: float,

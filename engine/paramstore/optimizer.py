@@ -46,6 +46,15 @@ def _real(name: str, value: Any) -> float:
     return float(value)
 
 
+def _count(name: str, value: Any) -> int:
+    """`value` as an update count; raise `ValueError` naming it when it is not a whole number
+    that fits the int64 counters of the optimizer's state."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \
+            not -2**63 <= value < 2**63:
+        raise ValueError(f"optimizer {name} must be a whole number within int64, got {value!r}")
+    return int(value)
+
+
 def _multipliers(name: str, values: Mapping[Key, Any] | None) -> dict[Key, float]:
     if values is None:
         return {}
@@ -120,6 +129,8 @@ class Optimizer:
         self.clip_gradient = None if clip_gradient is None else float(clip_gradient)
         if isinstance(lr_scheduler, (list, tuple)):  # as `dumps()` wrote it
             lr_scheduler = lr_scheduler_module.create_from_config(lr_scheduler)
+        if lr_scheduler is not None and not callable(lr_scheduler):
+            raise ValueError(f"lr_scheduler must be an LRScheduler, got {lr_scheduler!r}")
         self.lr_scheduler = lr_scheduler
         if lr_scheduler is None and learning_rate is None:
             learning_rate = 0.01
@@ -131,7 +142,7 @@ class Optimizer:
             lr_scheduler.base_lr = self.lr
         self.multi_precision = bool(multi_precision)
         self.idx2name = dict(param_idx2name or {})
-        self.begin_num_update = int(begin_num_update)
+        self.begin_num_update = _count("begin_num_update", begin_num_update)
         self.num_update = self.begin_num_update
         self.param_dict: dict[Key, Any] = dict(param_dict or {})
         self.lr_mult = _multipliers("lr_mult", lr_mult)

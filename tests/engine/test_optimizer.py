@@ -295,3 +295,43 @@ def test_states_survive_a_safetensors_file(tmp_path):
     assert loaded.dumps() == adam.dumps()
     for entry, array in adam.get_states().items():
         assert np.array_equal(loaded.get_states()[entry], array)
+
+
+OPTIMIZER_NAMES = ["sgd", "adam", "nag", "signum", "ftml", "lamb", "sgld", "adamax", "adadelta",
+                   "adagrad", "rmsprop", "ftrl"]
+WIRE_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+    st.text(max_size=3), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    st.sampled_from([["FactorScheduler", {"step": 1}], ["FactorScheduler", {"step": "x"}]]),
+)
+
+
+@st.composite
+def optimizer_json(draw: st.DrawFn) -> str:
+    """Any settings a client may send for a registered optimizer, as `create_from_json` gets
+    them: the names its `dumps()` writes and those only its constructor takes."""
+    name = draw(st.sampled_from(OPTIMIZER_NAMES))
+    names = sorted(json.loads(optimizer.create(name).dumps())[1]) + [
+        "lr_scheduler", "begin_num_update", "multi_precision"]
+    chosen = draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
+    return json.dumps([name, {setting: draw(WIRE_VALUES) for setting in chosen}])
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=optimizer_json())
+def test_settings_from_the_wire_build_an_optimizer_that_steps_or_are_refused(text: str) -> None:
+    # The server refuses what does not build (TypeError, ValueError) and fails the step of
+    # what cannot update (out-of-range arithmetic) for every worker alike.
+    with np.errstate(all="ignore"):
+        try:
+            built = optimizer.create_from_json(text)
+        except (TypeError, ValueError):
+            return
+        weight = np.ones(3, np.float32)
+        try:
+            for _ in range(2):
+                built.update("w", weight, np.ones(3, np.float32), out=np.empty_like(weight))
+        except (ArithmeticError, ValueError):
+            pass
+    assert optimizer.copy_of(built).dumps() == built.dumps()  # as a snapshot keeps it

@@ -192,7 +192,7 @@ class DataChannel:
         self._connection: DataConnection | None = None
         self._retry_at = 0.0  # after a failure to use the channel, steps go through gRPC until
 
-    def connection(self, rank: int) -> DataConnection | None:
+    def connection(self, rank: int, worker_id: int = 0) -> DataConnection | None:
         """The open connection, or a new one, or None when there is no channel to use now
         (the step then goes through gRPC; why is logged, and the channel tried again
         `RETRY_SECONDS` later). Raises `NotTraining`, `NotOwner`, `Unavailable` from the
@@ -206,7 +206,7 @@ class DataChannel:
             return None
         try:
             reply = self._client.call("OpenDataChannel", pb.OpenDataChannelRequest(
-                store=self._store, rank=rank))
+                store=self._store, rank=rank, worker_id=worker_id))
             host = reply.host or self._client.address.split(",")[0].rsplit(":", 1)[0]
             self._connection = DataConnection.open(
                 host, reply.port, reply.ticket, self._client.data_channel_tls(),

@@ -83,6 +83,7 @@ class RemoteKVStore(KVStoreBase):
         self._data = DataChannel(client, store, 0, 0.0)  # replaced at each join
         self.data_channel = False
         self._rank = -1  # none until the first join; then kept when it joins again
+        self._worker_id = 0  # this worker's hold on its rank, sent with each call of it
         lease = self._join()
         self._segment: SharedMemory | None = None  # its name; the data goes through _mapped
         self._mapped: mmap.mmap | None = None
@@ -116,7 +117,7 @@ class RemoteKVStore(KVStoreBase):
             reply = self._client.call("JoinTraining", pb.JoinTrainingRequest(
                 store=self.store, mode=mode, num_workers=num_workers, timeout_seconds=timeout,
                 shared_memory_probe=probe.name if probe else "",
-                rank=self._rank if self._rank >= 0 else None,
+                rank=self._rank if self._rank >= 0 else None, worker_id=self._worker_id,
             ))
         finally:
             if probe is not None:
@@ -126,7 +127,7 @@ class RemoteKVStore(KVStoreBase):
         self.shared_memory = probe is not None and reply.shared_memory_probe == secret
         if reply.rank != self._rank:  # a new rank numbers its steps from 1; the same goes on
             self._steps_done = 0
-        self._rank = reply.rank
+        self._rank, self._worker_id = reply.rank, reply.worker_id
         self._num_workers = reply.num_workers
         self.type = f"dist_{reply.mode}"
         self._steps.close()
@@ -159,7 +160,8 @@ class RemoteKVStore(KVStoreBase):
         call, under its number, so that a step applied before its answer was lost is not
         applied twice. A heartbeat (a call that fails over) finds out."""
         try:
-            self._client.call("Heartbeat", pb.HeartbeatRequest(store=self.store, rank=self._rank))
+            self._client.call("Heartbeat", pb.HeartbeatRequest(
+                store=self.store, rank=self._rank, worker_id=self._worker_id))
         except NotTraining:
             return False
         return True
@@ -299,11 +301,12 @@ class RemoteKVStore(KVStoreBase):
     ) -> list[transfer.Received]:
         """One step over the socket: the new values, each received into
         `destination(spec)` or, where that is None, a new array."""
-        connection = self._data.connection(self._rank)
+        connection = self._data.connection(self._rank, self._worker_id)
         self.data_channel = connection is not None
         if connection is not None:
             self.bytes_sent += transfer.outgoing_bytes(outgoing)
-            begin = pb.PushBegin(store=self.store, rank=self._rank, step=self._steps_done + 1)
+            begin = pb.PushBegin(store=self.store, rank=self._rank, worker_id=self._worker_id,
+                                 step=self._steps_done + 1)
             self._compress_on_wire(begin)
             return connection.exchange(begin, outgoing, destination)
         return self._steps.exchange(
@@ -328,11 +331,12 @@ class RemoteKVStore(KVStoreBase):
         self.bytes_sent += transfer.outgoing_bytes(outgoing)
         assert self._segment is not None
         values_offset = gradients_end if apart else 0
-        begin = pb.PushBegin(store=self.store, rank=self._rank, shared_memory=self._segment.name,
-                             step=self._steps_done + 1, values_offset=values_offset)
+        begin = pb.PushBegin(store=self.store, rank=self._rank, worker_id=self._worker_id,
+                             shared_memory=self._segment.name, step=self._steps_done + 1,
+                             values_offset=values_offset)
         self._compress_on_wire(begin)
         specs = [item.spec for item in outgoing]
-        connection = self._data.connection(self._rank)
+        connection = self._data.connection(self._rank, self._worker_id)
         self.data_channel = connection is not None
         if connection is not None:  # the step's signal on the data channel, its data here
             same = connection.signal(begin, specs)
@@ -483,7 +487,8 @@ class RemoteKVStore(KVStoreBase):
     def barrier(self) -> None:
         """Wait until every worker reached the barrier. Raises `Aborted` after the timeout."""
         self._training(lambda: self._client.call(
-            "Barrier", pb.BarrierRequest(store=self.store, rank=self._rank)))
+            "Barrier", pb.BarrierRequest(store=self.store, rank=self._rank,
+                                         worker_id=self._worker_id)))
 
     def close(self) -> None:
         """Give the rank back so that another worker can take it (also done at exit and by
@@ -497,7 +502,7 @@ class RemoteKVStore(KVStoreBase):
         self._release_segment()
         try:
             self._client.call("LeaveTraining", pb.LeaveTrainingRequest(
-                store=self.store, rank=self._rank,
+                store=self.store, rank=self._rank, worker_id=self._worker_id,
             ))
         except (ParamstoreError, ValueError):
             pass  # a server gone or restarted, or a client closed, holds no rank of ours
@@ -505,8 +510,8 @@ class RemoteKVStore(KVStoreBase):
     def _beat(self, interval: float) -> None:
         while not self._closed.wait(interval):
             try:
-                self._client.call("Heartbeat",
-                                  pb.HeartbeatRequest(store=self.store, rank=self._rank))
+                self._client.call("Heartbeat", pb.HeartbeatRequest(
+                    store=self.store, rank=self._rank, worker_id=self._worker_id))
             except ParamstoreError:
                 pass  # a lapsed rank shows up on the next training call, with its reason
             except ValueError:  # grpc's "closed channel": the client was closed first
@@ -521,7 +526,7 @@ class RemoteKVStore(KVStoreBase):
     def _requests(self, outgoing: list[transfer.Outgoing], training: bool = False
                   ) -> Iterator[Any]:
         self.bytes_sent += transfer.outgoing_bytes(outgoing)
-        begin = pb.PushBegin(store=self.store, rank=self._rank)
+        begin = pb.PushBegin(store=self.store, rank=self._rank, worker_id=self._worker_id)
         if training:
             begin.step = self._steps_done + 1
             self._compress_on_wire(begin)

@@ -52,6 +52,11 @@ def open_mapped(name: str) -> mmap.mmap:
         os.close(descriptor)
 
 
+def exists(name: str) -> bool:
+    """Whether the segment `name` is still there (its worker has not unlinked it)."""
+    return os.path.exists(os.path.join(_DIRECTORY, name))
+
+
 def read_probe(name: str) -> bytes:
     """The first `PROBE_BYTES` of segment `name`, or b"" when it cannot be read here."""
     try:

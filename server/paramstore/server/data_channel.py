@@ -336,7 +336,7 @@ class DataChannel:
                     sum(buffer.nbytes for buffer in buffers) / MIN_BYTES_PER_SECOND
                 for buffer in buffers:
                     frames.read_into(stream, buffer.data, deadline)
-                values = session.push_pull(ticket.rank, items(), begin.step)
+                values = session.push_pull(ticket.rank, items(), begin.step, begin.worker_id)
         except StoreError as error:
             raise _Refused(_status(error)) from None
         except (_Closed, OSError):

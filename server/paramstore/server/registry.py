@@ -290,9 +290,11 @@ class StoreRegistry:
         `StoreNotFound`, `InvalidArgument` (not such a file; nothing changes then)."""
         store = self.get(name)
         try:
-            store.optimizer = opt.loads_states(data)
+            optimizer = opt.loads_states(data)
         except (ValueError, TypeError) as error:
             raise InvalidArgument(f"not an optimizer states file: {error}") from None
+        _check_states_fit(optimizer, store.state())
+        store.optimizer = optimizer
 
     # ---- ties --------------------------------------------------------------------------------
 
@@ -447,3 +449,18 @@ class StoreRegistry:
 
         return check
 
+
+def _check_states_fit(optimizer: opt.Optimizer, state: StoreState) -> None:
+    """Raise `InvalidArgument` unless each per-key state array of `optimizer` is floating-point
+    and has its key's shape in `state`: a state that does not fit would fail every step."""
+    for entry, array in optimizer.get_states().items():
+        key, _, kind = entry.rpartition("/")
+        stored = state.array(key) if key and kind != "count" else None
+        if stored is None:
+            continue
+        if array.shape != stored.shape or array.dtype.kind != "f":
+            raise InvalidArgument(
+                f"optimizer state {entry!r} is {array.dtype}{list(array.shape)}, but key "
+                f"{key!r} is {stored.dtype}{list(stored.shape)}: a state must be floating-point "
+                "and of its key's shape"
+            )

@@ -399,13 +399,14 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def JoinTraining(self, request: pb.JoinTrainingRequest, context: Any, call: _Call) -> Any:
-        rank, session = self.training.join(
+        rank, worker, session = self.training.join(
             request.store, request.mode, request.num_workers, request.timeout_seconds,
-            request.rank if request.HasField("rank") else None,
+            request.rank if request.HasField("rank") else None, request.worker_id,
         )
         probe = request.shared_memory_probe
         return pb.JoinTrainingResponse(
-            rank=rank, num_workers=session.num_workers, mode=session.mode, step=session.step,
+            rank=rank, worker_id=worker, num_workers=session.num_workers, mode=session.mode,
+            step=session.step,
             lease_seconds=session.lease, idle_timeout_seconds=self.idle_timeout,
             shared_memory_probe=shared_memory.read_probe(probe) if probe else b"",
             data_port=self.data_channel.port if self.data_channel is not None else 0,
@@ -419,7 +420,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             raise FailedPrecondition("this server has no data channel (serve --data-port off): "
                                      "training steps go through PushPullSteps")
         session = self.training.session(request.store)
-        session.heartbeat(request.rank)  # a live worker's rank, or the worker joins again
+        session.heartbeat(request.rank, request.worker_id)  # a live worker's, or it joins again
         ticket = channel.tickets.issue(request.store, request.rank, session)
         return pb.OpenDataChannelResponse(ticket=ticket, port=channel.port,
                                           host=channel.advertised_host,
@@ -427,12 +428,13 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def LeaveTraining(self, request: pb.LeaveTrainingRequest, context: Any, call: _Call) -> Any:
-        self.training.session(request.store).leave(request.rank)
+        self.training.session(request.store).leave(request.rank, request.worker_id)
+        self._segments.drop_unlinked()  # a worker leaving has unlinked its segment
         return pb.LeaveTrainingResponse()
 
     @_rpc
     def Heartbeat(self, request: pb.HeartbeatRequest, context: Any, call: _Call) -> Any:
-        self.training.session(request.store).heartbeat(request.rank)
+        self.training.session(request.store).heartbeat(request.rank, request.worker_id)
         return pb.HeartbeatResponse()
 
     @_rpc
@@ -465,14 +467,16 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         call.store = first.store
         self.registry.get(first.store)
         data = bytearray()
-        for request in requests:
-            if request.WhichOneof("item") != "chunk":
-                raise InvalidArgument("the store may only come first")
-            data += request.chunk
-            if len(data) > self.max_import_bytes:
-                raise ResourceExhausted(
-                    f"the file has more than the server's {self.max_import_bytes}-byte limit")
-        self.registry.load_optimizer_states(first.store, data)
+        with self.inflight.account() as take:  # held whole until read: bounded as pushes are
+            for request in requests:
+                if request.WhichOneof("item") != "chunk":
+                    raise InvalidArgument("the store may only come first")
+                take(len(request.chunk), "the optimizer states file")
+                data += request.chunk
+                if len(data) > self.max_import_bytes:
+                    raise ResourceExhausted(
+                        f"the file has more than the server's {self.max_import_bytes}-byte limit")
+            self.registry.load_optimizer_states(first.store, data)
         return pb.SetOptimizerStatesResponse()
 
     @_rpc
@@ -513,7 +517,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
             if segment is not None:
                 values = _step_in_segment(session, begin, items, segment)
             else:
-                values = session.push_pull(begin.rank, items, begin.step)
+                values = session.push_pull(begin.rank, items, begin.step, begin.worker_id)
         total = 0 if segment is not None else sum(value.nbytes for _, value in values)
         yield pb.PullResponse(begin=pb.PullBegin(data_bytes=total,
                                                  shared_memory=segment is not None))
@@ -613,7 +617,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def Barrier(self, request: pb.BarrierRequest, context: Any, call: _Call) -> Any:
-        self.training.session(request.store).barrier(request.rank)
+        self.training.session(request.store).barrier(request.rank, request.worker_id)
         return pb.BarrierResponse()
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -756,7 +760,7 @@ def _step_in_segment(session: TrainingSession, begin: pb.PushBegin, items: list[
     """Run a step whose gradients are in `segment` and write each new value over its
     gradient's region or past them (`begin.values_offset`, checked before the step runs)."""
     offset = _values_offset(begin, segment, items)
-    values = session.push_pull(begin.rank, items, begin.step)
+    values = session.push_pull(begin.rank, items, begin.step, begin.worker_id)
     for name, value in values:
         data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
         segments.region(segment, offset, data.size, f"parameter {name!r}")[:] = data

@@ -2,7 +2,8 @@
 
 A worker reuses one segment step after step, so mappings are kept (the most recent few): mapping
 a segment again each step would fault in every page again. A dropped mapping is unmapped once
-the last array viewing it is gone; a segment its worker unlinked lives until then.
+the last array viewing it is gone; a segment its worker unlinked lives until then, so those of
+workers gone (unlinked) are dropped whenever a new segment is mapped or a worker leaves.
 """
 
 from __future__ import annotations
@@ -42,11 +43,19 @@ class Segments:
                 f"cannot open shared-memory segment {name!r} ({error}); a worker on another "
                 "host sends its data in chunks"
             ) from None
+        self.drop_unlinked()
         with self._lock:
             self._mapped[name] = mapped
             while len(self._mapped) > self._kept:
                 self._mapped.popitem(last=False)  # unmapped when no array views it any more
         return mapped
+
+    def drop_unlinked(self) -> None:
+        """Drop the mappings of segments their workers unlinked: only this server's mapping
+        kept their memory."""
+        with self._lock:
+            for name in [name for name in self._mapped if not shared_memory.exists(name)]:
+                del self._mapped[name]
 
 
 def region(segment: mmap.mmap, offset: int, nbytes: int, what: str) -> np.ndarray:

@@ -5,7 +5,9 @@ in sync mode the session waits until every rank pushed a key for the current ste
 gradients (in rank order, so every run adds alike), applies the optimizer once and answers every
 worker with the same new weight; in async mode each push is applied on arrival. A step that
 misses workers for longer than the timeout is aborted for everyone waiting, with a message
-naming the missing ranks, and those ranks are freed for a restarted worker to take.
+naming the missing ranks, and those ranks are freed for a restarted worker to take. A join
+also gives the worker a worker_id, which its calls of the rank carry: a worker whose rank lapsed
+and went to another can no longer act in its name.
 
 The optimizer is rebuilt from its `dumps()` JSON only. It belongs to the store (`Store.optimizer`),
 so every snapshot of the store commits the optimizer state with the weights, a restore brings
@@ -28,6 +30,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -115,6 +118,8 @@ class TrainingSession:
         self._snapshots = snapshots
         self._cond = threading.Condition()
         self._live: set[int] = set()
+        self._workers: dict[int, int] = {}  # live rank -> the worker_id of its join
+        self._stepped_by: dict[int, int] = {}  # rank -> the worker_id its last steps are of
         self._joined_at: dict[int, float] = {}
         self._rounds: dict[str, _Round] = {}
         self._updates: dict[str, int] = {}  # applied updates per key
@@ -136,10 +141,12 @@ class TrainingSession:
 
     # ---- workers -----------------------------------------------------------------------------
 
-    def join(self, wanted: int | None = None) -> int:
-        """A rank for a new worker: `wanted` when it is free (a worker rejoining after a
-        failover keeps its rank), else the lowest one no live worker holds. When every rank is
-        held, waits up to one lease for a dead worker's rank to lapse.
+    def join(self, wanted: int | None = None, previous: int = 0) -> tuple[int, int]:
+        """A rank for a new worker and its worker_id (new at each join, which the worker's
+        calls of the rank carry): `wanted` when it is free (a worker rejoining after a
+        failover keeps its rank, and its step numbers unless another worker than that of
+        worker_id `previous` held the rank since), else the lowest one no live worker holds.
+        When every rank is held, waits up to one lease for a dead worker's rank to lapse.
 
         Raises `FailedPrecondition` when every rank is still held then."""
         deadline = time.monotonic() + self.lease + 1.0
@@ -160,27 +167,32 @@ class TrainingSession:
                 self._cond.wait(min(remaining, 0.25))
             rank = wanted if wanted in free else free[0]
             self._live.add(rank)
-            if rank == wanted:  # the same worker again: its steps go on from its last one
+            again = not previous or self._stepped_by.get(rank, previous) == previous
+            if rank == wanted and again:  # the same worker: its steps go on from its last one
                 self._last_steps.setdefault(rank, _Step(0, busy=False))
             else:  # a new worker numbers its steps from 1
                 self._last_steps.pop(rank, None)
                 self._store.forget_steps(rank)
             self._joined_at[rank] = self._renewed[rank] = time.monotonic()
-            return rank
+            worker = self._workers[rank] = self._stepped_by[rank] = secrets.randbits(63) + 1
+            return rank, worker
 
-    def leave(self, rank: int) -> None:
-        """Give `rank` back. Raises `InvalidArgument` for a rank outside the session."""
+    def leave(self, rank: int, worker: int = 0) -> None:
+        """Give `rank` back, unless `worker` (its worker_id; 0: any) no longer holds it.
+        Raises `InvalidArgument` for a rank outside the session."""
         with self._cond:
             self._check_range(rank)
-            self._live.discard(rank)
-            self._renewed.pop(rank, None)
+            if worker and worker != self._workers.get(rank):
+                return  # a worker whose rank lapsed and went to another: it is not ours to free
+            self._depart(rank)
             self._cond.notify_all()
 
-    def heartbeat(self, rank: int) -> None:
+    def heartbeat(self, rank: int, worker: int = 0) -> None:
         """Keep `rank` for another lease. Raises `InvalidArgument`, `FailedPrecondition`
-        (the rank lapsed or was never joined: join again)."""
+        (the rank lapsed or was never joined, or is another worker's than `worker`'s: join
+        again)."""
         with self._cond:
-            self._renew(rank)
+            self._renew(rank, worker)
 
     def end(self, reason: str, moved: bool = False) -> None:
         """End the session: every waiting and later call fails. When its store `moved` to
@@ -206,9 +218,9 @@ class TrainingSession:
                 f"workers (ranks 0 to {self.num_workers - 1})"
             )
 
-    def _renew(self, rank: int) -> None:
-        """Check that `rank` is a live worker's and keep it for another lease (under the
-        condition's lock)."""
+    def _renew(self, rank: int, worker: int = 0) -> None:
+        """Check that `rank` is a live worker's (that of `worker`, its worker_id, unless 0) and
+        keep it for another lease (under the condition's lock)."""
         self._check_open()
         self._store.check_open()  # a store being handed over: UNAVAILABLE, the client retries
         self._check_range(rank)
@@ -218,6 +230,12 @@ class TrainingSession:
                 f"rank {rank} is not a live worker of store {self.store!r} (it left, or sent "
                 f"no heartbeat for {self.lease:g} s): join again"
             )
+        if worker and worker != self._workers.get(rank):
+            raise NotTraining(
+                f"rank {rank} of store {self.store!r} is another worker's now: this one sent no "
+                f"heartbeat for {self.lease:g} s and its rank went to a worker that joined; "
+                "join again"
+            )
         self._renewed[rank] = time.monotonic()
 
     def _expire(self) -> None:
@@ -226,8 +244,18 @@ class TrainingSession:
         for rank in [rank for rank in self._live if self._renewed.get(rank, 0.0) < lapsed]:
             _log.warning("store %s: rank %d freed: no heartbeat for %g s", self.store, rank,
                          self.lease)
-            self._live.discard(rank)
-            self._renewed.pop(rank, None)
+            self._depart(rank)
+
+    def _depart(self, rank: int) -> None:
+        """Free `rank` (under the condition's lock). Its last step keeps its number and keys
+        but not their values, which a departed worker would hold in memory for good: a repeat
+        of it is answered with the keys' current values, as after a move of the store."""
+        self._live.discard(rank)
+        self._renewed.pop(rank, None)
+        self._workers.pop(rank, None)
+        last = self._last_steps.get(rank)
+        if last is not None and not last.busy:
+            last.values = dict.fromkeys(last.values)
 
     # ---- the optimizer -----------------------------------------------------------------------
 
@@ -241,7 +269,11 @@ class TrainingSession:
             raise InvalidArgument(f"cannot build the optimizer: {error}") from None
         with self._cond:
             if self.optimizer is not None and type(self.optimizer) is type(rebuilt):
-                rebuilt.set_states(self.optimizer.get_states())
+                try:
+                    rebuilt.set_states(self.optimizer.get_states())
+                except ValueError as error:  # other settings keep other state (momentum or none)
+                    _log.info("store %s: the new optimizer starts without state: %s",
+                              self.store, error)
             self.optimizer = rebuilt
 
     # ---- keys --------------------------------------------------------------------------------
@@ -254,9 +286,10 @@ class TrainingSession:
             new = [item for item in items if state.array(item.info.name) is None]
             return store.push(state.prefix or prefix, new) if new else state
 
-    def push_pull(self, rank: int, items: Iterable[Incoming], step: int = 0
+    def push_pull(self, rank: int, items: Iterable[Incoming], step: int = 0, worker: int = 0
                   ) -> list[tuple[str, np.ndarray]]:
-        """Hand in gradients from `rank` for its step number `step` (0: unnumbered); the new
+        """Hand in gradients from `rank` (the worker of worker_id `worker`, unless 0) for its
+        step number `step` (0: unnumbered); the new
         value of each key, in order. A repeat of the rank's last step applies none of the keys
         it applied already (on this server or the one that held the store before): it
         answers with the values they got.
@@ -265,7 +298,7 @@ class TrainingSession:
         that does not follow the rank's last one), `ParameterNotFound`, `TrainingAborted`
         (sync step missing workers after the timeout)."""
         with self._cond:
-            self._renew(rank)
+            self._renew(rank, worker)
             record = self._claim(rank, step)
             self._stepping[rank] = record
         try:
@@ -345,11 +378,12 @@ class TrainingSession:
             raise FailedPrecondition(f"key {key!r} has no value")
         return value
 
-    def barrier(self, rank: int) -> None:
+    def barrier(self, rank: int, worker: int = 0) -> None:
         """Wait until every rank reached the barrier. Raises `TrainingAborted`,
-        `InvalidArgument` or `FailedPrecondition` for a rank that is not a live worker's."""
+        `InvalidArgument` or `FailedPrecondition` for a rank that is not a live worker's
+        (`worker`'s, unless 0)."""
         with self._cond:
-            self._renew(rank)
+            self._renew(rank, worker)
         self._gather([(_BARRIER_KEY, None)], rank,
                      lambda rounds: {key: None for key, _ in rounds})
 
@@ -463,9 +497,9 @@ class TrainingSession:
         )
         _log.warning("%s", current.error)
         # A rank that joined during the round is a worker on its way, not a lost one.
-        self._live.difference_update(
-            rank for rank in missing if self._joined_at.get(rank, 0.0) < current.started
-        )
+        for rank in missing:
+            if self._joined_at.get(rank, 0.0) < current.started:
+                self._depart(rank)
         if self._rounds.get(key) is current:
             del self._rounds[key]
         self._cond.notify_all()
@@ -486,7 +520,15 @@ class TrainingSession:
             for key, total in totals.items():
                 stored = cast(np.ndarray, state.array(key))
                 weights[key] = np.empty_like(stored)  # the state's arrays stay as they are
-                self.optimizer.update(key, stored, total, out=weights[key])
+                try:
+                    self.optimizer.update(key, stored, total, out=weights[key])
+                except (ArithmeticError, TypeError, ValueError) as error:
+                    # Settings or states from the wire that no check before caught: the step
+                    # fails for every worker alike, and nothing is written.
+                    raise FailedPrecondition(
+                        f"the optimizer of store {self.store!r} cannot update key {key!r}: "
+                        f"{error}; set another optimizer or other optimizer states"
+                    ) from None
             return weights
 
         # Recorded with the data: a snapshot holding this update knows which steps it was of.
@@ -588,10 +630,11 @@ class TrainingCoordinator:
 
     def join(
         self, store: str, mode: str, num_workers: int, timeout: float = 0.0,
-        wanted: int | None = None,
-    ) -> tuple[int, TrainingSession]:
+        wanted: int | None = None, previous: int = 0,
+    ) -> tuple[int, int, TrainingSession]:
         """Join `store`'s training, starting it on the first join; `wanted` is the rank the
-        worker asks for (granted when free).
+        worker asks for (granted when free), `previous` the worker_id of its last join.
+        Returns the rank, the worker's worker_id and the session.
 
         Raises `StoreNotFound`, `InvalidArgument` (mode, worker count, timeout),
         `FailedPrecondition` (another mode or worker count, or no free rank)."""
@@ -617,7 +660,7 @@ class TrainingCoordinator:
                 f"store {store!r} trains in {session.mode} mode with {session.num_workers} "
                 f"workers; got {mode} with {num_workers}"
             )
-        return session.join(wanted), session
+        return *session.join(wanted, previous), session
 
     def session(self, store: str) -> TrainingSession:
         """The store's session. Raises `StoreNotFound`, `FailedPrecondition` (none yet)."""

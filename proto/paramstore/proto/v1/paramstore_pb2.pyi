@@ -115,7 +115,7 @@ class CollectParamsResponse(_message.Message):
     def __init__(self, prefix: _Optional[str] = ..., version: _Optional[int] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
 
 class PushBegin(_message.Message):
-    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count", "compression", "shared_memory", "step", "values_offset", "same_parameters")
+    __slots__ = ("store", "prefix", "expected_version", "rank", "parameter_count", "compression", "shared_memory", "step", "values_offset", "same_parameters", "worker_id")
     STORE_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class PushBegin(_message.Message):
     STEP_FIELD_NUMBER: _ClassVar[int]
     VALUES_OFFSET_FIELD_NUMBER: _ClassVar[int]
     SAME_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     store: str
     prefix: str
     expected_version: int
@@ -136,7 +137,8 @@ class PushBegin(_message.Message):
     step: int
     values_offset: int
     same_parameters: bool
-    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ..., compression: _Optional[_Union[GradientCompression, _Mapping]] = ..., shared_memory: _Optional[str] = ..., step: _Optional[int] = ..., values_offset: _Optional[int] = ..., same_parameters: _Optional[bool] = ...) -> None: ...
+    worker_id: int
+    def __init__(self, store: _Optional[str] = ..., prefix: _Optional[str] = ..., expected_version: _Optional[int] = ..., rank: _Optional[int] = ..., parameter_count: _Optional[int] = ..., compression: _Optional[_Union[GradientCompression, _Mapping]] = ..., shared_memory: _Optional[str] = ..., step: _Optional[int] = ..., values_offset: _Optional[int] = ..., same_parameters: _Optional[bool] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class GradientCompression(_message.Message):
     __slots__ = ("type", "threshold")
@@ -490,23 +492,25 @@ class ImportSnapshotRequest(_message.Message):
     def __init__(self, begin: _Optional[_Union[ImportBegin, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class JoinTrainingRequest(_message.Message):
-    __slots__ = ("store", "mode", "num_workers", "timeout_seconds", "shared_memory_probe", "rank")
+    __slots__ = ("store", "mode", "num_workers", "timeout_seconds", "shared_memory_probe", "rank", "worker_id")
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     store: str
     mode: str
     num_workers: int
     timeout_seconds: float
     shared_memory_probe: str
     rank: int
-    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+    worker_id: int
+    def __init__(self, store: _Optional[str] = ..., mode: _Optional[str] = ..., num_workers: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[str] = ..., rank: _Optional[int] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class JoinTrainingResponse(_message.Message):
-    __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds", "shared_memory_probe", "idle_timeout_seconds", "data_port")
+    __slots__ = ("rank", "num_workers", "mode", "step", "lease_seconds", "shared_memory_probe", "idle_timeout_seconds", "data_port", "worker_id")
     RANK_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -515,6 +519,7 @@ class JoinTrainingResponse(_message.Message):
     SHARED_MEMORY_PROBE_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DATA_PORT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     rank: int
     num_workers: int
     mode: str
@@ -523,15 +528,18 @@ class JoinTrainingResponse(_message.Message):
     shared_memory_probe: bytes
     idle_timeout_seconds: float
     data_port: int
-    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[bytes] = ..., idle_timeout_seconds: _Optional[float] = ..., data_port: _Optional[int] = ...) -> None: ...
+    worker_id: int
+    def __init__(self, rank: _Optional[int] = ..., num_workers: _Optional[int] = ..., mode: _Optional[str] = ..., step: _Optional[int] = ..., lease_seconds: _Optional[float] = ..., shared_memory_probe: _Optional[bytes] = ..., idle_timeout_seconds: _Optional[float] = ..., data_port: _Optional[int] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class LeaveTrainingRequest(_message.Message):
-    __slots__ = ("store", "rank")
+    __slots__ = ("store", "rank", "worker_id")
     STORE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     store: str
     rank: int
-    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+    worker_id: int
+    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class LeaveTrainingResponse(_message.Message):
     __slots__ = ()
@@ -550,12 +558,14 @@ class SetOptimizerResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class BarrierRequest(_message.Message):
-    __slots__ = ("store", "rank")
+    __slots__ = ("store", "rank", "worker_id")
     STORE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     store: str
     rank: int
-    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+    worker_id: int
+    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class BarrierResponse(_message.Message):
     __slots__ = ()
@@ -586,24 +596,28 @@ class SetOptimizerStatesResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("store", "rank")
+    __slots__ = ("store", "rank", "worker_id")
     STORE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     store: str
     rank: int
-    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+    worker_id: int
+    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class OpenDataChannelRequest(_message.Message):
-    __slots__ = ("store", "rank")
+    __slots__ = ("store", "rank", "worker_id")
     STORE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     store: str
     rank: int
-    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
+    worker_id: int
+    def __init__(self, store: _Optional[str] = ..., rank: _Optional[int] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class OpenDataChannelResponse(_message.Message):
     __slots__ = ("ticket", "port", "host", "expires_seconds")

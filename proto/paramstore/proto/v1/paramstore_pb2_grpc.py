@@ -458,7 +458,8 @@ class ParamStoreServicer:
 
     def SetOptimizer(self, request, context):
         """Sets the store-side optimizer from its `dumps()` JSON; an optimizer of the same kind keeps
-        the per-key state. INVALID_ARGUMENT (JSON or unknown optimizer); NOT_FOUND (store).
+        the per-key state its settings have room for. INVALID_ARGUMENT (JSON, unknown optimizer,
+        or settings it cannot take); NOT_FOUND (store).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -473,8 +474,9 @@ class ParamStoreServicer:
         message names their ranks); UNAVAILABLE while the store is handed over to another replica,
         and FAILED_PRECONDITION with error kind NotTraining once it moved (a waiting worker joins
         the new owner and repeats its step); NOT_FOUND (store or key); FAILED_PRECONDITION (not
-        joined, shape or dtype differs, no optimizer and a shape the store cannot take);
-        INVALID_ARGUMENT
+        joined, or the rank is another worker's now, shape or dtype differs, no optimizer and a
+        shape the store cannot take, an optimizer whose update fails on its settings: nothing is
+        applied, for every worker of the step); INVALID_ARGUMENT
         (an unknown compression, a threshold not above 0, codes for a dtype that is not floating
         point, or compression on another RPC than PushPull).
         """
@@ -515,8 +517,9 @@ class ParamStoreServicer:
     def SetOptimizerStates(self, request_iterator, context):
         """Replaces the store's optimizer and its state with those of such a file: `Trainer.load_states`
         through a remote KVStore. The first message names the store, the others carry the file.
-        INVALID_ARGUMENT (not such a file); NOT_FOUND (store); RESOURCE_EXHAUSTED (over the
-        server's import limit).
+        INVALID_ARGUMENT (not such a file, or a key's state not floating point or not of the
+        key's shape); NOT_FOUND (store); RESOURCE_EXHAUSTED (over the server's import limit, or
+        over the bytes requests in flight may hold, as a push).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -526,7 +529,8 @@ class ParamStoreServicer:
         """Keeps a worker's rank: a rank that neither calls Heartbeat nor makes a training call for
         `lease_seconds` (JoinTrainingResponse) is freed for another worker, so a worker that
         died without LeaveTraining does not hold its rank forever. INVALID_ARGUMENT (a rank
-        outside the session); FAILED_PRECONDITION (the rank was freed: join again).
+        outside the session); FAILED_PRECONDITION (the rank was freed, or is another worker's
+        now: join again).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
