@@ -83,21 +83,41 @@ def test_departed_workers_hold_no_copies_of_the_weights(
 
 
 
-def _mapped_segments_gone(pid: int) -> int:
-    """How many shared-memory segments their workers unlinked process `pid` still maps."""
+def _segments_held(pid: int) -> tuple[int, int]:
+    """The workers' shared-memory segments process `pid` maps, and those it holds open."""
     with open(f"/proc/{pid}/maps") as maps:
-        return sum("/paramstore-" in line and "(deleted)" in line for line in maps)
+        mapped = sum("/memfd:paramstore-" in line for line in maps)
+    links = []
+    for descriptor in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{descriptor}"))
+        except FileNotFoundError:
+            pass  # closed while listed
+    return mapped, sum(link.startswith("/memfd:paramstore-") for link in links)
 
 
 def test_the_segments_of_workers_that_left_are_no_longer_mapped(served: Any, remote: Any) -> None:
-    for worker in range(4):
-        with remote.kvstore("s", mode="sync", num_workers=1) as kv:
-            if worker == 0:
-                kv.init("w", nd.zeros(MIB_FLOATS))
-            assert kv.shared_memory
-            kv.pushpull("w", nd.ones(MIB_FLOATS), out=nd.zeros(MIB_FLOATS))
-    assert _stored(remote)[:2] == [1.0, 1.0]
-    assert _mapped_segments_gone(served.process.pid) == 0
+    with remote.kvstore("s", mode="async", num_workers=8) as first:
+        first.init("w", nd.zeros(MIB_FLOATS))
+    killed = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from paramstore import nd; from paramstore.client import connect\n"
+        "kv = connect(sys.argv[1]).kvstore('s', mode='async', num_workers=8)\n"
+        f"kv.pushpull('w', nd.ones({MIB_FLOATS}), out=nd.zeros({MIB_FLOATS}))\n"
+        "print(kv.shared_memory, flush=True); sys.stdin.readline()\n"), served.address],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert killed.stdout is not None and killed.stdout.readline().strip() == "True"
+    finally:
+        killed.kill()  # it never leaves: its segment goes with its process
+        killed.wait()
+    for worker in range(6):  # in turn, and two at a time
+        with remote.kvstore("s", mode="async", num_workers=8) as kv, \
+                remote.kvstore("s", mode="async", num_workers=8) as other:
+            assert kv.shared_memory and other.shared_memory
+            for one in (kv, other):
+                one.pushpull("w", nd.ones(MIB_FLOATS) * worker, out=nd.zeros(MIB_FLOATS))
+    assert _stored(remote)[:2] == [5.0, 5.0]
+    assert _segments_held(served.process.pid) == (0, 0)
 
 
 
