@@ -15,10 +15,13 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hostile_segments import HOSTILE
 
 from paramstore import nd
 from paramstore import optimizer as opt
@@ -83,21 +86,84 @@ def test_departed_workers_hold_no_copies_of_the_weights(
 
 
 
-def _mapped_segments_gone(pid: int) -> int:
-    """How many shared-memory segments their workers unlinked process `pid` still maps."""
+def _segments_held(pid: int) -> tuple[int, int]:
+    """The workers' shared-memory segments process `pid` maps, and those it holds open."""
     with open(f"/proc/{pid}/maps") as maps:
-        return sum("/paramstore-" in line and "(deleted)" in line for line in maps)
+        mapped = sum("/memfd:paramstore-" in line for line in maps)
+    links = []
+    for descriptor in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{descriptor}"))
+        except FileNotFoundError:
+            pass  # closed while listed
+    return mapped, sum(link.startswith("/memfd:paramstore-") for link in links)
 
 
 def test_the_segments_of_workers_that_left_are_no_longer_mapped(served: Any, remote: Any) -> None:
-    for worker in range(4):
-        with remote.kvstore("s", mode="sync", num_workers=1) as kv:
-            if worker == 0:
-                kv.init("w", nd.zeros(MIB_FLOATS))
+    with remote.kvstore("s", mode="async", num_workers=8) as first:
+        first.init("w", nd.zeros(MIB_FLOATS))
+    killed = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from paramstore import nd; from paramstore.client import connect\n"
+        "kv = connect(sys.argv[1]).kvstore('s', mode='async', num_workers=8)\n"
+        f"kv.pushpull('w', nd.ones({MIB_FLOATS}), out=nd.zeros({MIB_FLOATS}))\n"
+        "print(kv.shared_memory, flush=True); sys.stdin.readline()\n"), served.address],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert killed.stdout is not None and killed.stdout.readline().strip() == "True"
+    finally:
+        killed.kill()  # it never leaves: its segment goes with its process
+        killed.wait()
+    for worker in range(6):  # in turn, and two at a time
+        with remote.kvstore("s", mode="async", num_workers=8) as kv, \
+                remote.kvstore("s", mode="async", num_workers=8) as other:
+            assert kv.shared_memory and other.shared_memory
+            for one in (kv, other):
+                one.pushpull("w", nd.ones(MIB_FLOATS) * worker, out=nd.zeros(MIB_FLOATS))
+    assert _stored(remote)[:2] == [5.0, 5.0]
+    assert _segments_held(served.process.pid) == (0, 0)
+
+
+def _workers_come_and_go(client: Any, seed: int) -> None:
+    for _ in range(4):
+        with client.kvstore("s", mode="async", num_workers=8) as kv:
             assert kv.shared_memory
-            kv.pushpull("w", nd.ones(MIB_FLOATS), out=nd.zeros(MIB_FLOATS))
-    assert _stored(remote)[:2] == [1.0, 1.0]
-    assert _mapped_segments_gone(served.process.pid) == 0
+            for size in (3, 4096):  # a larger step replaces the segment
+                out = nd.zeros(size)
+                kv.pushpull("w" if size == 3 else "big", nd.ones(size) * seed, out=out)
+                assert out.asnumpy().tolist() == [seed] * size  # no optimizer: the gradient
+
+
+def _hostile_steps(client: Any, folder: Path) -> list[str]:
+    """Steps naming each thing but a sealed memfd of its name; how the answers were wrong."""
+    wrong = []
+    for kind, (make, refusal) in list(HOSTILE.items()) * 2:
+        with ExitStack() as stack:
+            begin = pb.PushBegin(store="s", rank=0, parameter_count=1,
+                                 shared_memory=make(stack, folder))
+            spec = pb.ParameterSpec(name="w", shape=[3], dtype="float32",
+                                    dtype_label="float32", kind="Parameter", has_data=True)
+            try:
+                list(client.stream("PushPullSteps", iter([
+                    pb.PushRequest(begin=begin), pb.PushRequest(parameter=spec)])))
+                wrong.append(f"{kind}: accepted")
+            except ParamstoreError as error:
+                if not isinstance(error, InvalidArgument) or refusal not in str(error):
+                    wrong.append(f"{kind}: {type(error).__name__}: {error}")
+    return wrong
+
+
+def test_hostile_segments_among_workers_that_come_and_go_leave_nothing_mapped(
+        served: Any, remote: Any, tmp_path: Path) -> None:
+    with remote.kvstore("s", mode="async", num_workers=8) as first:
+        first.init(["w", "big"], [nd.zeros(3), nd.zeros(4096)])
+    with ThreadPoolExecutor(4) as pool:
+        workers = [pool.submit(_workers_come_and_go, remote, seed) for seed in (1, 2, 3)]
+        hostile = pool.submit(_hostile_steps, remote, tmp_path)
+        for worker in workers:
+            worker.result(timeout=WAIT)
+        assert hostile.result(timeout=WAIT) == []
+    assert _segments_held(served.process.pid) == (0, 0)
+    assert served.process.poll() is None
 
 
 

@@ -3,16 +3,19 @@ shared memory, end where the socket path ends, and bad segments are refused."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, cast
 
 import grpc
 import numpy as np
 import pytest
+from hostile_segments import MEMFD, hostile_segment, memfd, named
 from training_runs import TRANSPORTS, takes_the_data_channel, train_tied_mlp
 
 from paramstore import autograd, gluon, nd
@@ -23,6 +26,8 @@ from paramstore.proto import data_frames as frames
 from paramstore.proto import shared_memory as segments
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
+__all__ = ["hostile_segment"]  # a fixture of this module
+pytest_plugins = ("server_fixtures",)  # `served`: a server process, which a SIGBUS would kill
 
 @pytest.mark.parametrize("compression", [None, {"type": "2bit", "threshold": 0.05},
                                          {"type": "fp16"}])
@@ -57,10 +62,11 @@ def test_without_a_data_channel_a_worker_on_the_servers_host_signals_on_grpc(
         np.testing.assert_array_equal(one, want)
 
 
-def test_a_probe_the_server_cannot_open_means_the_socket(client: Any) -> None:
+def test_a_probe_the_server_cannot_open_means_the_socket(
+        client: Any, hostile_segment: tuple[str, str]) -> None:
     client.create_store("mlp")
     reply = client.call("JoinTraining", pb.JoinTrainingRequest(
-        store="mlp", mode="sync", num_workers=2, shared_memory_probe=segments.new_name(),
+        store="mlp", mode="sync", num_workers=2, shared_memory_probe=hostile_segment[0],
     ))
     assert reply.shared_memory_probe == b""
 
@@ -71,8 +77,7 @@ def test_the_segment_is_released_on_close(client: Any) -> None:
     kv.push("w", nd.ones(3))
     name = kv._segment.name
     kv.close()
-    with pytest.raises(OSError):
-        segments.open_mapped(name)
+    assert not segments.exists(name)
 
 
 def _requests(segment_name: str, size: int = 3, chunk: bytes | None = None) -> list[Any]:
@@ -130,15 +135,23 @@ def _stored(client: Any) -> list[float]:
     return client.store("mlp").collect_params()["w"].data().asnumpy().tolist()
 
 
-def test_a_name_that_is_not_a_segment_is_refused(joined: Any, steps: Steps) -> None:
+@pytest.mark.parametrize("name", [
+    "../../etc/passwd", MEMFD, f"/dev/shm/{MEMFD}", f"{MEMFD}@0/3", f"{MEMFD}@1/03",
+    f"{MEMFD}@1/3/../4", f"{MEMFD}@1/-1", f"{MEMFD}@1/3\n", f"{MEMFD.upper()}@1/3",
+    f"{MEMFD}@self/3", f"{MEMFD}@1/3@1/3",
+])
+def test_a_name_that_is_not_a_segment_is_refused(joined: Any, steps: Steps, name: str) -> None:
     with pytest.raises(InvalidArgument, match="not a shared-memory segment name"):
-        steps(joined, _requests("../../etc/passwd"))
+        steps(joined, _requests(name))
     assert _stored(joined) == [1.0, 1.0, 1.0]
 
 
-def test_a_segment_that_does_not_exist_is_refused(joined: Any, steps: Steps) -> None:
-    with pytest.raises(InvalidArgument, match="cannot open shared-memory segment"):
-        steps(joined, _requests(segments.new_name()))
+def test_anything_but_a_sealed_memfd_of_its_name_is_refused_and_changes_nothing(
+        joined: Any, steps: Steps, hostile_segment: tuple[str, str]) -> None:
+    name, refusal = hostile_segment
+    with pytest.raises(InvalidArgument, match=refusal):
+        steps(joined, _requests(name))
+    assert _stored(joined) == [1.0, 1.0, 1.0]
 
 
 def test_a_segment_too_small_for_the_parameters_is_refused(joined: Any, steps: Steps) -> None:
@@ -150,7 +163,41 @@ def test_a_segment_too_small_for_the_parameters_is_refused(joined: Any, steps: S
         assert _stored(joined) == [1.0, 1.0, 1.0]
     finally:
         segment.close()
-        segment.unlink()
+
+
+def test_a_worker_cannot_shrink_its_segment_under_the_servers_mapping(
+        served: Any, remote: Any) -> None:
+    size = 1 << 16
+    with remote.kvstore("mlp", mode="sync", num_workers=1) as kv:
+        kv.init("w", nd.zeros(size))
+        out = nd.zeros(size)
+        kv.pushpull("w", nd.ones(size), out=out)  # the server maps the segment
+        descriptor = int(kv._segment.name.rpartition("/")[2])
+        with pytest.raises(PermissionError):
+            os.ftruncate(descriptor, 0)
+        kv.pushpull("w", nd.ones(size) * 2, out=out)  # and touches every page again
+        assert kv.shared_memory and out.asnumpy()[[0, -1]].tolist() == [2.0, 2.0]
+    assert served.process.poll() is None
+
+
+def test_an_unsealed_segment_is_refused_before_the_server_maps_it(
+        served: Any, remote: Any) -> None:
+    with remote.kvstore("mlp", mode="sync", num_workers=1) as kv:
+        kv.init("w", nd.zeros(3))
+    with ExitStack() as stack:
+        descriptor = memfd(stack, 0)  # of the right name, but free to shrink
+        os.pwrite(descriptor, np.ones(3, "<f4").tobytes(), 0)
+        for _ in range(2):  # refused whole, then shrunk: as it would be under a mapping
+            with pytest.raises(InvalidArgument, match="not sealed"):
+                list(remote.stream("PushPullSteps", iter(_requests(named(descriptor)))))
+            os.ftruncate(descriptor, 0)
+        with open(f"/proc/{served.process.pid}/maps") as maps:
+            assert MEMFD not in maps.read()
+    with remote.kvstore("mlp", mode="sync", num_workers=1) as kv:
+        out = nd.zeros(3)
+        kv.pushpull("w", nd.ones(3), out=out)
+        assert kv.shared_memory and out.asnumpy().tolist() == [1.0, 1.0, 1.0]
+    assert served.process.poll() is None
 
 
 def test_chunks_after_a_parameter_in_shared_memory_are_refused(joined: Any) -> None:
@@ -161,11 +208,10 @@ def test_chunks_after_a_parameter_in_shared_memory_are_refused(joined: Any) -> N
         assert _stored(joined) == [1.0, 1.0, 1.0]
     finally:
         segment.close()
-        segment.unlink()
 
 
 def test_shared_memory_on_a_plain_push_is_refused(joined: Any) -> None:
-    requests = _requests(segments.new_name())
+    requests = _requests(named(3))
     with pytest.raises(InvalidArgument, match="PushPull streams only"):
         joined.call("Push", iter(requests))
 
@@ -182,8 +228,7 @@ print(kv._segment.name)
     done = subprocess.run([sys.executable, "-c", worker], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
-    with pytest.raises(OSError):
-        segments.open_mapped(done.stdout.strip())
+    assert not segments.exists(done.stdout.strip())
 
 
 def _local_and_remote_nets(kv: Any, grad_req: str = "write") -> list[tuple[Any, Any]]:
@@ -253,8 +298,7 @@ def test_closing_gives_the_parameters_memory_of_their_own(client: Any) -> None:
     before = _arrays(net, "data")
     name = kv._segment.name
     kv.close()
-    with pytest.raises(OSError):
-        segments.open_mapped(name)
+    assert not segments.exists(name)
     for param, want in zip(net.collect_params().values(), before):
         np.testing.assert_array_equal(param.data().asnumpy(), want)
         param.set_data(param.data() + 1)  # still the parameter's own, writable memory
@@ -333,12 +377,11 @@ def test_values_offset_over_the_gradients_is_refused_and_changes_nothing(
         assert _stored(joined) == [1.0, 1.0, 1.0]
     finally:
         segment.close()
-        segment.unlink()
 
 
 def _shared_step(segment: Any, gradient: list[float], same: bool = False) -> list[Any]:
     """A step of key "w" through `segment`, its gradient at offset 0 and its value past it."""
-    np.frombuffer(segment.buf, "<f4", 3)[:] = gradient
+    np.frombuffer(segment.mapped, "<f4", 3)[:] = gradient
     begin = pb.PushBegin(store="mlp", rank=0, parameter_count=1, shared_memory=segment.name,
                          values_offset=segments.ALIGN, same_parameters=same)
     return [pb.PushRequest(begin=begin)] + ([] if same else _requests(segment.name)[1:])
@@ -348,7 +391,7 @@ def test_a_step_with_the_same_parameters_sends_and_gets_no_specs(joined: Any) ->
     segment = segments.create(2 * segments.ALIGN)
     try:
         def value() -> list[float]:
-            return np.frombuffer(segment.buf, "<f4", 3, segments.ALIGN).tolist()
+            return np.frombuffer(segment.mapped, "<f4", 3, segments.ALIGN).tolist()
 
         outbox: list[Any] = []
         for step, same in enumerate([False, True, True]):
@@ -360,7 +403,6 @@ def test_a_step_with_the_same_parameters_sends_and_gets_no_specs(joined: Any) ->
             assert (kinds[-1] == "begin") == same  # then the answer is PullBegin alone
     finally:
         segment.close()
-        segment.unlink()
 
 
 def test_same_parameters_on_a_calls_first_step_is_refused_and_changes_nothing(
@@ -380,7 +422,6 @@ def test_same_parameters_on_a_calls_first_step_is_refused_and_changes_nothing(
     finally:
         for one in (segment, other):
             one.close()
-            one.unlink()
 
 
 def test_a_same_parameters_step_through_another_segment_reads_that_segment(
@@ -392,11 +433,10 @@ def test_a_same_parameters_step_through_another_segment_reads_that_segment(
         # Without an optimizer the gradient becomes the value: the second step's, read where
         # it names it, written back there.
         assert _stored(joined) == [7.0, 7.0, 7.0]
-        assert np.frombuffer(other.buf, "<f4", 3, segments.ALIGN).tolist() == [7.0, 7.0, 7.0]
+        assert np.frombuffer(other.mapped, "<f4", 3, segments.ALIGN).tolist() == [7.0, 7.0, 7.0]
     finally:
         for one in (segment, other):
             one.close()
-            one.unlink()
 
 
 def test_steps_of_other_keys_and_kinds_in_turn_answer_each_steps_values(client: Any) -> None:

@@ -24,10 +24,8 @@ import atexit
 import mmap
 import secrets
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from multiprocessing.shared_memory import SharedMemory
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -85,7 +83,7 @@ class RemoteKVStore(KVStoreBase):
         self._rank = -1  # none until the first join; then kept when it joins again
         self._worker_id = 0  # this worker's hold on its rank, sent with each call of it
         lease = self._join()
-        self._segment: SharedMemory | None = None  # its name; the data goes through _mapped
+        self._segment: segments.Segment | None = None  # its mapping is _mapped
         self._mapped: mmap.mmap | None = None
         self._layout: list[pb.ParameterSpec] = []  # the keys of the last step
         self._offsets: list[int] = []  # where each of the layout's regions starts
@@ -121,9 +119,8 @@ class RemoteKVStore(KVStoreBase):
             ))
         finally:
             if probe is not None:
-                secret = bytes(probe.buf[:segments.PROBE_BYTES])
+                secret = bytes(probe.mapped[:segments.PROBE_BYTES])
                 probe.close()
-                probe.unlink()
         self.shared_memory = probe is not None and reply.shared_memory_probe == secret
         if reply.rank != self._rank:  # a new rank numbers its steps from 1; the same goes on
             self._steps_done = 0
@@ -405,12 +402,7 @@ class RemoteKVStore(KVStoreBase):
         if self._mapped is None or len(self._mapped) < size:
             self._release_segment()
             self._segment = segments.create(size)
-            # Arrays view a mapping of their own, which lives as long as they do: the
-            # SharedMemory object, closed at once, only names the segment and unlinks it.
-            self._mapped = segments.open_mapped(self._segment.name)
-            self._segment.close()
-            # A store dropped without close() still frees its segment's name.
-            self._forget = weakref.finalize(self, _unlink, self._segment.name)
+            self._mapped = self._segment.mapped
         return self._mapped
 
     def _keep_fresh_values(self) -> None:
@@ -423,8 +415,10 @@ class RemoteKVStore(KVStoreBase):
         self._keep_fresh_values()
         self._leave_segment()
         if self._segment is not None:
-            self._forget()  # unlinks the segment, unless that was done at exit already
+            self._segment.close()
+            # The mapping goes with the last array viewing it: none but the last values read.
             self._segment = self._mapped = None
+            self._values_read = ()
 
     def pull(self, key: Key | Sequence[Key], out: Any = None, priority: int = 0) -> None:
         """Copy each key's value into `out` (an NDArray, or a list to fill alike)."""
@@ -561,22 +555,15 @@ class _Home:
     value: np.ndarray
 
 
-def _probe() -> SharedMemory | None:
+def _probe() -> segments.Segment | None:
     """A segment of random bytes for the server to read back, or None where there is no shared
     memory to make."""
     try:
         probe = segments.create(segments.PROBE_BYTES)
     except OSError:
         return None
-    probe.buf[:segments.PROBE_BYTES] = secrets.token_bytes(segments.PROBE_BYTES)
+    probe.mapped[:segments.PROBE_BYTES] = secrets.token_bytes(segments.PROBE_BYTES)
     return probe
-
-
-def _unlink(name: str) -> None:
-    try:
-        SharedMemory(name=name).unlink()
-    except FileNotFoundError:
-        pass
 
 
 def _raw_bytes(spec: pb.ParameterSpec) -> int:

@@ -429,7 +429,7 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
     @_rpc
     def LeaveTraining(self, request: pb.LeaveTrainingRequest, context: Any, call: _Call) -> Any:
         self.training.session(request.store).leave(request.rank, request.worker_id)
-        self._segments.drop_unlinked()  # a worker leaving has unlinked its segment
+        self._segments.drop_closed()  # a worker leaving has closed its segment
         return pb.LeaveTrainingResponse()
 
     @_rpc

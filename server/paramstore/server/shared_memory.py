@@ -2,8 +2,10 @@
 
 A worker reuses one segment step after step, so mappings are kept (the most recent few): mapping
 a segment again each step would fault in every page again. A dropped mapping is unmapped once
-the last array viewing it is gone; a segment its worker unlinked lives until then, so those of
-workers gone (unlinked) are dropped whenever a new segment is mapped or a worker leaves.
+the last array viewing it is gone; a segment its worker closed lives until then, so those of
+workers gone (closed, or exited) are dropped whenever a new segment is mapped or a worker
+leaves. A segment is sealed against shrinking before it is mapped, so no worker can take pages
+from under a mapping.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ class Segments:
         self._lock = threading.Lock()
 
     def get(self, name: str) -> mmap.mmap:
-        """The segment `name`, mapped. Raises `InvalidArgument` for a bad name or a segment
-        that cannot be opened (gone, or created on another host)."""
+        """The segment `name`, mapped. Raises `InvalidArgument` for a bad name, a name of
+        anything but a sealed segment, or a segment that cannot be opened (gone, or created on
+        another host)."""
         with self._lock:
             mapped = self._mapped.get(name)
             if mapped is not None:
@@ -38,20 +41,22 @@ class Segments:
                 return mapped
         try:
             mapped = shared_memory.open_mapped(name)
-        except (OSError, ValueError) as error:
+        except ValueError as error:
+            raise InvalidArgument(f"refused shared-memory segment {name!r}: {error}") from None
+        except OSError as error:
             raise InvalidArgument(
                 f"cannot open shared-memory segment {name!r} ({error}); a worker on another "
                 "host sends its data in chunks"
             ) from None
-        self.drop_unlinked()
+        self.drop_closed()
         with self._lock:
             self._mapped[name] = mapped
             while len(self._mapped) > self._kept:
                 self._mapped.popitem(last=False)  # unmapped when no array views it any more
         return mapped
 
-    def drop_unlinked(self) -> None:
-        """Drop the mappings of segments their workers unlinked: only this server's mapping
+    def drop_closed(self) -> None:
+        """Drop the mappings of segments their workers closed: only this server's mapping
         kept their memory."""
         with self._lock:
             for name in [name for name in self._mapped if not shared_memory.exists(name)]:
