@@ -5,6 +5,8 @@ plain safetensors file."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ import safetensors.numpy
 from s3_server import new_bucket
 from tcp_proxy import FaultyProxy
 
+from paramstore import checkpoint
 from paramstore.client import connect
 from paramstore.server import create_server
 from paramstore.server.storage import Catalog, Contents
@@ -146,3 +149,26 @@ def test_an_upload_cut_mid_way_is_sent_again_whole_from_the_start(proxy, bucket)
     state = catalog.read_snapshot("s", info.id).state
     for name, array in tensors.items():
         np.testing.assert_array_equal(state.data[name], array)
+
+
+def test_an_upload_is_spooled_in_a_memory_file_no_crash_can_leave_behind(s3_endpoint, bucket):
+    # A named spool file (in /dev/shm or the temporary folder) would outlive a killed server.
+
+    folders = [folder for folder in ("/dev/shm", tempfile.gettempdir()) if os.path.isdir(folder)]
+    before = {folder: set(os.listdir(folder)) for folder in folders}
+    tensors = layers(3, 1000)
+    seen: dict[str, set[str]] = {}
+
+    def produce(path: str) -> None:
+        checkpoint.write(path, tensors)  # as the server's producers write: by path, in place
+        seen.update({folder: set(os.listdir(folder)) - before[folder] for folder in folders})
+
+    backend = S3Backend(bucket, "", endpoint=s3_endpoint)
+    size = backend.write("imports/one.safetensors", produce)
+    assert seen == {folder: set() for folder in folders}
+    with backend.local_file("imports/one.safetensors") as path:
+        loaded = safetensors.numpy.load_file(path)
+        assert os.path.getsize(path) == size
+    assert loaded.keys() == tensors.keys()
+    for name, array in tensors.items():
+        np.testing.assert_array_equal(loaded[name], array)

@@ -23,6 +23,7 @@ import contextlib
 import io
 import mmap
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -96,7 +97,7 @@ class S3Backend(Backend):
     # ---- the verbs ------------------------------------------------------------------------
 
     def write(self, key: str, produce: Callable[[str], None]) -> int:
-        with _spool(_MEMORY_FOLDER) as path:
+        with _spool(in_memory=True) as path:
             produce(path)
             with open(path, "rb") as file:
                 size = os.fstat(file.fileno()).st_size
@@ -313,20 +314,28 @@ class _Taken(Exception):
     """A conditional write found its key taken."""
 
 
-# Files uploaded (imports, optimizer states) are spooled in memory where the system offers a
-# memory file system: a file written to disk only to be read back at once costs writeback
-# (measured: 0.6-1 s for 256 MiB, as much as a third of the PUT). Downloads for a local file
-# stay on disk, where the mapped pages can be reclaimed.
-_MEMORY_FOLDER = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) \
-    else None
+# Files uploaded (imports, optimizer states) are spooled in memory where the system offers
+# anonymous memory files: a file written to disk only to be read back at once costs writeback
+# (measured: 0.6-1 s for 256 MiB, as much as a third of the PUT). A memory file has no name, so
+# it is gone with the process however that ends (one named in /dev/shm outlived a killed server
+# and held its memory until reboot). Downloads for a local file stay on disk, where the mapped
+# pages can be reclaimed.
+_MEMORY_FILES = sys.platform.startswith("linux") and hasattr(os, "memfd_create")
 
 
 @contextlib.contextmanager
-def _spool(folder: str | None = None) -> Iterator[str]:
-    """A temporary file (in `folder`, else the system's), removed afterwards (a mapping of it
-    stays valid)."""
-    descriptor, path = tempfile.mkstemp(prefix="paramstore-s3-", suffix=".safetensors",
-                                        dir=folder)
+def _spool(in_memory: bool = False) -> Iterator[str]:
+    """The path of a temporary file, removed afterwards (a mapping of it stays valid): a memory
+    file without a name when `in_memory` and the system has them, else a file in the system's
+    temporary folder."""
+    if in_memory and _MEMORY_FILES:
+        descriptor = os.memfd_create("paramstore-s3-upload", os.MFD_CLOEXEC)
+        try:
+            yield f"/proc/self/fd/{descriptor}"  # opened by path, it is this very file
+        finally:
+            os.close(descriptor)
+        return
+    descriptor, path = tempfile.mkstemp(prefix="paramstore-s3-", suffix=".safetensors")
     os.close(descriptor)
     try:
         yield path
