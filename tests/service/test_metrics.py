@@ -99,6 +99,9 @@ def test_snapshot_durations_are_observed_for_take_and_restore(metered):
 
 def test_paramstore_serve_metrics_port_serves_metrics(tmp_path):
     with running_server(tmp_path / "data", "--metrics-port", "0") as server:
+        # Logged after the server took its address: it may come after the health check answers.
+        eventually(lambda: "metrics on http" in "".join(server.log), 10, "the metrics address "
+                   "logged")
         found = re.search(r"metrics on http://[\d.]+:(\d+)/metrics", "".join(server.log))
         assert found, "".join(server.log)
         with server.connect() as client:
