@@ -471,7 +471,7 @@ def split_file(data: bytes) -> tuple[dict, list[str], bytes]:
     return header, list(header), data[8 + length:]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.dictionaries(NAMES, ARRAYS, min_size=0, max_size=6), METADATA)
 def test_a_planned_file_is_what_the_library_writes(tensors, metadata):
     planned = checkpoint.plan(tensors, metadata=metadata)
@@ -520,7 +520,7 @@ def ranges_of(data: bytes, requests: list | None = None):
     return read
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.dictionaries(NAMES, ARRAYS, min_size=0, max_size=6), st.data())
 def test_a_ranged_read_returns_what_a_mapped_file_returns(tensors, data):
     planned = checkpoint.plan(tensors)
@@ -570,7 +570,7 @@ def test_a_ranged_read_verifies_the_selected_tensors_checksums():
 HEADER_EDITS = st.sampled_from(["dtype", "shape", "data_offsets", "drop", "extra", "length"])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(NAMES, ARRAYS, min_size=1, max_size=4), st.data())
 def test_bytes_in_memory_are_refused_exactly_when_the_library_refuses_the_file(tensors, data):
     """The checks made on bytes read into memory (no file for the library to open) are the

@@ -17,7 +17,7 @@ import pytest
 from chapter_nets import mlp
 from replicas import Cluster, eventually
 from server_process import paramstore_command
-from training_runs import TRANSPORTS, takes_the_data_channel, transports_grpc_ones_in_soak
+from training_runs import TRANSPORTS, long_test_transports, takes_the_data_channel
 
 from paramstore import nd, optimizer
 from paramstore.client import Unavailable, connect
@@ -165,19 +165,23 @@ def test_a_single_server_refuses_the_storage_of_a_cluster(cluster: Cluster) -> N
                     timeout=20)
 
 
-def test_two_hundred_stores_spread_within_a_fifth_of_even(cluster: Cluster) -> None:
+# Placement itself is checked for 200 stores in test_placement; here, over real replicas, 30
+# show the same spread in make test (each replica holds at most ceil(1.05 * 10) = 11 of them).
+@pytest.mark.parametrize("count", [30, pytest.param(200, marks=pytest.mark.slow)])
+def test_stores_spread_within_a_fifth_of_even(cluster: Cluster, count: int) -> None:
     cluster.start_all()
+    names = [f"s{index:03d}" for index in range(count)]
     with cluster.connect() as client:
-        for index in range(200):
-            client.create_store(f"s{index:03d}")
+        for name in names:
+            client.create_store(name)
 
         def even() -> bool:
             counts = [len(stores) for stores in client.cluster().values()]
-            return len(counts) == 3 and sum(counts) == 200 and \
-                all(abs(count - 200 / 3) <= 0.2 * 200 / 3 for count in counts)
+            return len(counts) == 3 and sum(counts) == count and \
+                all(abs(held - count / 3) <= 0.2 * count / 3 for held in counts)
 
         eventually(even, 30, "an even spread")
-        assert sorted(client.list_stores()) == [f"s{index:03d}" for index in range(200)]
+        assert sorted(client.list_stores()) == names
         owners = client.cluster()
 
     listing = subprocess.run([*paramstore_command(), "cluster"], capture_output=True, text=True,
@@ -191,7 +195,7 @@ def test_two_hundred_stores_spread_within_a_fifth_of_even(cluster: Cluster) -> N
                      for store in stores)
     with connect(first) as single:  # one address: the redirect to the owner is followed
         assert single.store(elsewhere).name == elsewhere
-        assert single.list_stores() == [f"s{index:03d}" for index in range(200)]
+        assert single.list_stores() == names
 
 
 def test_stores_deleted_and_created_again_from_threads_are_always_listed(
@@ -277,7 +281,7 @@ def test_rolling_restart_loses_no_acknowledged_snapshot(cluster: Cluster) -> Non
     np.testing.assert_equal(sorted(acknowledged), ["w0", "w1", "w2"])
 
 
-@pytest.mark.parametrize("transport", transports_grpc_ones_in_soak())
+@pytest.mark.parametrize("transport", long_test_transports())
 def test_a_training_worker_resumes_on_the_new_owner_from_the_last_snapshot(
         cluster: Cluster, make_server, transport: str) -> None:  # type: ignore[no-untyped-def]
     from test_training_state import Worker, assert_weights_equal
@@ -321,7 +325,7 @@ def test_a_cluster_url_that_is_not_etcd_is_refused(url: str) -> None:
         parse_url(url)
 
 
-@pytest.mark.parametrize("transport", transports_grpc_ones_in_soak())
+@pytest.mark.parametrize("transport", long_test_transports())
 def test_sync_workers_train_through_a_rolling_restart_without_losing_or_repeating_a_step(
         cluster: Cluster, transport: str) -> None:
     cluster.start_all()

@@ -15,8 +15,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from prometheus_client.parser import text_string_to_metric_families
 from replicas import eventually
 from server_process import running_server
+from test_data_channel import LENGTH, begin, gradient, header, read_status, receive, spec
 from test_data_channel import Worker as DataWorker
-from test_data_channel import begin, gradient, header, read_status, spec
 
 import paramstore
 from paramstore.client.errors import StoreNotFound, Unauthenticated
@@ -99,6 +99,9 @@ def test_snapshot_durations_are_observed_for_take_and_restore(metered):
 
 def test_paramstore_serve_metrics_port_serves_metrics(tmp_path):
     with running_server(tmp_path / "data", "--metrics-port", "0") as server:
+        # Logged after the server took its address: it may come after the health check answers.
+        eventually(lambda: "metrics on http" in "".join(server.log), 10, "the metrics address "
+                   "logged")
         found = re.search(r"metrics on http://[\d.]+:(\d+)/metrics", "".join(server.log))
         assert found, "".join(server.log)
         with server.connect() as client:
@@ -164,3 +167,26 @@ def test_data_channel_steps_are_counted_as_calls_by_status(make_server):
     assert samples[("paramstore_calls_total",
                     (("method", "DataChannel"), ("status", "INVALID_ARGUMENT")))] == 1
     assert samples[("paramstore_call_duration_seconds_count", (("method", "DataChannel"),))] == 4
+
+
+def test_data_channel_steps_count_the_bytes_they_receive_and_send(make_server):
+    metered = make_server(metrics_port=0)
+    worker = DataWorker(metered.address)
+    try:
+        stream = worker.admitted()
+        step = header(begin(worker), spec()) + gradient()
+        stream.sendall(step)
+        assert read_status(stream).code == 0  # an empty status: its length alone
+        answer = receive(stream, len(gradient()))
+        stream.close()
+    finally:
+        worker.close()
+    counted = {("paramstore_received_bytes_total", (("method", "DataChannel"),)): len(step),
+               ("paramstore_sent_bytes_total", (("method", "DataChannel"),)):
+                   LENGTH.size + len(answer)}
+
+    def told() -> dict:
+        samples = scrape(metered.server.metrics.port)
+        return {key: samples.get(key) for key in counted}
+
+    eventually(lambda: told() == counted, 10, f"the step's bytes counted: {counted}")

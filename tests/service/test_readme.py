@@ -1,5 +1,6 @@
-"""Every Python and shell block of README.md runs as written, twice, against real servers that
-the test starts on free ports, so the README cannot drift from what paramstore does.
+"""Every Python and shell block of README.md runs as written, twice (a block that serves, once:
+each run starts its servers afresh), against real servers that the test starts on free ports,
+so the README cannot drift from what paramstore does.
 
 What each block needs, and how it is checked, is said by the comment before it
 (`readme_blocks` lists the directives). A block that fails here fails the suite: fix the
@@ -41,6 +42,9 @@ from paramstore.client import connect
 
 BLOCKS = readme_blocks(README.read_text())
 RUNS = 2  # every block runs more than once: it must clean up after itself or pick new names
+# A block that serves starts new servers on new ports at each run: a second run repeats the
+# first (its servers are stopped, nothing of theirs is left to clean up).
+SERVES_RUNS = 1
 BIN = Path(sys.executable).parent
 REPOSITORY = README.parent
 BLOCK_TIMEOUT = 300
@@ -183,7 +187,7 @@ def test_readme_block_runs_as_written(block: Block, services: Services,
     if block.mode == "commands exist":
         check_commands(block)
         return
-    for _ in range(RUNS):
+    for _ in range(SERVES_RUNS if block.mode == "serves" else RUNS):
         addresses = services.addresses(block.needs)
         if block.mode == "serves":
             serve_block(block, addresses, tmp_path)

@@ -23,6 +23,7 @@ from paramstore.client.errors import Unavailable
 from paramstore.server import create_server
 
 BIG = (40 << 20) // 4  # floats: a 40 MiB tensor goes up as a multipart upload
+STALL_TIMEOUT = 0.3  # seconds
 
 
 @pytest.fixture
@@ -38,10 +39,12 @@ def bucket(s3_endpoint: str) -> str:
 
 
 @pytest.fixture
-def serve(proxy: FaultyProxy, bucket: str) -> Iterator[str]:
-    """A server whose storage is the bucket, reached through the proxy; yields its address."""
+def serve(request: pytest.FixtureRequest, proxy: FaultyProxy, bucket: str) -> Iterator[str]:
+    """A server whose storage is the bucket, reached through the proxy; yields its address.
+    Its S3 timeout is 1 s, or the test's indirect parameter."""
     server, port = create_server("127.0.0.1:0", data_dir=f"s3://{bucket}/data",
-                                 s3_endpoint=proxy.endpoint, s3_timeout=1.0)
+                                 s3_endpoint=proxy.endpoint,
+                                 s3_timeout=getattr(request, "param", 1.0))
     server.start()
     yield f"127.0.0.1:{port}"
     server.stop(None).wait()
@@ -53,7 +56,10 @@ def incomplete_uploads(s3_endpoint: str, bucket: str) -> list[str]:
         Bucket=bucket).get("Uploads", [])]
 
 
-@pytest.mark.parametrize("fault", ["refuse", "stall"])
+# A stalled request is waited on for the whole S3 timeout at each of boto3's attempts: a short
+# timeout keeps the stall quick (small objects, so a request that passes takes far less).
+@pytest.mark.parametrize("fault, serve", [("refuse", 1.0), ("stall", STALL_TIMEOUT)],
+                         indirect=["serve"])
 def test_a_snapshot_during_a_fault_is_unavailable_and_commits_nothing(serve, proxy, fault):
     with connect(serve) as client:
         store = client.create_store("s")

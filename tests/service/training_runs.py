@@ -12,15 +12,16 @@ from paramstore import autograd, gluon, nd
 from paramstore import random as ps_random
 from paramstore.client.train_demo import TRANSPORTS, global_batch, tied_mlp
 
-__all__ = ["TRANSPORTS", "takes_the_data_channel", "train_in_one_process", "train_tied_mlp",
-           "transports_grpc_ones_in_soak"]
+__all__ = ["TRANSPORTS", "long_test_transports", "takes_the_data_channel", "train_in_one_process",
+           "train_tied_mlp"]
 
 
-def transports_grpc_ones_in_soak() -> list[Any]:
-    """TRANSPORTS for a test of many seconds: those stepping on gRPC (the fallback, covered by
-    the quicker training tests) run in `make soak` only, to keep `make test` within its time."""
-    return [pytest.param(name, marks=pytest.mark.slow) if not takes_the_data_channel(name)
-            else name for name in TRANSPORTS]
+def long_test_transports() -> list[Any]:
+    """TRANSPORTS for a test of many seconds: "data-channel" (how workers on other hosts than
+    the server's step, as a cluster's do) in `make test`; the others, whose steps across moves
+    and restarts have quicker tests of their own, in `make soak` only."""
+    return [name if name == "data-channel" else pytest.param(name, marks=pytest.mark.slow)
+            for name in TRANSPORTS]
 
 
 def takes_the_data_channel(transport: str) -> bool:

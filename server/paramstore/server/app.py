@@ -252,6 +252,7 @@ def create_server(
         servicer.data_channel = data_channel
         if metrics is not None:
             data_channel.record_step = metrics.record
+            data_channel.count_bytes = metrics.count_bytes
     endpoint = None
     if metrics is not None and metrics_port is not None:
         endpoint = metrics.serve_http(metrics_host, metrics_port)

@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
 import numpy as np
@@ -140,6 +140,8 @@ class DataChannel:
         self._closing = threading.Event()
         # Told each step's status and start, as a gRPC call's (`ServerMetrics.record`).
         self.record_step: Callable[[str, str, float], None] = lambda method, status, started: None
+        # Told the bytes steps receive and send, as a gRPC call's (`ServerMetrics.count_bytes`).
+        self.count_bytes: Callable[[str, int, int], None] = lambda method, received, sent: None
         self._accepting = threading.Thread(target=self._accept, name="paramstore-data-accept",
                                            daemon=True)
 
@@ -260,13 +262,14 @@ class DataChannel:
 
     def _steps(self, stream: socket.socket, ticket: Ticket) -> None:
         previous: _Previous = None
+        counted = cast(socket.socket, _Counted(stream, self.count_bytes))
         while not self._closing.is_set():
-            header = self._next_header(stream)
+            header = self._next_header(counted)
             self._set_busy(stream, True)
             started, status = time.perf_counter(), "CANCELLED"  # unless it is answered
             refusal: pb.DataStatus | None = None
             try:
-                previous = self._step(stream, ticket, header, previous)
+                previous = self._step(counted, ticket, header, previous)
                 status = "OK"
             except _Refused as refused:
                 refusal = refused.status
@@ -275,7 +278,7 @@ class DataChannel:
                 self._set_busy(stream, False)
                 self.record_step(_METHOD, status, started)
             if refusal is not None:
-                frames.send_message(stream, refusal)
+                frames.send_message(counted, refusal)
                 _drain(stream, self.limits.read_timeout)
                 return
 
@@ -349,6 +352,26 @@ class DataChannel:
         for _, value in values:
             stream.sendall(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data)
         return specs
+
+
+class _Counted:
+    """A connection's steps' reads and writes, each told to `count` as it is done; every other
+    use of the connection is the socket's own."""
+
+    def __init__(self, stream: socket.socket, count: Callable[[str, int, int], None]) -> None:
+        self._stream, self._count = stream, count
+
+    def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
+        received = self._stream.recv_into(buffer, nbytes)
+        self._count(_METHOD, received, 0)
+        return received
+
+    def sendall(self, data: Any) -> None:
+        self._stream.sendall(data)
+        self._count(_METHOD, 0, memoryview(data).nbytes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _status(error: StoreError) -> pb.DataStatus:

@@ -11,7 +11,8 @@ Metrics:
 - `paramstore_call_duration_seconds{method}`: a histogram of call (and data channel step)
   durations;
 - `paramstore_received_bytes_total{method}`, `paramstore_sent_bytes_total{method}`: serialized
-  message bytes (tensor chunks included);
+  message bytes (tensor chunks included); for `DataChannel`, the bytes of its steps (headers,
+  tensors and statuses);
 - `paramstore_snapshot_duration_seconds{operation}`: `take` and `restore` durations;
 - `paramstore_stores`, `paramstore_store_bytes{store}`, `paramstore_store_parameters{store}`:
   read from the stores at every scrape;
@@ -99,6 +100,12 @@ class ServerMetrics:
         Raises `OSError` when the address cannot be bound."""
         httpd, _ = start_http_server(port, addr=host, registry=self.registry)
         return MetricsEndpoint(httpd)
+
+    def count_bytes(self, method: str, received: int, sent: int) -> None:
+        if received:
+            self.received.labels(method).inc(received)
+        if sent:
+            self.sent.labels(method).inc(sent)
 
     def record(self, method: str, status: str, started: float) -> None:
         elapsed = time.perf_counter() - started
