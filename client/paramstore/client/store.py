@@ -72,7 +72,8 @@ class RemoteStore:
             return self.client.stream("CollectParams", request)
 
         pulling.pull_into(open_stream, open_listing, params,
-                          lambda total: self.client.progress_bar(total, f"pull {self.name}"))
+                          lambda total: self.client.progress_bar(total, f"pull {self.name}"),
+                          self.client.data_pulls.read_listed(self.name))
 
     def collect_params(self, select: str | None = None) -> RemoteParameterDict:
         """The store's parameters whose names match `select` at their start (all when None),

@@ -43,6 +43,7 @@ from paramstore.server.errors import (
     ShuttingDown,
     SnapshotNotFound,
     StorageUnavailable,
+    StoreChanged,
     StoreError,
     StoreNotFound,
 )
@@ -78,6 +79,7 @@ STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     TrainingAborted: grpc.StatusCode.ABORTED,
+    StoreChanged: grpc.StatusCode.ABORTED,
 }
 
 
@@ -421,6 +423,18 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         session = self.training.session(request.store)
         session.heartbeat(request.rank)  # a live worker's rank, or the worker joins again
         ticket = channel.tickets.issue(request.store, request.rank, session)
+        return pb.OpenDataChannelResponse(ticket=ticket, port=channel.port,
+                                          host=channel.advertised_host,
+                                          expires_seconds=channel.tickets.lifetime)
+
+    @_rpc
+    def OpenDataRead(self, request: pb.OpenDataReadRequest, context: Any, call: _Call) -> Any:
+        channel = self.data_channel
+        if channel is None:
+            raise FailedPrecondition("this server has no data channel (serve --data-port off): "
+                                     "pulls go through Pull")
+        self.registry.get(request.store)  # an existing store of this replica's
+        ticket = channel.tickets.issue_read(request.store)
         return pb.OpenDataChannelResponse(ticket=ticket, port=channel.port,
                                           host=channel.advertised_host,
                                           expires_seconds=channel.tickets.lifetime)
