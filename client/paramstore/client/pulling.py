@@ -1,9 +1,13 @@
 """Pulling a store's parameters into local ones in place; a refused pull changes nothing.
 
-A pull is read over several concurrent `Pull` calls when it is big (gRPC's Python server sends
-one message of a stream at a time, so parallel streams keep the connection busy) or when its
-names would outgrow one gRPC message. The parts must all come from one store version, else the
-pull is read again; a part that fails stops the others and fails the pull.
+A big pull whose names fit in one listing reads its tensors over the server's data channel
+when it has one (`data_pull`: the listed version's bytes received straight into the
+destinations); otherwise, and whenever that channel cannot be used, it is read over `Pull`
+calls, as follows. A pull is read over several concurrent `Pull` calls when it is big (gRPC's
+Python server sends one message of a stream at a time, so parallel streams keep the
+connection busy) or when its names would outgrow one gRPC message. The parts must all come
+from one store version, else the pull is read again; a part that fails stops the others and
+fails the pull.
 
 Each chunk is copied once, straight from the bytes gRPC received into the destination's array,
 while the next chunk is still on its way. Before that, when the names fit in one select regex,
@@ -18,8 +22,9 @@ is kept aside or undone. Either way a pull the server refuses (a mismatch, a mis
 store that kept changing) leaves the local parameters as they were (another thread reading
 them meanwhile may see the pulled values for a moment). A pull of the listed version cut off
 mid-stream (the connection lost) may leave some parameters with their new values and the rest
-with their old ones: keeping a copy of every destination for that case would cost a copy of
-every byte pulled, and pulling again mends it.
+with their old ones (the one being received when it broke, part new and part old): keeping
+a copy of every destination for that case would cost a copy of every byte pulled, and pulling
+again mends it.
 """
 
 from __future__ import annotations
