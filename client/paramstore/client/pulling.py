@@ -1,7 +1,7 @@
 """Pulling a store's parameters into local ones in place; a refused pull changes nothing.
 
 A big pull whose names fit in one listing reads its tensors over the server's data channel
-when it has one (`data_pull`: the listed version's bytes received straight into the
+when it has one (`data_transfers`: the listed version's bytes received straight into the
 destinations); otherwise, and whenever that channel cannot be used, it is read over `Pull`
 calls, as follows. A pull is read over several concurrent `Pull` calls when it is big (gRPC's
 Python server sends one message of a stream at a time, so parallel streams keep the
@@ -75,7 +75,7 @@ class Listing(NamedTuple):
 
 
 # Fills the destinations with the listed version's data some faster way than Pull (the data
-# channel, `data_pull`): True when it did, False when it could not (Pull does it then). Raises
+# channel, `data_transfers`): True when it did, False when it could not (Pull does it then). Raises
 # `Aborted` when the store moved past the listed version, and the errors of a Pull.
 ReadListed = Callable[[Any, Listing, Progress], bool]
 

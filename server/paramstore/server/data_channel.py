@@ -202,10 +202,10 @@ class DataChannel:
             if isinstance(stream, ssl.SSLSocket):
                 stream.do_handshake()
             ticket = self._admit(stream, peer)
-            if ticket is not None and ticket.kind is TicketKind.READ:
-                self._set_busy(stream, True)  # a stopping server lets the read finish
-                data_transfers.serve_read(stream, ticket, self._servicer.registry, self.limits,
-                                          self.record_step)
+            if ticket is not None and ticket.kind is not TicketKind.STEPS:
+                self._set_busy(stream, True)  # a stopping server lets the transfer finish
+                data_transfers.serve(stream, ticket, self._servicer, self.limits,
+                                     self.record_step)
             elif ticket is not None:
                 self._steps(stream, ticket)
         except _Closed:
@@ -255,7 +255,7 @@ class DataChannel:
                         "with OpenDataChannel"))
             return None
         frames.send_message(stream, pb.DataStatus())
-        if ticket.kind is TicketKind.READ:
+        if ticket.kind is not TicketKind.STEPS:
             return ticket
         with self._lock:  # a rank's new connection replaces its last (a worker retrying)
             replaced = self._of_rank.get((ticket.store, ticket.rank))

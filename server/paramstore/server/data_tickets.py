@@ -3,9 +3,9 @@ store, is admitted on a plain connection once its gRPC call (token, read-only ch
 TLS) passed.
 
 A ticket is 32 random bytes, valid once and for seconds, bound to one store and one kind of
-use: one rank's steps in the store's training session, or one read of the store. Tickets are
-kept by the SHA-256 of their bytes, so that looking one up tells a timing observer nothing
-about the bytes themselves, and then compared in constant time.
+use: one rank's steps in the store's training session, one read of the store, or one push.
+Tickets are kept by the SHA-256 of their bytes, so that looking one up tells a timing observer
+nothing about the bytes themselves, and then compared in constant time.
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ class TicketKind(Enum):
 
     STEPS = "steps"  # a rank's training steps
     READ = "read"  # one read of a store's tensors (`data_transfers`)
+    WRITE = "write"  # one push into a store (`data_transfers`)
 
 
 @dataclass(frozen=True)
 class Ticket:
-    """What a redeemed ticket admits: one worker's steps on one store's training, or (kind
-    READ, no rank or session) one read of the store."""
+    """What a redeemed ticket admits: one worker's steps on one store's training, or (kinds
+    READ and WRITE, no rank or session) one read of the store or one push into it."""
 
     store: str
     rank: int
@@ -64,10 +65,10 @@ class Tickets:
         too many are outstanding."""
         return self._issue(store, rank, session, TicketKind.STEPS)
 
-    def issue_read(self, store: str) -> bytes:
-        """A new ticket for one read of `store`. Raises `ResourceExhausted` when too many are
-        outstanding."""
-        return self._issue(store, -1, None, TicketKind.READ)
+    def issue_transfer(self, store: str, kind: TicketKind) -> bytes:
+        """A new ticket for one read of `store` or one push into it (`kind`). Raises
+        `ResourceExhausted` when too many are outstanding."""
+        return self._issue(store, -1, None, kind)
 
     def _issue(self, store: str, rank: int, session: TrainingSession | None,
                kind: TicketKind) -> bytes:

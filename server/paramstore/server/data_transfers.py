@@ -1,4 +1,4 @@
-"""Reads of a store over the data channel: a big pull's tensor bytes without gRPC.
+"""Reads and pushes over the data channel: a big pull's or push's tensor bytes without gRPC.
 
 gRPC in Python wants a `bytes` object per message, so a Pull costs the server a copy of every
 byte it sends, and the client another; at best it runs at about 0.8 of bare gRPC. Over the
@@ -10,6 +10,12 @@ the reader listed and the names it wants. Store states are immutable, so the byt
 exactly that version's; a store written since is refused with `StoreChanged` (ABORTED) before a
 byte is sent, and the reader lists it again. A reader that stops reading is cut off as a
 stalled writer is: each send within the read timeout, all of them at `MIN_BYTES_PER_SECOND`.
+
+A connection admitted with a WRITE ticket (`OpenDataWrite`) carries one push: a `DataWrite`
+(Push's PushBegin and specs), then the raw bytes. Its parameters are checked and their
+buffers taken from the in-flight byte budget as a data channel step's are, before a byte of
+the body is read, and it is one commit of the store, as a Push: refused or cut short, it writes
+nothing.
 """
 
 from __future__ import annotations
@@ -24,15 +30,16 @@ import numpy as np
 
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
-from paramstore.server import failures
-from paramstore.server.data_tickets import Ticket
+from paramstore.server import failures, validation
+from paramstore.server.data_tickets import Ticket, TicketKind
 from paramstore.server.errors import FailedPrecondition, InvalidArgument, StoreChanged, StoreError
 from paramstore.server.registry import StoreRegistry
 
 if TYPE_CHECKING:
     from paramstore.server.data_channel import DataLimits
+    from paramstore.server.servicer import ParamStoreServicer
 
-METHOD = "DataRead"  # a read's name in logs and metrics
+READ, WRITE = "DataRead", "DataWrite"  # their names in logs and metrics
 SEND_BYTES = 8 << 20  # the slice of a tensor sent at once, between two checks of the deadline
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -58,20 +65,26 @@ def tensors_at(registry: StoreRegistry, ticket: Ticket, read: pb.DataRead) -> li
     return arrays
 
 
-def serve_read(stream: socket.socket, ticket: Ticket, registry: StoreRegistry,
-               limits: DataLimits, record: Callable[[str, str, float], None]) -> None:
-    """Read one `DataRead` from `stream`, answer it and send its tensors; `record(METHOD,
-    status name, start)` as a step's. Raises `OSError` and `TimeoutError` when the
-    connection fails or stalls."""
-    from paramstore.server.data_channel import MIN_BYTES_PER_SECOND, _status
+def serve(stream: socket.socket, ticket: Ticket, servicer: ParamStoreServicer,
+          limits: DataLimits, record: Callable[[str, str, float], None]) -> None:
+    """Serve the one read or push a connection admitted with `ticket` carries; `record(method,
+    status name, start)` as a step's. Raises `OSError` and `TimeoutError` when the connection
+    fails or stalls."""
+    from paramstore.server.data_channel import _drain, _status  # it imports this module
 
+    method = READ if ticket.kind is TicketKind.READ else WRITE
     started, status = time.perf_counter(), "CANCELLED"  # unless it is answered
     try:
         deadline = time.monotonic() + limits.read_timeout
-        refusal: pb.DataStatus | None = None
         try:
-            read = frames.read_message(stream, pb.DataRead, deadline)
-            arrays = tensors_at(registry, ticket, read)
+            if ticket.kind is TicketKind.READ:
+                _read(stream, ticket, servicer.registry, limits,
+                      frames.read_message(stream, pb.DataRead, deadline))
+            else:
+                _write(stream, ticket, servicer, limits,
+                       frames.read_message(stream, pb.DataWrite, deadline))
+            status = "OK"
+            return
         except frames.Malformed as error:
             refusal = _status(InvalidArgument(str(error)))
         except StoreError as error:
@@ -79,22 +92,57 @@ def serve_read(stream: socket.socket, ticket: Ticket, registry: StoreRegistry,
         except (frames.Ended, OSError):
             raise
         except Exception as error:  # a bug: answered as a gRPC call's would be
-            answer = failures.unexpected(METHOD, error)
+            answer = failures.unexpected(method, error)
             refusal = pb.DataStatus(code=answer.code.value[0], error_kind=answer.kind,
                                     message=answer.message)
-        if refusal is not None:
-            frames.send_message(stream, refusal)
-            status = _CODES[refusal.code].name
-            return
-        frames.send_message(stream, pb.DataStatus())
-        total = sum(array.nbytes for array in arrays)
-        deadline = time.monotonic() + limits.read_timeout + total / MIN_BYTES_PER_SECOND
-        for array in arrays:
-            data = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
-            for begin in range(0, len(data), SEND_BYTES):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the reader took the tensors too slowly")
-                stream.sendall(data[begin:begin + SEND_BYTES])
-        status = "OK"
+        frames.send_message(stream, refusal)
+        status = _CODES[refusal.code].name
+        _drain(stream, limits.read_timeout)  # a writer reads the status, not a reset
     finally:
-        record(METHOD, status, started)
+        record(method, status, started)
+
+
+def _read(stream: socket.socket, ticket: Ticket, registry: StoreRegistry, limits: DataLimits,
+          read: pb.DataRead) -> None:
+    """Answer `read` and send its tensors (refusals raised before a byte is sent)."""
+    arrays = tensors_at(registry, ticket, read)
+    frames.send_message(stream, pb.DataStatus())
+    total = sum(array.nbytes for array in arrays)
+    deadline = _body_deadline(limits, total)
+    for array in arrays:
+        data = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
+        for begin in range(0, len(data), SEND_BYTES):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the reader took the tensors too slowly")
+            stream.sendall(data[begin:begin + SEND_BYTES])
+
+
+def _write(stream: socket.socket, ticket: Ticket, servicer: ParamStoreServicer,
+           limits: DataLimits, write: pb.DataWrite) -> None:
+    """Receive `write`'s tensors and push them in one commit, as a Push; answer it."""
+    begin = write.begin
+    if begin.store != ticket.store:
+        raise InvalidArgument(f"this data connection pushes into store {ticket.store!r}, "
+                              f"not {begin.store!r}")
+    if begin.HasField("compression") or begin.shared_memory:
+        raise InvalidArgument("a push carries its parameters' raw bytes: no compression, "
+                              "no shared memory")
+    validation.prefix(begin.prefix)
+    validation.version(begin.expected_version)
+    with servicer.inflight.account() as take:  # every buffer taken before a body byte is read
+        items, buffers = servicer.data_step_items(begin, list(write.parameters), take)
+        total = sum(buffer.nbytes for buffer in buffers)
+        deadline = _body_deadline(limits, total)
+        for buffer in buffers:
+            frames.read_into(stream, buffer.reshape(-1).view(np.uint8).data, deadline)
+        state = servicer.registry.get(begin.store).push(
+            begin.prefix, items(), expected_version=begin.expected_version)
+    frames.send_message(stream, pb.DataStatus())
+    frames.send_message(stream, pb.PushResponse(version=state.version, data_bytes=total))
+
+
+def _body_deadline(limits: DataLimits, total: int) -> float:
+    """When `total` bytes must have moved, at the data channel's least rate."""
+    from paramstore.server.data_channel import MIN_BYTES_PER_SECOND  # it imports this module
+
+    return time.monotonic() + limits.read_timeout + total / MIN_BYTES_PER_SECOND

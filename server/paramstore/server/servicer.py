@@ -32,6 +32,7 @@ from paramstore.server.admission import (
     InflightBytes,
     Take,
 )
+from paramstore.server.data_tickets import TicketKind
 from paramstore.server.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -429,12 +430,19 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def OpenDataRead(self, request: pb.OpenDataReadRequest, context: Any, call: _Call) -> Any:
+        return self._transfer_ticket(request.store, TicketKind.READ)
+
+    @_rpc
+    def OpenDataWrite(self, request: pb.OpenDataWriteRequest, context: Any, call: _Call) -> Any:
+        return self._transfer_ticket(request.store, TicketKind.WRITE)
+
+    def _transfer_ticket(self, store: str, kind: TicketKind) -> pb.OpenDataChannelResponse:
         channel = self.data_channel
         if channel is None:
             raise FailedPrecondition("this server has no data channel (serve --data-port off): "
-                                     "pulls go through Pull")
-        self.registry.get(request.store)  # an existing store of this replica's
-        ticket = channel.tickets.issue_read(request.store)
+                                     "pulls and pushes go through Pull and Push")
+        self.registry.get(store)  # an existing store of this replica's
+        ticket = channel.tickets.issue_transfer(store, kind)
         return pb.OpenDataChannelResponse(ticket=ticket, port=channel.port,
                                           host=channel.advertised_host,
                                           expires_seconds=channel.tickets.lifetime)

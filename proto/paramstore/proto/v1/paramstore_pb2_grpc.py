@@ -215,6 +215,11 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataReadRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
                 _registered_method=True)
+        self.OpenDataWrite = channel.unary_unary(
+                '/paramstore.v1.ParamStore/OpenDataWrite',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataWriteRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
+                _registered_method=True)
 
 
 class ParamStoreServicer:
@@ -561,6 +566,15 @@ class ParamStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenDataWrite(self, request, context):
+        """A ticket for one push into the store over the server's data channel (see `DataWrite`):
+        what a big push uses instead of Push's chunks. As OpenDataRead's, but bound to writing; a
+        read-only token gets PERMISSION_DENIED, as for Push.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParamStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -742,6 +756,11 @@ def add_ParamStoreServicer_to_server(servicer, server):
             'OpenDataRead': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenDataRead,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataReadRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.SerializeToString,
+            ),
+            'OpenDataWrite': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenDataWrite,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataWriteRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.SerializeToString,
             ),
     }
@@ -1717,6 +1736,33 @@ class ParamStore:
             target,
             '/paramstore.v1.ParamStore/OpenDataRead',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataReadRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenDataWrite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/OpenDataWrite',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataWriteRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
             options,
             channel_credentials,

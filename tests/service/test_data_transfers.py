@@ -1,8 +1,10 @@
-"""Pulls over the data channel: the values a pull over gRPC gives, from one store version, with
-tickets bound to reading one store, and gRPC whenever the channel cannot be used.
+"""Pulls and pushes over the data channel: what Pull and Push do, from or into one store version,
+with tickets bound to one store and one kind of transfer, and gRPC whenever the channel cannot
+be used.
 
-`channel` lowers the size from which a pull uses the data channel so that small stores use it;
-`paths(client)` records, pull by pull, whether the data channel carried it."""
+`channel` lowers the size from which a transfer uses the data channel so that small stores use
+it; `paths(client)` records, pull by pull, whether the data channel carried it, and
+`pushes(client)` the same for pushes."""
 
 from __future__ import annotations
 
@@ -22,34 +24,59 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paramstore import gluon, nd
-from paramstore.client import Client, data_pull, pulling
-from paramstore.client.errors import Aborted, Unavailable
+from paramstore.client import Client, data_transfers, pulling
+from paramstore.client.errors import (
+    Aborted,
+    FailedPrecondition,
+    ParamstoreError,
+    PermissionDenied,
+    Unavailable,
+)
 from paramstore.dtypes import numpy_dtype
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.server.admission import CallLimits
 from paramstore.server.auth import Token
 from paramstore.server.data_channel import DataLimits
 
 LIMITS = DataLimits(read_timeout=1.0, ticket_seconds=1.0)
-ABORTED, NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED = 10, 5, 3, 16
+ABORTED, NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAUTHENTICATED = 10, 5, 3, 8, 16
 _stores = itertools.count()
 
 
 @pytest.fixture
 def channel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data_pull, "MIN_BYTES", 0)
+    monkeypatch.setattr(data_transfers, "MIN_BYTES", 0)
 
 
 def paths(client: Client) -> list[bool]:
     """Whether the data channel carried each pull of `client` from now on."""
     used: list[bool] = []
-    read = client.data_pulls.read
+    read = client.data_transfers.read
 
     def recorded(*args: Any) -> bool:
         used.append(read(*args))
         return used[-1]
 
-    client.data_pulls.read = recorded  # type: ignore[method-assign]
+    client.data_transfers.read = recorded  # type: ignore[method-assign]
+    return used
+
+
+def pushes(client: Client) -> list[bool]:
+    """Whether the data channel carried each push of `client` from now on."""
+    used: list[bool] = []
+    push = client.data_transfers.push
+
+    def recorded(*args: Any) -> int | None:
+        try:
+            version = push(*args)
+        except ParamstoreError:  # refused on the data channel
+            used.append(True)
+            raise
+        used.append(version is not None)
+        return version
+
+    client.data_transfers.push = recorded  # type: ignore[method-assign]
     return used
 
 
@@ -58,9 +85,10 @@ def values(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
     return drawn.astype(np.float32).astype(numpy_dtype(dtype))
 
 
-def reader(client: Client, store: str) -> socket.socket:
-    """A raw connection admitted with a read ticket of `store`."""
-    reply = client.call("OpenDataRead", pb.OpenDataReadRequest(store=store))
+def reader(client: Client, store: str, method: str = "OpenDataRead") -> socket.socket:
+    """A raw connection admitted with a read ticket of `store` (or `method`'s)."""
+    request = pb.OpenDataReadRequest if method == "OpenDataRead" else pb.OpenDataWriteRequest
+    reply = client.call(method, request(store=store))
     stream = socket.create_connection((client.address.rsplit(":", 1)[0], reply.port), timeout=5)
     stream.sendall(reply.ticket)
     assert frames.read_message(stream, pb.DataStatus).code == 0
@@ -97,10 +125,10 @@ def test_a_pull_over_the_data_channel_equals_a_pull_over_grpc(
     pushed = {f"p{index}": values(shape, dtype, index) for index, shape in enumerate(shapes)}
     store.push(pushed)
     used = paths(client)
-    monkeypatch.setattr(data_pull, "MIN_BYTES", 0 if over_the_threshold else 1 << 40)
+    monkeypatch.setattr(data_transfers, "MIN_BYTES", 0 if over_the_threshold else 1 << 40)
     direct = {name: np.zeros_like(array) for name, array in pushed.items()}
     store.pull(direct)
-    monkeypatch.setattr(data_pull, "MIN_BYTES", 1 << 40)
+    monkeypatch.setattr(data_transfers, "MIN_BYTES", 1 << 40)
     through_grpc = {name: np.zeros_like(array) for name, array in pushed.items()}
     store.pull(through_grpc)
     assert used == [over_the_threshold, False]
@@ -347,13 +375,13 @@ def test_a_pull_cut_mid_body_fails_leaving_each_tensor_read_whole_before_the_cut
     names = ["w0", "w1", "w2", "w3"]
     store.push({name: np.full(size, 1.0, np.float32) for name in names})
     local = {name: np.zeros(size, np.float32) for name in names}
-    opened = data_pull._ReadConnection.open.__func__  # type: ignore[attr-defined]
+    opened = data_transfers._TransferConnection.open.__func__  # type: ignore[attr-defined]
 
     def through_relay(cls: Any, host: str, port: int, *rest: Any) -> Any:
         relay = CuttingRelay(port, cut_after=2 * frames.LENGTH.size + (3 << 20) // 2)
         return opened(cls, host, relay.port, *rest)
 
-    monkeypatch.setattr(data_pull._ReadConnection, "open", classmethod(through_relay))
+    monkeypatch.setattr(data_transfers._TransferConnection, "open", classmethod(through_relay))
     with pytest.raises(Unavailable, match="pull again"):
         store.pull(local)
     assert (local["w0"] == 1.0).all()
@@ -399,3 +427,113 @@ def test_a_tls_server_serves_pulls_over_a_tls_data_channel(
         client.store("a").pull(local)
     assert used == [True]
     np.testing.assert_array_equal(local["w"], np.arange(6))
+
+
+# ---- pushes ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shapes=st.lists(st.lists(st.integers(0, 6), max_size=3).map(tuple), min_size=1,
+                       max_size=4),
+       dtype=st.sampled_from(["float32", "bfloat16", "float64", "int8", "bool"]))
+def test_a_push_over_the_data_channel_stores_what_a_push_over_grpc_does(
+        client: Client, monkeypatch: pytest.MonkeyPatch, shapes: list[tuple[int, ...]],
+        dtype: str) -> None:
+    pushed = {f"p{index}": values(shape, dtype, index) for index, shape in enumerate(shapes)}
+    pushed["tied"] = pushed["p0"]  # the same array under two names: a tie
+    used = pushes(client)
+    stores = []
+    for threshold in (0, 1 << 40):
+        monkeypatch.setattr(data_transfers, "MIN_BYTES", threshold)
+        stores.append(client.create_store(f"s{next(_stores)}"))
+        stores[-1].push(pushed)
+    assert used == [True, False]
+    direct, through_grpc = stores
+    assert str(direct.collect_params()) == str(through_grpc.collect_params())
+    assert direct.ties() == through_grpc.ties() == {"tied": "p0"}
+    for name, array in pushed.items():
+        np.testing.assert_array_equal(direct.collect_params()[name].data().asnumpy(), array)
+
+
+def test_a_refused_push_over_the_data_channel_changes_nothing(client: Client, channel: None
+                                                             ) -> None:
+    store = client.create_store("a")
+    version = store.push({"w": np.zeros(4, np.float32)})
+    used = pushes(client)
+    with pytest.raises(FailedPrecondition, match="'w'"):
+        store.push({"v": np.ones(8, np.float32), "w": np.ones(5, np.float32)})
+    with pytest.raises(FailedPrecondition, match="version"):
+        store.push({"w": np.ones(4, np.float32)}, expected_version=version + 1)
+    assert client.call("GetStore", pb.GetStoreRequest(name="a")).version == version
+    assert list(store.collect_params()) == ["w"]
+    assert used == [True, True]
+
+
+def test_a_read_only_token_cannot_push_over_the_data_channel(make_server: Callable[..., Any],
+                                                            channel: None) -> None:
+    server = make_server(token=[Token("writer"), Token("reader", read_only=True)])
+    with server.connect(token="writer") as writer, server.connect(token="reader") as reading:
+        writer.create_store("a")
+        with pytest.raises(PermissionDenied):
+            reading.store("a").push({"w": np.ones(4, np.float32)})
+        with pytest.raises(PermissionDenied):
+            reading.call("OpenDataWrite", pb.OpenDataWriteRequest(store="a"))
+
+
+def _write(store: str, *specs: pb.ParameterSpec) -> pb.DataWrite:
+    return pb.DataWrite(begin=pb.PushBegin(store=store, parameter_count=len(specs)),
+                        parameters=specs)
+
+
+def _spec(name: str, elements: int) -> pb.ParameterSpec:
+    return pb.ParameterSpec(name=name, shape=[elements], dtype="float32", dtype_label="float32",
+                            kind="Parameter", has_data=True)
+
+
+def test_a_read_ticket_cannot_push_and_a_write_ticket_cannot_read(client: Client) -> None:
+    client.create_store("a").push({"w": np.zeros(4, np.float32)})
+    version = client.call("GetStore", pb.GetStoreRequest(name="a")).version
+    pushing = reader(client, "a")
+    frames.send_message(pushing, _write("a", _spec("w", 4)))
+    pushing.sendall(np.ones(4, np.float32).tobytes())
+    assert frames.read_message(pushing, pb.DataStatus).code != 0
+    reading = reader(client, "a", "OpenDataWrite")
+    assert read(reading, "a", version, "w").code != 0
+    assert ends_without_data(reading)
+    assert client.call("GetStore", pb.GetStoreRequest(name="a")).version == version
+
+
+def test_a_write_ticket_of_one_store_cannot_push_into_another(client: Client) -> None:
+    client.create_store("a")
+    client.create_store("b")
+    stream = reader(client, "a", "OpenDataWrite")
+    frames.send_message(stream, _write("b", _spec("w", 4)))
+    stream.sendall(np.ones(4, np.float32).tobytes())
+    status = frames.read_message(stream, pb.DataStatus)
+    assert status.code == INVALID_ARGUMENT and "'a'" in status.message
+    assert list(client.store("b").collect_params()) == []
+
+
+def test_a_push_cut_mid_body_writes_nothing(client: Client) -> None:
+    store = client.create_store("a")
+    version = store.push({"w": np.zeros(4, np.float32)})
+    stream = reader(client, "a", "OpenDataWrite")
+    frames.send_message(stream, _write("a", _spec("w", 4), _spec("v", 1 << 18)))
+    stream.sendall(np.ones(4 + (1 << 17), np.float32).tobytes())
+    stream.close()
+    time.sleep(0.3)
+    assert client.call("GetStore", pb.GetStoreRequest(name="a")).version == version
+    assert list(store.collect_params()) == ["w"]
+
+
+def test_a_push_over_the_inflight_byte_budget_is_refused_before_its_body(
+        make_server: Callable[..., Any]) -> None:
+    server = make_server(calls=CallLimits(max_inflight_bytes=1 << 20))
+    with server.connect() as client:
+        client.create_store("a")
+        stream = reader(client, "a", "OpenDataWrite")
+        frames.send_message(stream, _write("a", _spec("w", 1 << 19)))  # 2 MiB, no body sent
+        status = frames.read_message(stream, pb.DataStatus)
+        assert (status.code, status.error_kind) == (RESOURCE_EXHAUSTED, "ResourceExhausted")
+        assert list(client.store("a").collect_params()) == []
