@@ -89,7 +89,7 @@ def serve(stream: socket.socket, ticket: Ticket, servicer: ParamStoreServicer,
             refusal = _status(InvalidArgument(str(error)))
         except StoreError as error:
             refusal = _status(error)
-        except (frames.Ended, OSError):
+        except OSError:  # the connection failed or stalled: nobody to answer
             raise
         except Exception as error:  # a bug: answered as a gRPC call's would be
             answer = failures.unexpected(method, error)
