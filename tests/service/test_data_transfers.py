@@ -408,6 +408,21 @@ def test_without_a_data_channel_pulls_go_through_grpc_and_say_why_once(
     assert len(warnings) == 1 and "no data channel" in warnings[0].message
 
 
+def test_a_pull_beyond_the_data_connection_cap_goes_through_grpc(make_server: Callable[..., Any],
+                                                                 channel: None) -> None:
+    server = make_server(data_limits=DataLimits(max_connections=1))
+    with server.connect() as client:
+        store = client.create_store("a")
+        store.push({"w": np.arange(4, dtype=np.float32)})
+        held = reader(client, "a")  # the one connection the server takes
+        used = paths(client)
+        local = {"w": np.zeros(4, np.float32)}
+        store.pull(local)
+        held.close()
+    assert used == [False]
+    np.testing.assert_array_equal(local["w"], np.arange(4))
+
+
 @pytest.fixture(scope="module")
 def authority() -> Authority:
     return Authority("paramstore data pull CA")
