@@ -471,6 +471,17 @@ def test_a_push_over_the_data_channel_stores_what_a_push_over_grpc_does(
         np.testing.assert_array_equal(direct.collect_params()[name].data().asnumpy(), array)
 
 
+def test_a_push_whose_specs_outgrow_a_data_channel_header_goes_through_grpc(
+        client: Client, channel: None) -> None:
+    pushed = {f"layer{index:05d}_" + "w" * 200: np.full(2, index, np.float32)
+              for index in range(5000)}  # over 1 MiB of specs
+    used = pushes(client)
+    store = client.create_store("wide")
+    store.push(pushed)
+    assert used == [False]
+    assert len(store.collect_params()) == 5000
+
+
 def test_a_refused_push_over_the_data_channel_changes_nothing(client: Client, channel: None
                                                              ) -> None:
     store = client.create_store("a")

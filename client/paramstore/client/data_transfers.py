@@ -136,13 +136,13 @@ class DataTransfers:
         when the data channel cannot take it (Push does it then). Raises Push's errors."""
         tensors = [item.data for item in outgoing if item.data is not None]
         total = sum(tensor.nbytes for tensor in tensors)
-        if not self._worth_it(total):
-            return None
+        begin.parameter_count = len(outgoing)
+        request = pb.DataWrite(begin=begin, parameters=[item.spec for item in outgoing])
+        if not self._worth_it(total) or request.ByteSize() > frames.MAX_MESSAGE_BYTES:
+            return None  # small, or specs that only Push's stream of messages can carry
         connection = self._open("OpenDataWrite", pb.OpenDataWriteRequest(store=begin.store))
         if connection is None:
             return None
-        begin.parameter_count = len(outgoing)
-        request = pb.DataWrite(begin=begin, parameters=[item.spec for item in outgoing])
         try:
             with progress(total) as bar:
                 version = connection.write(request, tensors)
