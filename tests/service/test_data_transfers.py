@@ -553,6 +553,23 @@ def test_a_push_cut_mid_body_writes_nothing(client: Client) -> None:
     assert list(store.collect_params()) == ["w"]
 
 
+def test_a_push_body_trickling_in_is_closed_and_writes_nothing(make_server: Callable[..., Any]
+                                                                ) -> None:
+    server = make_server(data_limits=LIMITS)
+    with server.connect() as client:
+        store = client.create_store("a")
+        version = store.push({"w": np.zeros(4, np.float32)})
+        stream = reader(client, "a", "OpenDataWrite")
+        frames.send_message(stream, _write("a", _spec("w", 4)))
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            for byte in np.ones(4, np.float32).tobytes():
+                stream.sendall(bytes([byte]))
+                time.sleep(0.25)
+        assert time.monotonic() - started < LIMITS.read_timeout + 3
+        assert client.call("GetStore", pb.GetStoreRequest(name="a")).version == version
+
+
 def test_a_push_over_the_inflight_byte_budget_is_refused_before_its_body(
         make_server: Callable[..., Any]) -> None:
     server = make_server(calls=CallLimits(max_inflight_bytes=1 << 20))
