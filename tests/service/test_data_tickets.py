@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paramstore.server.data_tickets import Tickets
+from paramstore.server.data_tickets import TicketKind, Tickets
 from paramstore.server.errors import ResourceExhausted
 
 SESSION: Any = object()  # tickets only keep the session they are bound to
@@ -49,6 +49,18 @@ def test_tickets_beyond_the_limit_are_refused_until_some_expire() -> None:
         tickets.issue("c", 0, SESSION)
     time.sleep(0.15)
     assert tickets.redeem(tickets.issue("c", 0, SESSION)) is not None
+
+
+def test_transfer_tickets_are_bound_to_their_kind_and_count_against_the_limit() -> None:
+    tickets = Tickets(limit=3)
+    steps = tickets.issue("a", 0, SESSION)
+    reads = [tickets.issue_transfer("a", TicketKind.READ) for _ in range(2)]
+    with pytest.raises(ResourceExhausted, match="outstanding"):
+        tickets.issue_transfer("a", TicketKind.WRITE)
+    admitted = [tickets.redeem(secret) for secret in (steps, *reads)]
+    assert [ticket.kind for ticket in admitted if ticket] == [TicketKind.STEPS, TicketKind.READ,
+                                                              TicketKind.READ]
+    assert [ticket.session for ticket in admitted if ticket] == [SESSION, None, None]
 
 
 @given(st.binary(min_size=0, max_size=64))

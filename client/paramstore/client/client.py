@@ -22,6 +22,7 @@ from paramstore import checkpoint
 from paramstore._memory import keep_freed_memory
 from paramstore.client import transfer
 from paramstore.client.data_channel import client_tls
+from paramstore.client.data_transfers import DataTransfers
 from paramstore.client.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -109,6 +110,7 @@ class Client:
         keep_freed_memory()
         self._tls, self._client_cert = tls, client_cert
         self._data_channel_tls: ssl.SSLContext | None = None
+        self.data_transfers = DataTransfers(self)  # big pulls and pushes over data channels
         self._connections: dict[str, _Connection] = {}
         self._connections_lock = threading.Lock()
         # UNAVAILABLE is retried on another replica only when there are several to try.

@@ -1,9 +1,13 @@
 """Pulling a store's parameters into local ones in place; a refused pull changes nothing.
 
-A pull is read over several concurrent `Pull` calls when it is big (gRPC's Python server sends
-one message of a stream at a time, so parallel streams keep the connection busy) or when its
-names would outgrow one gRPC message. The parts must all come from one store version, else the
-pull is read again; a part that fails stops the others and fails the pull.
+A big pull whose names fit in one listing reads its tensors over the server's data channel
+when it has one (`data_transfers`: the listed version's bytes received straight into the
+destinations); otherwise, and whenever that channel cannot be used, it is read over `Pull`
+calls, as follows. A pull is read over several concurrent `Pull` calls when it is big (gRPC's
+Python server sends one message of a stream at a time, so parallel streams keep the
+connection busy) or when its names would outgrow one gRPC message. The parts must all come
+from one store version, else the pull is read again; a part that fails stops the others and
+fails the pull.
 
 Each chunk is copied once, straight from the bytes gRPC received into the destination's array,
 while the next chunk is still on its way. Before that, when the names fit in one select regex,
@@ -18,8 +22,9 @@ is kept aside or undone. Either way a pull the server refuses (a mismatch, a mis
 store that kept changing) leaves the local parameters as they were (another thread reading
 them meanwhile may see the pulled values for a moment). A pull of the listed version cut off
 mid-stream (the connection lost) may leave some parameters with their new values and the rest
-with their old ones: keeping a copy of every destination for that case would cost a copy of
-every byte pulled, and pulling again mends it.
+with their old ones (the one being received when it broke, part new and part old): keeping
+a copy of every destination for that case would cost a copy of every byte pulled, and pulling
+again mends it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -59,6 +64,20 @@ OpenStream = Callable[[list[str]], Iterable[pb.PullResponse]]
 OpenListing = Callable[[str], Iterable[pb.CollectParamsResponse]]
 # The server's bound on a select regex; longer lists of names skip the listing.
 MAX_SELECT_LENGTH = 4096
+Progress = Callable[[int], AbstractContextManager[Any]]
+
+
+class Listing(NamedTuple):
+    """A `CollectParams` listing of the pulled names: the store version and each name's spec."""
+
+    version: int
+    specs: dict[str, pb.ParameterSpec]
+
+
+# Fills the destinations with the listed version's data some faster way than Pull (the data
+# channel, `data_transfers`): True when it did, False when it could not (Pull does it then). Raises
+# `Aborted` when the store moved past the listed version, and the errors of a Pull.
+ReadListed = Callable[[Any, Listing, Progress], bool]
 
 
 def batches(names: list[str], budget: int = NAME_BYTES_PER_REQUEST) -> Iterator[list[str]]:
@@ -81,12 +100,14 @@ def pull_into(
     open_stream: OpenStream,
     open_listing: OpenListing,
     params: Any,
-    progress: Callable[[int], AbstractContextManager[Any]],
+    progress: Progress,
+    read_listed: ReadListed | None = None,
 ) -> None:
     """Fill the local parameters (or arrays) of the mapping `params` with the store's data.
 
     `open_stream(names)` starts one Pull call, `open_listing(select)` one CollectParams
-    call; `progress(total_bytes)` gives the bar the writes update. Raises
+    call; `progress(total_bytes)` gives the bar the writes update; `read_listed`, when given,
+    is tried first whenever the names could be listed. Raises
     `FailedPrecondition` naming the first parameter whose local shape or dtype differs from
     the store's, `Aborted` when writes kept landing between the parts of a split pull, and the
     errors of the Pull call itself; the local parameters are then as they were before, but
@@ -96,8 +117,14 @@ def pull_into(
     calls = [batch for part in parts(params, PARALLEL_CALLS, PART_MIN_BYTES)
              for batch in batches(part)]
     for _ in range(ATTEMPTS):
-        checked_version = _checked_listing(open_listing, params)
-        pull = _Pull(params, progress, checked_version)
+        listing = _checked_listing(open_listing, params)
+        if listing is not None and read_listed is not None:
+            try:
+                if read_listed(params, listing, progress):
+                    return
+            except Aborted:
+                continue  # written since it was listed: list it again
+        pull = _Pull(params, progress, listing.version if listing is not None else None)
         try:
             versions = set(pull.read_all(calls, open_stream))
             if len(versions) <= 1:
@@ -107,8 +134,8 @@ def pull_into(
             pull.undo()
             raise
         pull.undo()
-    raise Aborted(f"the store kept changing during a pull of {len(names)} parameters split "
-                  f"into several calls; try again")
+    raise Aborted(f"the store kept changing during a pull of {len(names)} parameters; "
+                  "try again")
 
 
 def parts(params: Any, calls: int = PARALLEL_CALLS,
@@ -140,9 +167,9 @@ def parts(params: Any, calls: int = PARALLEL_CALLS,
     return [[names[position] for position in sorted(part)] for part in members if part]
 
 
-def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
+def _checked_listing(open_listing: OpenListing, params: Any) -> Listing | None:
     """Check every local destination against a listing of its name in the store; return the
-    listing's store version, or None when the names are too many to list in one regex.
+    listing, or None when the names are too many to list in one regex.
     Raises `FailedPrecondition` for a mismatch, `ParameterNotFound` for a name not listed."""
     names = list(dict.fromkeys(params.keys()))
     if sum(map(len, names)) + len(names) > MAX_SELECT_LENGTH:
@@ -150,7 +177,7 @@ def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
     pattern = "(?:" + "|".join(re.escape(name) for name in names) + ")$"
     if len(pattern) > MAX_SELECT_LENGTH:
         return None
-    version = None
+    version = 0
     specs: dict[str, pb.ParameterSpec] = {}
     try:
         for index, page in enumerate(open_listing(pattern)):
@@ -166,7 +193,7 @@ def _checked_listing(open_listing: OpenListing, params: Any) -> int | None:
         if not spec.shape_unknown and (spec.has_data or spec.alias_of):
             destination = params[name]
             _check(name, _shape(spec), _dtype(spec), destination, _arrays_of(destination))
-    return version
+    return Listing(version, specs)
 
 
 @dataclass(slots=True)  # one per parameter pulled: slots make it small and quick
@@ -194,8 +221,7 @@ class _Pull:
     """One attempt at a pull: writes as chunks arrive, and remembers how to undo them. Its
     parts may be read by several threads at once."""
 
-    def __init__(self, params: Any, progress: Callable[[int], AbstractContextManager[Any]],
-                 checked_version: int | None) -> None:
+    def __init__(self, params: Any, progress: Progress, checked_version: int | None) -> None:
         self.params = params
         self.progress = progress
         self.checked_version = checked_version

@@ -53,7 +53,9 @@ class RemoteStore:
         prefix, outgoing = transfer.describe(params)
         begin = pb.PushBegin(store=self.name, prefix=prefix,
                              expected_version=expected_version or 0)
-        return self._upload("Push", begin, outgoing)
+        version = self.client.data_transfers.push(
+            begin, outgoing, lambda total: self.client.progress_bar(total, f"push {self.name}"))
+        return version if version is not None else self._upload("Push", begin, outgoing)
 
     def pull(self, params: Any) -> None:
         """Fill a local ParameterDict's parameters in place with the store's data.
@@ -72,7 +74,8 @@ class RemoteStore:
             return self.client.stream("CollectParams", request)
 
         pulling.pull_into(open_stream, open_listing, params,
-                          lambda total: self.client.progress_bar(total, f"pull {self.name}"))
+                          lambda total: self.client.progress_bar(total, f"pull {self.name}"),
+                          self.client.data_transfers.read_listed(self.name))
 
     def collect_params(self, select: str | None = None) -> RemoteParameterDict:
         """The store's parameters whose names match `select` at their start (all when None),

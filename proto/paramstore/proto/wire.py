@@ -32,7 +32,7 @@ REQUEST_ID_KEY = "paramstore-request-id"
 READ_METHODS = frozenset({
     "GetStore", "ListStores", "CollectParams", "Pull", "ListTies", "ListSnapshots",
     "ExportSnapshot", "GetOptimizerStates", "GetRetention",
-    "DiffSnapshots", "ListReplicas",
+    "DiffSnapshots", "ListReplicas", "OpenDataRead",
 })
 # requests: PushRequest chunks
 PUSH_METHODS = ("Push", "SetData", "InitKeys", "PushPull", "PushPullSteps")

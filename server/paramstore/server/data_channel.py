@@ -44,8 +44,8 @@ import numpy as np
 
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
-from paramstore.server import failures
-from paramstore.server.data_tickets import TICKET_SECONDS, Ticket, Tickets
+from paramstore.server import data_transfers, failures
+from paramstore.server.data_tickets import TICKET_SECONDS, Ticket, TicketKind, Tickets
 from paramstore.server.errors import InvalidArgument, NotOwner, NotTraining, StoreError
 
 if TYPE_CHECKING:
@@ -204,7 +204,11 @@ class DataChannel:
             if isinstance(stream, ssl.SSLSocket):
                 stream.do_handshake()
             ticket = self._admit(stream, peer)
-            if ticket is not None:
+            if ticket is not None and ticket.kind is not TicketKind.STEPS:
+                self._set_busy(stream, True)  # a stopping server lets the transfer finish
+                data_transfers.serve(stream, ticket, self._servicer, self.limits,
+                                     self.record_step)
+            elif ticket is not None:
                 self._steps(stream, ticket)
         except _Closed:
             pass
@@ -253,6 +257,8 @@ class DataChannel:
                         "with OpenDataChannel"))
             return None
         frames.send_message(stream, pb.DataStatus())
+        if ticket.kind is not TicketKind.STEPS:
+            return ticket
         with self._lock:  # a rank's new connection replaces its last (a worker retrying)
             replaced = self._of_rank.get((ticket.store, ticket.rank))
             self._of_rank[ticket.store, ticket.rank] = stream

@@ -1,9 +1,11 @@
-"""Tickets of the data channel: how a worker that joined a store's training over gRPC (its
-token, read-only check and mutual TLS passed) is admitted on a plain connection.
+"""Tickets of the data channel: how a worker that joined a store's training, or a reader of a
+store, is admitted on a plain connection once its gRPC call (token, read-only check and mutual
+TLS) passed.
 
-A ticket is 32 random bytes, valid once and for seconds, bound to one store's training session
-and one rank. Tickets are kept by the SHA-256 of their bytes, so that looking one up tells a
-timing observer nothing about the bytes themselves, and then compared in constant time.
+A ticket is 32 random bytes, valid once and for seconds, bound to one store and one kind of
+use: one rank's steps in the store's training session, one read of the store, or one push.
+Tickets are kept by the SHA-256 of their bytes, so that looking one up tells a timing observer
+nothing about the bytes themselves, and then compared in constant time.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from paramstore.proto import data_frames as frames
@@ -26,19 +29,29 @@ TICKET_SECONDS = 10.0
 MAX_TICKETS = 1024  # outstanding at once; more is a client asking in a loop
 
 
+class TicketKind(Enum):
+    """What a connection admitted with the ticket serves."""
+
+    STEPS = "steps"  # a rank's training steps
+    READ = "read"  # one read of a store's tensors (`data_transfers`)
+    WRITE = "write"  # one push into a store (`data_transfers`)
+
+
 @dataclass(frozen=True)
 class Ticket:
-    """What a redeemed ticket admits: one worker's steps on one store's training."""
+    """What a redeemed ticket admits: one worker's steps on one store's training, or (kinds
+    READ and WRITE, no rank or session) one read of the store or one push into it."""
 
     store: str
     rank: int
-    session: TrainingSession
+    session: TrainingSession | None
     expires: float
+    kind: TicketKind = TicketKind.STEPS
 
 
 class Tickets:
-    """Outstanding tickets. A rank has one at most: a new one replaces the last, so they are
-    bounded by the ranks joined."""
+    """Outstanding tickets. A rank has one at most: a new one replaces the last, so steps
+    tickets are bounded by the ranks joined; every kind counts against `limit`."""
 
     def __init__(self, lifetime: float = TICKET_SECONDS, limit: int = MAX_TICKETS) -> None:
         self.lifetime = lifetime
@@ -50,18 +63,30 @@ class Tickets:
     def issue(self, store: str, rank: int, session: TrainingSession) -> bytes:
         """A new ticket for `rank` of `store`'s `session`. Raises `ResourceExhausted` when
         too many are outstanding."""
+        return self._issue(store, rank, session, TicketKind.STEPS)
+
+    def issue_transfer(self, store: str, kind: TicketKind) -> bytes:
+        """A new ticket for one read of `store` or one push into it (`kind`). Raises
+        `ResourceExhausted` when too many are outstanding."""
+        return self._issue(store, -1, None, kind)
+
+    def _issue(self, store: str, rank: int, session: TrainingSession | None,
+               kind: TicketKind) -> bytes:
         secret = secrets.token_bytes(frames.TICKET_BYTES)
         now = time.monotonic()
         with self._lock:
             self._drop_expired(now)
-            self._tickets.pop(self._of_rank.pop((store, rank), b""), None)
+            if kind is TicketKind.STEPS:
+                self._tickets.pop(self._of_rank.pop((store, rank), b""), None)
             if len(self._tickets) >= self._limit:
                 raise ResourceExhausted(
                     f"{self._limit} data channel tickets are outstanding, the server's limit; "
                     "retry shortly")
             digest = _digest(secret)
-            self._tickets[digest] = (secret, Ticket(store, rank, session, now + self.lifetime))
-            self._of_rank[store, rank] = digest
+            self._tickets[digest] = (secret, Ticket(store, rank, session, now + self.lifetime,
+                                                    kind))
+            if kind is TicketKind.STEPS:
+                self._of_rank[store, rank] = digest
         return secret
 
     def redeem(self, presented: bytes) -> Ticket | None:

@@ -62,3 +62,7 @@ class NotTraining(FailedPrecondition):
 
 class ShuttingDown(StoreError):
     """The server is stopping: the same request goes to the server that comes next."""
+
+
+class StoreChanged(StoreError):
+    """The store was written since the version a reader listed: it lists it again."""

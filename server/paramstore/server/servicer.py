@@ -32,6 +32,7 @@ from paramstore.server.admission import (
     InflightBytes,
     Take,
 )
+from paramstore.server.data_tickets import TicketKind
 from paramstore.server.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -43,6 +44,7 @@ from paramstore.server.errors import (
     ShuttingDown,
     SnapshotNotFound,
     StorageUnavailable,
+    StoreChanged,
     StoreError,
     StoreNotFound,
 )
@@ -78,6 +80,7 @@ STATUS_OF: dict[type[StoreError], grpc.StatusCode] = {
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     TrainingAborted: grpc.StatusCode.ABORTED,
+    StoreChanged: grpc.StatusCode.ABORTED,
 }
 
 
@@ -422,6 +425,25 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         session = self.training.session(request.store)
         session.heartbeat(request.rank, request.worker_id)  # a live worker's, or it joins again
         ticket = channel.tickets.issue(request.store, request.rank, session)
+        return pb.OpenDataChannelResponse(ticket=ticket, port=channel.port,
+                                          host=channel.advertised_host,
+                                          expires_seconds=channel.tickets.lifetime)
+
+    @_rpc
+    def OpenDataRead(self, request: pb.OpenDataReadRequest, context: Any, call: _Call) -> Any:
+        return self._transfer_ticket(request.store, TicketKind.READ)
+
+    @_rpc
+    def OpenDataWrite(self, request: pb.OpenDataWriteRequest, context: Any, call: _Call) -> Any:
+        return self._transfer_ticket(request.store, TicketKind.WRITE)
+
+    def _transfer_ticket(self, store: str, kind: TicketKind) -> pb.OpenDataChannelResponse:
+        channel = self.data_channel
+        if channel is None:
+            raise FailedPrecondition("this server has no data channel (serve --data-port off): "
+                                     "pulls and pushes go through Pull and Push")
+        self.registry.get(store)  # an existing store of this replica's
+        ticket = channel.tickets.issue_transfer(store, kind)
         return pb.OpenDataChannelResponse(ticket=ticket, port=channel.port,
                                           host=channel.advertised_host,
                                           expires_seconds=channel.tickets.lifetime)

@@ -639,6 +639,36 @@ class DataStep(_message.Message):
     parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
     def __init__(self, begin: _Optional[_Union[PushBegin, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
 
+class OpenDataReadRequest(_message.Message):
+    __slots__ = ("store",)
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    def __init__(self, store: _Optional[str] = ...) -> None: ...
+
+class DataRead(_message.Message):
+    __slots__ = ("store", "version", "names")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    version: int
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, store: _Optional[str] = ..., version: _Optional[int] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class OpenDataWriteRequest(_message.Message):
+    __slots__ = ("store",)
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    def __init__(self, store: _Optional[str] = ...) -> None: ...
+
+class DataWrite(_message.Message):
+    __slots__ = ("begin", "parameters")
+    BEGIN_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    begin: PushBegin
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
+    def __init__(self, begin: _Optional[_Union[PushBegin, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
+
 class DataStatus(_message.Message):
     __slots__ = ("code", "message", "error_kind", "owner")
     CODE_FIELD_NUMBER: _ClassVar[int]

@@ -210,6 +210,16 @@ class ParamStoreStub:
                 request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelRequest.SerializeToString,
                 response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
                 _registered_method=True)
+        self.OpenDataRead = channel.unary_unary(
+                '/paramstore.v1.ParamStore/OpenDataRead',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataReadRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
+                _registered_method=True)
+        self.OpenDataWrite = channel.unary_unary(
+                '/paramstore.v1.ParamStore/OpenDataWrite',
+                request_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataWriteRequest.SerializeToString,
+                response_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
+                _registered_method=True)
 
 
 class ParamStoreServicer:
@@ -549,6 +559,26 @@ class ParamStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenDataRead(self, request, context):
+        """A ticket for reading the store's tensors once over the server's data channel (see
+        `DataRead`): what a big pull uses instead of Pull's chunks. Random, valid once, for
+        `expires_seconds`, bound to this store and to reading; a read-only token may ask, as for
+        Pull. FAILED_PRECONDITION (the server has no data channel); NOT_FOUND (store);
+        RESOURCE_EXHAUSTED (too many tickets outstanding).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenDataWrite(self, request, context):
+        """A ticket for one push into the store over the server's data channel (see `DataWrite`):
+        what a big push uses instead of Push's chunks. As OpenDataRead's, but bound to writing; a
+        read-only token gets PERMISSION_DENIED, as for Push.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParamStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -725,6 +755,16 @@ def add_ParamStoreServicer_to_server(servicer, server):
             'OpenDataChannel': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenDataChannel,
                     request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.SerializeToString,
+            ),
+            'OpenDataRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenDataRead,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataReadRequest.FromString,
+                    response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.SerializeToString,
+            ),
+            'OpenDataWrite': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenDataWrite,
+                    request_deserializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataWriteRequest.FromString,
                     response_serializer=paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.SerializeToString,
             ),
     }
@@ -1673,6 +1713,60 @@ class ParamStore:
             target,
             '/paramstore.v1.ParamStore/OpenDataChannel',
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenDataRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/OpenDataRead',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataReadRequest.SerializeToString,
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenDataWrite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.v1.ParamStore/OpenDataWrite',
+            paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataWriteRequest.SerializeToString,
             paramstore_dot_proto_dot_v1_dot_paramstore__pb2.OpenDataChannelResponse.FromString,
             options,
             channel_credentials,
