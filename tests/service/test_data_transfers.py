@@ -541,6 +541,31 @@ def test_a_write_ticket_of_one_store_cannot_push_into_another(client: Client) ->
     assert list(client.store("b").collect_params()) == []
 
 
+def test_a_push_whose_reply_is_lost_is_sent_again_as_a_push_and_applied_once(
+        client: Client, channel: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = client.create_store("a")
+    version = store.push({"w": np.zeros(4, np.float32)})
+    values = {"w": np.arange(4, dtype=np.float32), "big": np.ones(1 << 21, np.float32)}
+    opened = data_transfers._TransferConnection.open.__func__  # type: ignore[attr-defined]
+
+    def through_relay(cls: Any, host: str, port: int, *rest: Any) -> Any:
+        # The server's answers pass up to the push's status: the push is applied, its
+        # PushResponse never arrives.
+        relay = CuttingRelay(port, cut_after=2 * frames.LENGTH.size)
+        return opened(cls, host, relay.port, *rest)
+
+    monkeypatch.setattr(data_transfers._TransferConnection, "open", classmethod(through_relay))
+    # Applied twice, the second would be refused: the store is no longer at `version`.
+    pushed = store.push(values, expected_version=version)
+    monkeypatch.undo()
+    assert pushed != version
+    assert client.call("GetStore", pb.GetStoreRequest(name="a")).version == pushed
+    local = {name: np.zeros_like(array) for name, array in values.items()}
+    store.pull(local)
+    for name, array in values.items():
+        np.testing.assert_array_equal(local[name], array)
+
+
 def test_a_push_cut_mid_body_writes_nothing(client: Client) -> None:
     store = client.create_store("a")
     version = store.push({"w": np.zeros(4, np.float32)})

@@ -206,11 +206,12 @@ class Client:
 
     # ---- plumbing ----------------------------------------------------------------------------
 
-    def call(self, method: str, request: Any) -> Any:
+    def call(self, method: str, request: Any, request_id: str = "") -> Any:
         """Run a unary-response RPC (a request message or an iterator of them) on the replica
-        that owns its store, following redirects and failovers (`routing`)."""
+        that owns its store, following redirects and failovers (`routing`). A mutating call
+        goes under `request_id`, else a fresh one (`routing.request_id_metadata`)."""
         store, sent_again, retries = self._routed(method, request)
-        metadata = self._metadata + request_id_metadata(method)
+        metadata = self._metadata + request_id_metadata(method, request_id)
         with _logged(method):
             for attempt in self._routes.attempts(store, retries=retries):
                 sent = sent_again()

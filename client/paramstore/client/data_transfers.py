@@ -131,16 +131,18 @@ class DataTransfers:
         return True
 
     def push(self, begin: pb.PushBegin, outgoing: list[transfer.Outgoing],
-             progress: Progress) -> int | None:
-        """Push `outgoing` as a Push with `begin` would; the store's version after it, or None
-        when the data channel cannot take it (Push does it then). Raises Push's errors."""
+             progress: Progress, request_id: str) -> int | None:
+        """Push `outgoing` as a Push with `begin` under `request_id` would; the store's version
+        after it, or None when the data channel cannot take it or broke during it (a Push under
+        the same id does it then: the server applies the two once). Raises Push's errors."""
         tensors = [item.data for item in outgoing if item.data is not None]
         total = sum(tensor.nbytes for tensor in tensors)
         begin.parameter_count = len(outgoing)
         request = pb.DataWrite(begin=begin, parameters=[item.spec for item in outgoing])
         if not self._worth_it(total) or request.ByteSize() > frames.MAX_MESSAGE_BYTES:
             return None  # small, or specs that only Push's stream of messages can carry
-        connection = self._open("OpenDataWrite", pb.OpenDataWriteRequest(store=begin.store))
+        connection = self._open("OpenDataWrite", pb.OpenDataWriteRequest(store=begin.store),
+                                request_id)
         if connection is None:
             return None
         try:
@@ -150,16 +152,21 @@ class DataTransfers:
         except Refused as error:
             self._fall_back(begin.store, error)
             return None
+        except Unavailable as error:
+            _log.warning("store %s: a push over the data channel broke (%s); sending it again "
+                         "as a Push under its request id", begin.store, error)
+            return None
         return version
 
     def _worth_it(self, total: int) -> bool:
         return total >= MIN_BYTES and time.monotonic() >= self._retry_at
 
-    def _open(self, method: str, request: Any) -> _TransferConnection | None:
+    def _open(self, method: str, request: Any, request_id: str = ""
+              ) -> _TransferConnection | None:
         """A connection admitted with a ticket from `method`, or None (why is logged). Raises
         the ticket call's errors but those saying the channel cannot be used."""
         try:
-            reply = self._client.call(method, request)
+            reply = self._client.call(method, request, request_id)
             host = reply.host or self._client.address.split(",")[0].rsplit(":", 1)[0]
             return cast(_TransferConnection, _TransferConnection.open(
                 host, reply.port, reply.ticket, self._client.data_channel_tls(),

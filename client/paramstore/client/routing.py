@@ -147,8 +147,12 @@ class Attempt:
         time.sleep(max(0.0, min(pause, self.deadline - time.monotonic())))
 
 
-def request_id_metadata(method: str) -> tuple[tuple[str, str], ...]:
-    """A fresh request id for a mutating call (reads need none)."""
+def request_id_metadata(method: str, request_id: str = "") -> tuple[tuple[str, str], ...]:
+    """`request_id`, or a fresh one, for a mutating call (reads need none)."""
     if method in wire.READ_METHODS:
         return ()
-    return ((wire.REQUEST_ID_KEY, uuid.uuid4().hex),)
+    return ((wire.REQUEST_ID_KEY, request_id or new_request_id()),)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex

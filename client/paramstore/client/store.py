@@ -22,6 +22,7 @@ from paramstore.client.models import (
     store_info,
 )
 from paramstore.client.params import RemoteParameter, RemoteParameterDict
+from paramstore.client.routing import new_request_id
 from paramstore.proto.v1 import paramstore_pb2 as pb
 
 if TYPE_CHECKING:
@@ -53,9 +54,16 @@ class RemoteStore:
         prefix, outgoing = transfer.describe(params)
         begin = pb.PushBegin(store=self.name, prefix=prefix,
                              expected_version=expected_version or 0)
+        # One id for the push however it travels: a push over the data channel cut off is
+        # sent again as a Push, which the server answers with the first one's reply if it
+        # was applied.
+        request_id = new_request_id()
         version = self.client.data_transfers.push(
-            begin, outgoing, lambda total: self.client.progress_bar(total, f"push {self.name}"))
-        return version if version is not None else self._upload("Push", begin, outgoing)
+            begin, outgoing, lambda total: self.client.progress_bar(total, f"push {self.name}"),
+            request_id)
+        if version is not None:
+            return version
+        return self._upload("Push", begin, outgoing, request_id)
 
     def pull(self, params: Any) -> None:
         """Fill a local ParameterDict's parameters in place with the store's data.
@@ -255,10 +263,12 @@ class RemoteStore:
 
     # ---- plumbing ----------------------------------------------------------------------------
 
-    def _upload(self, method: str, begin: pb.PushBegin, outgoing: list[transfer.Outgoing]) -> int:
+    def _upload(self, method: str, begin: pb.PushBegin, outgoing: list[transfer.Outgoing],
+                request_id: str = "") -> int:
         total = transfer.outgoing_bytes(outgoing)
         with self.client.progress_bar(total, f"push {self.name}") as bar:
-            reply = self.client.call(method, transfer.push_requests(begin, outgoing, bar))
+            reply = self.client.call(method, transfer.push_requests(begin, outgoing, bar),
+                                     request_id)
         return reply.version
 
     def _pull(self, names: list[str]) -> list[transfer.Received]:

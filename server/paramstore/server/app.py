@@ -196,7 +196,8 @@ def create_server(
     interceptors: list[grpc.ServerInterceptor] = [admission]
     if tokens:
         interceptors.append(TokenCheck(tokens))
-    interceptors.append(RequestIds())  # innermost: only calls let in are remembered
+    request_ids = RequestIds()
+    interceptors.append(request_ids)  # innermost: only calls let in are remembered
     metrics = ServerMetrics(registry) if metrics_port is not None else None
     if metrics is not None:
         interceptors.insert(0, metrics.interceptor())
@@ -218,7 +219,7 @@ def create_server(
     servicer = ParamStoreServicer(registry, max_import_bytes=max_import_bytes,
                                   training=training,
                                   inflight=InflightBytes(calls.max_inflight_bytes),
-                                  idle_timeout=calls.idle_timeout)
+                                  idle_timeout=calls.idle_timeout, request_ids=request_ids)
     _add_servicer(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -47,6 +47,7 @@ class Ticket:
     session: TrainingSession | None
     expires: float
     kind: TicketKind = TicketKind.STEPS
+    request_id: str = ""  # a WRITE's: the push runs under it (`request_ids`)
 
 
 class Tickets:
@@ -65,13 +66,13 @@ class Tickets:
         too many are outstanding."""
         return self._issue(store, rank, session, TicketKind.STEPS)
 
-    def issue_transfer(self, store: str, kind: TicketKind) -> bytes:
-        """A new ticket for one read of `store` or one push into it (`kind`). Raises
-        `ResourceExhausted` when too many are outstanding."""
-        return self._issue(store, -1, None, kind)
+    def issue_transfer(self, store: str, kind: TicketKind, request_id: str = "") -> bytes:
+        """A new ticket for one read of `store` or one push into it (`kind`; a push under
+        `request_id`). Raises `ResourceExhausted` when too many are outstanding."""
+        return self._issue(store, -1, None, kind, request_id)
 
     def _issue(self, store: str, rank: int, session: TrainingSession | None,
-               kind: TicketKind) -> bytes:
+               kind: TicketKind, request_id: str = "") -> bytes:
         secret = secrets.token_bytes(frames.TICKET_BYTES)
         now = time.monotonic()
         with self._lock:
@@ -84,7 +85,7 @@ class Tickets:
                     "retry shortly")
             digest = _digest(secret)
             self._tickets[digest] = (secret, Ticket(store, rank, session, now + self.lifetime,
-                                                    kind))
+                                                    kind, request_id))
             if kind is TicketKind.STEPS:
                 self._of_rank[store, rank] = digest
         return secret

@@ -129,16 +129,23 @@ def _write(stream: socket.socket, ticket: Ticket, servicer: ParamStoreServicer,
                               "no shared memory")
     validation.prefix(begin.prefix)
     validation.version(begin.expected_version)
-    with servicer.inflight.account() as take:  # every buffer taken before a body byte is read
-        items, buffers = servicer.data_step_items(begin, list(write.parameters), take)
-        total = sum(buffer.nbytes for buffer in buffers)
-        deadline = _body_deadline(limits, total)
-        for buffer in buffers:
-            frames.read_into(stream, buffer.reshape(-1).view(np.uint8).data, deadline)
-        state = servicer.registry.get(begin.store).push(
-            begin.prefix, items(), expected_version=begin.expected_version)
+
+    def push() -> pb.PushResponse:
+        with servicer.inflight.account() as take:  # every buffer taken before a body byte
+            items, buffers = servicer.data_step_items(begin, list(write.parameters), take)
+            total = sum(buffer.nbytes for buffer in buffers)
+            deadline = _body_deadline(limits, total)
+            for buffer in buffers:
+                frames.read_into(stream, buffer.reshape(-1).view(np.uint8).data, deadline)
+            state = servicer.registry.get(begin.store).push(
+                begin.prefix, items(), expected_version=begin.expected_version)
+        return pb.PushResponse(version=state.version, data_bytes=total)
+
+    # Under the ticket's request id: a client whose connection broke sends the push again as
+    # a Push under that id, which then answers with this one's reply instead of applying twice.
+    reply = servicer.request_ids.run("Push", ticket.request_id, push)
     frames.send_message(stream, pb.DataStatus())
-    frames.send_message(stream, pb.PushResponse(version=state.version, data_bytes=total))
+    frames.send_message(stream, reply)
 
 
 def _body_deadline(limits: DataLimits, total: int) -> float:

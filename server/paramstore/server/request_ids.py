@@ -60,37 +60,46 @@ class RequestIds(grpc.ServerInterceptor):
         if handler is None or handler.response_streaming or method in READ_METHODS:
             return handler
         metadata = dict(details.invocation_metadata or ())
-        identifier = _bounded(metadata.get(REQUEST_ID_KEY, ""))
+        identifier = str(metadata.get(REQUEST_ID_KEY, ""))
         if not identifier:
             return handler
-        key = (method, identifier)
         behaviour = handler.stream_unary if handler.request_streaming else handler.unary_unary
 
         def once(request: Any, context: grpc.ServicerContext) -> Any:
-            with self._lock:
-                pending = self._calls.get(key)
-                first = pending is None
-                if first:
-                    pending = self._calls[key] = _Pending()
-                    while len(self._calls) > self.capacity:
-                        self._calls.popitem(last=False)
-            assert pending is not None
-            if not first:
-                pending.done.wait(_WAIT_SECONDS)
-                if pending.reply is not None:
-                    return pending.reply
-                return behaviour(request, context)  # the first attempt failed: run it again
-            try:
-                pending.reply = behaviour(request, context)
-                return pending.reply
-            except BaseException:
-                with self._lock:
-                    self._calls.pop(key, None)
-                raise
-            finally:
-                pending.done.set()
+            return self.run(method, identifier, lambda: behaviour(request, context))
 
         make = grpc.stream_unary_rpc_method_handler if handler.request_streaming \
             else grpc.unary_unary_rpc_method_handler
         return make(once, request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer)
+
+    def run(self, method: str, identifier: str, behaviour: Callable[[], Any]) -> Any:
+        """`behaviour()`'s reply, or that of the first successful call of `method` under
+        `identifier` (waited for while it runs). Also used by the data channel's pushes, so
+        that a push cut off there and sent again as a Push applies once."""
+        identifier = _bounded(identifier)
+        if not identifier:
+            return behaviour()
+        key = (method, identifier)
+        with self._lock:
+            pending = self._calls.get(key)
+            first = pending is None
+            if first:
+                pending = self._calls[key] = _Pending()
+                while len(self._calls) > self.capacity:
+                    self._calls.popitem(last=False)
+        assert pending is not None
+        if not first:
+            pending.done.wait(_WAIT_SECONDS)
+            if pending.reply is not None:
+                return pending.reply
+            return behaviour()  # the first attempt failed: run it again
+        try:
+            pending.reply = behaviour()
+            return pending.reply
+        except BaseException:
+            with self._lock:
+                self._calls.pop(key, None)
+            raise
+        finally:
+            pending.done.set()

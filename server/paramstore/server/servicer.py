@@ -50,7 +50,7 @@ from paramstore.server.errors import (
 )
 from paramstore.server.limits import Budget
 from paramstore.server.registry import StoreRegistry
-from paramstore.server.request_ids import request_id
+from paramstore.server.request_ids import RequestIds, request_id
 from paramstore.server.step_calls import StepCalls
 from paramstore.server.storage import RetentionPolicy, SnapshotInfo
 from paramstore.server.stores import Incoming, ParameterInfo, StoreState
@@ -176,8 +176,10 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
         training: TrainingCoordinator | None = None,
         inflight: InflightBytes | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        request_ids: RequestIds | None = None,
     ) -> None:
         self.registry = registry
+        self.request_ids = request_ids or RequestIds()  # the server's: data-channel pushes too
         self.idle_timeout = idle_timeout  # the admission's: told to training workers
         self.inflight = inflight or InflightBytes(DEFAULT_MAX_INFLIGHT_BYTES)
         self.max_import_bytes = max_import_bytes
@@ -431,19 +433,21 @@ class ParamStoreServicer(pb_grpc.ParamStoreServicer):
 
     @_rpc
     def OpenDataRead(self, request: pb.OpenDataReadRequest, context: Any, call: _Call) -> Any:
-        return self._transfer_ticket(request.store, TicketKind.READ)
+        return self._transfer_ticket(request.store, TicketKind.READ, "")
 
     @_rpc
     def OpenDataWrite(self, request: pb.OpenDataWriteRequest, context: Any, call: _Call) -> Any:
-        return self._transfer_ticket(request.store, TicketKind.WRITE)
+        # The push it admits runs under this call's request id, as a Push sent again does.
+        return self._transfer_ticket(request.store, TicketKind.WRITE, request_id(context))
 
-    def _transfer_ticket(self, store: str, kind: TicketKind) -> pb.OpenDataChannelResponse:
+    def _transfer_ticket(self, store: str, kind: TicketKind, request: str
+                         ) -> pb.OpenDataChannelResponse:
         channel = self.data_channel
         if channel is None:
             raise FailedPrecondition("this server has no data channel (serve --data-port off): "
                                      "pulls and pushes go through Pull and Push")
         self.registry.get(store)  # an existing store of this replica's
-        ticket = channel.tickets.issue_transfer(store, kind)
+        ticket = channel.tickets.issue_transfer(store, kind, request)
         return pb.OpenDataChannelResponse(ticket=ticket, port=channel.port,
                                           host=channel.advertised_host,
                                           expires_seconds=channel.tickets.lifetime)
