@@ -11,6 +11,8 @@ import pytest
 import safetensors.numpy
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paramstore import checkpoint
 from paramstore.client import connect
@@ -51,6 +53,40 @@ def mlp(client):
     store = client.create_store("mlp")
     store.push(LocalDict("mlp_", mlp_params()))
     return store
+
+
+# ---- connecting --------------------------------------------------------------------------------
+
+
+@given(host=st.sampled_from(["localhost", "127.0.0.1", "[::1]", "example.org"]),
+       port=st.one_of(st.none(), st.integers(65536, 10**9), st.just(0), st.text(max_size=5)))
+@settings(max_examples=50, deadline=None)
+def test_an_address_without_a_port_a_server_can_have_raises_invalid_argument(host, port):
+    # gRPC itself would dial 443 for a bare host and port % 65536 for a larger one.
+    address = host if port is None else f"{host}:{port}"
+    if isinstance(port, str) and port.isdigit() and 0 < int(port) < 65536:
+        return  # a valid address, found by the text strategy
+    with pytest.raises(InvalidArgument, match="HOST:PORT"):
+        connect(address)
+    with pytest.raises(InvalidArgument, match="HOST:PORT"):
+        connect(f"127.0.0.1:50051,{address}")
+
+
+def test_a_server_that_is_not_running_is_unavailable_saying_how_to_start_one():
+    with connect("127.0.0.1:1") as client, pytest.raises(Unavailable) as raised:
+        client.list_stores()
+    assert str(raised.value) == (
+        "cannot reach a paramstore server at 127.0.0.1:1: connection refused; is one running "
+        "there? (`paramstore serve --address 127.0.0.1:1` starts one)")
+
+
+def test_exporting_into_a_folder_raises_naming_it_and_writes_nothing(mlp, tmp_path):
+    mlp.snapshot()
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=f"{folder} is a folder"):
+        mlp.export_snapshot("latest", folder)
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".exports*"))
 
 
 # ---- stores ------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Any
 
 from paramstore import __version__, checkpoint, logs
 from paramstore.client.client import Client, connect
-from paramstore.client.errors import ParamstoreError, Unavailable
+from paramstore.client.errors import InvalidArgument, ParamstoreError
 from paramstore.client.models import RetentionPolicy, SnapshotInfo
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -61,11 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(args.file)
         with _connect(args) as client:
             return args.run(client, args)
-    except Unavailable as error:
-        hint = "" if args.tls_ca else " (if the server uses TLS, pass --tls-ca PEM)"
-        return _fail(f"cannot reach a paramstore server at {args.address}: {error}{hint}")
     except ParamstoreError as error:
-        return _fail(f"{error.code}: {error}")
+        plain_to_tls = "TLS server" in str(error) and not args.tls_ca
+        return _fail(f"{error.code}: {error}"
+                     f"{' (if the server uses TLS, pass --tls-ca PEM)' * plain_to_tls}")
     except (OSError, checkpoint.CheckpointError) as error:  # local files: unreadable, malformed
         return _fail(str(error))
     except KeyboardInterrupt:
@@ -117,14 +116,9 @@ def _safetensors_file(path: Path) -> None:
 
 
 def _connect(args: argparse.Namespace) -> Client:
-    for address in args.address.split(","):
-        host, _, port = address.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ParamstoreError(f"--address {address!r} must be HOST:PORT with a port "
-                                  "from 1 to 65535")
     cert, key = getattr(args, "tls_client_cert", None), getattr(args, "tls_client_key", None)
     if (cert is None) != (key is None):
-        raise ParamstoreError("--tls-client-cert and --tls-client-key go together")
+        raise InvalidArgument("--tls-client-cert and --tls-client-key go together")
     client_cert = (Path(cert).read_bytes(), Path(key).read_bytes()) if cert and key else None
     return connect(args.address, token=args.token or None, tls=args.tls_ca or False,
                    client_cert=client_cert)
@@ -213,7 +207,7 @@ def _retention(client: Client, args: argparse.Namespace) -> int:
     given = {key: value for key, value in rules.items() if value is not None}
     if args.default:
         if given:
-            raise ParamstoreError("--default replaces the store's policy: give no rule with it")
+            raise InvalidArgument("--default replaces the store's policy: give no rule with it")
         policy = store.set_retention()
     elif given:
         policy = store.set_retention(**given)
