@@ -372,9 +372,15 @@ def _write_replacing(path: Path, text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`paramstore serve` flags; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="paramstore serve", description=serve.__doc__)
-    parser.add_argument("--address", default=DEFAULT_ADDRESS,
-                        help=f"host:port to listen on (default {DEFAULT_ADDRESS})")
+    parser = argparse.ArgumentParser(
+        prog="paramstore serve",
+        description="Serve parameter stores over gRPC until SIGTERM or Ctrl-C, then let calls "
+                    f"in flight finish (up to {SHUTDOWN_GRACE_SECONDS:g} s) and stop. Stores "
+                    "and their snapshots are kept in --data-dir. The limits below hold by default; "
+                    "TLS and tokens are off until given.")
+    parser.add_argument("--address", type=_listen_address, default=DEFAULT_ADDRESS,
+                        help=f"host:port to listen on (default {DEFAULT_ADDRESS}; port 0: a "
+                             "free one)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                         help="where stores are kept: a local folder or s3://BUCKET/PREFIX "
                              f"(default {DEFAULT_DATA_DIR})")
@@ -431,6 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     if args.keep < 0:
         parser.error("--keep must be 0 (keep all) or positive")
+    for flag, path in (("--token-file", args.token_file), ("--tls-cert", args.tls_cert),
+                       ("--tls-key", args.tls_key), ("--tls-client-ca", args.tls_client_ca)):
+        if path is not None and not path.is_file():
+            parser.error(f"{flag} {path}: no such file")
     logs.configure(args.log_level)
     try:
         token = read_tokens(args.token_file) if args.token_file else None
@@ -542,6 +552,15 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                       metavar="SECONDS",
                       help="seconds a worker has to send its ticket once connected, or a step "
                            f"header once begun (default {DEFAULT_READ_TIMEOUT:g})")
+
+
+def _listen_address(text: str) -> str:
+    # gRPC would listen on 443 for a bare host, and on the port modulo 65536 for a larger one.
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with a port from 0 to "
+                                         "65535, such as 127.0.0.1:50051")
+    return text
 
 
 def _data_port(text: str) -> int | None:
