@@ -240,7 +240,8 @@ def create_server(
     if port == 0:
         admission.close()
         raise RuntimeError(f"cannot listen on {address}: the address is in use (another "
-                           "server?) or not an address of this machine")
+                           "server?) or not an address of this machine; choose another with "
+                           "--address HOST:PORT")
     data_channel = None
     if data_port is not None:
         try:
