@@ -28,6 +28,7 @@ from paramstore.client.errors import (
     Unauthenticated,
     Unavailable,
 )
+from paramstore.gluon import nn
 
 
 def mlp_params():
@@ -172,6 +173,16 @@ def test_pull_fills_local_arrays_in_place(mlp):
     local = {name: np.zeros_like(array) for name, array in mlp_params().items()}
     mlp.pull(local)
     np.testing.assert_array_equal(local["dense1_weight"], mlp_params()["dense1_weight"])
+
+
+@pytest.mark.parametrize("verb", ["push", "pull"])
+def test_a_net_given_for_its_collect_params_raises_type_error_saying_what_to_pass(mlp, verb):
+    net = nn.Dense(256, in_units=20)
+    net.initialize()
+    before = mlp.info().version
+    with pytest.raises(TypeError, match=rf"^{verb} takes net.collect_params\(\) .* not Dense$"):
+        getattr(mlp, verb)(net)
+    assert mlp.info().version == before
 
 
 def test_pull_of_a_name_the_store_lacks_raises_parameter_not_found(mlp):
