@@ -420,7 +420,8 @@ def test_export_into_a_folder_names_the_folder_and_writes_nothing(paramstore, pu
 
 def test_a_token_server_refuses_the_cli_without_the_right_token(tmp_path):
     with running_server(tmp_path / "data", token="s3cret") as server:
-        assert server.cli("stores", token="wrong").stderr.count("UNAUTHENTICATED") == 1
+        wrong = server.cli("stores", token="wrong").stderr
+        assert wrong.count("UNAUTHENTICATED") == 1 and "--token TOKEN or PARAMSTORE_TOKEN" in wrong
         assert server.cli("stores").returncode == 0  # PARAMSTORE_TOKEN=s3cret
         refused = server.cli("--token", "", "stores", token="s3cret")
         assert refused.returncode == 1 and "Traceback" not in refused.stderr

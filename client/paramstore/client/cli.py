@@ -31,7 +31,7 @@ from typing import Any
 
 from paramstore import __version__, checkpoint, logs
 from paramstore.client.client import Client, connect
-from paramstore.client.errors import InvalidArgument, ParamstoreError
+from paramstore.client.errors import InvalidArgument, ParamstoreError, Unauthenticated
 from paramstore.client.models import RetentionPolicy, SnapshotInfo
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -62,15 +62,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _connect(args) as client:
             return args.run(client, args)
     except ParamstoreError as error:
-        plain_to_tls = "TLS server" in str(error) and not args.tls_ca
-        return _fail(f"{error.code}: {error}"
-                     f"{' (if the server uses TLS, pass --tls-ca PEM)' * plain_to_tls}")
+        return _fail(f"{error.code}: {error}{_hint(error, args)}")
     except (OSError, checkpoint.CheckpointError) as error:  # local files: unreadable, malformed
         return _fail(str(error))
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # a bug of ours: still one line, never a traceback
         return _fail(f"unexpected {type(error).__name__}: {error}")
+
+
+def _hint(error: ParamstoreError, args: argparse.Namespace) -> str:
+    """What a CLI user can do about `error`, where its message speaks to SDK users."""
+    if isinstance(error, Unauthenticated):
+        return " (the CLI sends the token given by --token TOKEN or PARAMSTORE_TOKEN)"
+    if "TLS server" in str(error) and not args.tls_ca:
+        return " (if the server uses TLS, pass --tls-ca PEM)"
+    return ""
 
 
 def _fail(message: str) -> int:
