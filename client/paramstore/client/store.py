@@ -283,6 +283,12 @@ class RemoteStore:
         """The value of parameter `name`. Raises `FailedPrecondition` when it has none."""
         (item,) = self._pull([name])
         if item.data is None:
+            shape = tuple(item.spec.shape)
+            if item.spec.shape_unknown or 0 in shape:  # no initializer can fill it
+                raise FailedPrecondition(
+                    f"parameter {name!r} of store {self.name!r} holds no data: its shape "
+                    f"{None if item.spec.shape_unknown else shape} is not known yet; run the "
+                    "net forward once, then push it again")
             raise FailedPrecondition(
                 f"parameter {name!r} holds no data in store {self.name!r}: initialize it first"
             )
