@@ -76,13 +76,15 @@ def test_export_materialize_ties_writes_each_tied_name_as_its_own_tensor(
     assert checkpoint.load(path).aliases == {}
 
 
-@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:0", "127.0.0.1:70000", ":80"])
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:0", "127.0.0.1:70000", ":80",
+                                     "http://127.0.0.1:50051"])
 def test_an_address_without_a_valid_port_is_refused(capsys, address):
     assert main(["--address", address, "stores"]) == 1
     assert "HOST:PORT" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:99999", "127.0.0.1:port"])
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:99999", "127.0.0.1:port",
+                                     "http://127.0.0.1:50051"])
 def test_serve_refuses_an_address_without_a_valid_port(capsys, address):
     with pytest.raises(SystemExit) as exited:  # gRPC would listen on 443, or on port % 65536
         main(["serve", "--address", address])

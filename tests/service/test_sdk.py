@@ -59,13 +59,14 @@ def mlp(client):
 # ---- connecting --------------------------------------------------------------------------------
 
 
-@given(host=st.sampled_from(["localhost", "127.0.0.1", "[::1]", "example.org"]),
+@given(host=st.sampled_from(["localhost", "127.0.0.1", "[::1]", "example.org",
+                             "http://127.0.0.1", "grpc://localhost"]),
        port=st.one_of(st.none(), st.integers(65536, 10**9), st.just(0), st.text(max_size=5)))
 @settings(max_examples=50, deadline=None)
 def test_an_address_without_a_port_a_server_can_have_raises_invalid_argument(host, port):
     # gRPC itself would dial 443 for a bare host and port % 65536 for a larger one.
     address = host if port is None else f"{host}:{port}"
-    if isinstance(port, str) and port.isdigit() and 0 < int(port) < 65536:
+    if "://" not in host and isinstance(port, str) and port.isdigit() and 0 < int(port) < 65536:
         return  # a valid address, found by the text strategy
     with pytest.raises(InvalidArgument, match="HOST:PORT"):
         connect(address)

@@ -356,9 +356,9 @@ def _check_address(address: str) -> None:
     """Raise `InvalidArgument` unless `address` is HOST:PORT with a port a server can listen
     on: gRPC would dial 443 for a bare host, and another port for one above 65535."""
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or "://" in host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidArgument(f"server address {address!r} must be HOST:PORT with a port from "
-                              "1 to 65535, such as 127.0.0.1:50051")
+                              "1 to 65535 and no scheme, such as 127.0.0.1:50051")
 
 
 def _credentials(

@@ -558,9 +558,9 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 def _listen_address(text: str) -> str:
     # gRPC would listen on 443 for a bare host, and on the port modulo 65536 for a larger one.
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not host or "://" in host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with a port from 0 to "
-                                         "65535, such as 127.0.0.1:50051")
+                                         "65535 and no scheme, such as 127.0.0.1:50051")
     return text
 
 
