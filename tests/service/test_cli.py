@@ -121,7 +121,7 @@ def test_every_argument_of_every_client_command_says_what_it_is():
 
 
 @pytest.mark.parametrize(("command", "options"), [
-    ("serve", ["--address ADDRESS", "--data-dir DATA_DIR", "--keep KEEP"]),
+    ("serve", ["--address ADDRESS", "--data-dir DIR", "--token-file FILE", "--keep N"]),
     ("train-demo", ["--workers N", "--steps S", "--mode {sync,async}", "--output PNG"]),
 ])
 def test_serve_and_train_demo_help_is_written_for_their_users(command, options):

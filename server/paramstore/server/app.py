@@ -382,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--address", type=_listen_address, default=DEFAULT_ADDRESS,
                         help=f"host:port to listen on (default {DEFAULT_ADDRESS}; port 0: a "
                              "free one)")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
                         help="where stores are kept: a local folder or s3://BUCKET/PREFIX "
                              f"(default {DEFAULT_DATA_DIR})")
     parser.add_argument("--s3-endpoint", metavar="URL",
@@ -394,14 +394,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port-file", type=Path, metavar="FILE",
                         help="once serving, write the bound host:port to FILE (for --address "
                              "HOST:0)")
-    parser.add_argument("--token-file", type=Path,
+    parser.add_argument("--token-file", type=Path, metavar="FILE",
                         help="file of bearer tokens, one per line: 'TOKEN' or 'TOKEN read-only'")
-    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key)")
-    parser.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
-    parser.add_argument("--tls-client-ca", type=Path,
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
+                        help="PEM certificate chain (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM",
+                        help="PEM private key (with --tls-cert)")
+    parser.add_argument("--tls-client-ca", type=Path, metavar="PEM",
                         help="PEM CA certificate: clients must present a certificate it signed "
                              "(mutual TLS; needs --tls-cert)")
-    parser.add_argument("--keep", type=int, default=0,
+    parser.add_argument("--keep", type=int, default=0, metavar="N",
                         help="snapshots kept per store, oldest deleted first (default 0: all)")
     parser.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                         help="snapshot a trained store and its optimizer every N steps "
