@@ -257,8 +257,10 @@ def test_a_custom_initializer_raises_invalid_argument_naming_the_supported(mlp):
         def _init_weight(self, name, arr):
             arr[:] = 0.5
 
-    with pytest.raises(InvalidArgument, match="xavier"):
+    with pytest.raises(InvalidArgument, match="xavier") as raised:
         mlp.initialize(Halves(), force_reinit=True)
+    assert "halves" in str(raised.value) and "initialize the local net" in str(raised.value)
+    assert "register" not in str(raised.value)  # registering on the client would not help
 
 
 # ---- ties --------------------------------------------------------------------------------------
