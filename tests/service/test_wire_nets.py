@@ -35,22 +35,24 @@ def test_a_remote_selection_prints_like_the_local_one(remote, select):
     assert str(store.collect_params(select)) == str(net.collect_params(select))
 
 
-def test_a_net_before_its_first_forward_prints_its_unknown_dimensions(remote):
+def pushed_before_its_first_forward(remote):
+    """The chapter's MLP, initialized but never run, pushed: its input dimension unknown."""
     net = nn.Sequential()
     net.add(nn.Dense(256, activation="relu"), nn.Dense(10))
     net.initialize()
     store = remote.create_store("deferred")
     store.push(net.collect_params())
+    return net, store
+
+
+def test_a_net_before_its_first_forward_prints_its_unknown_dimensions(remote):
+    net, store = pushed_before_its_first_forward(remote)
     assert "shape=(256, 0)" in str(store.collect_params())
     assert str(store.collect_params()) == str(net.collect_params())
 
 
 def test_data_of_a_parameter_of_unknown_shape_says_to_run_the_net_forward(remote):
-    net = nn.Sequential()
-    net.add(nn.Dense(256, activation="relu"), nn.Dense(10))
-    net.initialize()
-    store = remote.create_store("deferred")
-    store.push(net.collect_params())
+    net, store = pushed_before_its_first_forward(remote)
     store.initialize(init.Xavier())  # nothing to fill: no shape is known yet
     with pytest.raises(FailedPrecondition,
                        match=r"shape \(256, 0\) is not known yet; run the net forward once"):
