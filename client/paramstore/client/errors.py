@@ -1,7 +1,8 @@
 """Every error the SDK raises: one base class, one subclass per thing that can go wrong.
 
-Each carries the server's message (`str(error)`) and the gRPC status name (`error.code`). No
-`grpc.RpcError` reaches a caller: `from_rpc_error` translates them all.
+Each carries the server's message (`str(error)`; when no server was reached, what to check) and
+the gRPC status name (`error.code`). No `grpc.RpcError` reaches a caller: `from_rpc_error`
+translates them all.
 """
 
 from __future__ import annotations
