@@ -203,7 +203,8 @@ def test_stores_says_when_there_are_none(paramstore, remote):
 def test_snapshots_lists_the_tags_given_by_snapshot_and_tag(paramstore, pushed_mlp):
     paramstore("snapshot", "mlp", "--tag", "best", "--tag", "warm")
     paramstore("snapshot", "mlp")
-    assert paramstore("tag", "mlp", "latest", "release")[0] == 0
+    assert paramstore("tag", "mlp", "latest", "release")[:2] == (
+        0, "tagged snapshot 00000002 of 'mlp' as 'release'\n")
     rows = paramstore("snapshots", "mlp")[1].splitlines()[1:]
     assert [row.split()[6] for row in rows] == ["best,warm", "release"]
 

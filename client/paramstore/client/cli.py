@@ -197,7 +197,7 @@ def _delete_snapshot(client: Client, args: argparse.Namespace) -> int:
 
 def _tag(client: Client, args: argparse.Namespace) -> int:
     info = client.store(args.store).tag(args.id, args.tag)
-    _echo(f"tagged snapshot {info.id} of {args.store!r} {args.tag!r}")
+    _echo(f"tagged snapshot {info.id} of {args.store!r} as {args.tag!r}")
     return 0
 
 
