@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `make serve ADDRESS=127.0.0.1:50061` when 50051 is taken.
+ADDRESS ?= 127.0.0.1:50051
 
 .PHONY: serve test bench bench-service bench-attack bench-cluster lint proto soak clean etcd
 
@@ -13,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(VENV)/bin/paramstore serve --address 127.0.0.1:50051 --data-dir ./paramstore-data
+	$(VENV)/bin/paramstore serve --address $(ADDRESS) --data-dir ./paramstore-data
 
 test: $(STAMP) etcd
 	$(PY) -m pytest -q -m "not slow" --durations=25

@@ -14,9 +14,17 @@ def replace(path: str | os.PathLike[str], produce: Callable[[str], None]) -> Non
     `produce` writes a hidden temporary file beside `path` (same file system, so the rename is
     atomic); it is fsynced, renamed over `path`, and the folder fsynced: a crash leaves the old
     file or the new one, never half of one. On any error the temporary file is removed.
+    Raises `IsADirectoryError` when `path` is a folder, `FileNotFoundError` when its folder
+    does not exist.
     """
     path = os.fspath(path)
+    # Said here, these mistakes name the user's path, not the temporary file's.
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder: name the file to write in it, such as "
+                                f"{os.path.join(path, 'params.safetensors')}")
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path}: there is no folder {folder}")
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
     try:
         produce(temporary)

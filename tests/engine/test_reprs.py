@@ -36,6 +36,14 @@ def test_parameter_dict_lists_one_indented_line_per_parameter():
     assert str(params) == "p_ (\n  Parameter p_w (shape=(1,), dtype=<class 'numpy.float32'>)\n)"
 
 
+def test_a_parameter_dicts_keys_print_as_gluons_ordered_keys():
+    net = nn.Dense(2, in_units=3)
+    params = net.collect_params()
+    assert repr(params.keys()) == "odict_keys(['dense0_weight', 'dense0_bias'])"
+    assert repr(params.values()).startswith("odict_values([Parameter dense0_weight ")
+    assert repr(params.items()).startswith("odict_items([('dense0_weight', Parameter ")
+
+
 def test_sequential_before_and_after_the_first_forward():
     net = nn.Sequential()
     net.add(nn.Dense(256, activation="relu"), nn.Dense(10))

@@ -51,6 +51,21 @@ def test_keys_are_structural_paths(tmp_path):
         "hidden.weight", "hidden.bias", "output.weight", "output.bias"]
 
 
+def test_saving_to_a_folder_raises_naming_it_and_leaves_no_temporary_file(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=f"{folder} is a folder: name the file"):
+        mlp().save_parameters(str(folder))
+    assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
+
+
+def test_saving_into_a_missing_folder_raises_naming_the_folder(tmp_path):
+    missing = tmp_path / "checkpoints"
+    with pytest.raises(FileNotFoundError, match=f"there is no folder {missing}$"):
+        mlp().save_parameters(str(missing / "mlp.safetensors"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_clone_with_another_prefix_loads_the_file(tmp_path):
     path = str(tmp_path / "mlp.safetensors")
     original = mlp()

@@ -5,6 +5,9 @@ calls exactly that); the tests of exit statuses, stderr and environment variable
 installed `paramstore` script as a child process, as a shell would.
 """
 
+import argparse
+import os
+import re
 import shutil
 import subprocess
 
@@ -15,7 +18,7 @@ from chapter_nets import mlp, rgnet, tied_net
 from server_process import paramstore_command, running_server
 
 from paramstore import __version__, checkpoint
-from paramstore.client.cli import main
+from paramstore.client.cli import _parser, main
 
 pytest_plugins = ("server_fixtures",)  # `served`, `remote`
 
@@ -73,10 +76,68 @@ def test_export_materialize_ties_writes_each_tied_name_as_its_own_tensor(
     assert checkpoint.load(path).aliases == {}
 
 
-@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:0", "127.0.0.1:70000", ":80"])
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:0", "127.0.0.1:70000", ":80",
+                                     "http://127.0.0.1:50051"])
 def test_an_address_without_a_valid_port_is_refused(capsys, address):
     assert main(["--address", address, "stores"]) == 1
     assert "HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:99999", "127.0.0.1:port",
+                                     "http://127.0.0.1:50051"])
+def test_serve_refuses_an_address_without_a_valid_port(capsys, address):
+    with pytest.raises(SystemExit) as exited:  # gRPC would listen on 443, or on port % 65536
+        main(["serve", "--address", address])
+    assert exited.value.code == 2 and f"{address!r} is not HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--token-file", "--tls-client-ca"])
+def test_serve_names_the_flag_of_a_missing_file(capsys, tmp_path, flag):
+    missing = tmp_path / "missing.pem"
+    extra = ["--tls-cert", __file__, "--tls-key", __file__] if flag == "--tls-client-ca" else []
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--address", "127.0.0.1:0", flag, str(missing), *extra])
+    assert exited.value.code == 2
+    assert f"{flag} {missing}: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments", [
+    ["--tls-client-cert", "cert.pem", "stores"],
+    ["retention", "mlp", "--default", "--keep-last", "2"],
+])
+def test_a_mistake_in_the_cli_arguments_is_an_invalid_argument(paramstore, remote, arguments):
+    remote.create_store("mlp")
+    status, _, err = paramstore(*arguments)
+    assert status == 1 and err.startswith("paramstore: error: INVALID_ARGUMENT: ")
+    assert "UNKNOWN" not in err
+
+
+def test_every_argument_of_every_client_command_says_what_it_is():
+    commands = next(action for action in _parser()._actions
+                    if isinstance(action, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            assert action.help, (name, action.dest)
+
+
+@pytest.mark.parametrize(("command", "options"), [
+    ("serve", ["--address ADDRESS", "--data-dir DIR", "--token-file FILE", "--keep N"]),
+    ("train-demo", ["--workers N", "--steps S", "--mode {sync,async}", "--output PNG"]),
+])
+def test_serve_and_train_demo_help_is_written_for_their_users(command, options):
+    shown = subprocess.run([*paramstore_command(), command, "--help"], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
+    assert shown.returncode == 0
+    for option in options:  # each option with its help on its line
+        assert re.search(rf"^  {re.escape(option)}  +\S", shown.stdout, re.MULTILINE), option
+    # The description speaks to the user, not of the code's parameters and exceptions.
+    assert "`port_file`" not in shown.stdout and "Raises" not in shown.stdout
+
+
+def test_diff_names_its_two_snapshots_a_and_b():
+    shown = subprocess.run([*paramstore_command(), "diff", "--help"], capture_output=True,
+                           text=True, timeout=60)
+    assert "STORE A B" in " ".join(shown.stdout.split())
 
 
 def test_serve_after_client_options_is_a_usage_error(capsys):
@@ -142,7 +203,8 @@ def test_stores_says_when_there_are_none(paramstore, remote):
 def test_snapshots_lists_the_tags_given_by_snapshot_and_tag(paramstore, pushed_mlp):
     paramstore("snapshot", "mlp", "--tag", "best", "--tag", "warm")
     paramstore("snapshot", "mlp")
-    assert paramstore("tag", "mlp", "latest", "release")[0] == 0
+    assert paramstore("tag", "mlp", "latest", "release")[:2] == (
+        0, "tagged snapshot 00000002 of 'mlp' as 'release'\n")
     rows = paramstore("snapshots", "mlp")[1].splitlines()[1:]
     assert [row.split()[6] for row in rows] == ["best,warm", "release"]
 
@@ -337,17 +399,32 @@ def test_the_script_reads_the_address_from_the_environment(served, remote):
     assert (done.returncode, done.stdout, done.stderr) == (0, "from-env\n", "")
 
 
-def test_an_unreachable_server_prints_one_line_without_a_traceback(tmp_path):
+def test_an_unreachable_server_prints_one_line_saying_how_to_start_one(tmp_path):
     done = subprocess.run([*paramstore_command(), "--address", "127.0.0.1:1", "stores"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "cannot reach" in done.stderr
     assert "Traceback" not in done.stderr
+    # What went wrong and what to do, without gRPC's status words or a TLS red herring.
+    assert "connection refused" in done.stderr
+    assert "`paramstore serve --address 127.0.0.1:1` starts one" in done.stderr
+    assert "UNKNOWN" not in done.stderr and "--tls-ca" not in done.stderr
+
+
+def test_export_into_a_folder_names_the_folder_and_writes_nothing(paramstore, pushed_mlp,
+                                                                   tmp_path):
+    paramstore("snapshot", "mlp")
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    status, _, err = paramstore("export", "mlp", "latest", folder)
+    assert status == 1 and f"{folder} is a folder" in err
+    assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
 
 
 def test_a_token_server_refuses_the_cli_without_the_right_token(tmp_path):
     with running_server(tmp_path / "data", token="s3cret") as server:
-        assert server.cli("stores", token="wrong").stderr.count("UNAUTHENTICATED") == 1
+        wrong = server.cli("stores", token="wrong").stderr
+        assert wrong.count("UNAUTHENTICATED") == 1 and "--token TOKEN or PARAMSTORE_TOKEN" in wrong
         assert server.cli("stores").returncode == 0  # PARAMSTORE_TOKEN=s3cret
         refused = server.cli("--token", "", "stores", token="s3cret")
         assert refused.returncode == 1 and "Traceback" not in refused.stderr

@@ -72,6 +72,13 @@ def test_a_selected_export_holds_only_the_selected_tensors(store, tmp_path):
     assert loaded["dense1_weight"][0, 0] == 1.0
 
 
+def test_a_selected_export_of_nothing_is_not_found_and_writes_no_file(store, tmp_path):
+    exported = tmp_path / "conv.safetensors"
+    with pytest.raises(ParameterNotFound, match="has no parameter matching 'conv'"):
+        store.export_snapshot("latest", exported, select="conv")
+    assert not exported.exists() and not list(tmp_path.glob(".conv*"))
+
+
 def test_a_selected_import_creates_a_store_of_the_selected_tensors(client, tmp_path):
     path = tmp_path / "net.safetensors"
     checkpoint.save(path, layers(3.0))

@@ -209,6 +209,12 @@ def test_the_readme_has_blocks_of_every_kind() -> None:
     assert any(block.output is not None for block in BLOCKS)
 
 
+def test_make_serve_listens_where_address_says() -> None:
+    shown = subprocess.run(["make", "-n", "serve", "ADDRESS=127.0.0.1:50061"], cwd=REPOSITORY,
+                           capture_output=True, text=True, timeout=60)
+    assert "paramstore serve --address 127.0.0.1:50061 " in shown.stdout, shown.stderr
+
+
 def test_an_unknown_directive_is_refused() -> None:
     with pytest.raises(AnnotationError, match="unknown readme-test directive 'runs'"):
         parse_annotation(" runs ", 3)

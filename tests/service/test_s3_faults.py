@@ -7,6 +7,7 @@ and the server works again as soon as the endpoint does.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -146,3 +147,14 @@ def test_serve_refuses_storage_it_cannot_use_with_a_clear_message(
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_without_aws_credentials_says_which_variables_to_set():
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    environment.update(AWS_REGION="us-east-1", AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+                       AWS_CONFIG_FILE=os.devnull, AWS_EC2_METADATA_DISABLED="true")
+    done = subprocess.run([*paramstore_command(), "serve", "--address", "127.0.0.1:0",
+                           "--data-dir", "s3://bucket/x", "--s3-endpoint", "http://127.0.0.1:1"],
+                          capture_output=True, text=True, timeout=120, env=environment)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in done.stderr

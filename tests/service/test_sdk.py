@@ -11,6 +11,8 @@ import pytest
 import safetensors.numpy
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paramstore import checkpoint
 from paramstore.client import connect
@@ -26,6 +28,7 @@ from paramstore.client.errors import (
     Unauthenticated,
     Unavailable,
 )
+from paramstore.gluon import nn
 
 
 def mlp_params():
@@ -51,6 +54,33 @@ def mlp(client):
     store = client.create_store("mlp")
     store.push(LocalDict("mlp_", mlp_params()))
     return store
+
+
+# ---- connecting --------------------------------------------------------------------------------
+
+
+@given(host=st.sampled_from(["localhost", "127.0.0.1", "[::1]", "example.org",
+                             "http://127.0.0.1", "grpc://localhost"]),
+       port=st.one_of(st.none(), st.integers(65536, 10**9), st.just(0), st.text(max_size=5)))
+@settings(max_examples=50, deadline=None)
+def test_an_address_without_a_port_a_server_can_have_raises_invalid_argument(host, port):
+    # gRPC itself would dial 443 for a bare host and port % 65536 for a larger one.
+    address = host if port is None else f"{host}:{port}"
+    if "://" not in host and isinstance(port, str) and port.isdigit() and 0 < int(port) < 65536:
+        return  # a valid address, found by the text strategy
+    with pytest.raises(InvalidArgument, match="HOST:PORT"):
+        connect(address)
+    with pytest.raises(InvalidArgument, match="HOST:PORT"):
+        connect(f"127.0.0.1:50051,{address}")
+
+
+def test_exporting_into_a_folder_raises_naming_it_and_writes_nothing(mlp, tmp_path):
+    mlp.snapshot()
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=f"{folder} is a folder"):
+        mlp.export_snapshot("latest", folder)
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".exports*"))
 
 
 # ---- stores ------------------------------------------------------------------------------------
@@ -138,6 +168,16 @@ def test_pull_fills_local_arrays_in_place(mlp):
     np.testing.assert_array_equal(local["dense1_weight"], mlp_params()["dense1_weight"])
 
 
+@pytest.mark.parametrize("verb", ["push", "pull"])
+def test_a_net_given_for_its_collect_params_raises_type_error_saying_what_to_pass(mlp, verb):
+    net = nn.Dense(256, in_units=20)
+    net.initialize()
+    before = mlp.info().version
+    with pytest.raises(TypeError, match=rf"^{verb} takes net.collect_params\(\) .* not Dense$"):
+        getattr(mlp, verb)(net)
+    assert mlp.info().version == before
+
+
 def test_pull_of_a_name_the_store_lacks_raises_parameter_not_found(mlp):
     with pytest.raises(ParameterNotFound, match="extra"):
         mlp.pull({"extra": np.zeros(1)})
@@ -209,8 +249,10 @@ def test_a_custom_initializer_raises_invalid_argument_naming_the_supported(mlp):
         def _init_weight(self, name, arr):
             arr[:] = 0.5
 
-    with pytest.raises(InvalidArgument, match="xavier"):
+    with pytest.raises(InvalidArgument, match="xavier") as raised:
         mlp.initialize(Halves(), force_reinit=True)
+    assert "halves" in str(raised.value) and "initialize the local net" in str(raised.value)
+    assert "register" not in str(raised.value)  # registering on the client would not help
 
 
 # ---- ties --------------------------------------------------------------------------------------
@@ -413,9 +455,12 @@ def test_tls_connections_work_with_the_servers_certificate(make_server, tmp_path
 # ---- the server process ------------------------------------------------------------------------
 
 
-def test_an_unreachable_server_raises_unavailable():
-    with connect("127.0.0.1:1", timeout=5) as client, pytest.raises(Unavailable):
+def test_an_unreachable_server_raises_unavailable_saying_how_to_start_one():
+    with connect("127.0.0.1:1", timeout=5) as client, pytest.raises(Unavailable) as raised:
         client.list_stores()
+    assert str(raised.value) == (
+        "cannot reach a paramstore server at 127.0.0.1:1: connection refused; is one running "
+        "there? (`paramstore serve --address 127.0.0.1:1` starts one)")
 
 
 def test_sigterm_drains_and_exits_cleanly(spawn_server):

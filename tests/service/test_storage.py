@@ -23,7 +23,7 @@ from paramstore.server.errors import (
     StorageUnavailable,
     StoreNotFound,
 )
-from paramstore.server.storage import Backend, Catalog, Contents, LocalBackend
+from paramstore.server.storage import Backend, BackendError, Catalog, Contents, LocalBackend
 from paramstore.server.stores import AppliedStep, Incoming, ParameterInfo, Store
 
 
@@ -43,6 +43,14 @@ def backend(make_backend) -> Backend:
 def local(tmp_path) -> LocalBackend:
     """For what only a local folder can show: hidden files, symbolic links."""
     return LocalBackend(tmp_path / "data")
+
+
+def test_a_file_as_the_data_folder_is_refused_saying_it_is_a_file(tmp_path):
+    taken = tmp_path / "paramstore-data"
+    taken.write_text("notes")
+    with pytest.raises(BackendError, match="data folder: it is a file, not a folder$"):
+        LocalBackend(taken)
+    assert taken.read_text() == "notes"
 
 
 def param(name: str, array: np.ndarray) -> Incoming:

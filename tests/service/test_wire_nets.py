@@ -6,7 +6,7 @@ import pytest
 from chapter_nets import CHAPTER_NETS, by_path, mlp, tied_net
 
 from paramstore import gluon, init, nd
-from paramstore.client.errors import InvalidArgument, ParameterNotFound
+from paramstore.client.errors import FailedPrecondition, InvalidArgument, ParameterNotFound
 from paramstore.gluon import nn
 
 pytest_plugins = ("server_fixtures",)  # `served`, `remote`, `mlp_store`
@@ -35,14 +35,31 @@ def test_a_remote_selection_prints_like_the_local_one(remote, select):
     assert str(store.collect_params(select)) == str(net.collect_params(select))
 
 
-def test_a_net_before_its_first_forward_prints_its_unknown_dimensions(remote):
+def pushed_before_its_first_forward(remote):
+    """The chapter's MLP, initialized but never run, pushed: its input dimension unknown."""
     net = nn.Sequential()
     net.add(nn.Dense(256, activation="relu"), nn.Dense(10))
     net.initialize()
     store = remote.create_store("deferred")
     store.push(net.collect_params())
+    return net, store
+
+
+def test_a_net_before_its_first_forward_prints_its_unknown_dimensions(remote):
+    net, store = pushed_before_its_first_forward(remote)
     assert "shape=(256, 0)" in str(store.collect_params())
     assert str(store.collect_params()) == str(net.collect_params())
+
+
+def test_data_of_a_parameter_of_unknown_shape_says_to_run_the_net_forward(remote):
+    net, store = pushed_before_its_first_forward(remote)
+    store.initialize(init.Xavier())  # nothing to fill: no shape is known yet
+    with pytest.raises(FailedPrecondition,
+                       match=r"shape \(256, 0\) is not known yet; run the net forward once"):
+        store.collect_params()[net[0].weight.name].data()
+    net(nd.ones((2, 20)))
+    store.push(net.collect_params())
+    assert store.collect_params()[net[0].weight.name].data().shape == (256, 20)
 
 
 def test_a_remote_listing_indexes_like_a_parameter_dict(remote):
@@ -50,7 +67,7 @@ def test_a_remote_listing_indexes_like_a_parameter_dict(remote):
     store = remote.create_store("mlp")
     store.push(net.collect_params())
     local, listing = net.collect_params(), store.collect_params()
-    assert list(listing.keys()) == list(local.keys())
+    assert repr(listing.keys()) == repr(local.keys())  # odict_keys([...]), as in Gluon
     assert len(listing) == len(list(local.keys()))
     for name, parameter in listing.items():
         assert (parameter.name, parameter.shape, parameter.dtype) == (

@@ -31,7 +31,7 @@ from typing import Any
 
 from paramstore import __version__, checkpoint, logs
 from paramstore.client.client import Client, connect
-from paramstore.client.errors import ParamstoreError, Unavailable
+from paramstore.client.errors import InvalidArgument, ParamstoreError, Unauthenticated
 from paramstore.client.models import RetentionPolicy, SnapshotInfo
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -61,17 +61,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(args.file)
         with _connect(args) as client:
             return args.run(client, args)
-    except Unavailable as error:
-        hint = "" if args.tls_ca else " (if the server uses TLS, pass --tls-ca PEM)"
-        return _fail(f"cannot reach a paramstore server at {args.address}: {error}{hint}")
     except ParamstoreError as error:
-        return _fail(f"{error.code}: {error}")
+        return _fail(f"{error.code}: {error}{_hint(error, args)}")
     except (OSError, checkpoint.CheckpointError) as error:  # local files: unreadable, malformed
         return _fail(str(error))
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # a bug of ours: still one line, never a traceback
         return _fail(f"unexpected {type(error).__name__}: {error}")
+
+
+def _hint(error: ParamstoreError, args: argparse.Namespace) -> str:
+    """What a CLI user can do about `error`, where its message speaks to SDK users."""
+    if isinstance(error, Unauthenticated):
+        return " (the CLI sends the token given by --token TOKEN or PARAMSTORE_TOKEN)"
+    if "TLS server" in str(error) and not args.tls_ca:
+        return " (if the server uses TLS, pass --tls-ca PEM)"
+    return ""
 
 
 def _fail(message: str) -> int:
@@ -117,14 +123,9 @@ def _safetensors_file(path: Path) -> None:
 
 
 def _connect(args: argparse.Namespace) -> Client:
-    for address in args.address.split(","):
-        host, _, port = address.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ParamstoreError(f"--address {address!r} must be HOST:PORT with a port "
-                                  "from 1 to 65535")
     cert, key = getattr(args, "tls_client_cert", None), getattr(args, "tls_client_key", None)
     if (cert is None) != (key is None):
-        raise ParamstoreError("--tls-client-cert and --tls-client-key go together")
+        raise InvalidArgument("--tls-client-cert and --tls-client-key go together")
     client_cert = (Path(cert).read_bytes(), Path(key).read_bytes()) if cert and key else None
     return connect(args.address, token=args.token or None, tls=args.tls_ca or False,
                    client_cert=client_cert)
@@ -196,7 +197,7 @@ def _delete_snapshot(client: Client, args: argparse.Namespace) -> int:
 
 def _tag(client: Client, args: argparse.Namespace) -> int:
     info = client.store(args.store).tag(args.id, args.tag)
-    _echo(f"tagged snapshot {info.id} of {args.store!r} {args.tag!r}")
+    _echo(f"tagged snapshot {info.id} of {args.store!r} as {args.tag!r}")
     return 0
 
 
@@ -213,7 +214,7 @@ def _retention(client: Client, args: argparse.Namespace) -> int:
     given = {key: value for key, value in rules.items() if value is not None}
     if args.default:
         if given:
-            raise ParamstoreError("--default replaces the store's policy: give no rule with it")
+            raise InvalidArgument("--default replaces the store's policy: give no rule with it")
         policy = store.set_retention()
     elif given:
         policy = store.set_retention(**given)
@@ -349,65 +350,69 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
+    store: dict[str, Any] = {"metavar": "STORE", "help": "a store's name (`paramstore stores` "
+                                                         "lists them)"}
+    file: dict[str, Any] = {"metavar": "FILE", "help": "a safetensors file"}
+    snapshot_id: dict[str, Any] = {
+        "metavar": "ID", "help": "a snapshot id (00000007 or 7), 'latest' or a tag"}
     command("serve", None, "run the server (see `paramstore serve --help`)")
     command("train-demo", None, "train a tied-layer MLP with N workers on loopback and plot "
                                 "the loss curves (see `paramstore train-demo --help`)")
     command("stores", _stores, "list the stores")
     command("cluster", _cluster, "list the replicas and the stores each owns")
     command("delete-store", _delete_store, "delete a store and all its snapshots"
-            ).add_argument("store")
+            ).add_argument("store", **store)
     params = command("params", _params, "print a store's parameters like collect_params()")
-    params.add_argument("store")
+    params.add_argument("store", **store)
     params.add_argument("--select", metavar="RE",
                         help="only names matching this regular expression at their start")
     snapshot = command("snapshot", _snapshot, "snapshot a store to the server's disk; "
                                               "prints the snapshot id")
-    snapshot.add_argument("store")
-    snapshot.add_argument("--step", type=int, help="the training step to record")
+    snapshot.add_argument("store", **store)
+    snapshot.add_argument("--step", type=int, metavar="N", help="the training step to record")
     snapshot.add_argument("--note", metavar="TEXT", help="a note kept in the metadata")
     snapshot.add_argument("--tag", action="append", metavar="TAG",
                           help="tag the snapshot (repeatable); the tag moves to it")
     command("snapshots", _snapshots, "list a store's snapshots, oldest first, with their tags"
-            ).add_argument("store")
-    snapshot_id: dict[str, Any] = {
-        "metavar": "ID", "help": "a snapshot id (00000007 or 7), 'latest' or a tag"}
+            ).add_argument("store", **store)
     restore = command("restore", _restore, "bring a store back to a snapshot")
-    restore.add_argument("store")
+    restore.add_argument("store", **store)
     restore.add_argument("id", **snapshot_id)
     restore.add_argument("--select", metavar="RE", help="restore only the parameters matching "
                          "this regular expression at their start; the others stay as they are")
     export = command("export", _export, "download a snapshot as a safetensors file")
-    export.add_argument("store")
+    export.add_argument("store", **store)
     export.add_argument("id", **snapshot_id)
-    export.add_argument("file", type=Path)
+    export.add_argument("file", type=Path, metavar="FILE",
+                        help="the safetensors file to write (replaced if it exists)")
     export.add_argument("--select", metavar="RE",
                         help="only the parameters matching this regular expression")
     export.add_argument("--materialize-ties", action="store_true",
                         help="write every tied name as a tensor of its own, for tools that "
                              "do not read paramstore's metadata")
     imported = command("import", _import, "create a store from a safetensors file")
-    imported.add_argument("file", type=Path)
-    imported.add_argument("store")
+    imported.add_argument("file", type=Path, **file)
+    imported.add_argument("store", metavar="STORE", help="the name of the store to create")
     imported.add_argument("--select", metavar="RE",
                           help="only the parameters matching this regular expression")
     delete_snapshot = command("delete-snapshot", _delete_snapshot,
                               "delete one snapshot (and the tags it has)")
-    delete_snapshot.add_argument("store")
+    delete_snapshot.add_argument("store", **store)
     delete_snapshot.add_argument("id", **snapshot_id)
     tag = command("tag", _tag, "tag a snapshot, moving the tag from the one that had it; "
                                "retention never deletes a tagged snapshot")
-    tag.add_argument("store")
+    tag.add_argument("store", **store)
     tag.add_argument("id", **snapshot_id)
-    tag.add_argument("tag", help="a name such as best or release-1 (not all digits, not "
-                                 "'latest')")
+    tag.add_argument("tag", metavar="TAG", help="a name such as best or release-1 (not all "
+                                                "digits, not 'latest')")
     untag = command("untag", _untag, "remove a tag (the snapshot stays)")
-    untag.add_argument("store")
-    untag.add_argument("tag")
+    untag.add_argument("store", **store)
+    untag.add_argument("tag", metavar="TAG", help="the tag to remove")
     retention = command(
         "retention", _retention,
         "show or set which snapshots a store keeps: a snapshot is kept when any rule keeps "
         "it; the newest and tagged ones always are. The policy applies from the next snapshot.")
-    retention.add_argument("store")
+    retention.add_argument("store", **store)
     retention.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N")
     retention.add_argument("--keep-best", type=int, metavar="K",
                            help="keep the best K by --metric")
@@ -421,19 +426,21 @@ def _parser() -> argparse.ArgumentParser:
                            help="drop the store's policy: the server's --keep applies again")
     diff = command("diff", _diff, "compare two snapshots parameter by parameter: status, L2 "
                                   "norm of the difference, relative change, ties")
-    diff.add_argument("store")
-    diff.add_argument("a", **snapshot_id)
-    diff.add_argument("b", **snapshot_id)
+    diff.add_argument("store", **store)
+    diff.add_argument("a", metavar="A", help="the first snapshot: an id, 'latest' or a tag")
+    diff.add_argument("b", metavar="B", help="the second snapshot: an id, 'latest' or a tag")
     tie = command("tie", _tie, "make ALIAS another name of TARGET's tensor")
-    tie.add_argument("store")
-    tie.add_argument("alias")
-    tie.add_argument("target")
+    tie.add_argument("store", **store)
+    tie.add_argument("alias", metavar="ALIAS",
+                     help="the parameter name that becomes an alias (it may be new)")
+    tie.add_argument("target", metavar="TARGET", help="the parameter whose tensor ALIAS shares")
     untie = command("untie", _untie, "give ALIAS its own copy of the tensor again")
-    untie.add_argument("store")
-    untie.add_argument("alias")
+    untie.add_argument("store", **store)
+    untie.add_argument("alias", metavar="ALIAS",
+                       help="the parameter name that stops being an alias")
     inspect = command("inspect", None, "print a safetensors file's parameters, ties and "
                                        "metadata (offline)")
-    inspect.add_argument("file", type=Path)
+    inspect.add_argument("file", type=Path, **file)
     return parser
 
 

@@ -105,6 +105,8 @@ class Client:
         addresses = [part.strip() for part in address.split(",") if part.strip()]
         if not addresses:
             raise InvalidArgument(f"no server address in {address!r}")
+        for each in addresses:
+            _check_address(each)
         # gRPC hands each received chunk over in a new buffer and the chunk is freed once
         # copied: reusing the freed blocks spares page-faulting every pulled byte's memory.
         keep_freed_memory()
@@ -220,7 +222,7 @@ class Client:
                         sent, metadata=metadata, timeout=self.timeout)
                 except grpc.RpcError as error:
                     if not attempt.retry(error):
-                        raise from_rpc_error(error) from None
+                        raise from_rpc_error(error, attempt.address) from None
                 else:
                     # The store's owner answered: its calls that cannot fail over (a
                     # training worker's steps) go there too.
@@ -254,7 +256,7 @@ class Client:
                     return
                 except grpc.RpcError as error:
                     if replied or not attempt.retry(error):
-                        raise from_rpc_error(error) from None
+                        raise from_rpc_error(error, attempt.address) from None
 
     def _method(self, name: str) -> Any:
         """The callable of method `name` on the first server named (for tests that send raw
@@ -350,6 +352,15 @@ class _Connection:
         )
 
 
+def _check_address(address: str) -> None:
+    """Raise `InvalidArgument` unless `address` is HOST:PORT with a port a server can listen
+    on: gRPC would dial 443 for a bare host, and another port for one above 65535."""
+    host, _, port = address.rpartition(":")
+    if not host or "://" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"server address {address!r} must be HOST:PORT with a port from "
+                              "1 to 65535 and no scheme, such as 127.0.0.1:50051")
+
+
 def _credentials(
     tls: bool | str | os.PathLike[str] | bytes, client_cert: tuple[bytes, bytes] | None
 ) -> grpc.ChannelCredentials:
@@ -361,7 +372,7 @@ def _credentials(
         try:
             roots = Path(tls).read_bytes()
         except OSError as error:
-            raise ParamstoreError(f"cannot read the TLS CA certificate {tls}: {error}") from None
+            raise InvalidArgument(f"cannot read the TLS CA certificate {tls}: {error}") from None
     return grpc.ssl_channel_credentials(
         root_certificates=roots, private_key=key, certificate_chain=chain
     )

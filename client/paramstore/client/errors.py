@@ -1,10 +1,13 @@
 """Every error the SDK raises: one base class, one subclass per thing that can go wrong.
 
-Each carries the server's message (`str(error)`) and the gRPC status name (`error.code`). No
-`grpc.RpcError` reaches a caller: `from_rpc_error` translates them all.
+Each carries the server's message (`str(error)`; when no server was reached, what to check) and
+the gRPC status name (`error.code`). No `grpc.RpcError` reaches a caller: `from_rpc_error`
+translates them all.
 """
 
 from __future__ import annotations
+
+import re
 
 import grpc
 
@@ -140,12 +143,37 @@ _BY_STATUS: dict[grpc.StatusCode, type[ParamstoreError]] = {
 }
 
 
-def from_rpc_error(error: grpc.RpcError) -> ParamstoreError:
-    """The SDK error for a failed call: the server's error kind, else its status."""
+def from_rpc_error(error: grpc.RpcError, address: str = "") -> ParamstoreError:
+    """The SDK error for a failed call to `address`: the server's error kind, else its status."""
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     message = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
     trailers = dict((error.trailing_metadata() if isinstance(error, grpc.Call) else None) or ())
+    if address and code == grpc.StatusCode.UNAVAILABLE and ERROR_KEY not in trailers:
+        message = _unreachable(address, message)
     return from_status(code, message, trailers.get(ERROR_KEY, ""), trailers.get(OWNER_KEY, ""))
+
+
+# gRPC's words for a call that reached no server, and the reason after them.
+_NO_CONNECTION = re.compile(r"failed to connect to all addresses; last error: (?:[A-Z_]+: )?"
+                            r"(?:ipv[46]:\S+?: )?(?P<reason>.*)|(?P<dns>DNS resolution failed|"
+                            r"errors resolving)", re.DOTALL)
+
+
+def _unreachable(address: str, message: str) -> str:
+    """gRPC's message for a server that could not be reached, said so that a person knows
+    what to check; any other message as it is."""
+    found = _NO_CONNECTION.match(message)
+    if found is None:
+        return message
+    unreachable = f"cannot reach a paramstore server at {address}"
+    if found.group("dns"):
+        return f"{unreachable}: its host name does not resolve"
+    reason = found.group("reason")
+    if "refused" in reason:
+        return (f"{unreachable}: connection refused; is one running there? "
+                f"(`paramstore serve --address {address}` starts one)")
+    return (f"{unreachable}: {reason} (a TLS server needs a TLS client, and a plain-text one "
+            "a plain-text client)")
 
 
 def from_status(code: grpc.StatusCode | None, message: str, kind: str = "",

@@ -6,6 +6,7 @@ server each time they are called.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,7 @@ class RemoteParameterDict:
 
     def __init__(self, prefix: str, parameters: list[RemoteParameter]) -> None:
         self._prefix = prefix
-        self._parameters = {parameter.name: parameter for parameter in parameters}
+        self._parameters = OrderedDict((parameter.name, parameter) for parameter in parameters)
 
     @property
     def prefix(self) -> str:

@@ -49,9 +49,9 @@ class RemoteStore:
         atomic write; a tied tensor travels once. `expected_version`: refuse with
         `FailedPrecondition` unless the store is at that version. Returns the new version.
         Raises `StoreNotFound`, `FailedPrecondition` (shape or dtype mismatch),
-        `InvalidArgument`.
+        `InvalidArgument`; `TypeError` for anything but a mapping of names.
         """
-        prefix, outgoing = transfer.describe(params)
+        prefix, outgoing = transfer.describe(_parameter_dict(params, "push"))
         begin = pb.PushBegin(store=self.name, prefix=prefix,
                              expected_version=expected_version or 0)
         # One id for the push however it travels: a push over the data channel cut off is
@@ -81,7 +81,7 @@ class RemoteStore:
             request = pb.CollectParamsRequest(store=self.name, select=select)
             return self.client.stream("CollectParams", request)
 
-        pulling.pull_into(open_stream, open_listing, params,
+        pulling.pull_into(open_stream, open_listing, _parameter_dict(params, "pull"),
                           lambda total: self.client.progress_bar(total, f"pull {self.name}"),
                           self.client.data_transfers.read_listed(self.name))
 
@@ -283,6 +283,12 @@ class RemoteStore:
         """The value of parameter `name`. Raises `FailedPrecondition` when it has none."""
         (item,) = self._pull([name])
         if item.data is None:
+            shape = tuple(item.spec.shape)
+            if item.spec.shape_unknown or 0 in shape:  # no initializer can fill it
+                raise FailedPrecondition(
+                    f"parameter {name!r} of store {self.name!r} holds no data: its shape "
+                    f"{None if item.spec.shape_unknown else shape} is not known yet; run the "
+                    "net forward once, then push it again")
             raise FailedPrecondition(
                 f"parameter {name!r} holds no data in store {self.name!r}: initialize it first"
             )
@@ -290,4 +296,13 @@ class RemoteStore:
 
     def __repr__(self) -> str:
         return f"RemoteStore({self.name!r})"
+
+
+def _parameter_dict(params: Any, verb: str) -> Any:
+    """`params` when it maps names to parameters or arrays; else `TypeError` saying what to
+    pass (a net given for its `collect_params()` would fail deep inside, unexplained)."""
+    if not (hasattr(params, "keys") and hasattr(params, "items")):
+        raise TypeError(f"{verb} takes net.collect_params() or a dict of name -> array, "
+                        f"not {type(params).__name__}")
+    return params
 

@@ -206,14 +206,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
         return train_worker(worker_parser().parse_args(argv[1:]))
-    parser = argparse.ArgumentParser(prog="paramstore train-demo", description=run_demo.__doc__)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--mode", default="sync", choices=("sync", "async"))
-    parser.add_argument("--output", type=Path, default=Path("train-demo-loss.png"))
+    parser = argparse.ArgumentParser(
+        prog="paramstore train-demo",
+        description="Start a server on loopback and N worker processes that train the "
+                    "chapter's tied-layer MLP on a synthetic task through it, then plot each "
+                    "worker's loss curve to a PNG. Needs no running server.")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="worker processes (default 2)")
+    parser.add_argument("--steps", type=int, default=100, metavar="S",
+                        help="training steps of each worker (default 100)")
+    parser.add_argument("--mode", default="sync", choices=("sync", "async"),
+                        help="sync: one update per step from all workers' gradients; async: "
+                             "each worker's gradients applied on arrival (default sync)")
+    parser.add_argument("--output", type=Path, default=Path("train-demo-loss.png"),
+                        metavar="PNG", help="where to write the plot (default "
+                                            "train-demo-loss.png)")
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
+    if args.workers < 1 or args.steps < 1:
+        parser.error("--workers and --steps must be at least 1")
     written = run_demo(args.workers, args.steps, args.output, args.mode)
     print(f"loss curves written to {os.path.abspath(written)}")
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, NoReturn
 
@@ -524,7 +525,8 @@ class ParameterDict:
 
     def __init__(self, prefix: str = "", shared: ParameterDict | None = None) -> None:
         self._prefix = prefix
-        self._params: dict[str, Parameter] = {}
+        # An OrderedDict, as Gluon's: `keys()` prints as `odict_keys([...])`.
+        self._params: OrderedDict[str, Parameter] = OrderedDict()
         self._shared = shared
 
     def __repr__(self) -> str:

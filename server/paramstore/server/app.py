@@ -240,7 +240,8 @@ def create_server(
     if port == 0:
         admission.close()
         raise RuntimeError(f"cannot listen on {address}: the address is in use (another "
-                           "server?) or not an address of this machine")
+                           "server?) or not an address of this machine; choose another with "
+                           "--address HOST:PORT")
     data_channel = None
     if data_port is not None:
         try:
@@ -372,10 +373,16 @@ def _write_replacing(path: Path, text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`paramstore serve` flags; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="paramstore serve", description=serve.__doc__)
-    parser.add_argument("--address", default=DEFAULT_ADDRESS,
-                        help=f"host:port to listen on (default {DEFAULT_ADDRESS})")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+    parser = argparse.ArgumentParser(
+        prog="paramstore serve",
+        description="Serve parameter stores over gRPC until SIGTERM or Ctrl-C, then let calls "
+                    f"in flight finish (up to {SHUTDOWN_GRACE_SECONDS:g} s) and stop. Stores "
+                    "and their snapshots are kept in --data-dir. The limits below hold by default; "
+                    "TLS and tokens are off until given.")
+    parser.add_argument("--address", type=_listen_address, default=DEFAULT_ADDRESS,
+                        help=f"host:port to listen on (default {DEFAULT_ADDRESS}; port 0: a "
+                             "free one)")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
                         help="where stores are kept: a local folder or s3://BUCKET/PREFIX "
                              f"(default {DEFAULT_DATA_DIR})")
     parser.add_argument("--s3-endpoint", metavar="URL",
@@ -387,14 +394,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port-file", type=Path, metavar="FILE",
                         help="once serving, write the bound host:port to FILE (for --address "
                              "HOST:0)")
-    parser.add_argument("--token-file", type=Path,
+    parser.add_argument("--token-file", type=Path, metavar="FILE",
                         help="file of bearer tokens, one per line: 'TOKEN' or 'TOKEN read-only'")
-    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key)")
-    parser.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
-    parser.add_argument("--tls-client-ca", type=Path,
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
+                        help="PEM certificate chain (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM",
+                        help="PEM private key (with --tls-cert)")
+    parser.add_argument("--tls-client-ca", type=Path, metavar="PEM",
                         help="PEM CA certificate: clients must present a certificate it signed "
                              "(mutual TLS; needs --tls-cert)")
-    parser.add_argument("--keep", type=int, default=0,
+    parser.add_argument("--keep", type=int, default=0, metavar="N",
                         help="snapshots kept per store, oldest deleted first (default 0: all)")
     parser.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                         help="snapshot a trained store and its optimizer every N steps "
@@ -431,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     if args.keep < 0:
         parser.error("--keep must be 0 (keep all) or positive")
+    for flag, path in (("--token-file", args.token_file), ("--tls-cert", args.tls_cert),
+                       ("--tls-key", args.tls_key), ("--tls-client-ca", args.tls_client_ca)):
+        if path is not None and not path.is_file():
+            parser.error(f"{flag} {path}: no such file")
     logs.configure(args.log_level)
     try:
         token = read_tokens(args.token_file) if args.token_file else None
@@ -542,6 +555,15 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                       metavar="SECONDS",
                       help="seconds a worker has to send its ticket once connected, or a step "
                            f"header once begun (default {DEFAULT_READ_TIMEOUT:g})")
+
+
+def _listen_address(text: str) -> str:
+    # gRPC would listen on 443 for a bare host, and on the port modulo 65536 for a larger one.
+    host, _, port = text.rpartition(":")
+    if not host or "://" in host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with a port from 0 to "
+                                         "65535 and no scheme, such as 127.0.0.1:50051")
+    return text
 
 
 def _data_port(text: str) -> int | None:

@@ -26,9 +26,11 @@ def rebuild(text: str) -> init.Initializer:
         raise InvalidArgument(f"initializer JSON exceeds {MAX_INITIALIZER_LENGTH} characters")
     try:
         return init.create(text)
-    except AssertionError as error:
+    except AssertionError:  # Gluon's "not registered ... register first" misleads here
         raise InvalidArgument(
-            f"{error}; custom initializers cannot run on the server. Supported: {supported}"
+            f"the server has no initializer {text[:200]} (no code crosses the wire, so a "
+            "custom initializer cannot run there: initialize the local net with it and push "
+            f"it instead). Supported: {supported}"
         ) from None
     except (ValueError, TypeError) as error:
         raise InvalidArgument(

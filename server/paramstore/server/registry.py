@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import numpy as np
+from safetensors import safe_open
 
 from paramstore import optimizer as opt
 from paramstore.server import validation
@@ -415,10 +416,15 @@ class StoreRegistry:
         self, name: str, snapshot_id: str, select: str = ""
     ) -> Iterator[tuple[SnapshotInfo, str]]:
         """A snapshot's description and a local file of it (of the parameters `select` picks,
-        when given), for an export."""
+        when given), for an export. Raises `ParameterNotFound` when `select` picks none."""
         self.get(name)
         matches = validation.select(select) if select else None
         with self.catalog.snapshot_file(name, snapshot_id, matches) as found:
+            if matches is not None:  # refused as a restore of nothing is, not a file of nothing
+                with safe_open(found[1], framework="numpy") as selected:
+                    if not selected.keys():
+                        raise ParameterNotFound(f"snapshot {snapshot_id!r} of store {name!r} "
+                                                f"has no parameter matching {select!r}")
             yield found
 
     def import_snapshot(self, name: str, produce: Callable[[str], None]) -> SnapshotInfo:

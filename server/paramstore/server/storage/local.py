@@ -24,6 +24,9 @@ class LocalBackend(Backend):
         self.root = Path(root).resolve()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # its strerror, "File exists", would not say what is wrong
+            raise BackendError(f"cannot use {self.root} as the data folder: it is a file, not "
+                               "a folder") from None
         except OSError as error:
             raise BackendError(f"cannot use {self.root} as the data folder: {error.strerror}"
                                ) from None

@@ -358,6 +358,9 @@ def _s3_errors(where: str) -> Iterator[None]:
         if code in _TAKEN:
             raise _Taken(where) from None
         raise BackendError(f"object storage refused {where}: {code or error}") from None
+    except botocore.exceptions.NoCredentialsError:
+        raise BackendError(f"object storage unreachable for {where}: no credentials; set "
+                           "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
     except botocore.exceptions.BotoCoreError as error:
         raise BackendError(f"object storage unreachable for {where}: "
                            f"{type(error).__name__}") from None
