@@ -1,0 +1,133 @@
+"""Probes of the storage surface: replies too big for a message, initializers that fill
+non-finite values, hostile files, and mixed writes on one store from threads."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from paramstore.client.errors import InvalidArgument, ParamstoreError
+
+LONG = 1000  # characters of a long parameter name
+MANY = 5000  # long names: 5 MB of names, over gRPC's 4 MiB message
+
+
+def long_names(count=MANY):
+    return [f"{index:06d}".ljust(LONG, "x") for index in range(count)]
+
+
+def test_initializing_many_long_names_answers_with_every_name(client):
+    store = client.create_store("net")
+    names = long_names()
+    store.push({name: np.zeros(1, np.float32) for name in names})
+    assert sorted(store.initialize("zeros", force_reinit=True)) == names
+
+
+def test_a_diff_of_many_long_names_answers_with_every_name(client):
+    store = client.create_store("net")
+    names = long_names()
+    store.push({name: np.zeros(1, np.float32) for name in names})
+    a = store.snapshot()
+    store.push({name: np.ones(1, np.float32) for name in names})
+    b = store.snapshot()
+    diff = store.diff(a.id, b.id)
+    assert len(list(diff)) == MANY
+
+
+def raw_file(path, header, data=b""):
+    text = json.dumps(header).encode() if isinstance(header, dict) else header
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return path
+
+
+@pytest.mark.parametrize("header, data", [
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, bytes(12)),
+    ({"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, bytes(16)),
+    ({"a": {"dtype": "F32", "shape": [2**40], "data_offsets": [0, 2**42]}}, bytes(8)),
+    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8)),
+    (b'{"\xff\xfe": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', bytes(4)),
+    (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+     b'"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', bytes(4)),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+      "__metadata__": {"paramstore.parameters": '[{"name": "a", "alias_of": "a"}]'}}, bytes(4)),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+      "__metadata__": {"paramstore.parameters": '[{"name": "b", "alias_of": "c"},'
+                                                '{"name": "c", "alias_of": "b"}, "a"]'}},
+     bytes(4)),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+      "__metadata__": {"paramstore.parameters": '[{"name": "a"}, {"name": "z", '
+                                                '"shape": [1e999], "dtype": "float32"}]'}},
+     bytes(4)),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+      "__metadata__": {"paramstore.parameters": '[{"name": "a"}, {"name": "z", '
+                                                '"shape": 7, "dtype": "float32"}]'}},
+     bytes(4)),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+      "__metadata__": {"paramstore.parameters": '[{"name": "a", "kind": 5, "label": []}]'}},
+     bytes(4)),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+      "__metadata__": {"paramstore.parameters": '[{"name": "a", "base": true}]',
+                       "paramstore.base": "00000001"}}, bytes(4)),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+      "__metadata__": {"paramstore.parameters": '[{"name": "a"}, {"name": "z", '
+                                                '"shape": [2], "dtype": "complex64"}]'}},
+     bytes(4)),
+])
+def test_a_hostile_file_is_refused_as_invalid_and_creates_nothing(client, tmp_path, header,
+                                                                  data):
+    path = raw_file(tmp_path / "hostile.safetensors", header, data)
+    with pytest.raises(InvalidArgument):
+        client.import_snapshot(path, store="hostile")
+    assert client.list_stores() == []
+
+
+def test_restores_pushes_snapshots_and_deletes_from_threads_get_honest_answers(client):
+    store = client.create_store("net")
+    store.push({"w": np.zeros(1024, np.float32), "u": np.zeros(1024, np.float32)})
+    first = store.snapshot()
+    store.set_retention(keep_last=2)
+    failures: list[BaseException] = []
+
+    def work(kind: int) -> None:
+        for step in range(15):
+            try:
+                if kind == 0:
+                    store.push({"w": np.full(1024, step, np.float32)})
+                elif kind == 1:
+                    store.snapshot(step=step, metadata={"m": str(step)}, tags=[f"t{step % 3}"])
+                elif kind == 2:
+                    store.restore("latest")
+                elif kind == 3:
+                    listed = store.snapshots()
+                    if len(listed) > 1:
+                        store.delete_snapshot(listed[0].id)
+                elif kind == 4:
+                    store.tie("u", "w") if step % 2 else store.untie("u")
+                elif kind == 5:
+                    listed = store.snapshots()
+                    if len(listed) > 1:
+                        store.diff(listed[0].id, "latest")
+                        store.tag(listed[-1].id, "best")
+            except ParamstoreError as error:
+                if type(error).__name__ in ("Internal", "ParamstoreError"):
+                    failures.append(error)
+            except BaseException as error:  # noqa: BLE001
+                failures.append(error)
+
+    threads = [threading.Thread(target=work, args=(kind,)) for kind in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    last = store.snapshot()
+    untagged = [info.id for info in store.snapshots() if not info.tags]
+    assert last.id in untagged and len(untagged) <= 2  # retention kept up with the mix
+    assert first.id not in untagged
+    store.restore(last.id)
+    assert store.info().version > 0
