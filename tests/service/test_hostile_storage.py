@@ -38,6 +38,21 @@ def test_a_diff_of_many_long_names_answers_with_every_name(client):
     assert len(list(diff)) == MANY
 
 
+@pytest.mark.parametrize("initializer", [
+    '["normal", {"sigma": Infinity}]', '["orthogonal", {"scale": NaN}]',
+    '["msraprelu", {"slope": NaN}]', '["constant", {"value": 1e300}]',
+    '["constant", {"value": null}]',
+])
+def test_an_initializer_that_fills_non_finite_values_is_refused(client, initializer):
+    store = client.create_store("net")
+    store.push({"w": np.ones((4, 4), np.float32)})
+    before = store.info().version
+    with pytest.raises(InvalidArgument):
+        store.initialize(initializer, force_reinit=True)
+    assert store.info().version == before
+    assert (store.collect_params()["w"].data().asnumpy() == 1).all()
+
+
 def raw_file(path, header, data=b""):
     text = json.dumps(header).encode() if isinstance(header, dict) else header
     path.write_bytes(struct.pack("<Q", len(text)) + text + data)
