@@ -9,8 +9,15 @@ import threading
 
 import numpy as np
 import pytest
+import safetensors.numpy
 
-from paramstore.client.errors import InvalidArgument, ParamstoreError
+from paramstore.client.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ParamstoreError,
+)
 
 LONG = 1000  # characters of a long parameter name
 MANY = 5000  # long names: 5 MB of names, over gRPC's 4 MiB message
@@ -146,3 +153,54 @@ def test_restores_pushes_snapshots_and_deletes_from_threads_get_honest_answers(c
     assert first.id not in untagged
     store.restore(last.id)
     assert store.info().version > 0
+
+
+def test_one_store_name_created_deleted_imported_and_snapshotted_from_threads(client, tmp_path):
+    path = tmp_path / "w.safetensors"
+    safetensors.numpy.save_file({"w": np.ones(256, np.float32)}, str(path))
+    failures: list[BaseException] = []
+
+    def work(kind: int) -> None:
+        for _ in range(12):
+            try:
+                if kind == 0:
+                    client.create_store("net").push({"w": np.zeros(256, np.float32)})
+                elif kind == 1:
+                    client.delete_store("net")
+                elif kind == 2:
+                    client.import_snapshot(path, store="net")
+                elif kind == 3:
+                    client.store("net").snapshot()
+                elif kind == 4:
+                    store = client.store("net")
+                    store.export_snapshot("latest", tmp_path / f"out{kind}.safetensors")
+                else:
+                    client.store("net").restore("latest")
+            except (NotFound, AlreadyExists):
+                pass  # the name came and went under this thread
+            except BaseException as error:  # noqa: BLE001
+                failures.append(error)
+
+    threads = [threading.Thread(target=work, args=(kind,)) for kind in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    if "net" in client.list_stores():
+        store = client.store("net")
+        for info in store.snapshots():
+            store.restore(info.id)
+            assert store.collect_params()["w"].data().asnumpy().shape == (256,)
+
+
+@pytest.mark.parametrize("alias, target", [("a", "a"), ("b", "b"), ("b", "a")])
+def test_a_tie_of_a_name_to_itself_or_to_its_alias_is_refused_and_changes_nothing(
+        client, alias, target):
+    store = client.create_store("net")
+    store.push({"a": np.zeros(2, np.float32), "b": np.zeros(2, np.float32)})
+    store.tie("a", "b")
+    before = store.info().version
+    with pytest.raises(FailedPrecondition, match="itself"):
+        store.tie(alias, target)
+    assert store.info().version == before and store.ties() == {"a": "b"}

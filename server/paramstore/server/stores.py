@@ -360,10 +360,10 @@ def _tie(
     named = parameters.get(target)
     if named is None:
         raise ParameterNotFound(f"cannot tie {alias!r} to {target!r}: no such parameter")
+    if alias in (target, named.alias_of):  # to itself, or to its own alias
+        raise FailedPrecondition(f"cannot tie {alias!r} to itself")
     target = named.alias_of or target
     root = parameters[target]
-    if alias == target:
-        raise FailedPrecondition(f"cannot tie {alias!r} to itself")
     existing = parameters.get(alias)
     if existing is not None and existing.alias_of is None:
         if any(info.alias_of == alias for info in parameters.values()):
