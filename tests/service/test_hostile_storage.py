@@ -17,7 +17,9 @@ from paramstore.client.errors import (
     InvalidArgument,
     NotFound,
     ParamstoreError,
+    ResourceExhausted,
 )
+from paramstore.server.validation import MAX_TAGS
 
 LONG = 1000  # characters of a long parameter name
 MANY = 5000  # long names: 5 MB of names, over gRPC's 4 MiB message
@@ -204,3 +206,19 @@ def test_a_tie_of_a_name_to_itself_or_to_its_alias_is_refused_and_changes_nothin
     with pytest.raises(FailedPrecondition, match="itself"):
         store.tie(alias, target)
     assert store.info().version == before and store.ties() == {"a": "b"}
+
+
+def test_tags_over_the_bound_per_store_are_refused_and_change_nothing(client):
+    store = client.create_store("net")
+    store.push({"w": np.zeros(4, np.float32)})
+    first = store.snapshot(tags=[f"t{number}" for number in range(MAX_TAGS)])
+    with pytest.raises(ResourceExhausted, match="tags"):
+        store.snapshot(tags=["one-more"])
+    with pytest.raises(ResourceExhausted, match="tags"):
+        store.tag(first.id, "one-more")
+    [only] = store.snapshots()
+    assert only.id == first.id and len(only.tags) == MAX_TAGS
+    second = store.snapshot(tags=["t0"])  # a tag the store has moves
+    store.untag("t1")
+    assert store.tag(first.id, "one-more").id == first.id
+    assert store.snapshots()[-1].tags == ("t0",) and second.id == store.snapshots()[-1].id

@@ -23,6 +23,7 @@ MAX_SELECT_LENGTH = 4096
 MAX_METADATA_BYTES = 64 << 10  # a snapshot's metadata: listings carry it for every snapshot
 MAX_METADATA_KEY_LENGTH = 256
 MAX_PREFIX_LENGTH = 1024
+MAX_TAGS = 256  # per store: each is a file, committed under the store's lock
 MAX_VERSION = 2**63 - 1  # versions and steps fit an int64 with room to count on
 DTYPES = frozenset(
     ["bool", "uint8", "int8", "uint16", "int16", "float16", "bfloat16", "uint32", "int32",
