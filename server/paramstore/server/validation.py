@@ -79,6 +79,16 @@ def parameter_name(name: str) -> str:
         raise InvalidArgument(str(error).replace("tensor name", "parameter name")) from None
 
 
+def distinct(what: str, names: Sequence[str]) -> None:
+    """Raise `InvalidArgument` naming the first name given twice in `names`, in linear time (a
+    request may carry hundreds of thousands)."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidArgument(f"{what} names {name!r} more than once")
+        seen.add(name)
+
+
 def dtype(name: str) -> str:
     """Return `name` if it is a supported element type."""
     if not isinstance(name, str) or name not in DTYPES:
