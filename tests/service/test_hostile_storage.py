@@ -231,3 +231,30 @@ def test_a_pull_of_a_few_hundred_thousand_names_with_one_twice_is_refused_at_onc
     names = [f"p{number}" for number in range(300_000)] + ["p299999"]
     with pytest.raises(InvalidArgument, match="'p299999' more than once"):
         list(client.stream("Pull", pb.PullRequest(store="net", names=names)))
+
+
+def raw_push(client, store, specs):
+    begin = pb.PushRequest(begin=pb.PushBegin(store=store, parameter_count=len(specs)))
+    return client.call("Push", iter([begin, *(pb.PushRequest(parameter=spec) for spec in specs)]))
+
+
+def alias_spec(name, target):
+    return pb.ParameterSpec(name=name, shape=[1], dtype="float32", dtype_label="float32",
+                            kind="Parameter", alias_of=target)
+
+
+def test_a_push_of_thousands_of_aliases_ties_each_and_frees_the_targets_it_moves(client):
+    # Each alias is checked in constant time: a scan of the store per alias took 3.9 s for 8000.
+    store = client.create_store("net")
+    store.push({f"p{number}": np.full(1, number, np.float32) for number in range(5000)})
+    store.tie("a", "p1")
+    # "a" moves to p0, so p1 has no alias left and may become one itself.
+    raw_push(client, "net", [alias_spec("a", "p0"), alias_spec("p1", "p0"),
+                             *(alias_spec(f"p{number}", "p0") for number in range(2, 5000))])
+    ties = store.ties()
+    assert len(ties) == 5000 and set(ties.values()) == {"p0"}
+    store.push({"q": np.zeros(1, np.float32)})
+    before = store.info().version
+    with pytest.raises(FailedPrecondition, match="untie them first"):
+        raw_push(client, "net", [alias_spec("p0", "q")])  # p0 is the target of the others
+    assert store.info().version == before
