@@ -535,7 +535,7 @@ def _read_layout(
         wanted = {aliases.get(name, name) for name in order}
         chosen = set(order)  # a list's `in` would make this quadratic in the tensors
         order += [name for name in entries if name in wanted and name not in chosen]
-        aliases = {alias: target for alias, target in aliases.items() if alias in order}
+        aliases = {alias: target for alias, target in aliases.items() if alias in chosen}
     spans = {name: entries[name][2:] for name in order if name in entries}
     for legacy in _LEGACY_CHECKSUM_KEYS:
         metadata.pop(legacy, None)
