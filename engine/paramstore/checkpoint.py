@@ -533,8 +533,9 @@ def _read_layout(
     if select is not None:
         order = [name for name in order if select(name)]
         wanted = {aliases.get(name, name) for name in order}
-        order += [name for name in entries if name in wanted and name not in order]
-        aliases = {alias: target for alias, target in aliases.items() if alias in order}
+        chosen = set(order)  # a list's `in` would make this quadratic in the tensors
+        order += [name for name in entries if name in wanted and name not in chosen]
+        aliases = {alias: target for alias, target in aliases.items() if alias in chosen}
     spans = {name: entries[name][2:] for name in order if name in entries}
     for legacy in _LEGACY_CHECKSUM_KEYS:
         metadata.pop(legacy, None)

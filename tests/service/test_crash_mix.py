@@ -1,9 +1,10 @@
 """SIGKILL at random moments while threads mix every mutating operation, then restart and check.
 
 Each thread works its own stores: push, set_data, tie, untie, snapshot (full or delta, with
-retention), restore, delete-snapshot, delete-store and create, import. Every acknowledgement
-goes into a `StoreModel`; after each kill and restart `crash_model.check` holds every store to
-its promises, no store exists that no thread asked for, and no uncommitted byte is left.
+retention), tag, untag, restore, delete-snapshot, delete-store and create, import. Every
+acknowledgement goes into a `StoreModel`; after each kill and restart `crash_model.check` holds
+every store to its promises, no store exists that no thread asked for, and no uncommitted byte
+is left.
 `make soak` runs 50 kills; the normal suite a few.
 """
 
@@ -26,6 +27,7 @@ from paramstore.client import Client, connect
 from paramstore.client.errors import ParamstoreError
 
 KEEP = 3
+TAGS = ("best", "release")  # a tagged snapshot outlives retention
 LANES = 3
 LONGEST_LIFE_SECONDS = 0.6
 SIZE = 64 << 10  # floats: 256 KiB a tensor, so that snapshots take a little while
@@ -78,7 +80,7 @@ class Lane(threading.Thread):
         model, store = self.model, client.store(self.model.name)
         operation = self.chance.choice([
             "push", "push", "set_data", "tie", "untie", "snapshot", "snapshot", "snapshot",
-            "restore", "delete-snapshot", "delete", "import"])
+            "tag", "untag", "restore", "delete-snapshot", "delete", "import"])
         if operation == "push":
             self._push(client)
         elif operation == "set_data":
@@ -95,6 +97,16 @@ class Lane(threading.Thread):
             # A delta stores only what changed: after a set_data, "w" alone.
             info = store.snapshot(delta=self.chance.random() < 0.5)
             model.snapshot_taken(info.id, self.value, info.base)
+        elif operation == "tag" and model.snapshots:
+            tag, snapshot_id = self.chance.choice(TAGS), self.chance.choice(sorted(model.snapshots))
+            model.begin("tag", tags=(tag,))
+            store.tag(snapshot_id, tag)
+            model.tagged(tag, snapshot_id)
+        elif operation == "untag" and model.tags:
+            tag = self.chance.choice(sorted(model.tags))
+            model.begin("tag", tags=(tag,))
+            store.untag(tag)
+            model.tagged(tag, None)
         elif operation == "restore" and model.snapshots:
             snapshot_id = self.chance.choice(sorted(model.snapshots))
             store.restore(snapshot_id)

@@ -252,6 +252,16 @@ def test_a_read_of_a_missing_name_is_not_found(client: Client) -> None:
     assert status.code == NOT_FOUND and "nope" in status.message
 
 
+def test_a_read_naming_a_parameter_twice_is_refused_and_sends_nothing(client: Client) -> None:
+    store = client.create_store("a")
+    store.push({"w": np.ones(1 << 18, np.float32)})
+    version = client.call("GetStore", pb.GetStoreRequest(name="a")).version
+    stream = reader(client, "a")
+    status = read(stream, "a", version, *["w"] * 1000)  # 1 GiB of body from a 4 kB header
+    assert status.code == INVALID_ARGUMENT and "more than once" in status.message
+    assert ends_without_data(stream)
+
+
 # ---- tickets ---------------------------------------------------------------------------------
 
 

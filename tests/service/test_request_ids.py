@@ -11,6 +11,7 @@ from service_types import RunningServer
 from paramstore.proto import wire
 from paramstore.proto.v1 import paramstore_pb2 as pb
 from paramstore.proto.v1 import paramstore_pb2_grpc as pb_grpc
+from paramstore.server.request_ids import RequestIds
 
 
 def _stub(server: RunningServer) -> pb_grpc.ParamStoreStub:
@@ -87,3 +88,28 @@ def test_long_request_ids_that_share_a_prefix_are_different_requests(
                              metadata=((wire.REQUEST_ID_KEY, prefix + end),)).id
            for end in ("a", "b", "a")]
     assert ids[0] != ids[1] and ids[2] == ids[0]
+
+
+def test_replies_kept_for_retries_are_bounded_in_bytes() -> None:
+    kept = RequestIds(capacity=1000, max_bytes=4 << 20)
+    reply = pb.InitializeResponse(initialized=["x" * 1000] * 1000)  # 1 MB: a big initialize
+    for number in range(20):
+        kept.run("Initialize", f"call-{number}", lambda: reply)
+    ran_again: list[str] = []
+
+    def again(identifier: str) -> pb.InitializeResponse:
+        return kept.run("Initialize", identifier,
+                        lambda: ran_again.append(identifier) or pb.InitializeResponse())
+
+    assert again("call-19") is reply  # the newest are answered from what was kept
+    assert again("call-0").initialized == []  # the oldest went to keep the bytes bounded
+    assert ran_again == ["call-0"]
+
+
+def test_a_reply_bigger_than_the_bound_is_not_kept_and_keeps_the_others() -> None:
+    kept = RequestIds(max_bytes=1 << 20)
+    small = pb.PushResponse(version=7)
+    kept.run("Push", "small", lambda: small)
+    kept.run("Initialize", "huge", lambda: pb.InitializeResponse(initialized=["x" * (2 << 20)]))
+    assert kept.run("Push", "small", pb.PushResponse) is small
+    assert kept.run("Initialize", "huge", pb.InitializeResponse).initialized == []

@@ -323,6 +323,9 @@ class _Connection:
         # A reply stream (a pull) is read by the thread that iterates it, not handed over
         # from gRPC's channel thread: a thread switch less per message (bench/service.py).
         options.append((ChannelOptions.SingleThreadedUnaryStream, 1))
+        # The names an initialize or a diff answers with grow with the store (a million
+        # parameters' names pass gRPC's 4 MiB default); the server pages every listing.
+        options.append(("grpc.max_receive_message_length", -1))
         if tls is False:
             self.channel = grpc.insecure_channel(address, options=options)
         else:

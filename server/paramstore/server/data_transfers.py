@@ -46,11 +46,13 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 def tensors_at(registry: StoreRegistry, ticket: Ticket, read: pb.DataRead) -> list[np.ndarray]:
     """The arrays `read` names, from the state at its version. Raises `InvalidArgument` (a store
-    other than the ticket's), the registry's errors (`StoreNotFound`, `NotOwner`, ...),
-    `StoreChanged`, `ParameterNotFound`, `FailedPrecondition` (a name without data)."""
+    other than the ticket's, a name given twice), the registry's errors (`StoreNotFound`,
+    `NotOwner`, ...), `StoreChanged`, `ParameterNotFound`, `FailedPrecondition` (a name
+    without data)."""
     if read.store != ticket.store:
         raise InvalidArgument(f"this data connection reads store {ticket.store!r}, "
                               f"not {read.store!r}")
+    validation.distinct("the read", read.names)  # as a Pull: each tensor sent once a request
     state = registry.get(read.store).state()
     if state.version != read.version:
         raise StoreChanged(f"store {read.store!r} is at version {state.version}, not "

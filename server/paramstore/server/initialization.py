@@ -55,8 +55,8 @@ def initialize(
     store) and committed only if the parameters they fill did not change meanwhile;
     otherwise they are computed again.
     Returns the names filled and the new state. Raises `InvalidArgument` (unknown initializer,
-    or one that refuses a parameter, e.g. Xavier on a vector), `FailedPrecondition` (the store
-    kept changing); then nothing changes.
+    one that refuses a parameter, e.g. Xavier on a vector, or one that would fill infinities
+    or NaNs), `FailedPrecondition` (the store kept changing); then nothing changes.
     """
     initializer = rebuild(text)
     for _ in range(ATTEMPTS):
@@ -99,6 +99,10 @@ def _fill(initializer: init.Initializer, state: StoreState, matches: Callable[[s
             initializer(init.InitDesc(info.name, {"__init__": initializer}), array)
         except (ValueError, TypeError, AssertionError, ArithmeticError, EngineError) as error:
             raise InvalidArgument(f"cannot initialize {info.name!r}: {error}") from None
-        arrays[info.name] = np.asarray(array)
+        values = np.asarray(array)
+        if not np.isfinite(values).all():  # a NaN or infinite argument, or one overflowing
+            raise InvalidArgument(f"initializer {initializer.dumps()} would fill {info.name!r} "
+                                  "with values that are not finite: check its arguments")
+        arrays[info.name] = values
         filled.append(info.name)
     return filled, arrays

@@ -254,9 +254,7 @@ class StoreRegistry:
         data. Raises `ParameterNotFound`, `InvalidArgument` (a name given twice, a regex)."""
         state = self.get(name).state()
         if names:
-            if len(set(names)) != len(names):
-                twice = next(each for each in names if names.count(each) > 1)
-                raise InvalidArgument(f"the pull names {twice!r} more than once")
+            validation.distinct("the pull", names)
             infos = [state.info(each) for each in names]
         else:
             infos = state.select(validation.select(select))

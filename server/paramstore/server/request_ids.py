@@ -3,8 +3,10 @@
 The SDK gives each mutating call one id (`wire.REQUEST_ID_KEY`) that all its retries carry: a
 reply lost with a dropped connection, or a replica that answered after the client gave up on it,
 must not make the retry apply the call again. Replies of unary-response calls that succeeded
-are kept for the `capacity` most recent ids; a retry arriving while the first attempt still
-runs waits for it. A failed call changed nothing, so it is not kept: its retry runs again.
+are kept for the `capacity` most recent ids, and no more of them than `max_bytes` (an
+initialize's reply lists every name it filled: a caller could otherwise make the server hold
+thousands of them); a retry arriving while the first attempt still runs waits for it. A failed
+call changed nothing, so it is not kept: its retry runs again.
 A snapshot also records its request id (`registry.snapshot`), so that a replica that took the
 store over after a failover recognises a retried snapshot it never saw.
 """
@@ -22,6 +24,7 @@ import grpc
 from paramstore.proto.wire import READ_METHODS, REQUEST_ID_KEY
 
 DEFAULT_CAPACITY = 4096
+DEFAULT_MAX_BYTES = 64 << 20
 _WAIT_SECONDS = 600.0
 _LONGEST_KEPT = 128
 
@@ -44,15 +47,19 @@ class _Pending:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.reply: Any = None
+        self.size = 0  # the reply's serialized bytes, once kept
 
 
 class RequestIds(grpc.ServerInterceptor):
     """Answers a repeated request id with the reply of its first, successful, attempt."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._calls: OrderedDict[tuple[str, str], _Pending] = OrderedDict()
+        self._kept_bytes = 0
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -87,7 +94,7 @@ class RequestIds(grpc.ServerInterceptor):
             if first:
                 pending = self._calls[key] = _Pending()
                 while len(self._calls) > self.capacity:
-                    self._calls.popitem(last=False)
+                    self._kept_bytes -= self._calls.popitem(last=False)[1].size
         assert pending is not None
         if not first:
             pending.done.wait(_WAIT_SECONDS)
@@ -96,6 +103,7 @@ class RequestIds(grpc.ServerInterceptor):
             return behaviour()  # the first attempt failed: run it again
         try:
             pending.reply = behaviour()
+            self._keep(key, pending)
             return pending.reply
         except BaseException:
             with self._lock:
@@ -103,3 +111,18 @@ class RequestIds(grpc.ServerInterceptor):
             raise
         finally:
             pending.done.set()
+
+    def _keep(self, key: tuple[str, str], pending: _Pending) -> None:
+        """Count a reply's bytes, dropping the oldest replies over `max_bytes`; one bigger than
+        that alone is not kept (its waiters have it already)."""
+        size = pending.reply.ByteSize() if hasattr(pending.reply, "ByteSize") else 0
+        with self._lock:
+            if self._calls.get(key) is not pending:
+                return  # dropped meanwhile by the count bound
+            if size > self.max_bytes:
+                del self._calls[key]
+                return
+            pending.size = size
+            self._kept_bytes += size
+            while self._kept_bytes > self.max_bytes:
+                self._kept_bytes -= self._calls.popitem(last=False)[1].size

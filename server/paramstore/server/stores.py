@@ -208,8 +208,9 @@ class Store:
                     info, alias_of=None)
                 if item.data is not None:
                     data[info.name] = _frozen(item.data)
+            tied = _tied(parameters)
             for info in aliases:
-                _tie(parameters, data, info.name, info.alias_of or "")
+                _tie(parameters, data, info.name, info.alias_of or "", tied)
             return self._commit(current, prefix, parameters, data)
 
     def set_data(self, items: Iterable[Incoming]) -> StoreState:
@@ -240,7 +241,7 @@ class Store:
             current = self._state
             current.info(target)
             parameters, data = dict(current.parameters), dict(current.data)
-            _tie(parameters, data, alias, target)
+            _tie(parameters, data, alias, target, _tied(parameters))
             return self._commit(current, current.prefix, parameters, data)
 
     def untie(self, alias: str) -> StoreState:
@@ -353,20 +354,27 @@ def merge_shapes(name: str, stored: Shape, given: Shape) -> Shape:
     )
 
 
+def _tied(parameters: dict[str, ParameterInfo]) -> collections.Counter[str]:
+    """How many aliases each target has."""
+    return collections.Counter(info.alias_of for info in parameters.values() if info.alias_of)
+
+
 def _tie(
-    parameters: dict[str, ParameterInfo], data: dict[str, np.ndarray], alias: str, target: str
+    parameters: dict[str, ParameterInfo], data: dict[str, np.ndarray], alias: str, target: str,
+    tied: collections.Counter[str],
 ) -> None:
-    """Make `alias` a name of `target`'s tensor, in the dicts being built."""
+    """Make `alias` a name of `target`'s tensor, in the dicts being built; `tied`: `_tied` of
+    `parameters`, kept up to date (a push of many aliases checks each in constant time)."""
     named = parameters.get(target)
     if named is None:
         raise ParameterNotFound(f"cannot tie {alias!r} to {target!r}: no such parameter")
+    if alias in (target, named.alias_of):  # to itself, or to its own alias
+        raise FailedPrecondition(f"cannot tie {alias!r} to itself")
     target = named.alias_of or target
     root = parameters[target]
-    if alias == target:
-        raise FailedPrecondition(f"cannot tie {alias!r} to itself")
     existing = parameters.get(alias)
     if existing is not None and existing.alias_of is None:
-        if any(info.alias_of == alias for info in parameters.values()):
+        if tied[alias]:
             raise FailedPrecondition(
                 f"cannot tie {alias!r} to {target!r}: other names are tied to {alias!r}; "
                 "untie them first"
@@ -376,7 +384,10 @@ def _tie(
             raise FailedPrecondition(
                 f"cannot tie {alias!r} ({existing.dtype}) to {target!r} ({root.dtype})"
             )
+    if existing is not None and existing.alias_of:
+        tied[existing.alias_of] -= 1
     parameters[alias] = dataclasses.replace(root, name=alias, alias_of=target)
+    tied[target] += 1
     data.pop(alias, None)
 
 

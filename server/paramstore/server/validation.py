@@ -23,6 +23,7 @@ MAX_SELECT_LENGTH = 4096
 MAX_METADATA_BYTES = 64 << 10  # a snapshot's metadata: listings carry it for every snapshot
 MAX_METADATA_KEY_LENGTH = 256
 MAX_PREFIX_LENGTH = 1024
+MAX_TAGS = 256  # per store: each is a file, committed under the store's lock
 MAX_VERSION = 2**63 - 1  # versions and steps fit an int64 with room to count on
 DTYPES = frozenset(
     ["bool", "uint8", "int8", "uint16", "int16", "float16", "bfloat16", "uint32", "int32",
@@ -76,6 +77,16 @@ def parameter_name(name: str) -> str:
         return checkpoint.validate_name(name)
     except checkpoint.CheckpointError as error:
         raise InvalidArgument(str(error).replace("tensor name", "parameter name")) from None
+
+
+def distinct(what: str, names: Sequence[str]) -> None:
+    """Raise `InvalidArgument` naming the first name given twice in `names`, in linear time (a
+    request may carry hundreds of thousands)."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidArgument(f"{what} names {name!r} more than once")
+        seen.add(name)
 
 
 def dtype(name: str) -> str:
@@ -189,6 +200,9 @@ def select(pattern: str) -> Callable[[str], bool]:
         )
     options = re2.Options()
     options.log_errors = False
+    # Only whether a name matches counts: tracking groups would leave RE2's DFA for a matcher
+    # 10^4 times slower on a pattern of many groups (80 ms a name for 409 of them).
+    options.never_capture = True
     try:
         compiled = re2.compile(pattern, options)
     except re2.error as error:

@@ -372,10 +372,12 @@ class Catalog:
         (`snapshot_of_request`).
 
         Raises `StoreNotFound` (deleted meanwhile), `InvalidArgument` or `ResourceExhausted`
-        (the file would break a reader's limit), `StorageUnavailable`; nothing is committed or
-        deleted then."""
+        (the file would break a reader's limit, or the tags the store's), `StorageUnavailable`;
+        nothing is committed or deleted then."""
         files = pending.files
         try:
+            with files.lock:
+                _check_tag_room(files, tags)
             record = self._write_snapshot(files, pending, step, metadata or {}, request_id)
             with files.lock:
                 if files.seen is None or int(files.seen[0]) < int(pending.id):
@@ -506,11 +508,13 @@ class Catalog:
 
     def tag(self, name: str, snapshot_id: str, tag: str) -> SnapshotInfo:
         """Give snapshot `snapshot_id` the tag `tag`, moving it from the snapshot that had it.
-        Raises `SnapshotNotFound`, `InvalidArgument` (tag), `StorageUnavailable`."""
+        Raises `SnapshotNotFound`, `InvalidArgument` (tag), `ResourceExhausted` (the store has
+        `MAX_TAGS` others), `StorageUnavailable`."""
         validation.tag_name(tag)
         files = self._files(name)
         with files.lock:
             record = self._record(files, snapshot_id)
+            _check_tag_room(files, [tag])
             self._set_tag(files, tag, record.info.id)
             return self._described(files, record)
 
@@ -802,6 +806,15 @@ def _refusals() -> Iterator[None]:
             raise ResourceExhausted(f"the snapshot would break a reader's limit: {error}"
                                     ) from None
         raise InvalidArgument(f"the snapshot would not be readable: {error}") from None
+
+
+def _check_tag_room(files: _StoreFiles, tags: Sequence[str]) -> None:
+    """Raise `ResourceExhausted` if giving `tags` would make the store's tags more than
+    `validation.MAX_TAGS`. Called under `files.lock`."""
+    count = len(files.tags.keys() | set(tags))
+    if count > validation.MAX_TAGS:
+        raise ResourceExhausted(f"store {files.name!r} would have {count} tags, more than the "
+                                f"{validation.MAX_TAGS} a store may have: untag some first")
 
 
 def _damaged(snapshot_id: str, error: object) -> InvalidArgument:
