@@ -308,8 +308,8 @@ class ParamStoreServicer:
     def Initialize(self, request, context):
         """Runs an initializer on the server over the selected parameters that have a known shape.
         Parameters that already hold data are skipped unless force_reinit. NOT_FOUND (store);
-        INVALID_ARGUMENT (regex, or an initializer that is not registered: the message lists the
-        supported ones).
+        INVALID_ARGUMENT (regex, an initializer that is not registered: the message lists the
+        supported ones, or one whose arguments would fill infinities or NaNs).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -346,8 +346,8 @@ class ParamStoreServicer:
 
         Writes the store to a new safetensors snapshot (fsynced, then renamed into place), gives
         it the request's tags (moving each from the snapshot that had it) and applies the store's
-        retention policy. NOT_FOUND (store); INVALID_ARGUMENT (metadata, step or a tag; nothing is
-        written then).
+        retention policy. NOT_FOUND (store); INVALID_ARGUMENT (metadata, step or a tag);
+        RESOURCE_EXHAUSTED (the store would have more than 256 tags); nothing is written then.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -399,7 +399,7 @@ class ParamStoreServicer:
         """Gives a snapshot a tag, a name that `id` fields accept; a tag names one snapshot, so it
         moves from the snapshot that had it. A tagged snapshot is never deleted by retention.
         NOT_FOUND (store or snapshot); INVALID_ARGUMENT (a tag must be a file-name-like word, not
-        all digits and not "latest").
+        all digits and not "latest"); RESOURCE_EXHAUSTED (the store has 256 other tags).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
