@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -144,11 +145,7 @@ def test_restores_pushes_snapshots_and_deletes_from_threads_get_honest_answers(c
             except BaseException as error:  # noqa: BLE001
                 failures.append(error)
 
-    threads = [threading.Thread(target=work, args=(kind,)) for kind in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(work, 6)
     assert failures == []
     last = store.snapshot()
     untagged = [info.id for info in store.snapshots() if not info.tags]
@@ -156,6 +153,15 @@ def test_restores_pushes_snapshots_and_deletes_from_threads_get_honest_answers(c
     assert first.id not in untagged
     store.restore(last.id)
     assert store.info().version > 0
+
+
+def run_together(work: Callable[[int], None], kinds: int) -> None:
+    """`work(kind)` for each kind, each on its own thread, until all end."""
+    threads = [threading.Thread(target=work, args=(kind,)) for kind in range(kinds)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def test_one_store_name_created_deleted_imported_and_snapshotted_from_threads(client, tmp_path):
@@ -184,11 +190,7 @@ def test_one_store_name_created_deleted_imported_and_snapshotted_from_threads(cl
             except BaseException as error:  # noqa: BLE001
                 failures.append(error)
 
-    threads = [threading.Thread(target=work, args=(kind,)) for kind in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(work, 6)
     assert failures == []
     if "net" in client.list_stores():
         store = client.store("net")
