@@ -96,7 +96,9 @@ def _fill(initializer: init.Initializer, state: StoreState, matches: Callable[[s
             continue
         array = NDArray._wrap(np.zeros(info.shape, dtype=info.dtype))
         try:
-            initializer(init.InitDesc(info.name, {"__init__": initializer}), array)
+            # Overflows and NaNs are refused below, with the parameter's name, not warned of.
+            with np.errstate(over="ignore", invalid="ignore"):
+                initializer(init.InitDesc(info.name, {"__init__": initializer}), array)
         except (ValueError, TypeError, AssertionError, ArithmeticError, EngineError) as error:
             raise InvalidArgument(f"cannot initialize {info.name!r}: {error}") from None
         values = np.asarray(array)
