@@ -133,6 +133,7 @@ def test_a_server_restarted_after_faults_serves_what_was_committed(
 
 @pytest.mark.parametrize("data_dir, flags, message", [
     ("gs://bucket/x", (), "scheme is not served"),
+    ("s3:/bucket/x", (), "is not an s3://BUCKET[/PREFIX] URL"),  # not a folder named "s3:"
     ("s3://no-such-bucket-anywhere/x", ("--s3-endpoint", "{moto}"), "does not exist"),
     ("s3://bucket/x", ("--s3-endpoint", "http://127.0.0.1:{closed}", "--s3-timeout", "1"),
      "unreachable"),

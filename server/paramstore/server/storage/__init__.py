@@ -34,6 +34,8 @@ def open_backend(
     if scheme:
         raise ValueError(f"--data-dir {text!r}: the {scheme}:// scheme is not served; use a "
                          "local folder or s3://BUCKET/PREFIX")
+    if text.lower().startswith("s3:"):  # a mistyped URL would become a local folder "s3:"
+        raise ValueError(f"--data-dir {text!r} is not an s3://BUCKET[/PREFIX] URL")
     return LocalBackend(text)
 
 __all__ = [
