@@ -8,6 +8,7 @@ it; `paths(client)` records, pull by pull, whether the data channel carried it, 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import socket
@@ -365,8 +366,9 @@ class CuttingRelay:
         server = socket.create_connection(("127.0.0.1", self.port_to))
 
         def up() -> None:
-            while data := client.recv(1 << 16):
-                server.sendall(data)
+            with contextlib.suppress(OSError):  # the cut closes both sockets under it
+                while data := client.recv(1 << 16):
+                    server.sendall(data)
 
         threading.Thread(target=up, daemon=True).start()
         passed = 0
