@@ -44,9 +44,10 @@ import numpy as np
 
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.server import data_answers as answers
 from paramstore.server import data_transfers, failures
 from paramstore.server.data_tickets import TICKET_SECONDS, Ticket, TicketKind, Tickets
-from paramstore.server.errors import InvalidArgument, NotOwner, NotTraining, StoreError
+from paramstore.server.errors import InvalidArgument, NotTraining, StoreError
 
 if TYPE_CHECKING:
     from paramstore.server.servicer import ParamStoreServicer, StepParameters
@@ -58,7 +59,6 @@ DEFAULT_MAX_CONNECTIONS = 64
 # per caller): a worker refused falls back to gRPC.
 DEFAULT_MAX_CONNECTIONS_PER_PEER = 16
 DEFAULT_READ_TIMEOUT = 10.0
-MIN_BYTES_PER_SECOND = 1 << 20  # a body slower than this is a stall, not a network
 _METHOD = "DataChannel"  # a step's name in logs and metrics
 _STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 # A connection's last step, for a next one with `same_parameters`: the specs of a step whose
@@ -285,7 +285,7 @@ class DataChannel:
                 self.record_step(_METHOD, status, started)
             if refusal is not None:
                 frames.send_message(counted, refusal)
-                _drain(stream, self.limits.read_timeout)
+                answers.drain(stream, self.limits.read_timeout)
                 return
 
     def _set_busy(self, stream: socket.socket, busy: bool) -> None:
@@ -312,7 +312,7 @@ class DataChannel:
             frames.read_into(stream, memoryview(body), deadline)
             return frames.parse(pb.DataStep, body)
         except frames.Malformed as error:
-            frames.send_message(stream, _status(InvalidArgument(str(error))))
+            frames.send_message(stream, answers.status(InvalidArgument(str(error))))
             raise _Closed from None
 
     def _step(self, stream: socket.socket, ticket: Ticket, header: pb.DataStep,
@@ -341,13 +341,13 @@ class DataChannel:
                                       "with its data on the connection")
             with self._servicer.inflight.account() as take:
                 items, buffers = self._servicer.data_step_items(begin, specs, take)
-                deadline = time.monotonic() + self.limits.read_timeout + \
-                    sum(buffer.nbytes for buffer in buffers) / MIN_BYTES_PER_SECOND
+                deadline = answers.body_deadline(self.limits.read_timeout,
+                                                 sum(buffer.nbytes for buffer in buffers))
                 for buffer in buffers:
                     frames.read_into(stream, buffer.data, deadline)
                 values = session.push_pull(ticket.rank, items(), begin.step, begin.worker_id)
         except StoreError as error:
-            raise _Refused(_status(error)) from None
+            raise _Refused(answers.status(error)) from None
         except (_Closed, OSError):
             raise
         except Exception as error:
@@ -378,28 +378,6 @@ class _Counted:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
-
-
-def _status(error: StoreError) -> pb.DataStatus:
-    """The status a gRPC call would end with for `error` (`servicer.STATUS_OF`)."""
-    from paramstore.server.servicer import STATUS_OF
-
-    kind = next(cls for cls in type(error).__mro__ if cls in STATUS_OF or cls is StoreError)
-    code = STATUS_OF.get(kind, grpc.StatusCode.FAILED_PRECONDITION)
-    return pb.DataStatus(code=code.value[0], message=str(error), error_kind=kind.__name__,
-                         owner=error.owner if isinstance(error, NotOwner) else "")
-
-
-def _drain(stream: socket.socket, seconds: float) -> None:
-    """Read and drop what the peer still sends (the rest of a refused step) for up to
-    `seconds`, so that it reads the status rather than a reset connection."""
-    with contextlib.suppress(OSError, ssl.SSLError):
-        if not isinstance(stream, ssl.SSLSocket):
-            stream.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + seconds
-        sink = bytearray(1 << 16)
-        while time.monotonic() < deadline and stream.recv_into(sink):
-            pass
 
 
 def _shut(connection: socket.socket) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from paramstore.proto import data_frames as frames
 from paramstore.proto.v1 import paramstore_pb2 as pb
+from paramstore.server import data_answers as answers
 from paramstore.server import failures, validation
 from paramstore.server.data_tickets import Ticket, TicketKind
 from paramstore.server.errors import FailedPrecondition, InvalidArgument, StoreChanged, StoreError
@@ -72,8 +73,6 @@ def serve(stream: socket.socket, ticket: Ticket, servicer: ParamStoreServicer,
     """Serve the one read or push a connection admitted with `ticket` carries; `record(method,
     status name, start)` as a step's. Raises `OSError` and `TimeoutError` when the connection
     fails or stalls."""
-    from paramstore.server.data_channel import _drain, _status  # it imports this module
-
     method = READ if ticket.kind is TicketKind.READ else WRITE
     started, status = time.perf_counter(), "CANCELLED"  # unless it is answered
     try:
@@ -88,9 +87,9 @@ def serve(stream: socket.socket, ticket: Ticket, servicer: ParamStoreServicer,
             status = "OK"
             return
         except frames.Malformed as error:
-            refusal = _status(InvalidArgument(str(error)))
+            refusal = answers.status(InvalidArgument(str(error)))
         except StoreError as error:
-            refusal = _status(error)
+            refusal = answers.status(error)
         except OSError:  # the connection failed or stalled: nobody to answer
             raise
         except Exception as error:  # a bug: answered as a gRPC call's would be
@@ -99,7 +98,7 @@ def serve(stream: socket.socket, ticket: Ticket, servicer: ParamStoreServicer,
                                     message=answer.message)
         frames.send_message(stream, refusal)
         status = _CODES[refusal.code].name
-        _drain(stream, limits.read_timeout)  # a writer reads the status, not a reset
+        answers.drain(stream, limits.read_timeout)  # a writer reads the status, not a reset
     finally:
         record(method, status, started)
 
@@ -110,7 +109,7 @@ def _read(stream: socket.socket, ticket: Ticket, registry: StoreRegistry, limits
     arrays = tensors_at(registry, ticket, read)
     frames.send_message(stream, pb.DataStatus())
     total = sum(array.nbytes for array in arrays)
-    deadline = _body_deadline(limits, total)
+    deadline = answers.body_deadline(limits.read_timeout, total)
     for array in arrays:
         data = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
         for begin in range(0, len(data), SEND_BYTES):
@@ -136,7 +135,7 @@ def _write(stream: socket.socket, ticket: Ticket, servicer: ParamStoreServicer,
         with servicer.inflight.account() as take:  # every buffer taken before a body byte
             items, buffers = servicer.data_step_items(begin, list(write.parameters), take)
             total = sum(buffer.nbytes for buffer in buffers)
-            deadline = _body_deadline(limits, total)
+            deadline = answers.body_deadline(limits.read_timeout, total)
             for buffer in buffers:
                 frames.read_into(stream, buffer.reshape(-1).view(np.uint8).data, deadline)
             state = servicer.registry.get(begin.store).push(
@@ -148,10 +147,3 @@ def _write(stream: socket.socket, ticket: Ticket, servicer: ParamStoreServicer,
     reply = servicer.request_ids.run("Push", ticket.request_id, push)
     frames.send_message(stream, pb.DataStatus())
     frames.send_message(stream, reply)
-
-
-def _body_deadline(limits: DataLimits, total: int) -> float:
-    """When `total` bytes must have moved, at the data channel's least rate."""
-    from paramstore.server.data_channel import MIN_BYTES_PER_SECOND  # it imports this module
-
-    return time.monotonic() + limits.read_timeout + total / MIN_BYTES_PER_SECOND
